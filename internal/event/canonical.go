@@ -1,0 +1,198 @@
+package event
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// Pseudo-keys of the canonical form for the record fields that are not
+// attributes.
+const (
+	keyName         = "event.name"
+	keySeverity     = "severity_text"
+	keyTime         = "time_unix_nano"
+	keyObservedTime = "observed_time_unix_nano"
+)
+
+// Canonical is the byte form of an event that the audit chain hashes:
+// compact JSON of every present attribute except the audit hashes, plus the
+// event name, severity and both times, with keys in byte order, integers in
+// decimal, and strings escaped only where JSON requires it ('"', '\\' and
+// bytes below 0x20 as \u00XX, lowercase). It depends on nothing but the
+// values, so the collector recomputes it from the OTLP record alone, and it
+// is valid JSON, so the audit log stores it as the entry's payload.
+//
+// It is defined for valid events; an invalid UTF-8 byte is written as \ufffd.
+func (e *Event) Canonical() []byte { return e.AppendCanonical(nil) }
+
+type pair struct {
+	key string
+	v   value
+}
+
+// AppendCanonical appends Canonical to dst.
+func (e *Event) AppendCanonical(dst []byte) []byte {
+	pairs := make([]pair, 0, 24)
+	pairs = append(pairs,
+		pair{keyName, value{kind: kindString, s: string(e.Name)}},
+		pair{keySeverity, value{kind: kindString, s: e.Severity.String()}},
+		pair{keyTime, value{kind: kindInt, i: unixNano(e.Time)}},
+		pair{keyObservedTime, value{kind: kindInt, i: unixNano(e.ObservedTime)}},
+	)
+	e.each(func(f *field, v value) {
+		if f.hashed() {
+			pairs = append(pairs, pair{f.key, v})
+		}
+	})
+	sort.Slice(pairs, func(i, j int) bool { return pairs[i].key < pairs[j].key })
+	dst = append(dst, '{')
+	for i, p := range pairs {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendString(dst, p.key)
+		dst = append(dst, ':')
+		switch p.v.kind {
+		case kindString:
+			dst = appendString(dst, p.v.s)
+		case kindInt:
+			dst = strconv.AppendInt(dst, p.v.i, 10)
+		case kindBool:
+			dst = strconv.AppendBool(dst, p.v.b)
+		}
+	}
+	return append(dst, '}')
+}
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+const hexDigits = "0123456789abcdef"
+
+func appendString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				dst = append(dst, '\\', c)
+			case c < 0x20:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			default:
+				dst = append(dst, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, `\ufffd`...)
+		} else {
+			dst = append(dst, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(dst, '"')
+}
+
+// ParseCanonical decodes the canonical form (an audit-log payload) back into
+// an event. It accepts any JSON object with the schema's keys and types; keys
+// it does not know are errors, since the payload was written by TripWire.
+func ParseCanonical(b []byte) (*Event, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("decoding canonical event: %w", err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("decoding canonical event: trailing data")
+	}
+	e := &Event{}
+	// Name first: tripwire.type is checked against it.
+	name, _ := m[keyName].(string)
+	e.Name = Name(name)
+	for k, raw := range m {
+		var err error
+		switch k {
+		case keyName:
+			if _, isStr := raw.(string); !isStr {
+				err = fmt.Errorf("%w: %s wants string", ErrWrongKind, k)
+			}
+		case keySeverity:
+			s, _ := raw.(string)
+			e.Severity, err = ParseSeverity(s)
+		case keyTime, keyObservedTime:
+			var n int64
+			if n, err = jsonInt(k, raw); err == nil {
+				t := time.Unix(0, n).UTC()
+				if k == keyTime {
+					e.Time = t
+				} else {
+					e.ObservedTime = t
+				}
+			}
+		default:
+			f := fieldByKey[k]
+			if f == nil {
+				return nil, fmt.Errorf("decoding canonical event: unknown key %q", k)
+			}
+			var v value
+			if v, err = jsonValue(f, raw); err == nil {
+				err = setField(e, f, v)
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("decoding canonical event: %w", err)
+		}
+	}
+	return e, nil
+}
+
+func jsonInt(key string, raw any) (int64, error) {
+	n, isNum := raw.(json.Number)
+	if !isNum {
+		return 0, fmt.Errorf("%w: %s wants int", ErrWrongKind, key)
+	}
+	i, err := n.Int64()
+	if err != nil {
+		return 0, fmt.Errorf("%w: %s: %v", ErrBadValue, key, err)
+	}
+	return i, nil
+}
+
+func jsonValue(f *field, raw any) (value, error) {
+	v := value{kind: f.kind}
+	var isKind bool
+	switch f.kind {
+	case kindString:
+		v.s, isKind = raw.(string)
+	case kindBool:
+		v.b, isKind = raw.(bool)
+	case kindInt:
+		var err error
+		v.i, err = jsonInt(f.key, raw)
+		return v, err
+	}
+	if !isKind {
+		return v, fmt.Errorf("%w: %s wants %s", ErrWrongKind, f.key, f.kind)
+	}
+	return v, nil
+}
+
+func setField(e *Event, f *field, v value) error {
+	if err := f.set(e, v); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrBadValue, f.key, err)
+	}
+	return nil
+}

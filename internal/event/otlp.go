@@ -1,0 +1,211 @@
+package event
+
+import (
+	"fmt"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/otel/attribute"
+	otellog "go.opentelemetry.io/otel/log"
+)
+
+// Resource attribute keys set by the agent; the receiver overwrites the host
+// identity ones from the client certificate.
+const (
+	ResourceHostName       = "host.name"
+	ResourceHostID         = "host.id"
+	ResourceOSType         = "os.type"
+	ResourceHostArch       = "host.arch"
+	ResourceServiceName    = "service.name"
+	ResourceServiceVersion = "service.version"
+
+	// ServiceName is the service.name of every agent.
+	ServiceName = "tripwire-agent"
+)
+
+// CopyTo writes the event into an OTLP LogRecord (pdata), replacing what was
+// there.
+func (e *Event) CopyTo(lr plog.LogRecord) {
+	lr.SetEventName(string(e.Name))
+	lr.SetTimestamp(pcommon.NewTimestampFromTime(e.Time))
+	lr.SetObservedTimestamp(pcommon.NewTimestampFromTime(e.ObservedTime))
+	lr.SetSeverityNumber(plog.SeverityNumber(e.Severity.Number()))
+	lr.SetSeverityText(e.Severity.String())
+	lr.Body().SetStr(e.Summary())
+	attrs := lr.Attributes()
+	attrs.Clear()
+	attrs.EnsureCapacity(16)
+	e.each(func(f *field, v value) {
+		switch v.kind {
+		case kindString:
+			attrs.PutStr(f.key, v.s)
+		case kindInt:
+			attrs.PutInt(f.key, v.i)
+		case kindBool:
+			attrs.PutBool(f.key, v.b)
+		}
+	})
+}
+
+// FromLogRecord decodes an OTLP LogRecord (pdata). Attributes outside the
+// schema are ignored (they are neither hashed nor stored); a schema attribute
+// of the wrong type is an error naming it. The result is not validated: call
+// Validate.
+func FromLogRecord(lr plog.LogRecord) (*Event, error) {
+	e := &Event{
+		Name:         Name(lr.EventName()),
+		Time:         tsTime(lr.Timestamp()),
+		ObservedTime: tsTime(lr.ObservedTimestamp()),
+	}
+	if lr.SeverityText() != "" || lr.SeverityNumber() != 0 {
+		sev, err := ParseSeverity(lr.SeverityText())
+		if err != nil {
+			return nil, err
+		}
+		if int32(lr.SeverityNumber()) != sev.Number() {
+			return nil, fmt.Errorf("%w: severity number %d does not match %s", ErrBadSeverity, lr.SeverityNumber(), sev)
+		}
+		e.Severity = sev
+	}
+	var err error
+	lr.Attributes().Range(func(k string, pv pcommon.Value) bool {
+		f := fieldByKey[k]
+		if f == nil {
+			return true
+		}
+		v := value{kind: f.kind}
+		var isKind bool
+		switch f.kind {
+		case kindString:
+			v.s, isKind = pv.Str(), pv.Type() == pcommon.ValueTypeStr
+		case kindInt:
+			v.i, isKind = pv.Int(), pv.Type() == pcommon.ValueTypeInt
+		case kindBool:
+			v.b, isKind = pv.Bool(), pv.Type() == pcommon.ValueTypeBool
+		}
+		if !isKind {
+			err = fmt.Errorf("%w: %s is %s, want %s", ErrWrongKind, k, pv.Type(), f.kind)
+			return false
+		}
+		err = setField(e, f, v)
+		return err == nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+func tsTime(ts pcommon.Timestamp) time.Time {
+	if ts == 0 {
+		return time.Time{}
+	}
+	return ts.AsTime().UTC()
+}
+
+// Record builds the event as an OpenTelemetry log API record, which the agent
+// emits through the SDK to otlploggrpc.
+func (e *Event) Record() otellog.Record {
+	var r otellog.Record
+	r.SetEventName(string(e.Name))
+	r.SetTimestamp(e.Time)
+	r.SetObservedTimestamp(e.ObservedTime)
+	r.SetSeverity(otellog.Severity(e.Severity.Number()))
+	r.SetSeverityText(e.Severity.String())
+	r.SetBody(attribute.StringValue(e.Summary()))
+	kvs := make([]attribute.KeyValue, 0, 16)
+	e.each(func(f *field, v value) {
+		switch v.kind {
+		case kindString:
+			kvs = append(kvs, attribute.String(f.key, v.s))
+		case kindInt:
+			kvs = append(kvs, attribute.Int64(f.key, v.i))
+		case kindBool:
+			kvs = append(kvs, attribute.Bool(f.key, v.b))
+		}
+	})
+	r.AddAttributes(kvs...)
+	return r
+}
+
+// apiRecord is what FromRecord needs of a log API or SDK record.
+type apiRecord interface {
+	EventName() string
+	Timestamp() time.Time
+	ObservedTimestamp() time.Time
+	SeverityText() string
+	Severity() otellog.Severity
+	WalkAttributes(func(attribute.KeyValue) bool)
+}
+
+// FromRecord decodes an OpenTelemetry log API or SDK record, with the same
+// rules as FromLogRecord.
+func FromRecord(r apiRecord) (*Event, error) {
+	e := &Event{Name: Name(r.EventName())}
+	if t := r.Timestamp(); !t.IsZero() {
+		e.Time = t.UTC()
+	}
+	if t := r.ObservedTimestamp(); !t.IsZero() {
+		e.ObservedTime = t.UTC()
+	}
+	if r.SeverityText() != "" || r.Severity() != 0 {
+		sev, err := ParseSeverity(r.SeverityText())
+		if err != nil {
+			return nil, err
+		}
+		if int32(r.Severity()) != sev.Number() {
+			return nil, fmt.Errorf("%w: severity number %d does not match %s", ErrBadSeverity, r.Severity(), sev)
+		}
+		e.Severity = sev
+	}
+	var err error
+	r.WalkAttributes(func(kv attribute.KeyValue) bool {
+		f := fieldByKey[string(kv.Key)]
+		if f == nil {
+			return true
+		}
+		v := value{kind: f.kind}
+		var isKind bool
+		switch f.kind {
+		case kindString:
+			v.s, isKind = kv.Value.AsString(), kv.Value.Type() == attribute.STRING
+		case kindInt:
+			v.i, isKind = kv.Value.AsInt64(), kv.Value.Type() == attribute.INT64
+		case kindBool:
+			v.b, isKind = kv.Value.AsBool(), kv.Value.Type() == attribute.BOOL
+		}
+		if !isKind {
+			err = fmt.Errorf("%w: %s is %s, want %s", ErrWrongKind, kv.Key, kv.Value.Type(), f.kind)
+			return false
+		}
+		err = setField(e, f, v)
+		return err == nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// Summary is the human-readable body of the log record.
+func (e *Event) Summary() string {
+	p := pOf(e)
+	who := ""
+	if p.PID != 0 {
+		who = fmt.Sprintf(" by pid %d", p.PID)
+		if p.ExecutablePath != "" {
+			who += " (" + p.ExecutablePath + ")"
+		}
+	}
+	switch e.Type() {
+	case TypeFile:
+		return fmt.Sprintf("%s %s%s", e.Name, fOf(e).Path, who)
+	case TypeProcess:
+		return fmt.Sprintf("%s %s%s", e.Name, p.ExecutablePath, who)
+	case TypeNetwork:
+		n := nOf(e)
+		return fmt.Sprintf("%s %s:%d -> port %d", e.Name, n.SourceAddress, n.SourcePort, n.DestinationPort)
+	}
+	return string(e.Name)
+}
