@@ -1,0 +1,185 @@
+package auditchain
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+
+	"github.com/tripwire-sec/tripwire/internal/event"
+)
+
+// Sync says when the writer makes appended entries durable.
+type Sync int
+
+const (
+	// SyncBatch fsyncs once per Append call: a batch is durable when Append
+	// returns. The default.
+	SyncBatch Sync = iota
+	// SyncNone leaves durability to the OS (tests and benchmarks only).
+	SyncNone
+)
+
+// Options configure a Writer.
+type Options struct {
+	Sync Sync
+}
+
+// Writer appends events to a log. It is safe for concurrent use, though the
+// agent has one writer goroutine.
+type Writer struct {
+	mu       sync.Mutex
+	f        *os.File
+	opts     Options
+	seq      uint64
+	hash     string
+	tornTail int64
+	buf      []byte
+	err      error // sticky: after a failed write the head is unknown
+}
+
+// Open opens or creates the log at path (mode 0600, O_APPEND) and reads its
+// head from the last entry. A torn last line (a crash mid-write, never made
+// durable, so never acknowledged) is cut off and its size reported by
+// TornTail; anything else wrong with the last line is an error, since
+// appending after it would bury the damage.
+func Open(path string, opts Options) (*Writer, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("opening audit log: %w", err)
+	}
+	w := &Writer{f: f, opts: opts, hash: Genesis}
+	if err := w.readHead(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("restricting audit log mode: %w", err)
+	}
+	return w, nil
+}
+
+func (w *Writer) readHead() error {
+	fi, err := w.f.Stat()
+	if err != nil {
+		return fmt.Errorf("reading audit log: %w", err)
+	}
+	line, end, err := lastLine(w.f, fi.Size())
+	if err != nil {
+		return fmt.Errorf("reading audit log head: %w", err)
+	}
+	if end < fi.Size() {
+		if err := w.f.Truncate(end); err != nil {
+			return fmt.Errorf("cutting torn audit entry: %w", err)
+		}
+		w.tornTail = fi.Size() - end
+	}
+	if line == nil {
+		return nil
+	}
+	var e rawEntry
+	if err := parseLine(line, &e); err != nil {
+		return fmt.Errorf("reading audit log head: last entry: %w", err)
+	}
+	w.seq, w.hash = e.seq, string(e.hash)
+	return nil
+}
+
+// lastLine returns the last complete line (without newline) and the offset
+// just past its newline. Bytes after the last newline are a torn write.
+func lastLine(f *os.File, size int64) ([]byte, int64, error) {
+	const chunk = 64 << 10
+	var tail []byte
+	for off := size; off > 0; {
+		n := int64(chunk)
+		if n > off {
+			n = off
+		}
+		off -= n
+		b := make([]byte, n)
+		if _, err := f.ReadAt(b, off); err != nil && !errors.Is(err, io.EOF) {
+			return nil, 0, err
+		}
+		tail = append(b, tail...)
+		last := bytes.LastIndexByte(tail, '\n')
+		if last < 0 {
+			continue
+		}
+		end := off + int64(last) + 1
+		prev := bytes.LastIndexByte(tail[:last], '\n')
+		if prev >= 0 || off == 0 {
+			return tail[prev+1 : last], end, nil
+		}
+	}
+	return nil, 0, nil
+}
+
+// TornTail is the number of bytes of a torn last entry cut off at Open.
+func (w *Writer) TornTail() int64 { return w.tornTail }
+
+// Head returns the last appended seq and hash (0 and Genesis for an empty log).
+func (w *Writer) Head() (uint64, string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.seq, w.hash
+}
+
+// Append chains events in order: an event without a seq gets the next one, an
+// event with a seq must carry exactly the next one. It sets PrevHash and Hash
+// on each, writes all entries with one write, and syncs per the policy. On
+// error nothing may be assumed about the file and the writer refuses further
+// appends; reopen it.
+func (w *Writer) Append(events []*event.Event) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil {
+		return w.err
+	}
+	seq, hash := w.seq, w.hash
+	buf := w.buf[:0]
+	var canon []byte
+	for _, e := range events {
+		seq++
+		if e.Seq == 0 {
+			e.Seq = seq
+		} else if e.Seq != seq {
+			return fmt.Errorf("appending to audit log: event has seq %d, next is %d", e.Seq, seq)
+		}
+		canon = e.AppendCanonical(canon[:0])
+		e.PrevHash = hash
+		e.Hash = Hash(hash, canon)
+		hash = e.Hash
+		buf = appendLine(buf, &Entry{Seq: seq, Time: e.Time, PrevHash: e.PrevHash, Hash: e.Hash, Payload: canon})
+	}
+	w.buf = buf
+	if _, err := w.f.Write(buf); err != nil {
+		w.err = fmt.Errorf("writing audit log: %w", err)
+		return w.err
+	}
+	if w.opts.Sync == SyncBatch {
+		if err := w.f.Sync(); err != nil {
+			w.err = fmt.Errorf("syncing audit log: %w", err)
+			return w.err
+		}
+	}
+	w.seq, w.hash = seq, hash
+	return nil
+}
+
+// Close syncs and closes the log.
+func (w *Writer) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.f == nil {
+		return nil
+	}
+	err := errors.Join(w.f.Sync(), w.f.Close())
+	w.f = nil
+	if err != nil {
+		return fmt.Errorf("closing audit log: %w", err)
+	}
+	return nil
+}
