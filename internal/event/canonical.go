@@ -130,11 +130,15 @@ func ParseCanonical(b []byte) (*Event, error) {
 				err = fmt.Errorf("%w: %s wants string", ErrWrongKind, k)
 			}
 		case keySeverity:
-			s, _ := raw.(string)
-			e.Severity, err = ParseSeverity(s)
+			s, isStr := raw.(string)
+			if !isStr {
+				err = fmt.Errorf("%w: %s wants string", ErrWrongKind, k)
+			} else if s != "" {
+				e.Severity, err = ParseSeverity(s)
+			}
 		case keyTime, keyObservedTime:
 			var n int64
-			if n, err = jsonInt(k, raw); err == nil {
+			if n, err = jsonInt(k, raw); err == nil && n != 0 {
 				t := time.Unix(0, n).UTC()
 				if k == keyTime {
 					e.Time = t

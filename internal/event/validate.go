@@ -3,6 +3,7 @@ package event
 import (
 	"errors"
 	"fmt"
+	"time"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
@@ -46,6 +47,14 @@ func (e *Event) Validate() error {
 	}
 	if e.ObservedTime.IsZero() {
 		return missing("observed_time")
+	}
+	for _, t := range []time.Time{e.Time, e.ObservedTime} {
+		if t.Before(minTime) || t.After(maxTime) {
+			return fmt.Errorf("%w: time %s outside %d..%d", ErrBadValue, t, minTime.Year(), maxTime.Year())
+		}
+	}
+	if e.Agent != nil && !e.Agent.CertNotAfter.IsZero() && e.Agent.CertNotAfter.After(maxTime) {
+		return fmt.Errorf("%w: tripwire.cert.not_after %s after %d", ErrBadValue, e.Agent.CertNotAfter, maxTime.Year())
 	}
 	switch e.Type() {
 	case TypeFile:
@@ -91,6 +100,12 @@ func (e *Event) Validate() error {
 	}
 	return nil
 }
+
+// Times are carried as int64 nanoseconds since 1970.
+var (
+	minTime = time.Unix(0, 1)
+	maxTime = time.Date(2262, 1, 1, 0, 0, 0, 0, time.UTC)
+)
 
 func missing(key string) error { return fmt.Errorf("%w: %s", ErrMissingField, key) }
 
