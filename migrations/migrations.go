@@ -3,7 +3,220 @@
 // the monthly alert partitions in shape.
 package migrations
 
-import "embed"
+import (
+	"context"
+	"embed"
+	"fmt"
+	"io/fs"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
 
 //go:embed *.sql
 var files embed.FS
+
+// lockKey is the pg_advisory_xact_lock key that serialises schema changes
+// among collectors starting at once ("TripWire" in ASCII).
+const lockKey int64 = 0x5472697057697265
+
+// Versions lists the embedded migrations in the order Apply runs them.
+func Versions() []string {
+	names, _ := fs.Glob(files, "*.sql")
+	sort.Strings(names)
+	for i, n := range names {
+		names[i] = strings.TrimSuffix(n, ".sql")
+	}
+	return names
+}
+
+// Apply runs the embedded migrations not yet recorded in schema_migrations,
+// in file-name order, in one transaction under an advisory lock, so several
+// collectors may start at once and a half-applied schema never exists.
+// Applying again is a no-op.
+func Apply(ctx context.Context, pool *pgxpool.Pool) error {
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", lockKey); err != nil {
+			return fmt.Errorf("locking schema: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+			version    text        PRIMARY KEY,
+			applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+			return fmt.Errorf("creating schema_migrations: %w", err)
+		}
+		rows, err := tx.Query(ctx, "SELECT version FROM schema_migrations")
+		if err != nil {
+			return fmt.Errorf("reading schema_migrations: %w", err)
+		}
+		applied, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return fmt.Errorf("reading schema_migrations: %w", err)
+		}
+		done := make(map[string]bool, len(applied))
+		for _, v := range applied {
+			done[v] = true
+		}
+		for _, v := range Versions() {
+			if done[v] {
+				continue
+			}
+			sql, err := files.ReadFile(v + ".sql")
+			if err != nil {
+				return err
+			}
+			// No arguments: pgx sends it with the simple protocol, which
+			// runs a file of several statements.
+			if _, err := tx.Exec(ctx, string(sql)); err != nil {
+				return fmt.Errorf("applying migration %s: %w", v, err)
+			}
+			if _, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version) VALUES ($1)", v); err != nil {
+				return fmt.Errorf("recording migration %s: %w", v, err)
+			}
+		}
+		return nil
+	})
+}
+
+// partitionKey serialises partition maintenance among collectors.
+const partitionKey = lockKey + 1
+
+// partitionName matches the monthly partitions EnsurePartitions creates.
+var partitionName = regexp.MustCompile(`^alerts_(\d{4})_(\d{2})$`)
+
+// PartitionName is the name of the alerts partition holding t's month (UTC).
+func PartitionName(t time.Time) string {
+	t = t.UTC()
+	return fmt.Sprintf("alerts_%04d_%02d", t.Year(), int(t.Month()))
+}
+
+func monthStart(t time.Time) time.Time {
+	t = t.UTC()
+	return time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC)
+}
+
+// EnsurePartitions creates the monthly alerts partitions from now's month to
+// monthsAhead months later (UTC), and returns the names it created.
+//
+// Rows of a new partition's month that already sit in alerts_default (an
+// agent clock running ahead, or a partition created late) are moved into it
+// in the same transaction; PostgreSQL would otherwise refuse the partition.
+func EnsurePartitions(ctx context.Context, pool *pgxpool.Pool, now time.Time, monthsAhead int) ([]string, error) {
+	if monthsAhead < 0 {
+		return nil, fmt.Errorf("months ahead is negative: %d", monthsAhead)
+	}
+	var created []string
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		created = created[:0]
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", partitionKey); err != nil {
+			return fmt.Errorf("locking partitions: %w", err)
+		}
+		first := monthStart(now)
+		for i := 0; i <= monthsAhead; i++ {
+			from := first.AddDate(0, i, 0)
+			to := from.AddDate(0, 1, 0)
+			name := PartitionName(from)
+			var exists bool
+			if err := tx.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", name).Scan(&exists); err != nil {
+				return fmt.Errorf("looking up %s: %w", name, err)
+			}
+			if exists {
+				continue
+			}
+			if err := createPartition(ctx, tx, name, from, to); err != nil {
+				return err
+			}
+			created = append(created, name)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return created, nil
+}
+
+func createPartition(ctx context.Context, tx pgx.Tx, name string, from, to time.Time) error {
+	// DDL takes no parameters; the bounds are our own formatted times and
+	// the name matches partitionName.
+	const layout = "2006-01-02 15:04:05+00"
+	steps := []string{
+		"CREATE TEMP TABLE alerts_moving (LIKE alerts) ON COMMIT DROP",
+		`WITH moved AS (DELETE FROM alerts_default
+		                WHERE event_time >= '` + from.Format(layout) + `' AND event_time < '` + to.Format(layout) + `'
+		                RETURNING *)
+		 INSERT INTO alerts_moving SELECT * FROM moved`,
+		"CREATE TABLE " + name + " PARTITION OF alerts FOR VALUES FROM ('" + from.Format(layout) + "') TO ('" + to.Format(layout) + "')",
+		"INSERT INTO alerts SELECT * FROM alerts_moving",
+		"DROP TABLE alerts_moving",
+	}
+	for _, sql := range steps {
+		if _, err := tx.Exec(ctx, sql); err != nil {
+			return fmt.Errorf("creating partition %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// DropExpired drops the monthly alerts partitions whose whole month ended
+// more than retention before now, deletes alerts_default rows older than
+// that, and returns the names of the dropped partitions. A retention of zero
+// keeps everything.
+//
+// Audit entries are kept: they are the chain, and replay and fork detection
+// need them.
+func DropExpired(ctx context.Context, pool *pgxpool.Pool, now time.Time, retention time.Duration) ([]string, error) {
+	if retention < 0 {
+		return nil, fmt.Errorf("retention is negative: %s", retention)
+	}
+	if retention == 0 {
+		return nil, nil
+	}
+	cutoff := now.Add(-retention)
+	var dropped []string
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		dropped = dropped[:0]
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", partitionKey); err != nil {
+			return fmt.Errorf("locking partitions: %w", err)
+		}
+		rows, err := tx.Query(ctx, `SELECT c.relname FROM pg_inherits i
+			JOIN pg_class c ON c.oid = i.inhrelid
+			WHERE i.inhparent = 'alerts'::regclass`)
+		if err != nil {
+			return fmt.Errorf("listing partitions: %w", err)
+		}
+		names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return fmt.Errorf("listing partitions: %w", err)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			m := partitionName.FindStringSubmatch(name)
+			if m == nil {
+				continue
+			}
+			from, err := time.Parse("2006-01", m[1]+"-"+m[2])
+			if err != nil {
+				continue
+			}
+			if end := from.AddDate(0, 1, 0); end.After(cutoff) {
+				continue
+			}
+			if _, err := tx.Exec(ctx, "DROP TABLE "+pgx.Identifier{name}.Sanitize()); err != nil {
+				return fmt.Errorf("dropping partition %s: %w", name, err)
+			}
+			dropped = append(dropped, name)
+		}
+		if _, err := tx.Exec(ctx, "DELETE FROM alerts_default WHERE event_time < $1", cutoff); err != nil {
+			return fmt.Errorf("expiring alerts_default: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return dropped, nil
+}

@@ -1,0 +1,298 @@
+// Package config loads and checks the agent's YAML configuration.
+//
+// Start with [Load]: it reads a file, reports every problem at once as
+// "file:line: key: message" lines (an [Error] each, joined), and returns a
+// [Config] whose rules convert to the watcher rule types with
+// [Config.FileRules], [Config.ProcessRules] and [Config.NetworkRules].
+// The reference for every key is docs/agent-config.md.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/tripwire-sec/tripwire/agent/watcher"
+	"github.com/tripwire-sec/tripwire/internal/event"
+)
+
+// Defaults for keys a config may leave out.
+const (
+	DefaultHealthAddress     = "127.0.0.1:9110"
+	DefaultSpoolPath         = "/var/lib/tripwire/spool.db"
+	DefaultAuditPath         = "/var/lib/tripwire/audit.log"
+	DefaultSpoolMaxEvents    = 1_000_000
+	DefaultSpoolMaxBytes     = 1 << 30
+	DefaultHeartbeatInterval = 30 * time.Second
+)
+
+// Rule types.
+const (
+	TypeFile    = "file"
+	TypeProcess = "process"
+	TypeNetwork = "network"
+)
+
+// Config is a checked agent configuration.
+type Config struct {
+	File string // the file it was loaded from, absolute
+
+	Host              Host
+	Rules             []Rule
+	Transport         Transport
+	Spool             Spool
+	Audit             Audit
+	Health            Health
+	HeartbeatInterval time.Duration
+	Watchers          Watchers
+}
+
+// Host overrides the identity the agent reports; empty fields are detected.
+type Host struct {
+	Name string
+	ID   string
+}
+
+// Rule is one tripwire. Only the targets of its Type are set.
+type Rule struct {
+	Name     string
+	Type     string // file, process, network
+	Severity event.Severity
+	Enabled  bool
+	Line     int // where the rule starts in the file
+
+	// file
+	Paths     []string
+	Recursive bool
+	Plant     *watcher.Honeyfile
+	// process (Paths above holds executable paths)
+	Names   []string
+	Resolve bool
+	// network
+	Ports     []int
+	Mode      string // observe, honeyport
+	Transport string // tcp, udp
+	Address   string
+
+	Exclude watcher.Exclusions
+}
+
+// Transport is where and how the shipper sends events.
+type Transport struct {
+	Endpoint   string // host:port of the collector; empty: keep events in the spool
+	CA         string
+	Cert       string
+	Key        string
+	ServerName string
+}
+
+// Spool bounds the local event store.
+type Spool struct {
+	Path      string
+	MaxEvents int64
+	MaxBytes  int64
+}
+
+// Audit places the local audit chain.
+type Audit struct {
+	Path string
+}
+
+// Health is where /healthz and /metrics listen.
+type Health struct {
+	Address     string
+	AllowRemote bool
+}
+
+// Watchers forces a mechanism per kind; empty picks the best available.
+type Watchers struct {
+	File    string
+	Process string
+	Network string
+}
+
+// Mechanisms each kind may be forced to.
+var mechanisms = map[string][]string{
+	TypeFile:    {"fanotify", "fsnotify"},
+	TypeProcess: {"ebpf", "fanotify", "proc_connector"},
+	TypeNetwork: {"ebpf", "sockdiag"},
+}
+
+// Load reads and checks the config at path. The error, if any, joins one
+// [*Error] per problem.
+func Load(path string) (*Config, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	data, err := os.ReadFile(abs)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse checks config data as if read from file name; relative paths in it are
+// taken relative to the directory of name.
+func Parse(name string, data []byte) (*Config, error) {
+	d := &decoder{file: name}
+	var doc yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil {
+		return nil, &Error{File: name, Line: yamlErrorLine(err), Msg: "invalid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		return nil, &Error{File: name, Line: extra.Line, Msg: "more than one YAML document"}
+	}
+	root := &doc
+	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
+		root = root.Content[0]
+	}
+	dir := filepath.Dir(name)
+	if abs, err := filepath.Abs(name); err == nil {
+		dir = filepath.Dir(abs)
+	}
+	c := &Config{
+		File:              name,
+		Spool:             Spool{Path: DefaultSpoolPath, MaxEvents: DefaultSpoolMaxEvents, MaxBytes: DefaultSpoolMaxBytes},
+		Audit:             Audit{Path: DefaultAuditPath},
+		Health:            Health{Address: DefaultHealthAddress},
+		HeartbeatInterval: DefaultHeartbeatInterval,
+	}
+	top := d.mapping(root, "", "host", "rules", "transport", "spool", "audit", "health", "heartbeat_interval", "watchers")
+	if f, ok := top["host"]; ok {
+		m := d.mapping(f.value, f.path, "name", "id")
+		d.str(m, "name", &c.Host.Name)
+		d.str(m, "id", &c.Host.ID)
+	}
+	if f, ok := top["transport"]; ok {
+		d.transport(f, dir, &c.Transport)
+	}
+	if f, ok := top["spool"]; ok {
+		m := d.mapping(f.value, f.path, "path", "max_events", "max_bytes")
+		d.path(m, "path", dir, &c.Spool.Path)
+		d.integer(m, "max_events", 100, 1<<40, &c.Spool.MaxEvents)
+		d.size(m, "max_bytes", &c.Spool.MaxBytes)
+	}
+	if f, ok := top["audit"]; ok {
+		m := d.mapping(f.value, f.path, "path")
+		d.path(m, "path", dir, &c.Audit.Path)
+	}
+	if f, ok := top["health"]; ok {
+		m := d.mapping(f.value, f.path, "address", "allow_remote")
+		d.str(m, "address", &c.Health.Address)
+		d.boolean(m, "allow_remote", &c.Health.AllowRemote)
+		if a, ok := m["address"]; ok {
+			d.healthAddress(a, c.Health)
+		}
+	}
+	d.duration(top, "heartbeat_interval", time.Second, &c.HeartbeatInterval)
+	if f, ok := top["watchers"]; ok {
+		m := d.mapping(f.value, f.path, TypeFile, TypeProcess, TypeNetwork)
+		d.mechanism(m, TypeFile, &c.Watchers.File)
+		d.mechanism(m, TypeProcess, &c.Watchers.Process)
+		d.mechanism(m, TypeNetwork, &c.Watchers.Network)
+	}
+	if f, ok := top["rules"]; ok {
+		c.Rules = d.rules(f)
+	}
+	d.checkStateOutsideRules(c)
+	if len(d.errs) > 0 {
+		// Sections are checked in a fixed order; report in file order.
+		sort.SliceStable(d.errs, func(i, j int) bool { return d.errs[i].(*Error).Line < d.errs[j].(*Error).Line })
+		return nil, errors.Join(d.errs...)
+	}
+	return c, nil
+}
+
+func yamlErrorLine(err error) int {
+	var line int
+	if _, scanErr := fmt.Sscanf(strings.TrimPrefix(err.Error(), "yaml: "), "line %d:", &line); scanErr == nil {
+		return line
+	}
+	return 1
+}
+
+func (d *decoder) path(m map[string]field, key, dir string, dst *string) {
+	var s string
+	d.str(m, key, &s)
+	if s == "" {
+		if f, ok := m[key]; ok && f.value.Tag == "!!str" {
+			d.errorf(f.value, f.path, "must not be empty")
+		}
+		return
+	}
+	if !filepath.IsAbs(s) {
+		s = filepath.Join(dir, s)
+	}
+	*dst = filepath.Clean(s)
+}
+
+func (d *decoder) transport(f field, dir string, t *Transport) {
+	m := d.mapping(f.value, f.path, "endpoint", "ca", "cert", "key", "server_name")
+	d.str(m, "endpoint", &t.Endpoint)
+	d.str(m, "server_name", &t.ServerName)
+	for _, k := range []struct {
+		key string
+		dst *string
+	}{{"ca", &t.CA}, {"cert", &t.Cert}, {"key", &t.Key}} {
+		d.path(m, k.key, dir, k.dst)
+		if *k.dst == "" {
+			if t.Endpoint != "" {
+				d.errorf(f.key, join(f.path, k.key), "required when transport.endpoint is set")
+			}
+			continue
+		}
+		if _, err := os.Stat(*k.dst); err != nil {
+			d.errorf(m[k.key].value, m[k.key].path, "unreadable: %v", unwrapPathErr(err))
+		}
+	}
+	if t.Endpoint != "" {
+		if _, _, err := net.SplitHostPort(t.Endpoint); err != nil {
+			d.errorf(m["endpoint"].value, m["endpoint"].path, "want host:port, got %q", t.Endpoint)
+		}
+	}
+}
+
+func (d *decoder) healthAddress(f field, h Health) {
+	host, port, err := net.SplitHostPort(h.Address)
+	if err != nil || port == "" {
+		d.errorf(f.value, f.path, "want host:port, got %q", h.Address)
+		return
+	}
+	if h.AllowRemote {
+		return
+	}
+	if host == "localhost" {
+		return
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || !ip.IsLoopback() {
+		d.errorf(f.value, f.path, "%q is not a loopback address; set health.allow_remote: true to expose health and metrics beyond this host", h.Address)
+	}
+}
+
+func (d *decoder) mechanism(m map[string]field, kind string, dst *string) {
+	d.str(m, kind, dst)
+	if *dst != "" && !contains(mechanisms[kind], *dst) {
+		d.errorf(m[kind].value, m[kind].path, "unknown %s mechanism %q (want one of %s, or empty for the best available)",
+			kind, *dst, strings.Join(mechanisms[kind], ", "))
+	}
+}
+
+func unwrapPathErr(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}

@@ -1,0 +1,195 @@
+package shipper
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploggrpc"
+	sdklog "go.opentelemetry.io/otel/sdk/log"
+	collogpb "go.opentelemetry.io/proto/otlp/collector/logs/v1"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
+	grpccreds "google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+)
+
+// link is one gRPC connection to the collector and the OTLP exporter over it.
+type link struct {
+	conn   *grpc.ClientConn
+	exp    *otlploggrpc.Exporter
+	cancel context.CancelFunc // stops the connectivity watch
+	done   chan struct{}
+}
+
+// dial makes a link with the current credentials. grpc.NewClient connects
+// lazily, so this does not wait for the collector.
+func (s *Shipper) dial() (*link, error) {
+	tlsCfg := &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		RootCAs:    s.creds.pool(),
+		ServerName: s.cfg.ServerName,
+		// Read at every handshake, so a reloaded certificate is used by the
+		// next connection without rebuilding this config.
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return s.creds.cert.Load(), nil
+		},
+	}
+	conn, err := grpc.NewClient(s.cfg.Endpoint,
+		grpc.WithTransportCredentials(grpccreds.NewTLS(tlsCfg)),
+		grpc.WithChainUnaryInterceptor(captureVerdict),
+		// gRPC's own reconnect backoff (1 s growing to 120 s by default) would
+		// stack on top of the shipper's; keep it short, and the shipper
+		// resets it (kick) before each retry.
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff: backoff.Config{
+				BaseDelay:  s.cfg.MinBackoff,
+				Multiplier: 1.6,
+				Jitter:     0.2,
+				MaxDelay:   min(s.cfg.MaxBackoff, 5*time.Second),
+			},
+			MinConnectTimeout: 5 * time.Second,
+		}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to %s: %w", s.cfg.Endpoint, err)
+	}
+	exp, err := otlploggrpc.New(context.Background(),
+		otlploggrpc.WithGRPCConn(conn),
+		// The shipper retries itself, from the spool, with its own backoff:
+		// a retry inside the exporter would hide failures and hold the batch.
+		otlploggrpc.WithRetry(otlploggrpc.RetryConfig{Enabled: false}),
+		otlploggrpc.WithTimeout(s.cfg.ExportTimeout),
+		otlploggrpc.WithMaxRequestSize(maxRequestBytes),
+	)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("creating the OTLP exporter: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &link{conn: conn, exp: exp, cancel: cancel, done: make(chan struct{})}
+	go l.watch(ctx, s.metrics.reconnects.Inc)
+	return l, nil
+}
+
+// kick makes a connection in backoff try again now.
+func (l *link) kick() {
+	if l != nil {
+		l.conn.ResetConnectBackoff()
+	}
+}
+
+func (l *link) close() {
+	l.cancel()
+	<-l.done
+	// Shutdown waits for an export in flight (the exporter serialises them).
+	_ = l.exp.Shutdown(context.Background())
+	_ = l.conn.Close()
+}
+
+// watch counts every return to READY after the first one: a reconnect.
+func (l *link) watch(ctx context.Context, reconnected func()) {
+	defer close(l.done)
+	l.conn.Connect()
+	seenReady := false
+	for {
+		st := l.conn.GetState()
+		if st == connectivity.Ready {
+			if seenReady {
+				reconnected()
+			}
+			seenReady = true
+		}
+		if !l.conn.WaitForStateChange(ctx, st) {
+			return
+		}
+	}
+}
+
+// verdict is what the collector answered to one Export call, captured by
+// captureVerdict from the context: the exporter reports a partial success
+// only as an error string, and the shipper must tell "acknowledged, some
+// records rejected" from "not acknowledged".
+type verdict struct {
+	called   bool
+	rpcErr   error
+	rejected int64
+	message  string
+}
+
+type verdictKey struct{}
+
+func captureVerdict(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	err := invoker(ctx, method, req, reply, cc, opts...)
+	if v, ok := ctx.Value(verdictKey{}).(*verdict); ok {
+		v.called = true
+		v.rpcErr = err
+		if resp, ok := reply.(*collogpb.ExportLogsServiceResponse); ok && err == nil {
+			if ps := resp.GetPartialSuccess(); ps != nil {
+				v.rejected = ps.GetRejectedLogRecords()
+				v.message = ps.GetErrorMessage()
+			}
+		}
+	}
+	return err
+}
+
+// outcome classifies one export.
+type outcome struct {
+	err        error         // nil: acknowledged; the batch may be deleted
+	split      bool          // refused as malformed or too large: retrying as is cannot succeed
+	retryAfter time.Duration // the collector asked to wait at least this long
+}
+
+// export sends records over the current link and says what came of it.
+// Partial success is acknowledged delivery: the rejected records are
+// permanently invalid, so they are counted and logged, not retried.
+func (s *Shipper) export(ctx context.Context, l *link, records []sdklog.Record) (out outcome, rejected int64) {
+	if l == nil {
+		return outcome{err: errors.New("shipper not running")}, 0
+	}
+	v := &verdict{}
+	err := l.exp.Export(context.WithValue(ctx, verdictKey{}, v), records)
+	if v.called && v.rpcErr == nil {
+		if v.rejected > 0 || v.message != "" {
+			s.log.Warn("collector rejected records of an acknowledged batch", "rejected", v.rejected, "count", len(records), "message", v.message)
+		}
+		return outcome{}, v.rejected
+	}
+	if err == nil {
+		err = v.rpcErr
+	}
+	if err == nil {
+		// The exporter had nothing to send.
+		return outcome{}, 0
+	}
+	if !v.called {
+		// Refused before sending: too large, or the context ended.
+		return outcome{err: err, split: ctx.Err() == nil && isTooLarge(err)}, 0
+	}
+	st := status.Convert(v.rpcErr)
+	out = outcome{err: err}
+	switch st.Code() {
+	case codes.InvalidArgument:
+		out.split = true
+	case codes.ResourceExhausted:
+		out.split = isTooLarge(v.rpcErr)
+	}
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok && ri.GetRetryDelay() != nil {
+			out.retryAfter = ri.GetRetryDelay().AsDuration()
+		}
+	}
+	return out, 0
+}
+
+func isTooLarge(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "too large") || strings.Contains(msg, "larger than max")
+}

@@ -1,0 +1,374 @@
+// Package shipper delivers the agent's spooled events to the TripWire
+// collector as OTLP logs over gRPC with mutual TLS, at least once: a batch is
+// deleted from the spool only after the collector acknowledged it.
+//
+// Start with [New] and [Shipper.Run]; call [Shipper.Reload] on SIGHUP to pick
+// up a renewed certificate and key without losing queued events. The shipper
+// also sends heartbeats (not spooled: a lost heartbeat is replaced by the next)
+// and warns through [Config.Emit] when the client certificate nears expiry.
+package shipper
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tripwire-sec/tripwire/agent/spool"
+	"github.com/tripwire-sec/tripwire/internal/event"
+)
+
+// Defaults for the zero values of Config.
+const (
+	DefaultHeartbeatInterval = 15 * time.Second
+	DefaultMaxBatch          = 512
+	DefaultMaxBatchBytes     = 1 << 20
+	DefaultExportTimeout     = 10 * time.Second
+	DefaultMinBackoff        = 100 * time.Millisecond
+	DefaultMaxBackoff        = 30 * time.Second
+	DefaultCertWarning       = 30 * 24 * time.Hour
+
+	// certWarningRepeat is how often the expiry warning is repeated while the
+	// certificate stays unrenewed.
+	certWarningRepeat = 24 * time.Hour
+	// certCheckInterval is how often the certificate's expiry is looked at.
+	certCheckInterval = time.Hour
+	// maxRequestBytes is gRPC's default receive limit on the collector side;
+	// a request above it would be refused whole, so the exporter refuses it
+	// first and the shipper splits the batch.
+	maxRequestBytes = 4 << 20
+)
+
+// Heartbeat status values (tripwire.agent.status).
+const (
+	StatusOnline   = "ONLINE"
+	StatusDegraded = "DEGRADED"
+)
+
+// Config says where and how to ship.
+type Config struct {
+	// Endpoint is the collector's OTLP/gRPC address, host:port.
+	Endpoint string
+	// CAFile is the PEM bundle of the CA that signed the collector's certificate.
+	CAFile string
+	// CertFile and KeyFile are the agent's client certificate and key (PEM).
+	CertFile, KeyFile string
+	// ServerName overrides the name checked in the collector's certificate;
+	// empty means the host part of Endpoint.
+	ServerName string
+	// HeartbeatInterval is how often a heartbeat is sent; 0 means 15 s.
+	HeartbeatInterval time.Duration
+	// Resource identifies this host in every record; service.name is always
+	// tripwire-agent.
+	Resource Resource
+	// Status reports the agent's health for heartbeats: ONLINE or DEGRADED,
+	// the watcher modes ("file=fanotify,process=ebpf") and the rules the agent
+	// cannot serve. Nil means ONLINE with nothing else to say.
+	Status func() (status, watchers, unserved string)
+	// Emit hands an agent event (certificate expiry) to the pipeline, which
+	// chains and spools it like a trip. Nil drops those events.
+	Emit func(*event.Event)
+
+	// MaxBatch caps the events per export; 0 means 512.
+	MaxBatch int
+	// MaxBatchBytes caps the approximate encoded size of one export; 0 means 1 MiB.
+	MaxBatchBytes int
+	// ExportTimeout bounds one export; 0 means 10 s.
+	ExportTimeout time.Duration
+	// MinBackoff and MaxBackoff bound the wait between failed exports
+	// (exponential with jitter); 0 means 100 ms and 30 s.
+	MinBackoff, MaxBackoff time.Duration
+	// CertWarning is how long before expiry the certificate warning starts;
+	// 0 means 30 days.
+	CertWarning time.Duration
+}
+
+// Resource is the OTLP resource of every record this agent sends.
+type Resource struct {
+	HostName       string // host.name
+	HostID         string // host.id
+	OSType         string // os.type
+	HostArch       string // host.arch
+	ServiceVersion string // service.version
+}
+
+// source is what the shipper needs of the spool.
+type source interface {
+	Oldest(ctx context.Context, n int) ([]spool.Item, error)
+	Delete(ctx context.Context, ids []int64) error
+	Committed() <-chan struct{}
+	OldestAge() time.Duration
+}
+
+var _ source = (*spool.Spool)(nil)
+
+// Shipper sends the spool to the collector. Run it once; Reload may be
+// called concurrently.
+type Shipper struct {
+	cfg     Config
+	src     source
+	log     *slog.Logger
+	metrics *metrics
+	creds   *credentials
+	records *recordBuilder
+
+	mu   sync.Mutex
+	link *link // current connection; swapped between batches on Reload
+
+	reloaded chan struct{} // signalled by Reload: swap the link
+	expiry   expiryState
+}
+
+// New checks the configuration, loads the credentials and registers the
+// metrics on reg (nil registers nothing). It does not connect: Run does.
+func New(cfg Config, sp *spool.Spool, reg prometheus.Registerer, log *slog.Logger) (*Shipper, error) {
+	if sp == nil {
+		return nil, errors.New("shipper: nil spool")
+	}
+	return newShipper(cfg, sp, reg, log)
+}
+
+func newShipper(cfg Config, src source, reg prometheus.Registerer, log *slog.Logger) (*Shipper, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	creds, err := loadCredentials(cfg.CAFile, cfg.CertFile, cfg.KeyFile)
+	if err != nil {
+		return nil, err
+	}
+	s := &Shipper{
+		cfg:      cfg,
+		src:      src,
+		log:      log.With("component", "shipper"),
+		creds:    creds,
+		records:  newRecordBuilder(cfg.Resource),
+		reloaded: make(chan struct{}, 1),
+	}
+	s.metrics = newMetrics(src.OldestAge)
+	s.metrics.setCert(creds.leaf())
+	if reg != nil {
+		if err := s.metrics.register(reg); err != nil {
+			return nil, fmt.Errorf("registering shipper metrics: %w", err)
+		}
+	}
+	return s, nil
+}
+
+func (c *Config) setDefaults() error {
+	if c.Endpoint == "" {
+		return errors.New("shipper: no endpoint")
+	}
+	if _, _, err := net.SplitHostPort(c.Endpoint); err != nil {
+		return fmt.Errorf("shipper: endpoint %q: want host:port: %w", c.Endpoint, err)
+	}
+	if c.CAFile == "" || c.CertFile == "" || c.KeyFile == "" {
+		return errors.New("shipper: ca, cert and key files are all required (mutual TLS)")
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.HeartbeatInterval, DefaultHeartbeatInterval)
+	def(&c.ExportTimeout, DefaultExportTimeout)
+	def(&c.MinBackoff, DefaultMinBackoff)
+	def(&c.MaxBackoff, DefaultMaxBackoff)
+	def(&c.CertWarning, DefaultCertWarning)
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = DefaultMaxBatch
+	}
+	if c.MaxBatchBytes <= 0 {
+		c.MaxBatchBytes = DefaultMaxBatchBytes
+	}
+	return nil
+}
+
+// Run ships until ctx ends, then closes the connection and returns nil.
+// Events not acknowledged by then stay in the spool for the next run.
+func (s *Shipper) Run(ctx context.Context) error {
+	l, err := s.dial()
+	if err != nil {
+		return err
+	}
+	s.setLink(l)
+	defer func() { s.setLink(nil) }()
+
+	s.checkExpiry(time.Now())
+	var wg sync.WaitGroup
+	wg.Go(func() { s.heartbeats(ctx) })
+	wg.Go(func() { s.watchExpiry(ctx) })
+	defer wg.Wait()
+
+	s.log.Info("shipping", "server.address", s.cfg.Endpoint)
+	s.ship(ctx)
+	return nil
+}
+
+// Reload re-reads the CA, certificate and key. On error the old ones stay in
+// use. Queued events are untouched: the next batch goes over a new connection
+// made with the new certificate.
+func (s *Shipper) Reload() error {
+	if err := s.creds.reload(); err != nil {
+		s.log.Error("reloading credentials; keeping the old ones", "error", err)
+		return err
+	}
+	leaf := s.creds.leaf()
+	s.metrics.setCert(leaf)
+	s.log.Info("credentials reloaded", "tripwire.cert.not_after", leaf.NotAfter.UTC())
+	s.checkExpiry(time.Now())
+	select {
+	case s.reloaded <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// ship is the delivery loop: oldest events first, deleted only once
+// acknowledged; idle until the spool commits something new.
+func (s *Shipper) ship(ctx context.Context) {
+	bo := &backoff.ExponentialBackOff{
+		InitialInterval:     s.cfg.MinBackoff,
+		RandomizationFactor: 0.5,
+		Multiplier:          2,
+		MaxInterval:         s.cfg.MaxBackoff,
+	}
+	bo.Reset()
+	limit := s.cfg.MaxBatch // shrinks while isolating a record the collector refuses
+	var downSince time.Time // first failure of the current outage
+	failures := 0
+
+	wait := func(d time.Duration) bool {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+			return true
+		case <-s.reloaded:
+			// New credentials may be the fix: try them now.
+			s.swapLink()
+			bo.Reset()
+			return true
+		}
+	}
+
+	for ctx.Err() == nil {
+		select {
+		case <-s.reloaded:
+			s.swapLink()
+		default:
+		}
+		items, err := s.src.Oldest(ctx, limit)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			s.log.Error("reading the spool", "error", err)
+			if !wait(bo.NextBackOff()) {
+				return
+			}
+			continue
+		}
+		if len(items) == 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-s.src.Committed():
+			case <-s.reloaded:
+				s.swapLink()
+			}
+			continue
+		}
+		batch := s.cut(items)
+		out := s.send(ctx, batch)
+		switch {
+		case out.err == nil:
+			if failures > 0 {
+				s.log.Info("delivery restored", "failed_attempts", failures, "down_for", time.Since(downSince).Round(time.Millisecond).String())
+				failures = 0
+			}
+			bo.Reset()
+			if err := s.src.Delete(ctx, batch.ids); err != nil {
+				// The batch will be sent again: at-least-once, and the
+				// collector is idempotent on alert_id.
+				if ctx.Err() != nil {
+					return
+				}
+				s.log.Error("deleting acknowledged events from the spool", "error", err, "count", len(batch.ids))
+				if !wait(bo.NextBackOff()) {
+					return
+				}
+				continue
+			}
+			if limit < s.cfg.MaxBatch {
+				limit = min(limit*2, s.cfg.MaxBatch)
+			}
+		case out.split && len(batch.ids) > 1:
+			// Refused whole (malformed or too large): halve until the
+			// offending record is alone, so the good ones still land.
+			limit = max(1, len(batch.ids)/2)
+			s.log.Warn("collector refused a batch; splitting it", "count", len(batch.ids), "error", out.err)
+		case out.split:
+			s.metrics.rejected.WithLabelValues(reasonRefused).Inc()
+			s.log.Error("collector refused an event as malformed; dropping it", "error", out.err,
+				event.KeyAlertID, batch.first.AlertID.String(), event.KeySeq, batch.first.Seq)
+			if err := s.src.Delete(ctx, batch.ids); err != nil && ctx.Err() == nil {
+				s.log.Error("deleting a refused event from the spool", "error", err)
+			}
+			limit = 1 // grow back after the next success
+		default:
+			if ctx.Err() != nil {
+				return
+			}
+			if failures == 0 {
+				downSince = time.Now()
+			}
+			failures++
+			s.metrics.failed.Inc()
+			d := max(bo.NextBackOff(), out.retryAfter)
+			s.log.Warn("export failed; retrying", "error", out.err, "attempt", failures, "retry_in", d.Round(time.Millisecond).String(), "count", len(batch.ids))
+			if !wait(d) {
+				return
+			}
+			s.currentLink().kick()
+		}
+	}
+}
+
+func (s *Shipper) currentLink() *link {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.link
+}
+
+func (s *Shipper) setLink(l *link) {
+	s.mu.Lock()
+	old := s.link
+	s.link = l
+	s.mu.Unlock()
+	if old != nil {
+		old.close()
+	}
+}
+
+// swapLink replaces the connection with one using the reloaded
+// credentials. It runs between batches, so nothing is in flight on the
+// shipping side; a heartbeat in flight finishes before the old link closes.
+func (s *Shipper) swapLink() {
+	l, err := s.dial()
+	if err != nil {
+		s.log.Error("reconnecting with reloaded credentials; keeping the old connection", "error", err)
+		return
+	}
+	s.setLink(l)
+}

@@ -1,0 +1,542 @@
+package shipper
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/tripwire-sec/tripwire/internal/auditchain"
+	"github.com/tripwire-sec/tripwire/internal/event"
+)
+
+// checkDelivered asserts that the collector received exactly want, each
+// once, in seq order, and that each decodes to the same event with the
+// agent's Resource and a hash the collector can recompute.
+func checkDelivered(t *testing.T, got []received, want []*event.Event) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("collector received %d trips, want %d", len(got), len(want))
+	}
+	for i, r := range got {
+		w := want[i]
+		if r.ev.Seq != w.Seq {
+			t.Fatalf("trip %d: seq %d, want %d (out of order or duplicated)", i, r.ev.Seq, w.Seq)
+		}
+		if r.ev.Name != w.Name || r.ev.AlertID != w.AlertID {
+			t.Fatalf("seq %d: got %s %s, want %s %s", w.Seq, r.ev.Name, r.ev.AlertID, w.Name, w.AlertID)
+		}
+		if !bytes.Equal(r.ev.Canonical(), w.Canonical()) {
+			t.Fatalf("seq %d: attributes differ:\n got %s\nwant %s", w.Seq, r.ev.Canonical(), w.Canonical())
+		}
+		if r.ev.PrevHash != w.PrevHash || r.ev.Hash != w.Hash {
+			t.Fatalf("seq %d: hashes differ", w.Seq)
+		}
+		if h := auditchain.Hash(r.ev.PrevHash, r.ev.Canonical()); h != r.ev.Hash {
+			t.Fatalf("seq %d: recomputed hash %s, carried %s", w.Seq, h, r.ev.Hash)
+		}
+	}
+}
+
+func TestShipDeliversEventsWithResource(t *testing.T) {
+	p := newTestPKI(t, 0)
+	c := startCollector(t, p)
+	sp := openSpool(t)
+
+	ch := newChain()
+	evs := ch.next(3, event.SeverityCritical)
+	// One of each kind, with every optional part filled somewhere.
+	evs = append(evs, withChain(ch, &event.Event{
+		Name: event.ProcessExec, Severity: event.SeverityWarn, Rule: "netcat", Mechanism: "ebpf",
+		Process: &event.Process{PID: 77, PPID: 76, ExecutablePath: "/usr/bin/nc.openbsd", CommandLine: "nc -l 4444",
+			ArgsTruncated: true, UserName: "alice", UserID: "1000", CgroupID: 12, Ancestry: "76:/bin/bash <- 1:/sbin/init"},
+	}), withChain(ch, &event.Event{
+		Name: event.NetworkConnection, Severity: event.SeverityInfo, Rule: "honey-ssh", Mechanism: "honeyport",
+		Missing: []string{"process.pid"},
+		Network: &event.Network{SourceAddress: "::1", SourcePort: 50123, DestinationAddress: "::1", DestinationPort: 2222,
+			Transport: "tcp", Type: "ipv6", Mode: "honeyport", FirstBytes: `"SSH-2.0-x\r\n"`},
+	}), withChain(ch, &event.Event{
+		Name: event.AgentLoss, Severity: event.SeverityWarn,
+		Agent: &event.Agent{LossCount: 3, LossReason: "spool_shed", LossFirstSeq: 1, LossLastSeq: 3},
+	}))
+	put(t, sp, evs)
+
+	reg := prometheus.NewRegistry()
+	runShipper(t, testConfig(p, c), sp, reg)
+	waitFor(t, "all events at the collector", func() bool { return len(c.trips()) >= len(evs) })
+	waitFor(t, "the spool to empty", func() bool { return sp.Depth() == 0 })
+
+	got := c.trips()
+	// The spool hands out loss events first, so the collector learns of a
+	// gap before it sees it.
+	wantOrder := append([]*event.Event{evs[5]}, evs[:5]...)
+	checkDelivered(t, got, wantOrder)
+	for _, r := range got {
+		for k, v := range map[string]string{
+			event.ResourceHostName: "host-a", event.ResourceHostID: "4f1c0e2a", event.ResourceOSType: "linux",
+			event.ResourceHostArch: "amd64", event.ResourceServiceName: event.ServiceName, event.ResourceServiceVersion: "0.1.0-test",
+		} {
+			if r.resource[k] != v {
+				t.Errorf("seq %d: resource %s = %q, want %q", r.ev.Seq, k, r.resource[k], v)
+			}
+		}
+		if err := r.ev.Validate(); err != nil {
+			t.Errorf("seq %d: received event does not validate: %v", r.ev.Seq, err)
+		}
+	}
+	if n := testutil.ToFloat64(mustGet(t, reg, "tripwire_shipper_sent_total")); n != float64(len(evs)) {
+		t.Errorf("sent_total = %v, want %d", n, len(evs))
+	}
+}
+
+func withChain(c *chain, e *event.Event) *event.Event {
+	c.seq++
+	now := time.Now().UTC()
+	e.AlertID, e.Seq, e.Time, e.ObservedTime = event.NewAlertID(), c.seq, now, now
+	e.PrevHash = c.prev
+	e.Hash = auditchain.Hash(c.prev, e.Canonical())
+	c.prev = e.Hash
+	return e
+}
+
+// TestDeleteOnlyAfterAck: while the collector answers Unavailable nothing
+// leaves the spool; once it accepts, everything arrives once, in order.
+func TestDeleteOnlyAfterAck(t *testing.T) {
+	p := newTestPKI(t, 0)
+	c := startCollector(t, p)
+	var refused int
+	c.setRefuse(func([]*event.Event) error {
+		refused++
+		return status.Error(codes.Unavailable, "collector warming up")
+	})
+	sp := openSpool(t)
+	evs := newChain().next(1200, event.SeverityWarn)
+	put(t, sp, evs)
+
+	reg := prometheus.NewRegistry()
+	runShipper(t, testConfig(p, c), sp, reg)
+	failed := mustGet(t, reg, "tripwire_shipper_failed_total")
+	waitFor(t, "several refused exports", func() bool { return testutil.ToFloat64(failed) >= 5 })
+	if d := sp.Depth(); d != len(evs) {
+		t.Fatalf("spool depth %d while the collector refuses everything, want %d", d, len(evs))
+	}
+	if n := len(c.trips()); n != 0 {
+		t.Fatalf("collector stored %d trips while refusing", n)
+	}
+
+	c.setRefuse(nil)
+	waitFor(t, "the spool to empty", func() bool { return sp.Depth() == 0 })
+	checkDelivered(t, c.trips(), evs)
+}
+
+// TestReconnectAfterCollectorRestart: the collector goes away mid-stream and
+// comes back on the same address; the shipper backs off, reconnects and
+// delivers everything exactly once.
+func TestReconnectAfterCollectorRestart(t *testing.T) {
+	p := newTestPKI(t, 0)
+	c := startCollector(t, p)
+	sp := openSpool(t)
+	reg := prometheus.NewRegistry()
+	runShipper(t, testConfig(p, c), sp, reg)
+
+	ch := newChain()
+	first := ch.next(100, event.SeverityInfo)
+	put(t, sp, first)
+	waitFor(t, "the first events", func() bool { return len(c.trips()) == len(first) })
+
+	c.stop()
+	second := ch.next(300, event.SeverityInfo)
+	put(t, sp, second)
+	failed := mustGet(t, reg, "tripwire_shipper_failed_total")
+	waitFor(t, "failed exports while the collector is down", func() bool { return testutil.ToFloat64(failed) >= 3 })
+	if d := sp.Depth(); d != len(second) {
+		t.Fatalf("spool depth %d while the collector is down, want %d", d, len(second))
+	}
+
+	c.start()
+	waitFor(t, "the spool to empty", func() bool { return sp.Depth() == 0 })
+	checkDelivered(t, c.trips(), append(first, second...))
+	reconnects := mustGet(t, reg, "tripwire_shipper_reconnects_total")
+	waitFor(t, "a counted reconnect", func() bool { return testutil.ToFloat64(reconnects) >= 1 })
+}
+
+// TestReloadSwapsCertificateMidStream: a renewed certificate is picked up by
+// Reload while events keep coming; nothing is lost or duplicated and the
+// collector sees the new certificate.
+func TestReloadSwapsCertificateMidStream(t *testing.T) {
+	p := newTestPKI(t, 0)
+	c := startCollector(t, p)
+	sp := openSpool(t)
+	s := runShipper(t, testConfig(p, c), sp, nil)
+
+	ch := newChain()
+	var all []*event.Event
+	var mu sync.Mutex
+	ctx, stop := context.WithCancel(context.Background())
+	producerDone := make(chan struct{})
+	go func() {
+		defer close(producerDone)
+		for ctx.Err() == nil {
+			evs := ch.next(5, event.SeverityWarn)
+			mu.Lock()
+			all = append(all, evs...)
+			mu.Unlock()
+			if err := sp.Put(context.Background(), evs); err != nil {
+				t.Error(err)
+				return
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	oldSerial := ""
+	waitFor(t, "events under the first certificate", func() bool {
+		tr := c.trips()
+		if len(tr) < 50 {
+			return false
+		}
+		oldSerial = tr[0].serial
+		return true
+	})
+	newSerial := p.reissue(t, 0)
+	if err := s.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "events under the new certificate", func() bool {
+		tr := c.trips()
+		return tr[len(tr)-1].serial == newSerial
+	})
+	stop()
+	<-producerDone
+	if err := sp.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the spool to empty", func() bool { return sp.Depth() == 0 })
+	mu.Lock()
+	defer mu.Unlock()
+	got := c.trips()
+	checkDelivered(t, got, all)
+	if oldSerial == newSerial {
+		t.Fatal("the renewed certificate has the old serial")
+	}
+	// Once the new certificate is in use, the old one is never used again.
+	switched := false
+	for _, r := range got {
+		switch {
+		case r.serial == newSerial:
+			switched = true
+		case r.serial == oldSerial && switched:
+			t.Fatalf("seq %d sent with the old certificate after the switch", r.ev.Seq)
+		case r.serial != oldSerial:
+			t.Fatalf("seq %d sent with unknown certificate %s", r.ev.Seq, r.serial)
+		}
+	}
+}
+
+func TestReloadKeepsOldCredentialsOnError(t *testing.T) {
+	p := newTestPKI(t, 0)
+	c := startCollector(t, p)
+	sp := openSpool(t)
+	s := runShipper(t, testConfig(p, c), sp, nil)
+	if err := os.WriteFile(p.agentCert, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Reload(); err == nil {
+		t.Fatal("Reload accepted a broken certificate file")
+	}
+	evs := newChain().next(10, event.SeverityInfo)
+	put(t, sp, evs)
+	waitFor(t, "the spool to empty", func() bool { return sp.Depth() == 0 })
+	checkDelivered(t, c.trips(), evs)
+}
+
+func TestCertExpiryWarning(t *testing.T) {
+	p := newTestPKI(t, 10*24*time.Hour)
+	c := startCollector(t, p)
+	sp := openSpool(t)
+	var mu sync.Mutex
+	var emitted []*event.Event
+	cfg := testConfig(p, c)
+	cfg.Emit = func(e *event.Event) {
+		mu.Lock()
+		emitted = append(emitted, e)
+		mu.Unlock()
+	}
+	s := runShipper(t, cfg, sp, nil)
+	count := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(emitted)
+	}
+	waitFor(t, "a cert_expiry event", func() bool { return count() >= 1 })
+
+	mu.Lock()
+	e := emitted[0]
+	mu.Unlock()
+	notAfter := s.creds.leaf().NotAfter
+	if e.Name != event.AgentCertExpiry || e.Severity != event.SeverityWarn {
+		t.Fatalf("emitted %s %s, want %s WARN", e.Name, e.Severity, event.AgentCertExpiry)
+	}
+	if e.Agent == nil || !e.Agent.CertNotAfter.Equal(notAfter) {
+		t.Fatalf("tripwire.cert.not_after = %v, want %v", e.Agent, notAfter)
+	}
+	if left := time.Until(e.Agent.CertNotAfter); left < 9*24*time.Hour || left > 10*24*time.Hour {
+		t.Fatalf("certificate expires in %v, want about 10 days", left)
+	}
+	// The pipeline assigns seq and hashes; with them the event must validate.
+	e.Seq = 1
+	if err := e.Validate(); err != nil {
+		t.Fatalf("cert_expiry event does not validate: %v", err)
+	}
+
+	// Once a day, not on every check.
+	now := time.Now()
+	s.checkExpiry(now.Add(time.Hour))
+	if n := count(); n != 1 {
+		t.Fatalf("%d cert_expiry events within a day, want 1", n)
+	}
+	s.checkExpiry(now.Add(25 * time.Hour))
+	if n := count(); n != 2 {
+		t.Fatalf("%d cert_expiry events after a day, want 2", n)
+	}
+
+	// A renewed certificate far from expiry stops the warnings.
+	p.reissue(t, 0)
+	if err := s.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	s.checkExpiry(now.Add(50 * time.Hour))
+	if n := count(); n != 2 {
+		t.Fatalf("%d cert_expiry events after renewal, want still 2", n)
+	}
+}
+
+func TestNoCertExpiryWarningForFreshCertificate(t *testing.T) {
+	p := newTestPKI(t, 0) // one year
+	c := startCollector(t, p)
+	var emitted int
+	cfg := testConfig(p, c)
+	cfg.Emit = func(*event.Event) { emitted++ }
+	s, err := New(cfg, openSpool(t), nil, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.checkExpiry(time.Now())
+	s.checkExpiry(time.Now().Add(300 * 24 * time.Hour)) // 65 days left
+	if emitted != 0 {
+		t.Fatalf("%d warnings for a certificate with more than 30 days left", emitted)
+	}
+	s.checkExpiry(time.Now().Add(340 * 24 * time.Hour)) // 25 days left
+	if emitted != 1 {
+		t.Fatalf("%d warnings 25 days before expiry, want 1", emitted)
+	}
+}
+
+// TestPartialSuccess: the collector accepts a batch but rejects some records
+// as malformed. The shipper counts them, deletes the batch and moves on
+// instead of resending the bad records forever.
+func TestPartialSuccess(t *testing.T) {
+	p := newTestPKI(t, 0)
+	c := startCollector(t, p)
+	var mu sync.Mutex
+	offered := map[uint64]int{}
+	c.reject = func(e *event.Event) bool {
+		mu.Lock()
+		offered[e.Seq]++
+		mu.Unlock()
+		return e.Seq%10 == 0
+	}
+	sp := openSpool(t)
+	evs := newChain().next(100, event.SeverityInfo)
+	put(t, sp, evs)
+	reg := prometheus.NewRegistry()
+	runShipper(t, testConfig(p, c), sp, reg)
+	waitFor(t, "the spool to empty", func() bool { return sp.Depth() == 0 })
+
+	var good []*event.Event
+	for _, e := range evs {
+		if e.Seq%10 != 0 {
+			good = append(good, e)
+		}
+	}
+	checkDelivered(t, c.trips(), good)
+	mu.Lock()
+	for seq, n := range offered {
+		if n != 1 {
+			t.Errorf("seq %d offered %d times, want once", seq, n)
+		}
+	}
+	mu.Unlock()
+	rejected := mustGetVec(t, reg, "tripwire_shipper_rejected_total", reasonPartial)
+	if n := testutil.ToFloat64(rejected); n != 10 {
+		t.Errorf("rejected_total{reason=%s} = %v, want 10", reasonPartial, n)
+	}
+	if n := testutil.ToFloat64(mustGet(t, reg, "tripwire_shipper_sent_total")); n != 90 {
+		t.Errorf("sent_total = %v, want 90", n)
+	}
+}
+
+// TestRefusedRecordIsIsolated: a collector that refuses a whole request
+// with InvalidArgument because of one bad record. The shipper splits the
+// batch until the bad record is alone, drops and counts it, and delivers
+// every other record.
+func TestRefusedRecordIsIsolated(t *testing.T) {
+	p := newTestPKI(t, 0)
+	c := startCollector(t, p)
+	const bad = 137
+	c.setRefuse(func(evs []*event.Event) error {
+		for _, e := range evs {
+			if e.Seq == bad {
+				return status.Error(codes.InvalidArgument, "tripwire.alert_id: bad value")
+			}
+		}
+		return nil
+	})
+	sp := openSpool(t)
+	evs := newChain().next(600, event.SeverityInfo)
+	put(t, sp, evs)
+	reg := prometheus.NewRegistry()
+	runShipper(t, testConfig(p, c), sp, reg)
+	waitFor(t, "the spool to empty", func() bool { return sp.Depth() == 0 })
+
+	var good []*event.Event
+	for _, e := range evs {
+		if e.Seq != bad {
+			good = append(good, e)
+		}
+	}
+	checkDelivered(t, c.trips(), good)
+	if n := testutil.ToFloat64(mustGetVec(t, reg, "tripwire_shipper_rejected_total", reasonRefused)); n != 1 {
+		t.Errorf("rejected_total{reason=%s} = %v, want 1", reasonRefused, n)
+	}
+}
+
+func TestHeartbeats(t *testing.T) {
+	p := newTestPKI(t, 0)
+	c := startCollector(t, p)
+	sp := openSpool(t)
+	cfg := testConfig(p, c)
+	cfg.HeartbeatInterval = 50 * time.Millisecond
+	cfg.Status = func() (string, string, string) {
+		return StatusDegraded, "file=fsnotify,process=proc_connector", "honey-ssh: needs CAP_NET_BIND_SERVICE"
+	}
+	reg := prometheus.NewRegistry()
+	runShipper(t, cfg, sp, reg)
+	waitFor(t, "three heartbeats", func() bool { return len(c.heartbeats()) >= 3 })
+
+	for _, r := range c.heartbeats() {
+		e := r.ev
+		if err := e.Validate(); err != nil {
+			t.Fatalf("heartbeat does not validate: %v", err)
+		}
+		if e.Seq != 0 || e.Hash != "" || e.PrevHash != "" {
+			t.Fatalf("heartbeat is chained: seq %d hash %q", e.Seq, e.Hash)
+		}
+		a := e.Agent
+		if a == nil || a.Status != StatusDegraded || a.Watchers != "file=fsnotify,process=proc_connector" ||
+			a.Unserved != "honey-ssh: needs CAP_NET_BIND_SERVICE" || a.CertNotAfter.IsZero() {
+			t.Fatalf("heartbeat agent fields: %+v", a)
+		}
+		if r.resource[event.ResourceHostName] != "host-a" {
+			t.Fatalf("heartbeat resource host.name = %q", r.resource[event.ResourceHostName])
+		}
+	}
+	if sp.Depth() != 0 {
+		t.Fatalf("heartbeats went through the spool (depth %d)", sp.Depth())
+	}
+
+	// A failed heartbeat is not retried: the next one replaces it.
+	c.setRefuse(func(evs []*event.Event) error { return status.Error(codes.Unavailable, "down") })
+	failed := mustGetVec(t, reg, "tripwire_shipper_heartbeats_total", "failed")
+	waitFor(t, "failed heartbeats", func() bool { return testutil.ToFloat64(failed) >= 2 })
+	c.mu.Lock()
+	callsBefore := c.calls
+	c.mu.Unlock()
+	time.Sleep(120 * time.Millisecond)
+	c.mu.Lock()
+	calls := c.calls - callsBefore
+	c.mu.Unlock()
+	// At 50 ms, ~2-3 heartbeats in 120 ms; retries would make it many more.
+	if calls > 6 {
+		t.Fatalf("%d heartbeat calls in 120 ms: failed heartbeats are being retried", calls)
+	}
+}
+
+func TestNewRejectsBadConfig(t *testing.T) {
+	p := newTestPKI(t, 0)
+	sp := openSpool(t)
+	good := Config{Endpoint: "127.0.0.1:4317", CAFile: p.ca, CertFile: p.agentCert, KeyFile: p.agent}
+	for name, mutate := range map[string]func(*Config){
+		"no endpoint":   func(c *Config) { c.Endpoint = "" },
+		"no port":       func(c *Config) { c.Endpoint = "collector" },
+		"no key":        func(c *Config) { c.KeyFile = "" },
+		"missing CA":    func(c *Config) { c.CAFile = p.ca + ".missing" },
+		"key not cert":  func(c *Config) { c.CertFile = p.agent },
+		"CA not a cert": func(c *Config) { c.CAFile = p.agent },
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg := good
+			mutate(&cfg)
+			if _, err := New(cfg, sp, nil, nil); err == nil {
+				t.Fatal("New accepted a bad config")
+			}
+		})
+	}
+	if _, err := New(good, sp, prometheus.NewRegistry(), nil); err != nil {
+		t.Fatalf("New refused a good config: %v", err)
+	}
+}
+
+func mustGet(t testing.TB, reg *prometheus.Registry, name string) prometheus.Collector {
+	t.Helper()
+	return collectorFor(t, reg, name, "")
+}
+
+func mustGetVec(t testing.TB, reg *prometheus.Registry, name, label string) prometheus.Collector {
+	t.Helper()
+	return collectorFor(t, reg, name, label)
+}
+
+// collectorFor finds a registered metric by name (and its one label value)
+// and returns a collector that reads it live, for testutil.ToFloat64.
+func collectorFor(t testing.TB, reg *prometheus.Registry, name, label string) prometheus.Collector {
+	t.Helper()
+	return gatherOne{reg: reg, name: name, label: label, t: t}
+}
+
+type gatherOne struct {
+	reg         *prometheus.Registry
+	name, label string
+	t           testing.TB
+}
+
+func (g gatherOne) Describe(ch chan<- *prometheus.Desc) {}
+
+func (g gatherOne) Collect(ch chan<- prometheus.Metric) {
+	mfs, err := g.reg.Gather()
+	if err != nil {
+		g.t.Error(err)
+		return
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != g.name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if g.label != "" && (len(m.GetLabel()) == 0 || m.GetLabel()[0].GetValue() != g.label) {
+				continue
+			}
+			v := m.GetCounter().GetValue() + m.GetGauge().GetValue()
+			ch <- prometheus.MustNewConstMetric(prometheus.NewDesc(g.name, "", nil, nil), prometheus.UntypedValue, v)
+			return
+		}
+	}
+	g.t.Error(fmt.Errorf("metric %s{%s} not registered", g.name, g.label))
+}

@@ -1,0 +1,271 @@
+package watcher
+
+import (
+	"context"
+	"crypto/rand"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tripwire-sec/tripwire/internal/event"
+)
+
+// uniqueBinary copies src to dir/name with random bytes appended, so its
+// content (and size) is its own: a content match cannot come from another
+// copy of src elsewhere on the host. ELF loaders ignore trailing bytes.
+func uniqueBinary(t *testing.T, src, dir, name string) string {
+	t.Helper()
+	in, err := os.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	p := filepath.Join(dir, name)
+	out, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		t.Fatal(err)
+	}
+	pad := make([]byte, 64+int(randByte())*8)
+	rand.Read(pad)
+	if _, err := out.Write(pad); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func randByte() byte {
+	var b [1]byte
+	rand.Read(b[:])
+	return b[0]
+}
+
+func copyFile(t *testing.T, src, dst string) {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// run starts path with args, waits for it and returns its PID.
+func run(t *testing.T, path string, args ...string) int {
+	t.Helper()
+	cmd := exec.Command(path, args...)
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", path, err)
+	}
+	pid := cmd.Process.Pid
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("running %s: %v", path, err)
+	}
+	return pid
+}
+
+func startWatcher(t *testing.T, w Watcher) *tripSink {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	sink := newTripSink()
+	if err := w.Start(ctx, sink); err != nil {
+		cancel()
+		t.Fatalf("starting %s watcher: %v", w.Mechanism(), err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		// Give the watcher's goroutines a moment to release kernel objects
+		// before the temp dir with marked files goes.
+		time.Sleep(100 * time.Millisecond)
+	})
+	return sink
+}
+
+var processMechanisms = []string{procMechEBPF, procMechFanotify, procMechProcConn}
+
+// TestProcessExec runs the acceptance scenarios against each mechanism,
+// forced through Options.Mechanism: a watched binary yields exactly one event
+// with PID, PPID, user and full command line; an unwatched one yields none; a
+// symlink, a hard link and a byte copy of a binary are caught by a
+// resolved-path rule and not by a plain path rule.
+func TestProcessExec(t *testing.T) {
+	needRoot(t)
+	for _, mech := range processMechanisms {
+		t.Run(mech, func(t *testing.T) {
+			dir := t.TempDir()
+			// A shell copy that lives a moment (so the /proc-based fallbacks
+			// can read it) and keeps its own command line.
+			nc := uniqueBinary(t, "/bin/sh", dir, "tw-nc")
+			other := uniqueBinary(t, "/bin/sh", dir, "tw-other")
+			guarded := uniqueBinary(t, "/bin/sh", dir, "tw-guarded")
+			sentinel := uniqueBinary(t, "/bin/sh", dir, "tw-sentinel")
+			link := filepath.Join(dir, "tw-link")
+			if err := os.Symlink(guarded, link); err != nil {
+				t.Fatal(err)
+			}
+			hard := filepath.Join(dir, "tw-moved")
+			if err := os.Link(guarded, hard); err != nil {
+				t.Fatal(err)
+			}
+			byteCopy := filepath.Join(dir, "tw-copy")
+			copyFile(t, guarded, byteCopy)
+
+			rules := []ProcessRule{
+				{Name: "nc-by-name", Severity: event.SeverityCritical, Names: []string{"tw-nc"}},
+				{Name: "guarded-resolved", Severity: event.SeverityWarn, Paths: []string{guarded}, Resolve: true},
+				{Name: "guarded-plain", Severity: event.SeverityInfo, Paths: []string{guarded}},
+				{Name: "sentinel", Severity: event.SeverityInfo, Names: []string{"tw-sentinel"}},
+			}
+			w, err := NewProcessWatcher(rules, Options{Mechanism: mech})
+			if err != nil {
+				t.Fatalf("NewProcessWatcher(%s): %v", mech, err)
+			}
+			if w.Mechanism() != mech || w.Kind() != "process" {
+				t.Fatalf("got mechanism %q kind %q, want %q process", w.Mechanism(), w.Kind(), mech)
+			}
+			sink := startWatcher(t, w)
+			// The fallbacks see every exec; make sure they are listening
+			// before the scenarios start by waiting for a sentinel.
+			flush := func() {
+				t.Helper()
+				pid := run(t, sentinel, "-c", "sleep 0.2; :")
+				sink.waitFor(t, "sentinel", func(e *event.Event) bool {
+					return e.Rule == "sentinel" && e.Process.PID == int64(pid)
+				})
+				if mech != procMechEBPF {
+					// Fallback workers run in parallel: let stragglers land.
+					time.Sleep(300 * time.Millisecond)
+				}
+			}
+			flush()
+
+			pid := run(t, nc, "-c", "sleep 0.2; :", "tw-nc", "-l", "a b")
+			e := sink.waitFor(t, "tw-nc", func(e *event.Event) bool { return e.Process.PID == int64(pid) })
+			other1 := run(t, other, "-c", "sleep 0.2; :")
+			flush()
+
+			if n := sink.count(func(e *event.Event) bool { return e.Process.PID == int64(pid) }); n != 1 {
+				t.Errorf("tw-nc: got %d events, want exactly 1:%s", n, describe(sink.all()))
+			}
+			if e.Name != event.ProcessExec || e.Rule != "nc-by-name" || e.Severity != event.SeverityCritical || e.Mechanism != mech {
+				t.Errorf("tw-nc event: name %s rule %q severity %v mechanism %q", e.Name, e.Rule, e.Severity, e.Mechanism)
+			}
+			p := e.Process
+			if p.PPID != int64(os.Getpid()) {
+				t.Errorf("ppid = %d, want %d (the test)", p.PPID, os.Getpid())
+			}
+			if p.UserID != "0" || p.UserName != "root" {
+				t.Errorf("user = %q/%q, want 0/root", p.UserID, p.UserName)
+			}
+			if want := nc + " -c 'sleep 0.2; :' tw-nc -l 'a b'"; p.CommandLine != want {
+				t.Errorf("command line = %q, want %q", p.CommandLine, want)
+			}
+			if p.ExecutablePath != nc {
+				t.Errorf("executable = %q, want %q", p.ExecutablePath, nc)
+			}
+			if p.CgroupID == 0 {
+				t.Errorf("cgroup id not set")
+			}
+			if !strings.HasPrefix(p.Ancestry, strconv.Itoa(os.Getpid())+":") {
+				t.Errorf("ancestry %q does not start with the test process %d", p.Ancestry, os.Getpid())
+			}
+			if len(e.Missing) != 0 {
+				t.Errorf("missing = %v, want none for a process that lived", e.Missing)
+			}
+			if err := validated(e); err != nil {
+				t.Errorf("event does not validate: %v", err)
+			}
+			if n := sink.count(func(e *event.Event) bool { return e.Process.PID == int64(other1) }); n != 0 {
+				t.Errorf("unwatched tw-other tripped %d times", n)
+			}
+
+			// Resolved-path rule: the binary, a symlink, a hard link under
+			// another name and a byte copy all trip it; the plain path rule
+			// trips only for the path itself.
+			cases := []struct {
+				name     string
+				path     string
+				plainToo bool
+			}{
+				{"direct", guarded, true},
+				{"symlink", link, false},
+				{"hard link", hard, false},
+				{"byte copy", byteCopy, false},
+			}
+			for _, c := range cases {
+				pid := run(t, c.path, "-c", "sleep 0.2; :")
+				ev := sink.waitFor(t, c.name, func(e *event.Event) bool {
+					return e.Rule == "guarded-resolved" && e.Process.PID == int64(pid)
+				})
+				flush()
+				if got := sink.count(func(e *event.Event) bool { return e.Rule == "guarded-resolved" && e.Process.PID == int64(pid) }); got != 1 {
+					t.Errorf("%s: %d resolved-rule events, want 1", c.name, got)
+				}
+				plain := sink.count(func(e *event.Event) bool { return e.Rule == "guarded-plain" && e.Process.PID == int64(pid) })
+				// fanotify and the proc connector never see the path as
+				// exec'd, only the inode: a plain path rule matches links.
+				wantPlain := c.plainToo || (mech != procMechEBPF && c.name == "symlink") || (mech != procMechEBPF && c.name == "hard link")
+				if (plain == 1) != wantPlain {
+					t.Errorf("%s: plain path rule tripped %d times, want %v", c.name, plain, wantPlain)
+				}
+				// A symlink resolves to its target; a hard link or a copy is
+				// a file of its own, and its own path is the resolved one.
+				wantExe := map[string]string{"direct": guarded, "symlink": guarded, "hard link": hard, "byte copy": byteCopy}[c.name]
+				if ev.Process.ExecutablePath != wantExe {
+					t.Errorf("%s: executable %q, want %q", c.name, ev.Process.ExecutablePath, wantExe)
+				}
+			}
+		})
+	}
+}
+
+// TestProcessExecShortLived checks what only the kernel side can do: argv of
+// a process that exits at once is still complete, and a long command line is
+// cut at the documented bound with the truncation flagged.
+func TestProcessExecShortLived(t *testing.T) {
+	needRoot(t)
+	dir := t.TempDir()
+	quick := uniqueBinary(t, "/bin/true", dir, "tw-quick")
+	w, err := NewProcessWatcher([]ProcessRule{{Name: "quick", Severity: event.SeverityWarn, Names: []string{"tw-quick"}}}, Options{Mechanism: procMechEBPF})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := startWatcher(t, w)
+	pid := run(t, quick, "--flag", "value with space")
+	e := sink.waitFor(t, "tw-quick", func(e *event.Event) bool { return e.Process.PID == int64(pid) })
+	if want := quick + " --flag 'value with space'"; e.Process.CommandLine != want || e.Process.ArgsTruncated {
+		t.Errorf("command line = %q (truncated %v), want %q", e.Process.CommandLine, e.Process.ArgsTruncated, want)
+	}
+	if e.Process.ExecutablePath != quick {
+		t.Errorf("executable = %q, want %q", e.Process.ExecutablePath, quick)
+	}
+
+	long := strings.Repeat("x", 3000)
+	pid = run(t, quick, long, long)
+	e = sink.waitFor(t, "long tw-quick", func(e *event.Event) bool { return e.Process.PID == int64(pid) })
+	if !e.Process.ArgsTruncated {
+		t.Errorf("a %d-byte command line was not flagged truncated", len(quick)+2*3001)
+	}
+	if !strings.HasPrefix(e.Process.CommandLine, quick+" "+long+" xxx") || len(e.Process.CommandLine) >= len(quick)+2*3001 {
+		t.Errorf("truncated command line has %d bytes, want a prefix under 4096", len(e.Process.CommandLine))
+	}
+	if c, ok := w.(Counters); !ok || c.Counters()["ringbuf_lost"] != 0 {
+		t.Errorf("counters: %v", c)
+	}
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	if len(sink.lost) != 0 {
+		t.Errorf("losses reported: %v", sink.lost)
+	}
+}

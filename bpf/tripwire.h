@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * tripwire.h is the wire contract between TripWire's eBPF programs and the
+ * agent: the records the programs put on their ring buffers, the keys of the
+ * maps the agent fills, and the counters it reads. The Go types are generated
+ * from it by bpf2go (see gen.go); change it only together with the Go side.
+ */
+#ifndef TRIPWIRE_H
+#define TRIPWIRE_H
+
+/* TASK_COMM_LEN: the kernel truncates comm to 15 bytes plus NUL. */
+#define TW_COMM_LEN 16
+/* The path as passed to execve; longer paths are cut and flagged. */
+#define TW_PATH_LEN 512
+/*
+ * argv is read in-kernel up to TW_ARGS_LEN bytes (NUL-separated, as in
+ * /proc/PID/cmdline); longer command lines are cut and flagged.
+ * A power of two so the verifier can bound reads with a mask.
+ */
+#define TW_ARGS_LEN 4096
+
+/* Why an exec reached user space: which watched-map lookups hit. */
+enum tw_exec_match {
+	TW_MATCH_NAME = 1,  /* comm is in exec_names */
+	TW_MATCH_INODE = 2, /* the binary's (dev, inode) is in exec_inodes */
+	TW_MATCH_SIZE = 4,  /* the binary's size is in exec_sizes (copy check) */
+};
+
+/* exec_event.flags */
+enum tw_exec_flag {
+	TW_EXEC_ARGS_TRUNCATED = 1, /* argv was longer than TW_ARGS_LEN */
+	TW_EXEC_PATH_TRUNCATED = 2, /* the exec'd path was longer than TW_PATH_LEN */
+	TW_EXEC_ARGS_UNREAD = 4,    /* argv could not be read (user space falls back to /proc) */
+};
+
+/* Indexes of the per-CPU counters in the stats map. */
+enum tw_stat {
+	TW_STAT_EXEC_SEEN = 0,   /* every exec the program ran for */
+	TW_STAT_EXEC_SENT = 1,   /* execs that matched and were submitted */
+	TW_STAT_EXEC_LOST = 2,   /* matched execs lost: ring buffer reserve failed */
+	TW_STAT_NET_SENT = 3,    /* connections and probes submitted */
+	TW_STAT_NET_LOST = 4,    /* connections and probes lost: reserve failed */
+	TW_STAT_MAX = 5,
+};
+
+/* net_event.kind */
+enum tw_net_kind {
+	TW_NET_ACCEPT = 1, /* an inbound TCP connection reached ESTABLISHED */
+	TW_NET_PROBE = 2,  /* a SYN to a port with no listener was answered by a reset */
+};
+
+/* Key of exec_inodes. dev is the kernel's encoding (major << 20 | minor). */
+struct inode_key {
+	__u64 dev;
+	__u64 ino;
+};
+
+/* One exec of a watched binary, from sched_process_exec. */
+struct exec_event {
+	__u64 boot_ns;   /* bpf_ktime_get_boot_ns() */
+	__u64 cgroup_id;
+	__u64 dev;       /* of the binary actually loaded (symlinks resolved) */
+	__u64 ino;
+	__u64 size;
+	__u32 pid;       /* tgid, in the initial PID namespace */
+	__u32 ppid;
+	__u32 uid;       /* real uid after exec */
+	__u32 euid;
+	__u32 match;     /* enum tw_exec_match bits */
+	__u32 flags;     /* enum tw_exec_flag bits */
+	__u32 argc;
+	__u32 args_len;  /* bytes valid in args */
+	char comm[TW_COMM_LEN];
+	char filename[TW_PATH_LEN]; /* the path as passed to execve, NUL-terminated */
+	char args[TW_ARGS_LEN];
+};
+
+/*
+ * One inbound connection or probe. Source is the remote peer, destination is
+ * this host; ports in host byte order, addresses in network byte order
+ * (IPv4 in the first four bytes).
+ */
+struct net_event {
+	__u64 boot_ns;
+	__u32 kind;      /* enum tw_net_kind */
+	__u16 family;    /* AF_INET or AF_INET6 */
+	__u16 sport;
+	__u16 dport;
+	__u16 pad;
+	__u32 pad2;
+	__u8 saddr[16];
+	__u8 daddr[16];
+};
+
+#endif /* TRIPWIRE_H */

@@ -1,0 +1,190 @@
+package exporter
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/exporter/exportertest"
+	"go.opentelemetry.io/collector/pdata/plog"
+
+	"github.com/tripwire-sec/tripwire/exporter/internal/metadata"
+	"github.com/tripwire-sec/tripwire/internal/event"
+	"github.com/tripwire-sec/tripwire/internal/pgtest"
+	"github.com/tripwire-sec/tripwire/migrations"
+)
+
+const (
+	benchBatch = 1000 // events per ConsumeLogs / per COPY
+	benchHosts = 100  // hosts per batch, each with its own chain
+)
+
+// fleet produces batches of chained events from many hosts, each host's
+// chain continuing from one batch to the next.
+type fleet struct {
+	agents []*agent
+}
+
+func newFleet(b *testing.B, prefix string) *fleet {
+	f := &fleet{}
+	for i := 0; i < benchHosts; i++ {
+		f.agents = append(f.agents, newAgent(b, fmt.Sprintf("%s-%03d", prefix, i)))
+	}
+	return f
+}
+
+func (f *fleet) next() (plog.Logs, [][]*event.Event) {
+	ld := plog.NewLogs()
+	per := benchBatch / len(f.agents)
+	all := make([][]*event.Event, len(f.agents))
+	for i, a := range f.agents {
+		all[i] = a.trips(per)
+		appendResource(ld, a.host, all[i]...)
+	}
+	return ld, all
+}
+
+func durability() string {
+	if os.Getenv("PGTEST_DURABLE") == "1" {
+		return "fsync on"
+	}
+	return "fsync off (PGTEST_DURABLE=1 for on)"
+}
+
+func report(b *testing.B, what string, events int, elapsed time.Duration) {
+	rate := float64(events) / elapsed.Seconds()
+	b.ReportMetric(rate, "events/s")
+	fmt.Printf("%s: %d events in %s = %.0f events/s (batches of %d from %d hosts, PostgreSQL 15, %s)\n",
+		what, events, elapsed.Round(time.Millisecond), rate, benchBatch, benchHosts, durability())
+}
+
+// BenchmarkExport measures events/s through the exporter's consume path
+// (exporterhelper, decode, host upsert, chain check, alert and audit rows,
+// NOTIFY) into PostgreSQL; workers are concurrent ConsumeLogs callers, like
+// the sending queue's consumers, each with its own hosts.
+func BenchmarkExport(b *testing.B) {
+	for _, workers := range []int{1, 4} {
+		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
+			dsn := pgtest.NewDB(b)
+			ctx := context.Background()
+			exp, err := NewFactory().CreateLogs(ctx, exportertest.NewNopSettings(metadata.Type), testConfig(dsn))
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := exp.Start(ctx, componenttest.NewNopHost()); err != nil {
+				b.Fatal(err)
+			}
+			defer exp.Shutdown(ctx)
+			fleets := make([]*fleet, workers)
+			for w := range fleets {
+				fleets[w] = newFleet(b, fmt.Sprintf("bench-w%d", w))
+				// Warm up: hosts and chain heads exist, as in steady state.
+				ld, _ := fleets[w].next()
+				if err := exp.ConsumeLogs(ctx, ld); err != nil {
+					b.Fatal(err)
+				}
+			}
+			elapsed := runWorkers(b, fleets, func(f *fleet, ld plog.Logs, _ [][]*event.Event) error {
+				return exp.ConsumeLogs(ctx, ld)
+			})
+			report(b, fmt.Sprintf("BenchmarkExport workers=%d", workers), b.N*benchBatch, elapsed)
+		})
+	}
+}
+
+// BenchmarkRawCopy measures a plain pgx CopyFrom of the same alert rows into
+// alerts, one transaction per batch: the ceiling for the exporter.
+func BenchmarkRawCopy(b *testing.B) {
+	for _, workers := range []int{1, 4} {
+		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
+			dsn := pgtest.NewDB(b)
+			ctx := context.Background()
+			pool, err := pgxpool.New(ctx, dsn)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer pool.Close()
+			if err := migrations.Apply(ctx, pool); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := migrations.EnsurePartitions(ctx, pool, baseTime, 1); err != nil {
+				b.Fatal(err)
+			}
+			fleets := make([]*fleet, workers)
+			hostIDs := map[string]string{}
+			for w := range fleets {
+				fleets[w] = newFleet(b, fmt.Sprintf("copy-w%d", w))
+				for _, a := range fleets[w].agents {
+					var id string
+					if err := pool.QueryRow(ctx, "INSERT INTO hosts (host_name) VALUES ($1) RETURNING host_id::text", a.host).Scan(&id); err != nil {
+						b.Fatal(err)
+					}
+					hostIDs[a.host] = id
+				}
+			}
+			cols := []string{"alert_id", "event_time", "host_id", "host_name", "event_name", "tripwire_type",
+				"rule_name", "severity", "seq", "summary", "event_detail"}
+			elapsed := runWorkers(b, fleets, func(f *fleet, _ plog.Logs, evs [][]*event.Event) error {
+				rows := make([][]any, 0, benchBatch)
+				for i, hostEvents := range evs {
+					host := f.agents[i].host
+					for _, ev := range hostEvents {
+						rows = append(rows, []any{ev.AlertID.String(), ev.Time, hostIDs[host], host, string(ev.Name),
+							string(ev.Type()), ev.Rule, ev.Severity.String(), int64(ev.Seq), ev.Summary(), string(ev.Canonical())})
+					}
+				}
+				return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+					_, err := tx.CopyFrom(ctx, pgx.Identifier{"alerts"}, cols, pgx.CopyFromRows(rows))
+					return err
+				})
+			})
+			report(b, fmt.Sprintf("BenchmarkRawCopy workers=%d", workers), b.N*benchBatch, elapsed)
+		})
+	}
+}
+
+// runWorkers gives b.N batches to the workers, generating each batch (the
+// agents' side, not measured) before the clock runs.
+func runWorkers(b *testing.B, fleets []*fleet, send func(*fleet, plog.Logs, [][]*event.Event) error) time.Duration {
+	type job struct {
+		f   *fleet
+		ld  plog.Logs
+		evs [][]*event.Event
+	}
+	jobs := make([][]job, len(fleets))
+	for i := 0; i < b.N; i++ {
+		w := i % len(fleets)
+		ld, evs := fleets[w].next()
+		jobs[w] = append(jobs[w], job{fleets[w], ld, evs})
+	}
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(fleets))
+	for w := range fleets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, j := range jobs[w] {
+				if err := send(j.f, j.ld, j.evs); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	return elapsed
+}

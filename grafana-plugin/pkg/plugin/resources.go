@@ -1,0 +1,231 @@
+package plugin
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/grafana/grafana-plugin-sdk-go/backend"
+	"github.com/grafana/grafana-plugin-sdk-go/backend/log"
+)
+
+// The routes are served under the datasource's resource URL,
+// /api/datasources/uid/<uid>/resources/api/v1/..., which Grafana only lets
+// signed-in users with query access reach; each handler still checks the
+// user's org role. Every route is a read: nothing here writes, and every
+// other method gets 405 (with Allow) from the mux, an unknown path 404.
+func (d *Datasource) registerRoutes(mux *http.ServeMux) {
+	// GET /api/v1/alerts?host=&type=&severity=&rule=&q=&from=&to=&limit=&cursor=
+	mux.HandleFunc("GET /api/v1/alerts", d.read(d.handleAlerts))
+	// GET /api/v1/alerts/{id}
+	mux.HandleFunc("GET /api/v1/alerts/{id}", d.read(d.handleAlert))
+	// GET /api/v1/hosts
+	mux.HandleFunc("GET /api/v1/hosts", d.read(d.handleHosts))
+	// GET /api/v1/audit?host=&from=&to=&limit=&cursor=
+	mux.HandleFunc("GET /api/v1/audit", d.read(d.handleAudit))
+	// GET /api/v1/audit/verify?host=
+	mux.HandleFunc("GET /api/v1/audit/verify", d.read(d.handleVerify))
+	// GET /api/v1/stats?from=&to=
+	mux.HandleFunc("GET /api/v1/stats", d.read(d.handleStats))
+}
+
+// handlerFunc returns the value to encode as JSON, or an error to map.
+type handlerFunc func(r *http.Request) (any, error)
+
+// read wraps a read-only handler: Viewer or above, datasource configured.
+func (d *Datasource) read(h handlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !roleAtLeast(backend.UserFromContext(r.Context()), roleViewer) {
+			writeError(w, http.StatusForbidden, "a Viewer, Editor or Admin role is required")
+			return
+		}
+		if err := d.ready(); err != nil {
+			writeError(w, http.StatusServiceUnavailable, "datasource not configured: "+err.Error())
+			return
+		}
+		v, err := h(r)
+		switch {
+		case err == nil:
+			writeJSON(w, http.StatusOK, v)
+		case errors.Is(err, ErrBadRequest):
+			writeError(w, http.StatusBadRequest, strings.TrimPrefix(err.Error(), ErrBadRequest.Error()+": "))
+		case errors.Is(err, ErrNotFound):
+			writeError(w, http.StatusNotFound, "not found")
+		default:
+			log.DefaultLogger.Error("resource request failed", "path", r.URL.Path, "error", err)
+			writeError(w, http.StatusInternalServerError, "internal error; see the plugin log")
+		}
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg})
+}
+
+// params reads a query string strictly: unknown parameters and repeated
+// single-valued ones are 400s, so a misspelt filter is never ignored.
+type params struct {
+	v   url.Values
+	err error
+}
+
+func newParams(r *http.Request, allowed ...string) *params {
+	v, err := url.ParseQuery(r.URL.RawQuery)
+	p := &params{v: v}
+	if err != nil {
+		p.err = badRequest("malformed query string")
+	}
+	for k := range p.v {
+		if !contains(allowed, k) {
+			p.err = badRequest("unknown parameter %q", k)
+		}
+	}
+	return p
+}
+
+func (p *params) one(name string) string {
+	vs := p.v[name]
+	if len(vs) > 1 && p.err == nil {
+		p.err = badRequest("%s: given more than once", name)
+	}
+	if len(vs) == 0 {
+		return ""
+	}
+	return vs[0]
+}
+
+// list accepts repeated parameters and comma-separated values.
+func (p *params) list(name string) []string {
+	var out []string
+	for _, v := range p.v[name] {
+		for _, s := range strings.Split(v, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+// time accepts RFC 3339 or Unix milliseconds (what Grafana's time range uses).
+func (p *params) time(name string) time.Time {
+	s := p.one(name)
+	if s == "" {
+		return time.Time{}
+	}
+	if ms, err := strconv.ParseInt(s, 10, 64); err == nil {
+		if ms < 0 || ms > 1e15 {
+			p.fail(badRequest("%s: out of range", name))
+		}
+		return time.UnixMilli(ms).UTC()
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		p.fail(badRequest("%s: want RFC 3339 or Unix milliseconds", name))
+	}
+	return t
+}
+
+func (p *params) limit() int {
+	s := p.one("limit")
+	if s == "" {
+		return DefaultLimit
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > MaxLimit {
+		p.fail(badRequest("limit: must be an integer in 1..%d", MaxLimit))
+	}
+	return n
+}
+
+func (p *params) fail(err error) {
+	if p.err == nil {
+		p.err = err
+	}
+}
+
+func (d *Datasource) handleAlerts(r *http.Request) (any, error) {
+	p := newParams(r, "host", "type", "severity", "rule", "q", "from", "to", "limit", "cursor")
+	f := Filter{Hosts: p.list("host"), Types: p.list("type"), Severities: p.list("severity"),
+		Rules: p.list("rule"), Text: p.one("q"), From: p.time("from"), To: p.time("to")}
+	limit := p.limit()
+	var cursor *Cursor
+	if c := p.one("cursor"); c != "" {
+		cur, err := DecodeCursor(c)
+		p.fail(err)
+		cursor = &cur
+	}
+	if p.err != nil {
+		return nil, p.err
+	}
+	return d.store.ListAlerts(r.Context(), &f, limit, cursor, false)
+}
+
+func (d *Datasource) handleAlert(r *http.Request) (any, error) {
+	if p := newParams(r); p.err != nil {
+		return nil, p.err
+	}
+	return d.store.GetAlert(r.Context(), r.PathValue("id"))
+}
+
+func (d *Datasource) handleHosts(r *http.Request) (any, error) {
+	if p := newParams(r); p.err != nil {
+		return nil, p.err
+	}
+	hosts, err := d.store.Hosts(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"hosts": hosts, "offline_after_seconds": d.settings.OfflineAfter().Seconds()}, nil
+}
+
+func (d *Datasource) handleAudit(r *http.Request) (any, error) {
+	p := newParams(r, "host", "from", "to", "limit", "cursor")
+	host, from, to, limit := p.one("host"), p.time("from"), p.time("to"), p.limit()
+	var before int64
+	if c := p.one("cursor"); c != "" {
+		n, err := strconv.ParseInt(c, 10, 64)
+		if err != nil || n < 1 {
+			p.fail(badRequest("cursor: malformed"))
+		}
+		before = n
+	}
+	if p.err != nil {
+		return nil, p.err
+	}
+	return d.store.AuditEntries(r.Context(), host, from, to, limit, before)
+}
+
+func (d *Datasource) handleVerify(r *http.Request) (any, error) {
+	p := newParams(r, "host")
+	host := p.one("host")
+	if p.err != nil {
+		return nil, p.err
+	}
+	return d.store.VerifyChain(r.Context(), host)
+}
+
+func (d *Datasource) handleStats(r *http.Request) (any, error) {
+	p := newParams(r, "from", "to")
+	from, to := p.time("from"), p.time("to")
+	if p.err != nil {
+		return nil, p.err
+	}
+	if to.IsZero() {
+		to = time.Now().UTC()
+	}
+	if from.IsZero() {
+		from = to.Add(-24 * time.Hour)
+	}
+	return d.store.Stats(r.Context(), from, to)
+}

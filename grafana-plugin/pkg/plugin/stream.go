@@ -1,0 +1,261 @@
+package plugin
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/grafana/grafana-plugin-sdk-go/backend/log"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// NotifyChannel is the PostgreSQL channel the tripwire exporter NOTIFYs on,
+// one notification per committed alert.
+const NotifyChannel = "tripwire_alerts"
+
+// StreamFilter is the subscription a channel path encodes:
+// alerts[/host=a,b][/type=file][/severity=CRITICAL][/rule=r]. Putting the
+// filters in the path makes each distinct filter its own Grafana Live
+// channel, so Grafana runs one RunStream per filter and fans the frames out
+// to every browser on it.
+type StreamFilter struct {
+	Hosts, Types, Severities, Rules []string
+}
+
+// ParseStreamPath parses a channel path (the part after ds/<uid>/).
+func ParseStreamPath(path string) (StreamFilter, error) {
+	var f StreamFilter
+	parts := strings.Split(path, "/")
+	if parts[0] != "alerts" {
+		return f, badRequest("unknown stream %q", parts[0])
+	}
+	seen := map[string]bool{}
+	for _, p := range parts[1:] {
+		key, val, ok := strings.Cut(p, "=")
+		if !ok || val == "" || seen[key] {
+			return f, badRequest("stream path segment %q: want key=value, each key once", p)
+		}
+		seen[key] = true
+		vals := strings.Split(val, ",")
+		switch key {
+		case "host":
+			f.Hosts = vals
+		case "type":
+			f.Types = vals
+		case "severity":
+			f.Severities = vals
+		case "rule":
+			f.Rules = vals
+		default:
+			return f, badRequest("stream path: unknown filter %q", key)
+		}
+	}
+	ff := Filter{Hosts: f.Hosts, Types: f.Types, Severities: f.Severities, Rules: f.Rules}
+	return f, ff.Validate()
+}
+
+// Match reports whether a matches the filter.
+func (f *StreamFilter) Match(a *Alert) bool {
+	return in(f.Hosts, a.HostName) && in(f.Types, a.Type) && in(f.Severities, a.Severity) && in(f.Rules, a.Rule)
+}
+
+func in(set []string, v string) bool { return len(set) == 0 || contains(set, v) }
+
+// subscriber is one RunStream waiting for alerts.
+type subscriber struct {
+	filter  StreamFilter
+	ch      chan *Alert
+	dropped atomic.Int64
+}
+
+// Feed holds the one LISTEN connection of a datasource instance and fans its
+// notifications out to every RunStream of that instance. One connection per
+// backend process, whatever the number of viewers, keeps PostgreSQL's
+// connection count flat; every Grafana replica runs its own Feed, so live
+// fan-out needs nothing between replicas.
+type Feed struct {
+	cfg   *pgxpool.Config
+	store *Store
+
+	mu   sync.Mutex
+	subs map[*subscriber]struct{}
+	// recent remembers the last alert ids delivered, so the replay after a
+	// reconnect cannot deliver an alert twice.
+	recent     map[string]struct{}
+	recentRing []string
+	recentNext int
+	started    bool
+	ready      chan struct{} // closed once LISTEN is in effect the first time
+	cancel     context.CancelFunc
+	done       chan struct{}
+
+	// Malformed counts notifications that could not be decoded.
+	Malformed atomic.Int64
+	// Reconnects counts re-established LISTEN connections.
+	Reconnects atomic.Int64
+}
+
+// subscriberBuffer is how many alerts a slow RunStream may fall behind before
+// its oldest are dropped (and counted) rather than stalling the whole feed.
+const subscriberBuffer = 1024
+
+// recentIDs is how many delivered alert ids are remembered for de-duplication.
+const recentIDs = 4096
+
+// NewFeed prepares a feed; the connection opens with the first subscriber.
+func NewFeed(cfg *pgxpool.Config, store *Store) *Feed {
+	return &Feed{cfg: cfg, store: store, subs: map[*subscriber]struct{}{}, ready: make(chan struct{}),
+		recent: make(map[string]struct{}, recentIDs), recentRing: make([]string, recentIDs)}
+}
+
+// Subscribe registers a subscriber and starts the listener if needed. The
+// returned function unsubscribes.
+func (fd *Feed) Subscribe(f StreamFilter) (*subscriber, func()) {
+	s := &subscriber{filter: f, ch: make(chan *Alert, subscriberBuffer)}
+	fd.mu.Lock()
+	fd.subs[s] = struct{}{}
+	if !fd.started {
+		fd.started = true
+		ctx, cancel := context.WithCancel(context.Background())
+		fd.cancel = cancel
+		fd.done = make(chan struct{})
+		go fd.run(ctx)
+	}
+	fd.mu.Unlock()
+	return s, func() {
+		fd.mu.Lock()
+		delete(fd.subs, s)
+		fd.mu.Unlock()
+	}
+}
+
+// Ready is closed once the first LISTEN is in effect: a notification sent
+// after that reaches every subscriber.
+func (fd *Feed) Ready() <-chan struct{} { return fd.ready }
+
+// Close stops the listener and ends every subscription.
+func (fd *Feed) Close() {
+	fd.mu.Lock()
+	cancel, done := fd.cancel, fd.done
+	fd.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+	fd.mu.Lock()
+	for s := range fd.subs {
+		close(s.ch)
+		delete(fd.subs, s)
+	}
+	fd.mu.Unlock()
+}
+
+func (fd *Feed) run(ctx context.Context) {
+	defer close(fd.done)
+	var readyOnce sync.Once
+	backoff := 100 * time.Millisecond
+	var lastReceived time.Time
+	for first := true; ctx.Err() == nil; first = false {
+		conn, err := pgx.ConnectConfig(ctx, fd.cfg.ConnConfig)
+		if err == nil {
+			_, err = conn.Exec(ctx, "LISTEN "+NotifyChannel)
+		}
+		if err != nil {
+			if conn != nil {
+				conn.Close(context.Background())
+			}
+			log.DefaultLogger.Warn("live feed: connecting to PostgreSQL", "error", err, "retry_in", backoff)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff + rand.N(backoff/2)):
+			}
+			backoff = min(backoff*2, 10*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		readyOnce.Do(func() { close(fd.ready) })
+		if !first {
+			fd.Reconnects.Add(1)
+			// Notifications sent while no connection listened are gone;
+			// replay what was committed meanwhile from the table.
+			if !lastReceived.IsZero() {
+				if missed, err := fd.store.RecentAlerts(ctx, lastReceived, subscriberBuffer); err == nil {
+					for i := range missed {
+						fd.deliver(&missed[i])
+					}
+				}
+			}
+		}
+		for {
+			n, err := conn.WaitForNotification(ctx)
+			if err != nil {
+				break
+			}
+			var a Alert
+			if err := json.Unmarshal([]byte(n.Payload), &a); err != nil || a.AlertID == "" {
+				fd.Malformed.Add(1)
+				continue
+			}
+			if a.ReceivedAt.After(lastReceived) {
+				lastReceived = a.ReceivedAt
+			}
+			fd.deliver(&a)
+		}
+		conn.Close(context.Background())
+	}
+}
+
+func (fd *Feed) deliver(a *Alert) {
+	fd.mu.Lock()
+	defer fd.mu.Unlock()
+	if _, dup := fd.recent[a.AlertID]; dup {
+		return
+	}
+	delete(fd.recent, fd.recentRing[fd.recentNext])
+	fd.recentRing[fd.recentNext] = a.AlertID
+	fd.recentNext = (fd.recentNext + 1) % recentIDs
+	fd.recent[a.AlertID] = struct{}{}
+	for s := range fd.subs {
+		if !s.filter.Match(a) {
+			continue
+		}
+		select {
+		case s.ch <- a:
+		default:
+			// Full: drop the oldest so the feed shows the newest, and count it.
+			select {
+			case <-s.ch:
+				s.dropped.Add(1)
+			default:
+			}
+			select {
+			case s.ch <- a:
+			default:
+				s.dropped.Add(1)
+			}
+		}
+	}
+}
+
+// streamPathFor builds a channel path from a filter, the inverse of
+// ParseStreamPath; the frontend builds the same form.
+func streamPathFor(f StreamFilter) string {
+	var b strings.Builder
+	b.WriteString("alerts")
+	for _, kv := range []struct {
+		k string
+		v []string
+	}{{"host", f.Hosts}, {"type", f.Types}, {"severity", f.Severities}, {"rule", f.Rules}} {
+		if len(kv.v) > 0 {
+			fmt.Fprintf(&b, "/%s=%s", kv.k, strings.Join(kv.v, ","))
+		}
+	}
+	return b.String()
+}

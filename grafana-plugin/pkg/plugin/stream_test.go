@@ -1,0 +1,277 @@
+package plugin
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/grafana/grafana-plugin-sdk-go/backend"
+	"github.com/grafana/grafana-plugin-sdk-go/data"
+)
+
+func TestParseStreamPath(t *testing.T) {
+	good := map[string]StreamFilter{
+		"alerts":                                 {},
+		"alerts/severity=CRITICAL/host=web-01":   {Severities: []string{"CRITICAL"}, Hosts: []string{"web-01"}},
+		"alerts/type=file,process/rule=nc-exec":  {Types: []string{"file", "process"}, Rules: []string{"nc-exec"}},
+		"alerts/host=web-01,db-01/severity=WARN": {Hosts: []string{"web-01", "db-01"}, Severities: []string{"WARN"}},
+	}
+	for path, want := range good {
+		got, err := ParseStreamPath(path)
+		if err != nil {
+			t.Errorf("%s: %v", path, err)
+			continue
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s: %+v, want %+v", path, got, want)
+		}
+		if back := streamPathFor(got); back != path && path != "alerts/severity=CRITICAL/host=web-01" && path != "alerts/host=web-01,db-01/severity=WARN" {
+			t.Errorf("round trip %s -> %s", path, back)
+		}
+	}
+	for _, bad := range []string{"", "hosts", "alerts/", "alerts/host", "alerts/host=", "alerts/severity=critical",
+		"alerts/type=x", "alerts/colour=red", "alerts/host=a/host=b", "alerts/host=a\x00b"} {
+		if _, err := ParseStreamPath(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestSubscribeStream(t *testing.T) {
+	e := newEnv(t)
+	e.seed(t)
+	sub := func(path, role string) *backend.SubscribeStreamResponse {
+		var user *backend.User
+		if role != "" {
+			user = &backend.User{Role: role}
+		}
+		r, err := e.ds.SubscribeStream(t.Context(), &backend.SubscribeStreamRequest{
+			PluginContext: backend.PluginContext{User: user}, Path: path})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	if r := sub("alerts", ""); r.Status != backend.SubscribeStreamStatusPermissionDenied {
+		t.Errorf("anonymous: %v", r.Status)
+	}
+	if r := sub("alerts/colour=red", "Viewer"); r.Status != backend.SubscribeStreamStatusNotFound {
+		t.Errorf("bad path: %v", r.Status)
+	}
+	r := sub("alerts/severity=CRITICAL", "Viewer")
+	if r.Status != backend.SubscribeStreamStatusOK || r.InitialData == nil {
+		t.Fatalf("viewer: %+v", r)
+	}
+	var fr data.Frame
+	if err := json.Unmarshal(r.InitialData.Data(), &fr); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := fr.RowLen(); n != 10 {
+		t.Fatalf("initial data: %d rows, want the 10 CRITICAL alerts", n)
+	}
+	pub, err := e.ds.PublishStream(t.Context(), &backend.PublishStreamRequest{
+		PluginContext: backend.PluginContext{User: &backend.User{Role: "Admin"}}, Path: "alerts"})
+	if err != nil || pub.Status != backend.PublishStreamStatusPermissionDenied {
+		t.Fatalf("publish: %+v %v", pub, err)
+	}
+}
+
+// packetSink collects what RunStream sends.
+type packetSink chan *backend.StreamPacket
+
+func (p packetSink) Send(pk *backend.StreamPacket) error { p <- pk; return nil }
+
+// stream runs RunStream on path until the test ends and returns its frames.
+func (e *env) stream(t *testing.T, path string) <-chan *data.Frame {
+	t.Helper()
+	sink := make(packetSink, 64)
+	frames := make(chan *data.Frame, 64)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- e.ds.RunStream(ctx, &backend.RunStreamRequest{Path: path}, backend.NewStreamSender(sink))
+	}()
+	go func() {
+		for pk := range sink {
+			var fr data.Frame
+			if err := json.Unmarshal(pk.Data, &fr); err != nil {
+				t.Errorf("stream packet: %v", err)
+				continue
+			}
+			frames <- &fr
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("RunStream: %v", err)
+		}
+		close(sink)
+	})
+	return frames
+}
+
+// waitSubscribers polls until the feed listens and has n subscribers.
+func (e *env) waitSubscribers(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		e.ds.feed.mu.Lock()
+		got := len(e.ds.feed.subs)
+		e.ds.feed.mu.Unlock()
+		select {
+		case <-e.ds.feed.Ready():
+			if got >= n {
+				return
+			}
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("feed not ready with %d subscribers after 30 s (have %d)", n, got)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// notifyAlert inserts an alert and NOTIFYs it in one transaction, as the
+// tripwire exporter does, so the notification is delivered at commit.
+func (e *env) notifyAlert(t testing.TB, a seedAlert) {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := e.conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	at := e.now.Add(-a.ago)
+	var received time.Time
+	err = tx.QueryRow(ctx, `INSERT INTO alerts (alert_id, event_time, host_id, host_name, event_name, tripwire_type,
+  rule_name, severity, seq, summary, event_detail)
+SELECT $1, $2, host_id, host_name, $4, $5, $6, $7, $8, $9, '{}' FROM hosts WHERE host_name = $3 RETURNING received_at`,
+		a.id, at, a.host, a.event, a.typ, a.rule, a.severity, a.seq, a.summary).Scan(&received)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, _ := json.Marshal(map[string]any{
+		"alert_id": a.id, "event_time": at.Format(time.RFC3339Nano), "received_at": received.Format(time.RFC3339Nano),
+		"host_name": a.host, "event_name": a.event, "tripwire_type": a.typ, "rule_name": a.rule,
+		"severity": a.severity, "seq": a.seq, "summary": a.summary,
+	})
+	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, NotifyChannel, string(payload)); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func nextFrame(t *testing.T, frames <-chan *data.Frame) *data.Frame {
+	t.Helper()
+	select {
+	case fr := <-frames:
+		return fr
+	case <-time.After(30 * time.Second):
+		t.Fatal("no frame within 30 s")
+		return nil
+	}
+}
+
+func frameIDs(fr *data.Frame) []string {
+	f, _ := fr.FieldByName("alert_id")
+	var ids []string
+	for i := 0; i < f.Len(); i++ {
+		ids = append(ids, f.At(i).(string))
+	}
+	return ids
+}
+
+func TestRunStreamDeliversNotifiedInserts(t *testing.T) {
+	e := newEnv(t)
+	e.seed(t)
+	all := e.stream(t, "alerts")
+	critical := e.stream(t, "alerts/severity=CRITICAL/host=web-01")
+	e.waitSubscribers(t, 2)
+
+	warn := seedAlert{id: "0190b000-0000-7000-8000-000000000001", host: "web-01", typ: "file",
+		event: "tripwire.file.access", rule: "shadow-read", severity: "WARN", summary: "warn one", seq: 100}
+	crit := warn
+	crit.id, crit.severity, crit.summary, crit.seq = "0190b000-0000-7000-8000-000000000002", "CRITICAL", "crit one", 101
+	e.notifyAlert(t, warn)
+	e.notifyAlert(t, crit)
+
+	var got []string
+	for len(got) < 2 {
+		fr := nextFrame(t, all)
+		got = append(got, frameIDs(fr)...)
+		if sev, _ := fr.FieldByName("severity"); sev == nil {
+			t.Fatal("frame lacks severity")
+		}
+	}
+	if got[0] != warn.id || got[1] != crit.id {
+		t.Fatalf("unfiltered stream got %v", got)
+	}
+	// The filtered channel skips the WARN alert.
+	if ids := frameIDs(nextFrame(t, critical)); len(ids) != 1 || ids[0] != crit.id {
+		t.Fatalf("filtered stream got %v", ids)
+	}
+
+	// A malformed notification is counted and skipped.
+	e.exec(t, `SELECT pg_notify($1, 'not json')`, NotifyChannel)
+	third := crit
+	third.id, third.seq = "0190b000-0000-7000-8000-000000000003", 102
+	e.notifyAlert(t, third)
+	if ids := frameIDs(nextFrame(t, critical)); ids[0] != third.id {
+		t.Fatalf("after malformed: %v", ids)
+	}
+	if e.ds.feed.Malformed.Load() != 1 {
+		t.Fatalf("malformed count %d", e.ds.feed.Malformed.Load())
+	}
+}
+
+// When the LISTEN connection dies, the feed reconnects and replays what was
+// committed meanwhile, so a subscriber misses nothing and sees nothing twice.
+func TestRunStreamSurvivesListenerLoss(t *testing.T) {
+	e := newEnv(t)
+	e.seed(t)
+	frames := e.stream(t, "alerts")
+	e.waitSubscribers(t, 1)
+	a := seedAlert{id: "0190c000-0000-7000-8000-000000000001", host: "web-01", typ: "file",
+		event: "tripwire.file.access", rule: "shadow-read", severity: "CRITICAL", summary: "before", seq: 200}
+	e.notifyAlert(t, a)
+	if ids := frameIDs(nextFrame(t, frames)); ids[0] != a.id {
+		t.Fatalf("got %v", ids)
+	}
+	var killed int
+	if err := e.conn.QueryRow(t.Context(), `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+WHERE query LIKE 'LISTEN %' AND datname = current_database()`).Scan(&killed); err != nil || killed != 1 {
+		t.Fatalf("terminated %d listeners: %v", killed, err)
+	}
+	var want []string
+	for i := range 3 {
+		b := a
+		b.id, b.summary, b.seq = fmt.Sprintf("0190c000-0000-7000-8000-00000000001%d", i), "during", int64(201+i)
+		e.notifyAlert(t, b)
+		want = append(want, b.id)
+	}
+	var got []string
+	for len(got) < len(want) {
+		got = append(got, frameIDs(nextFrame(t, frames))...)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("after reconnect got %v, want %v", got, want)
+	}
+	select {
+	case fr := <-frames:
+		t.Fatalf("duplicate frame %v", frameIDs(fr))
+	case <-time.After(500 * time.Millisecond):
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for e.ds.feed.Reconnects.Load() < 1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if e.ds.feed.Reconnects.Load() < 1 {
+		t.Fatal("no reconnect counted")
+	}
+}

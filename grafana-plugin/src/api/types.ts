@@ -1,0 +1,117 @@
+/** JSON shapes of /api/v1 (pkg/plugin/store.go). */
+export interface Alert {
+  alert_id: string;
+  event_time: string;
+  received_at: string;
+  host_name: string;
+  event_name: string;
+  tripwire_type: string;
+  rule_name: string;
+  severity: Severity;
+  seq: number | null;
+  summary: string;
+  event_detail?: Record<string, unknown>;
+}
+
+export type Severity = 'INFO' | 'WARN' | 'CRITICAL';
+
+export interface AlertPage {
+  alerts: Alert[];
+  next_cursor?: string;
+}
+
+export interface AlertFilter {
+  host?: string;
+  type?: string;
+  severity?: string;
+  rule?: string;
+  q?: string;
+  from?: string;
+  to?: string;
+}
+
+export interface Host {
+  host_name: string;
+  host_id?: string;
+  ip_address?: string;
+  platform?: string;
+  arch?: string;
+  agent_version?: string;
+  watchers?: string;
+  unserved_rules?: string;
+  cert_not_after?: string;
+  first_seen: string;
+  last_seen: string;
+  last_alert_at?: string;
+  status: 'ONLINE' | 'OFFLINE' | 'DEGRADED';
+  chain_head_seq?: number;
+  alerts_24h: number;
+}
+
+export interface HostList {
+  hosts: Host[];
+  offline_after_seconds: number;
+}
+
+export interface AuditEntry {
+  seq: number;
+  alert_id: string;
+  event_time: string;
+  prev_hash: string;
+  hash: string;
+  payload: Record<string, unknown>;
+  received_at: string;
+}
+
+export interface AuditPage {
+  host: string;
+  entries: AuditEntry[];
+  next_cursor?: string;
+}
+
+export interface ChainBreak {
+  kind: string;
+  seq?: number;
+  expected_seq?: number;
+  got_seq?: number;
+  expected_hash?: string;
+  got_hash?: string;
+  detail?: string;
+  detected_at?: string;
+  alert_id?: string;
+}
+
+export interface ChainStatus {
+  host: string;
+  intact: boolean;
+  entries: number;
+  first_seq: number;
+  verified_up_to_seq: number;
+  head_seq?: number;
+  head_hash?: string;
+  breaks: ChainBreak[];
+  breaks_truncated?: boolean;
+  recorded_breaks: ChainBreak[];
+}
+
+export interface Count {
+  key: string;
+  count: number;
+}
+
+export interface Stats {
+  from: string;
+  to: string;
+  total: number;
+  by_severity: Count[];
+  by_type: Count[];
+  top_hosts: Count[];
+  top_rules: Count[];
+  host_status: Count[];
+}
+
+/** What the Live page shows per alert (a row of a stream frame). */
+export type LiveAlert = Pick<
+  Alert,
+  'alert_id' | 'event_time' | 'host_name' | 'event_name' | 'tripwire_type' | 'rule_name' | 'severity' | 'summary'
+> & { seq: number | null };

@@ -1,0 +1,25 @@
+export const testIds = {
+  appConfig: {
+    container: 'data-testid ac-container',
+    toggle: 'data-testid ac-toggle',
+  },
+  live: {
+    table: 'data-testid live-table',
+    pause: 'data-testid live-pause',
+    resume: 'data-testid live-resume',
+    counts: 'data-testid live-counts',
+  },
+  alerts: {
+    table: 'data-testid alerts-table',
+    row: 'data-testid alerts-row',
+    drawer: 'data-testid alerts-drawer',
+    loadMore: 'data-testid alerts-load-more',
+  },
+  hosts: {
+    table: 'data-testid hosts-table',
+  },
+  audit: {
+    status: 'data-testid audit-status',
+    entries: 'data-testid audit-entries',
+  },
+};
