@@ -66,8 +66,8 @@ func TestTripLandsWithItsFields(t *testing.T) {
 
 	var (
 		host, user, path, sev, typ, rule, summary, detail string
-		pid, seq                                           int64
-		eventTime                                          time.Time
+		pid, seq                                          int64
+		eventTime                                         time.Time
 	)
 	err := pool.QueryRow(context.Background(), `SELECT host_name, event_detail->>'user.name', event_detail->>'file.path',
 			(event_detail->>'process.pid')::bigint, severity, tripwire_type, rule_name, seq, summary, event_detail::text, event_time

@@ -3,7 +3,8 @@
 // Package exporter is the tripwire exporter, an OpenTelemetry Collector
 // component that stores TripWire events in PostgreSQL, checks each host's
 // audit chain, and NOTIFYs the live feed. Use NewFactory in a collector
-// build (OCB); the README of the collector shows the configuration.
+// build (OCB); README.md beside this file gives the configuration keys, the
+// chain rules and the NOTIFY payload.
 package exporter
 
 import (

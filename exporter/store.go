@@ -305,13 +305,18 @@ func (e *tripwireExporter) checkChains(ctx context.Context, tx pgx.Tx, chains ma
 			coalesce(a.payload->>'event.name' = 'tripwire.agent.loss', false)
 		FROM audit_entries a JOIN chain_heads c ON c.host_id = a.host_id AND a.seq > c.seq
 		WHERE c.host_id = ANY($1::uuid[]) ORDER BY a.host_id, a.seq`, ids)
-	stored := b.Queue(`SELECT a.host_id::text, a.seq, a.hash FROM audit_entries a
-		JOIN unnest($1::uuid[], $2::bigint[]) AS q(id, s) ON a.host_id = q.id AND a.seq = q.s`, pairHost, pairSeq)
+	// Only seqs at or below the head can be replays or forks; in steady
+	// state there are none and nothing is probed.
+	stored := b.Queue(`SELECT a.host_id::text, a.seq, a.hash
+		FROM unnest($1::uuid[], $2::bigint[]) AS q(id, s)
+		JOIN chain_heads c ON c.host_id = q.id AND q.s <= c.seq
+		JOIN audit_entries a ON a.host_id = q.id AND a.seq = q.s`, pairHost, pairSeq)
 	losses := b.Queue(`SELECT l.host_id::text, l.first_seq, l.last_seq FROM chain_losses l
 		JOIN chain_heads c ON c.host_id = l.host_id AND l.last_seq > c.seq
 		WHERE c.host_id = ANY($1::uuid[])`, ids)
-	forks := b.Queue(`SELECT host_id::text, hash FROM chain_forks
-		WHERE host_id = ANY($1::uuid[]) AND hash = ANY($2::bpchar[])`, ids, prevs)
+	forks := b.Queue(`SELECT DISTINCT f.host_id::text, f.hash
+		FROM unnest($1::uuid[], $2::bpchar[]) AS q(id, p)
+		JOIN chain_forks f ON f.host_id = q.id AND f.hash = q.p`, pairHost, prevs)
 
 	states := make(map[string]*chainState, len(ids))
 	state := func(id string) *chainState {

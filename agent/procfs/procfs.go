@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/tripwire-sec/tripwire/internal/event"
 )
 
 // DefaultRoot is where /proc is mounted unless a caller says otherwise.
@@ -32,6 +34,16 @@ const (
 // ActorKeys are the attribute keys of a trip's actor that Read fills, sorted.
 // A mechanism that cannot see the actor at all lists these plus process.pid.
 var ActorKeys = []string{KeyCommandLine, KeyExecutable, KeyPPID, KeyUserID, KeyUserName}
+
+// Actor is what [ReadActor] knows of a process: the event fields, and what
+// TripWire matches on but events do not carry.
+type Actor struct {
+	event.Process
+	// Comm is the kernel's command name (at most 15 bytes, settable by the
+	// process itself). It outlives the executable link: a zombie still has it.
+	Comm      string
+	StartTime uint64 // clock ticks after boot; with PID it names one process
+}
 
 // Sentinel causes, compared with errors.Is through an [*Incomplete].
 var (

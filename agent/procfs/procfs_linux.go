@@ -32,27 +32,36 @@ func Read(root string, pid int) (event.Process, error) { return ReadSeen(root, p
 // seen cannot be the actor. What was read consistently is returned; the rest
 // is listed in an [*Incomplete] error. PID is always set.
 func ReadSeen(root string, pid int, seen time.Duration) (event.Process, error) {
-	p := event.Process{PID: int64(pid)}
+	a, err := ReadActor(root, pid, seen)
+	return a.Process, err
+}
+
+// ReadActor is [ReadSeen] that also returns the command name and start time.
+func ReadActor(root string, pid int, seen time.Duration) (Actor, error) {
+	var a Actor
+	p := &a.Process
+	p.PID = int64(pid)
 	if pid <= 0 {
-		return p, incomplete(pid, ActorKeys, ErrNoPID)
+		return a, incomplete(pid, ActorKeys, ErrNoPID)
 	}
 	if root == "" {
 		root = DefaultRoot
 	}
 	dir, err := unix.Open(filepath.Join(root, strconv.Itoa(pid)), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return p, incomplete(pid, ActorKeys, gone(err))
+		return a, incomplete(pid, ActorKeys, gone(err))
 	}
 	defer unix.Close(dir)
 
 	before, err := statAt(dir)
 	if err != nil {
-		return p, incomplete(pid, ActorKeys, gone(err))
+		return a, incomplete(pid, ActorKeys, gone(err))
 	}
 	if seen > 0 && time.Duration(before.StartTime)*(time.Second/userHZ) > seen+time.Second/userHZ {
-		return p, incomplete(pid, ActorKeys, ErrReused)
+		return a, incomplete(pid, ActorKeys, ErrReused)
 	}
 	p.PPID = int64(before.PPID)
+	a.Comm, a.StartTime = before.Comm, before.StartTime
 
 	var missing []string
 	var cause error
@@ -95,9 +104,9 @@ func ReadSeen(root string, pid int, seen time.Duration) (event.Process, error) {
 			cause = gone(err)
 		}
 	case after.StartTime != before.StartTime:
-		return event.Process{PID: int64(pid)}, incomplete(pid, ActorKeys, ErrReused)
+		return Actor{Process: event.Process{PID: int64(pid)}}, incomplete(pid, ActorKeys, ErrReused)
 	}
-	return p, incomplete(pid, missing, cause)
+	return a, incomplete(pid, missing, cause)
 }
 
 // BootTime returns the CLOCK_BOOTTIME clock, the one process start times use.

@@ -16,6 +16,12 @@ func ReadSeen(root string, pid int, seen time.Duration) (event.Process, error) {
 	return event.Process{PID: int64(pid)}, incomplete(pid, ActorKeys, ErrUnsupported)
 }
 
+// ReadActor reports ErrUnsupported: only Linux has /proc.
+func ReadActor(root string, pid int, seen time.Duration) (Actor, error) {
+	p, err := ReadSeen(root, pid, seen)
+	return Actor{Process: p}, err
+}
+
 // BootTime returns 0: only Linux has /proc start times.
 func BootTime() time.Duration { return 0 }
 

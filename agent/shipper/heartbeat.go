@@ -20,7 +20,15 @@ func (s *Shipper) heartbeats(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-s.beat:
 		}
+	}
+}
+
+func (s *Shipper) beatSoon() {
+	select {
+	case s.beat <- struct{}{}:
+	default:
 	}
 }
 
@@ -44,6 +52,9 @@ func (s *Shipper) heartbeatEvent(now time.Time) *event.Event {
 	st, watchers, unserved := StatusOnline, "", ""
 	if s.cfg.Status != nil {
 		st, watchers, unserved = s.cfg.Status()
+		if st == "" {
+			st = StatusOnline
+		}
 	}
 	return &event.Event{
 		Name:         event.AgentHeartbeat,

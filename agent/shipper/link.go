@@ -144,6 +144,7 @@ func captureVerdict(ctx context.Context, method string, req, reply any, cc *grpc
 type outcome struct {
 	err        error         // nil: acknowledged; the batch may be deleted
 	split      bool          // refused as malformed or too large: retrying as is cannot succeed
+	operator   bool          // refused for a reason only the operator can fix (identity, certificate)
 	retryAfter time.Duration // the collector asked to wait at least this long
 }
 
@@ -180,6 +181,13 @@ func (s *Shipper) export(ctx context.Context, l *link, records []sdklog.Record) 
 		out.split = true
 	case codes.ResourceExhausted:
 		out.split = isTooLarge(v.rpcErr)
+	case codes.PermissionDenied, codes.Unauthenticated:
+		out.operator = true
+	case codes.Unavailable:
+		// A refused handshake (unknown CA, expired or revoked certificate)
+		// surfaces as Unavailable; say it louder than a collector restart.
+		msg := st.Message()
+		out.operator = strings.Contains(msg, "certificate") || strings.Contains(msg, "handshake")
 	}
 	for _, d := range st.Details() {
 		if ri, ok := d.(*errdetails.RetryInfo); ok && ri.GetRetryDelay() != nil {

@@ -11,7 +11,6 @@ import (
 // Reasons for tripwire_shipper_rejected_total.
 const (
 	reasonPartial = "collector_partial" // the collector accepted the batch but rejected some records
-	reasonRefused = "collector_refused" // the collector refused an event as malformed (InvalidArgument)
 	reasonInvalid = "invalid"           // a spooled event that does not validate locally
 )
 
@@ -68,7 +67,7 @@ func newMetrics(oldestAge func() time.Duration) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}),
 	}
-	for _, r := range []string{reasonPartial, reasonRefused, reasonInvalid} {
+	for _, r := range []string{reasonPartial, reasonInvalid} {
 		m.rejected.WithLabelValues(r)
 	}
 	m.heartbeats.WithLabelValues("ok")

@@ -6,6 +6,21 @@
 // up a renewed certificate and key without losing queued events. The shipper
 // also sends heartbeats (not spooled: a lost heartbeat is replaced by the next)
 // and warns through [Config.Emit] when the client certificate nears expiry.
+//
+// Delivery rules, in order of precedence:
+//   - an export the collector acknowledged (gRPC OK) deletes the batch, even
+//     with a partial success: the records it rejected are permanently
+//     invalid, so they are logged and counted in
+//     tripwire_shipper_rejected_total instead of being resent forever;
+//   - a batch refused whole with InvalidArgument (or too large) is split until
+//     the offending record is alone; that record is then retried with backoff
+//     like any failure, never dropped;
+//   - any other failure (Unavailable, PermissionDenied, a refused handshake)
+//     keeps the batch and retries it with exponential backoff and jitter.
+//
+// Metrics: tripwire_shipper_sent_total, _failed_total, _reconnects_total,
+// _rejected_total{reason}, _heartbeats_total{result}, _queue_age_seconds,
+// _cert_not_after_seconds, _batch_size and _export_duration_seconds.
 package shipper
 
 import (
@@ -82,7 +97,7 @@ type Config struct {
 	// ExportTimeout bounds one export; 0 means 10 s.
 	ExportTimeout time.Duration
 	// MinBackoff and MaxBackoff bound the wait between failed exports
-	// (exponential with jitter); 0 means 100 ms and 30 s.
+	// (doubling, ±20 % jitter); 0 means 100 ms and 30 s.
 	MinBackoff, MaxBackoff time.Duration
 	// CertWarning is how long before expiry the certificate warning starts;
 	// 0 means 30 days.
@@ -122,6 +137,7 @@ type Shipper struct {
 	link *link // current connection; swapped between batches on Reload
 
 	reloaded chan struct{} // signalled by Reload: swap the link
+	beat     chan struct{} // signalled to send a heartbeat before the next tick
 	expiry   expiryState
 }
 
@@ -152,6 +168,7 @@ func newShipper(cfg Config, src source, reg prometheus.Registerer, log *slog.Log
 		creds:    creds,
 		records:  newRecordBuilder(cfg.Resource),
 		reloaded: make(chan struct{}, 1),
+		beat:     make(chan struct{}, 1),
 	}
 	s.metrics = newMetrics(src.OldestAge)
 	s.metrics.setCert(creds.leaf())
@@ -237,7 +254,7 @@ func (s *Shipper) Reload() error {
 func (s *Shipper) ship(ctx context.Context) {
 	bo := &backoff.ExponentialBackOff{
 		InitialInterval:     s.cfg.MinBackoff,
-		RandomizationFactor: 0.5,
+		RandomizationFactor: 0.2,
 		Multiplier:          2,
 		MaxInterval:         s.cfg.MaxBackoff,
 	}
@@ -296,6 +313,7 @@ func (s *Shipper) ship(ctx context.Context) {
 			if failures > 0 {
 				s.log.Info("delivery restored", "failed_attempts", failures, "down_for", time.Since(downSince).Round(time.Millisecond).String())
 				failures = 0
+				s.beatSoon() // let the collector mark the host online again now
 			}
 			bo.Reset()
 			if err := s.src.Delete(ctx, batch.ids); err != nil {
@@ -315,17 +333,13 @@ func (s *Shipper) ship(ctx context.Context) {
 			}
 		case out.split && len(batch.ids) > 1:
 			// Refused whole (malformed or too large): halve until the
-			// offending record is alone, so the good ones still land.
+			// offending record is alone, so the records before it still
+			// land. A record refused alone is retried with backoff, not
+			// dropped: it validated here, so the refusal more likely says
+			// something about the collector than about the record.
 			limit = max(1, len(batch.ids)/2)
+			s.metrics.failed.Inc()
 			s.log.Warn("collector refused a batch; splitting it", "count", len(batch.ids), "error", out.err)
-		case out.split:
-			s.metrics.rejected.WithLabelValues(reasonRefused).Inc()
-			s.log.Error("collector refused an event as malformed; dropping it", "error", out.err,
-				event.KeyAlertID, batch.first.AlertID.String(), event.KeySeq, batch.first.Seq)
-			if err := s.src.Delete(ctx, batch.ids); err != nil && ctx.Err() == nil {
-				s.log.Error("deleting a refused event from the spool", "error", err)
-			}
-			limit = 1 // grow back after the next success
 		default:
 			if ctx.Err() != nil {
 				return
@@ -336,7 +350,13 @@ func (s *Shipper) ship(ctx context.Context) {
 			failures++
 			s.metrics.failed.Inc()
 			d := max(bo.NextBackOff(), out.retryAfter)
-			s.log.Warn("export failed; retrying", "error", out.err, "attempt", failures, "retry_in", d.Round(time.Millisecond).String(), "count", len(batch.ids))
+			level := slog.LevelWarn
+			if out.operator {
+				level = slog.LevelError
+			}
+			s.log.Log(ctx, level, "export failed; retrying", "error", out.err, "attempt", failures,
+				"retry_in", d.Round(time.Millisecond).String(), "count", len(batch.ids),
+				event.KeySeq, batch.first.Seq, event.KeyAlertID, batch.first.AlertID.String())
 			if !wait(d) {
 				return
 			}
@@ -371,4 +391,5 @@ func (s *Shipper) swapLink() {
 		return
 	}
 	s.setLink(l)
+	s.beatSoon() // carries the new certificate's expiry
 }

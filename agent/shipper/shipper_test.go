@@ -3,6 +3,7 @@ package shipper
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"os"
 	"sync"
@@ -131,10 +132,17 @@ func TestDeleteOnlyAfterAck(t *testing.T) {
 	if n := len(c.trips()); n != 0 {
 		t.Fatalf("collector stored %d trips while refusing", n)
 	}
+	age := mustGet(t, reg, "tripwire_shipper_queue_age_seconds")
+	if testutil.ToFloat64(age) <= 0 {
+		t.Fatal("queue_age_seconds is 0 while events wait")
+	}
 
 	c.setRefuse(nil)
 	waitFor(t, "the spool to empty", func() bool { return sp.Depth() == 0 })
 	checkDelivered(t, c.trips(), evs)
+	if v := testutil.ToFloat64(age); v != 0 {
+		t.Fatalf("queue_age_seconds = %v with an empty spool", v)
+	}
 }
 
 // TestReconnectAfterCollectorRestart: the collector goes away mid-stream and
@@ -238,6 +246,54 @@ func TestReloadSwapsCertificateMidStream(t *testing.T) {
 			t.Fatalf("seq %d sent with unknown certificate %s", r.ev.Seq, r.serial)
 		}
 	}
+}
+
+// TestReloadPicksUpNewCA: the collector moves to a certificate from a new
+// CA; the shipper keeps everything until the operator installs the new CA
+// bundle and reloads, then delivers at once.
+func TestReloadPicksUpNewCA(t *testing.T) {
+	p := newTestPKI(t, 0)
+	c := startCollector(t, p)
+	sp := openSpool(t)
+	cfg := testConfig(p, c)
+	cfg.MaxBackoff = 20 * time.Second // delivery after Reload must not wait for the backoff
+	reg := prometheus.NewRegistry()
+	s := runShipper(t, cfg, sp, reg)
+	ch := newChain()
+	first := ch.next(10, event.SeverityWarn)
+	put(t, sp, first)
+	waitFor(t, "the first events", func() bool { return len(c.trips()) == len(first) })
+
+	other := newTestPKI(t, 0)
+	c.stop()
+	c.tls.Certificates = []tls.Certificate{other.serverCert}
+	c.start()
+	second := ch.next(10, event.SeverityWarn)
+	put(t, sp, second)
+	failed := mustGet(t, reg, "tripwire_shipper_failed_total")
+	waitFor(t, "failed handshakes", func() bool { return testutil.ToFloat64(failed) >= 6 })
+	if d := sp.Depth(); d != len(second) {
+		t.Fatalf("spool depth %d, want %d", d, len(second))
+	}
+
+	bundle := append(readFile(t, p.ca), readFile(t, other.ca)...)
+	if err := os.WriteFile(p.ca, bundle, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the spool to empty", func() bool { return sp.Depth() == 0 })
+	checkDelivered(t, c.trips(), append(first, second...))
+}
+
+func readFile(t testing.TB, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func TestReloadKeepsOldCredentialsOnError(t *testing.T) {
@@ -383,18 +439,26 @@ func TestPartialSuccess(t *testing.T) {
 	}
 }
 
-// TestRefusedRecordIsIsolated: a collector that refuses a whole request
-// with InvalidArgument because of one bad record. The shipper splits the
-// batch until the bad record is alone, drops and counts it, and delivers
-// every other record.
-func TestRefusedRecordIsIsolated(t *testing.T) {
+// TestRefusedRecordIsIsolatedAndKept: a collector refuses a whole request
+// with InvalidArgument because of one record. The shipper splits the batch
+// until that record is alone, so everything before it lands; the refused
+// record itself validated locally, so it is kept and retried, not dropped,
+// and everything arrives once the collector accepts it.
+func TestRefusedRecordIsIsolatedAndKept(t *testing.T) {
 	p := newTestPKI(t, 0)
 	c := startCollector(t, p)
 	const bad = 137
+	var mu sync.Mutex
+	refusedAlone := 0
 	c.setRefuse(func(evs []*event.Event) error {
 		for _, e := range evs {
 			if e.Seq == bad {
-				return status.Error(codes.InvalidArgument, "tripwire.alert_id: bad value")
+				if len(evs) == 1 {
+					mu.Lock()
+					refusedAlone++
+					mu.Unlock()
+				}
+				return status.Error(codes.InvalidArgument, "permanent error from the pipeline")
 			}
 		}
 		return nil
@@ -404,18 +468,19 @@ func TestRefusedRecordIsIsolated(t *testing.T) {
 	put(t, sp, evs)
 	reg := prometheus.NewRegistry()
 	runShipper(t, testConfig(p, c), sp, reg)
-	waitFor(t, "the spool to empty", func() bool { return sp.Depth() == 0 })
+	waitFor(t, "the refused record retried alone", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return refusedAlone >= 3
+	})
+	checkDelivered(t, c.trips(), evs[:bad-1])
+	if d := sp.Depth(); d != len(evs)-(bad-1) {
+		t.Fatalf("spool depth %d, want %d: the refused record and those after it stay", d, len(evs)-(bad-1))
+	}
 
-	var good []*event.Event
-	for _, e := range evs {
-		if e.Seq != bad {
-			good = append(good, e)
-		}
-	}
-	checkDelivered(t, c.trips(), good)
-	if n := testutil.ToFloat64(mustGetVec(t, reg, "tripwire_shipper_rejected_total", reasonRefused)); n != 1 {
-		t.Errorf("rejected_total{reason=%s} = %v, want 1", reasonRefused, n)
-	}
+	c.setRefuse(nil)
+	waitFor(t, "the spool to empty", func() bool { return sp.Depth() == 0 })
+	checkDelivered(t, c.trips(), evs)
 }
 
 func TestHeartbeats(t *testing.T) {
@@ -452,20 +517,24 @@ func TestHeartbeats(t *testing.T) {
 		t.Fatalf("heartbeats went through the spool (depth %d)", sp.Depth())
 	}
 
-	// A failed heartbeat is not retried: the next one replaces it.
-	c.setRefuse(func(evs []*event.Event) error { return status.Error(codes.Unavailable, "down") })
+	// A failed heartbeat is not retried: the next one replaces it. Each
+	// refused call must match one failed heartbeat (one more may be in
+	// flight between the collector's answer and the count).
+	var mu sync.Mutex
+	refused := 0
+	c.setRefuse(func(evs []*event.Event) error {
+		mu.Lock()
+		refused++
+		mu.Unlock()
+		return status.Error(codes.Unavailable, "down")
+	})
 	failed := mustGetVec(t, reg, "tripwire_shipper_heartbeats_total", "failed")
-	waitFor(t, "failed heartbeats", func() bool { return testutil.ToFloat64(failed) >= 2 })
-	c.mu.Lock()
-	callsBefore := c.calls
-	c.mu.Unlock()
-	time.Sleep(120 * time.Millisecond)
-	c.mu.Lock()
-	calls := c.calls - callsBefore
-	c.mu.Unlock()
-	// At 50 ms, ~2-3 heartbeats in 120 ms; retries would make it many more.
-	if calls > 6 {
-		t.Fatalf("%d heartbeat calls in 120 ms: failed heartbeats are being retried", calls)
+	waitFor(t, "failed heartbeats", func() bool { return testutil.ToFloat64(failed) >= 4 })
+	mu.Lock()
+	calls := refused
+	mu.Unlock()
+	if n := int(testutil.ToFloat64(failed)); calls > n+1 {
+		t.Fatalf("%d refused calls for %d failed heartbeats: failed heartbeats are being retried", calls, n)
 	}
 }
 
@@ -539,4 +608,36 @@ func (g gatherOne) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	g.t.Error(fmt.Errorf("metric %s{%s} not registered", g.name, g.label))
+}
+
+// TestRefusesUntrustedCollector: the shipper sends nothing to a collector
+// whose certificate its CA did not sign, nor over anything below TLS 1.3,
+// and keeps every event for a collector it trusts.
+func TestRefusesUntrustedCollector(t *testing.T) {
+	p := newTestPKI(t, 0)
+	other := newTestPKI(t, 0)
+	for name, mutate := range map[string]func(*tls.Config){
+		"another CA": func(c *tls.Config) { c.Certificates = []tls.Certificate{other.serverCert} },
+		"TLS 1.2":    func(c *tls.Config) { c.MinVersion, c.MaxVersion = tls.VersionTLS12, tls.VersionTLS12 },
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := &testCollector{t: t, tls: p.serverTLS(t), addr: "127.0.0.1:0"}
+			mutate(c.tls)
+			c.start()
+			t.Cleanup(c.stop)
+			sp := openSpool(t)
+			evs := newChain().next(5, event.SeverityCritical)
+			put(t, sp, evs)
+			reg := prometheus.NewRegistry()
+			runShipper(t, testConfig(p, c), sp, reg)
+			failed := mustGet(t, reg, "tripwire_shipper_failed_total")
+			waitFor(t, "failed exports", func() bool { return testutil.ToFloat64(failed) >= 3 })
+			c.mu.Lock()
+			calls := c.calls
+			c.mu.Unlock()
+			if calls != 0 || sp.Depth() != len(evs) {
+				t.Fatalf("%d requests reached the collector, spool depth %d", calls, sp.Depth())
+			}
+		})
+	}
 }

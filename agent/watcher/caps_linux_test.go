@@ -77,7 +77,7 @@ func TestUnservedByCapabilities(t *testing.T) {
 
 // TestUnservedAsRoot asks the running kernel: as root everything is served.
 func TestUnservedAsRoot(t *testing.T) {
-	needRoot(t)
+	needRootFor(t)
 	got := Unserved([]FileRule{{Name: "f", Paths: []string{"/etc/passwd"}}},
 		[]ProcessRule{{Name: "p", Paths: []string{"/bin/true"}, Resolve: true}},
 		[]NetworkRule{{Name: "n", Ports: []int{22}, Mode: "honeyport"}})

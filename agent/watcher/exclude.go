@@ -42,16 +42,26 @@ func (s exclusionSet) empty() bool { return len(s.names)+len(s.paths)+len(s.user
 
 // excludes reports whether the actor's access is expected. Processes match
 // by the executable's path or base name (not argv[0], which the actor
-// chooses); users by name or uid. An actor the mechanism could not identify is
-// never excluded: an unknown actor's trip is reported rather than guessed
-// away.
-func (s exclusionSet) excludes(p *event.Process) bool {
+// chooses); when the actor exited before its executable could be read, a base
+// name is matched against the kernel's command name, which outlives it until
+// the process is reaped. Users match by name or uid. An actor the mechanism
+// could not identify is never excluded: an unknown actor's trip is reported
+// rather than guessed away. Base names are a convenience, not a boundary (any
+// binary can be copied under an excluded name); absolute paths are stricter.
+func (s exclusionSet) excludes(p *event.Process, comm string) bool {
 	if p == nil {
 		return false
 	}
 	if exe := strings.TrimSuffix(p.ExecutablePath, " (deleted)"); exe != "" {
 		if s.paths[exe] || s.names[filepath.Base(exe)] {
 			return true
+		}
+	} else if comm != "" {
+		const commLen = 15 // TASK_COMM_LEN - 1: longer names are cut
+		for name := range s.names {
+			if name == comm || (len(comm) == commLen && strings.HasPrefix(name, comm)) {
+				return true
+			}
 		}
 	}
 	return (p.UserID != "" && s.users[p.UserID]) || (p.UserName != "" && s.users[p.UserName])

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -27,6 +26,15 @@ import (
 // execStatsInterval is how often kernel counters are read and ring-buffer
 // losses reported.
 const execStatsInterval = time.Second
+
+// execRefreshInterval is how often watched paths are resolved again: a
+// package upgrade replaces a binary with a new inode and new content, and the
+// kernel maps must follow. A variable so tests can shorten it.
+var execRefreshInterval = time.Minute
+
+// execRingBytes, when non-zero, overrides the exec ring buffer size: tests
+// shrink it below one record to force reserve failures.
+var execRingBytes uint32
 
 // execObjects is the part of the BPF collection the exec watcher loads.
 type execObjects struct {
@@ -56,6 +64,9 @@ func loadExecObjects() (*execObjects, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading bpf object: %w", err)
 	}
+	if execRingBytes != 0 {
+		spec.Maps["exec_events"].MaxEntries = execRingBytes
+	}
 	var objs execObjects
 	if err := spec.LoadAndAssign(&objs, nil); err != nil {
 		return nil, fmt.Errorf("loading exec program: %w", err)
@@ -67,7 +78,7 @@ func loadExecObjects() (*execObjects, error) {
 // against maps of watched names, inodes and sizes in the kernel, so only
 // candidate execs (and never unwatched ones) reach user space.
 type execEBPF struct {
-	rules    *execRules
+	rules    atomic.Pointer[execRules]
 	procRoot string
 	log      *slog.Logger
 
@@ -82,7 +93,9 @@ func newExecEBPF(rules *execRules, opts Options) (*execEBPF, error) {
 		return nil, err
 	}
 	objs.Close()
-	return &execEBPF{rules: rules, procRoot: execProcRoot(opts), log: execNetLogger(opts)}, nil
+	w := &execEBPF{procRoot: execProcRoot(opts), log: execNetLogger(opts)}
+	w.rules.Store(rules)
+	return w, nil
 }
 
 func (w *execEBPF) Kind() string      { return "process" }
@@ -101,7 +114,8 @@ func (w *execEBPF) Start(ctx context.Context, sink Sink) error {
 	if err != nil {
 		return err
 	}
-	if err := w.fillMaps(objs); err != nil {
+	rules := w.rules.Load()
+	if err := syncExecMaps(objs, nil, rules); err != nil {
 		objs.Close()
 		return err
 	}
@@ -117,20 +131,20 @@ func (w *execEBPF) Start(ctx context.Context, sink Sink) error {
 		return fmt.Errorf("opening exec ring buffer: %w", err)
 	}
 	w.log.Info("process watcher started", "mechanism", procMechEBPF,
-		"names", execSortedKeys(w.rules.names), "inodes", len(w.rules.ids), "sizes", len(w.rules.sizes))
+		"names", execSortedKeys(rules.names), "inodes", len(rules.ids), "sizes", len(rules.sizes))
 
-	var wg sync.WaitGroup
-	wg.Add(2)
+	readDone, statsDone, stop := make(chan struct{}), make(chan struct{}), make(chan struct{})
 	go func() {
-		defer wg.Done()
+		defer close(readDone)
 		w.readLoop(rd, sink)
 	}()
-	stop := make(chan struct{})
 	go func() {
-		defer wg.Done()
+		defer close(statsDone)
 		var reported uint64
 		t := time.NewTicker(execStatsInterval)
 		defer t.Stop()
+		refresh := time.NewTicker(execRefreshInterval)
+		defer refresh.Stop()
 		for {
 			select {
 			case <-stop:
@@ -138,42 +152,91 @@ func (w *execEBPF) Start(ctx context.Context, sink Sink) error {
 				return
 			case <-t.C:
 				w.reportStats(objs.Stats, sink, &reported)
+			case <-refresh.C:
+				w.refresh(objs)
 			}
 		}
 	}()
 	go func() {
 		<-ctx.Done()
-		// Detach first so nothing new arrives, drain what the buffer holds,
-		// then read the counters a last time.
+		// Detach so nothing new arrives, let the reader drain what the
+		// buffer holds, then read the counters a last time.
 		lk.Close()
+		rd.Flush()
+		<-readDone
 		rd.Close()
 		close(stop)
-		wg.Wait()
+		<-statsDone
 		objs.Close()
 	}()
 	return nil
 }
 
-// fillMaps writes the kernel-side filter sets.
-func (w *execEBPF) fillMaps(objs *execObjects) error {
+// refresh resolves the rules again and, if the watched binaries changed,
+// updates the kernel maps before the matcher, so nothing the new matcher
+// expects is filtered out meanwhile.
+func (w *execEBPF) refresh(objs *execObjects) {
+	old := w.rules.Load()
+	cur, err := compileExecRules(old.src)
+	if err != nil || cur.sameFilter(old) {
+		return
+	}
+	if err := syncExecMaps(objs, old, cur); err != nil {
+		w.log.Warn("updating watched binaries", "error", err)
+		return
+	}
+	w.rules.Store(cur)
+	w.log.Info("watched binaries changed", "inodes", len(cur.ids), "sizes", len(cur.sizes))
+}
+
+// syncExecMaps makes the kernel-side filter maps hold exactly cur's sets;
+// old (nil at start) is what they hold now.
+func syncExecMaps(objs *execObjects, old, cur *execRules) error {
+	if old == nil {
+		old = &execRules{}
+	}
 	one := uint8(1)
-	for n := range w.rules.names {
+	comm := func(n string) [16]byte {
 		var key [16]byte
 		copy(key[:], n)
-		if err := objs.ExecNames.Put(key, one); err != nil {
+		return key
+	}
+	inode := func(id execFileID) bpf.TripwireInodeKey {
+		return bpf.TripwireInodeKey{Dev: kernelDev(id.Dev), Ino: id.Ino}
+	}
+	for n := range cur.names {
+		if err := objs.ExecNames.Put(comm(n), one); err != nil {
 			return fmt.Errorf("filling exec_names: %w", err)
 		}
 	}
-	for id := range w.rules.ids {
-		key := bpf.TripwireInodeKey{Dev: kernelDev(id.Dev), Ino: id.Ino}
-		if err := objs.ExecInodes.Put(key, one); err != nil {
+	for id := range cur.ids {
+		if err := objs.ExecInodes.Put(inode(id), one); err != nil {
 			return fmt.Errorf("filling exec_inodes: %w", err)
 		}
 	}
-	for size := range w.rules.sizes {
+	for size := range cur.sizes {
 		if err := objs.ExecSizes.Put(uint64(size), one); err != nil {
 			return fmt.Errorf("filling exec_sizes: %w", err)
 		}
+	}
+	var errs []error
+	for n := range old.names {
+		if !cur.names[n] {
+			errs = append(errs, objs.ExecNames.Delete(comm(n)))
+		}
+	}
+	for id := range old.ids {
+		if !cur.ids[id] {
+			errs = append(errs, objs.ExecInodes.Delete(inode(id)))
+		}
+	}
+	for size := range old.sizes {
+		if !cur.sizes[size] {
+			errs = append(errs, objs.ExecSizes.Delete(uint64(size)))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("pruning exec maps: %w", err)
 	}
 	return nil
 }
@@ -195,7 +258,7 @@ func (w *execEBPF) readLoop(rd *ringbuf.Reader, sink Sink) {
 	size := binary.Size(ev)
 	for {
 		if err := rd.ReadInto(&rec); err != nil {
-			if errors.Is(err, ringbuf.ErrClosed) {
+			if errors.Is(err, ringbuf.ErrClosed) || errors.Is(err, ringbuf.ErrFlushed) {
 				return
 			}
 			w.log.Warn("reading exec ring buffer", "error", err)
@@ -230,11 +293,11 @@ func execSightingOf(ev *bpf.TripwireExecEvent) (execSighting, bool) {
 		PID:           int(ev.Pid),
 		PPID:          int(ev.Ppid),
 		UID:           int(ev.Uid),
-		Comm:          cString(ev.Comm[:]),
-		Filename:      cString(ev.Filename[:]),
+		Comm:          bpfCString(ev.Comm[:]),
+		Filename:      bpfCString(ev.Filename[:]),
 		ID:            execFileID{Dev: userDev(ev.Dev), Ino: ev.Ino},
 		Size:          int64(ev.Size),
-		Args:          int8Bytes(ev.Args[:ev.ArgsLen]),
+		Args:          bpfBytes(ev.Args[:ev.ArgsLen]),
 		ArgsTruncated: ev.Flags&uint32(bpf.TripwireTwExecFlagTW_EXEC_ARGS_TRUNCATED) != 0,
 		CgroupID:      ev.CgroupId,
 		Time:          bootToWall(ev.BootNs),
@@ -284,13 +347,13 @@ func (w *execEBPF) enrich(s *execSighting, ev *bpf.TripwireExecEvent) []*event.E
 		missing = append(missing, procfs.KeyUserName)
 	}
 	p.Ancestry = execAncestry(w.procRoot, s.PID, s.PPID)
-	return w.rules.trips(s, p, procMechEBPF, missing, w.procRoot)
+	return w.rules.Load().trips(s, p, procMechEBPF, missing, w.procRoot)
 }
 
 // exeFallback names the binary when /proc no longer can: the watched file
 // with that inode, else the exec'd path made absolute.
 func (w *execEBPF) exeFallback(s *execSighting) string {
-	for _, t := range w.rules.targets {
+	for _, t := range w.rules.Load().targets {
 		if p, ok := t.ids[s.ID]; ok {
 			return p
 		}
@@ -333,16 +396,16 @@ func bootToWall(bootNs uint64) time.Time {
 	return now.Add(time.Duration(bootNs) - nowBoot)
 }
 
-// cString returns the bytes of b up to its first NUL.
-func cString(b []int8) string {
-	raw := int8Bytes(b)
+// bpfCString returns the bytes of b up to its first NUL.
+func bpfCString(b []int8) string {
+	raw := bpfBytes(b)
 	if i := bytes.IndexByte(raw, 0); i >= 0 {
 		raw = raw[:i]
 	}
 	return string(raw)
 }
 
-func int8Bytes(b []int8) []byte {
+func bpfBytes(b []int8) []byte {
 	out := make([]byte, len(b))
 	for i, c := range b {
 		out[i] = byte(c)

@@ -324,13 +324,13 @@ func execFilesystems(procRoot string) ([]string, error) {
 			continue
 		}
 		seen[f[2]] = true
-		out = append(out, unescapeMount(f[4]))
+		out = append(out, execUnescapeMount(f[4]))
 	}
 	return out, nil
 }
 
-// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMount(s string) string {
+// execUnescapeMount undoes mountinfo's octal escapes (\040 for a space).
+func execUnescapeMount(s string) string {
 	if !strings.Contains(s, `\`) {
 		return s
 	}

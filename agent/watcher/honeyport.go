@@ -169,7 +169,7 @@ func (h *honeyport) packetLoop(pc *net.UDPConn, t netTarget, sink Sink) {
 }
 
 func (h *honeyport) trip(sink Sink, t netTarget, remote, local net.Addr, first []byte, at time.Time) {
-	src, dst := addrPortOf(remote), addrPortOf(local)
+	src, dst := honeyAddrPort(remote), honeyAddrPort(local)
 	e := netTrip(event.NetworkConnection, t, netMechHoneyport, src, dst, at, nil, nil)
 	if len(first) > 0 {
 		e.Network.FirstBytes = strconv.Quote(string(first))
@@ -178,7 +178,7 @@ func (h *honeyport) trip(sink Sink, t netTarget, remote, local net.Addr, first [
 	sink.Trip(e)
 }
 
-func addrPortOf(a net.Addr) netip.AddrPort {
+func honeyAddrPort(a net.Addr) netip.AddrPort {
 	switch a := a.(type) {
 	case *net.TCPAddr:
 		return a.AddrPort()

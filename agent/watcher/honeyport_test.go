@@ -61,7 +61,7 @@ func TestHoneyport(t *testing.T) {
 		if want := strconv.Quote(payload); n.FirstBytes != want {
 			t.Errorf("%s: first bytes %s, want %s", c.network, n.FirstBytes, want)
 		}
-		if err := validated(e); err != nil {
+		if err := validatedTrip(e); err != nil {
 			t.Errorf("%s: event does not validate: %v", c.network, err)
 		}
 	}

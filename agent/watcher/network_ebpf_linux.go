@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -119,15 +118,13 @@ func (w *netEBPF) Start(ctx context.Context, sink Sink) error {
 	}
 	w.log.Info("network watcher started", "mechanism", netMechEBPF, "ports", len(w.ports))
 
-	var wg sync.WaitGroup
-	stop := make(chan struct{})
-	wg.Add(2)
+	readDone, statsDone, stop := make(chan struct{}), make(chan struct{}), make(chan struct{})
 	go func() {
-		defer wg.Done()
+		defer close(readDone)
 		w.readLoop(rd, sink)
 	}()
 	go func() {
-		defer wg.Done()
+		defer close(statsDone)
 		var reported uint64
 		t := time.NewTicker(execStatsInterval)
 		defer t.Stop()
@@ -143,10 +140,14 @@ func (w *netEBPF) Start(ctx context.Context, sink Sink) error {
 	}()
 	go func() {
 		<-ctx.Done()
+		// Detach so nothing new arrives, let the reader drain what the
+		// buffer holds, then read the counters a last time.
 		closeLinks()
+		rd.Flush()
+		<-readDone
 		rd.Close()
 		close(stop)
-		wg.Wait()
+		<-statsDone
 		objs.Close()
 	}()
 	return nil
@@ -158,7 +159,7 @@ func (w *netEBPF) readLoop(rd *ringbuf.Reader, sink Sink) {
 	size := binary.Size(ev)
 	for {
 		if err := rd.ReadInto(&rec); err != nil {
-			if errors.Is(err, ringbuf.ErrClosed) {
+			if errors.Is(err, ringbuf.ErrClosed) || errors.Is(err, ringbuf.ErrFlushed) {
 				return
 			}
 			w.log.Warn("reading network ring buffer", "error", err)

@@ -10,8 +10,8 @@ import (
 	"github.com/tripwire-sec/tripwire/internal/event"
 )
 
-// freePort returns a TCP port on addr that nothing listens on right now.
-func freePort(t *testing.T, network, addr string) int {
+// freeTCPPort returns a TCP port on addr that nothing listens on right now.
+func freeTCPPort(t *testing.T, network, addr string) int {
 	t.Helper()
 	ln, err := net.Listen(network, net.JoinHostPort(addr, "0"))
 	if err != nil {
@@ -21,8 +21,8 @@ func freePort(t *testing.T, network, addr string) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// listen starts a real service on addr that accepts and holds connections.
-func listen(t *testing.T, network, addr string) (port int) {
+// listenTCP starts a real service on addr that accepts and holds connections.
+func listenTCP(t *testing.T, network, addr string) (port int) {
 	t.Helper()
 	ln, err := net.Listen(network, net.JoinHostPort(addr, "0"))
 	if err != nil {
@@ -45,9 +45,9 @@ func listen(t *testing.T, network, addr string) (port int) {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// connect opens a connection to addr:port, keeps it open for hold, and
+// connectTCP opens a connection to addr:port, keeps it open for hold, and
 // returns the client's local port.
-func connect(t *testing.T, network, addr string, port int, hold time.Duration) int {
+func connectTCP(t *testing.T, network, addr string, port int, hold time.Duration) int {
 	t.Helper()
 	c, err := net.Dial(network, net.JoinHostPort(addr, strconv.Itoa(port)))
 	if err != nil {
@@ -65,16 +65,17 @@ func connect(t *testing.T, network, addr string, port int, hold time.Duration) i
 // port yields nothing; a SYN to a watched port without listener is a scan
 // (eBPF only: sock_diag cannot see it, and the test asserts that too).
 func TestNetworkObserve(t *testing.T) {
-	needRoot(t)
+	needRootFor(t)
 	for _, mech := range []string{netMechEBPF, netMechSockdiag} {
 		t.Run(mech, func(t *testing.T) {
-			v4 := listen(t, "tcp4", "127.0.0.1")
-			v6 := listen(t, "tcp6", "::1")
-			unwatched := listen(t, "tcp4", "127.0.0.1")
-			closed := freePort(t, "tcp4", "127.0.0.1")
+			v4 := listenTCP(t, "tcp4", "127.0.0.1")
+			v6 := listenTCP(t, "tcp6", "::1")
+			unwatched := listenTCP(t, "tcp4", "127.0.0.1")
+			closed := freeTCPPort(t, "tcp4", "127.0.0.1")
+			closed6 := freeTCPPort(t, "tcp6", "::1")
 			rules := []NetworkRule{
 				{Name: "db", Severity: event.SeverityCritical, Ports: []int{v4, v6}, Mode: "observe"},
-				{Name: "closed", Severity: event.SeverityWarn, Ports: []int{closed}},
+				{Name: "closed", Severity: event.SeverityWarn, Ports: []int{closed, closed6}},
 			}
 			ws, err := NewNetworkWatchers(rules, Options{Mechanism: mech})
 			if err != nil {
@@ -83,7 +84,7 @@ func TestNetworkObserve(t *testing.T) {
 			if len(ws) != 1 || ws[0].Mechanism() != mech || ws[0].Kind() != "network" {
 				t.Fatalf("got %d watchers, first %q, want one %s network watcher", len(ws), ws[0].Mechanism(), mech)
 			}
-			sink := startWatcher(t, ws[0])
+			sink := startTripWatcher(t, ws[0])
 			hold := 100 * time.Millisecond
 			if mech == netMechSockdiag {
 				hold = 3 * sockdiagInterval
@@ -96,7 +97,7 @@ func TestNetworkObserve(t *testing.T) {
 				{"ipv4", "tcp4", "127.0.0.1", "ipv4", v4},
 				{"ipv6", "tcp6", "::1", "ipv6", v6},
 			} {
-				src := connect(t, c.network, c.addr, c.port, hold)
+				src := connectTCP(t, c.network, c.addr, c.port, hold)
 				e := sink.waitFor(t, c.name+" connection", func(e *event.Event) bool {
 					return e.Name == event.NetworkConnection && e.Network.SourcePort == int64(src)
 				})
@@ -110,23 +111,36 @@ func TestNetworkObserve(t *testing.T) {
 				if e.Process == nil || e.Process.PID != int64(os.Getpid()) {
 					t.Errorf("%s: owner %+v, want the listening test process %d", c.name, e.Process, os.Getpid())
 				}
-				if err := validated(e); err != nil {
+				if err := validatedTrip(e); err != nil {
 					t.Errorf("%s: event does not validate: %v", c.name, err)
 				}
 			}
 
-			src := connect(t, "tcp4", "127.0.0.1", unwatched, hold)
+			src := connectTCP(t, "tcp4", "127.0.0.1", unwatched, hold)
 			if _, err := net.DialTimeout("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(closed)), 5*time.Second); err == nil {
 				t.Fatalf("port %d has a listener", closed)
 			}
+			if _, err := net.DialTimeout("tcp6", net.JoinHostPort("::1", strconv.Itoa(closed6)), 5*time.Second); err == nil {
+				t.Fatalf("port %d has a listener", closed6)
+			}
 			if mech == netMechEBPF {
-				e := sink.waitFor(t, "scan", func(e *event.Event) bool { return e.Name == event.NetworkScan })
-				if e.Rule != "closed" || e.Network.DestinationPort != int64(closed) || e.Network.SourceAddress != "127.0.0.1" || e.Network.SourcePort == 0 {
-					t.Errorf("scan event: rule %q network %+v", e.Rule, *e.Network)
+				for _, c := range []struct {
+					port     int
+					src, typ string
+				}{{closed, "127.0.0.1", "ipv4"}, {closed6, "::1", "ipv6"}} {
+					e := sink.waitFor(t, "scan of "+c.typ, func(e *event.Event) bool {
+						return e.Name == event.NetworkScan && e.Network.DestinationPort == int64(c.port)
+					})
+					if e.Rule != "closed" || e.Network.SourceAddress != c.src || e.Network.Type != c.typ || e.Network.SourcePort == 0 || e.Network.Transport != "tcp" {
+						t.Errorf("scan event: rule %q network %+v", e.Rule, *e.Network)
+					}
+					if err := validatedTrip(e); err != nil {
+						t.Errorf("scan event does not validate: %v", err)
+					}
 				}
 			}
 			// A last watched connection: everything before it has landed.
-			last := connect(t, "tcp4", "127.0.0.1", v4, hold)
+			last := connectTCP(t, "tcp4", "127.0.0.1", v4, hold)
 			sink.waitFor(t, "last connection", func(e *event.Event) bool { return e.Network.SourcePort == int64(last) })
 			if n := sink.count(func(e *event.Event) bool { return e.Network.SourcePort == int64(src) }); n != 0 {
 				t.Errorf("unwatched port %d tripped %d times", unwatched, n)
@@ -139,7 +153,7 @@ func TestNetworkObserve(t *testing.T) {
 			if n := sink.count(func(e *event.Event) bool {
 				return e.Name == event.NetworkConnection && e.Network.DestinationPort == int64(v4)
 			}); n != 2 {
-				t.Errorf("got %d connection events on port %d, want exactly 2:%s", n, v4, describe(sink.all()))
+				t.Errorf("got %d connection events on port %d, want exactly 2:%s", n, v4, describeTrips(sink.all()))
 			}
 		})
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -27,8 +28,8 @@ const (
 // execAncestryDepth bounds the ancestry chain carried in exec events.
 const execAncestryDepth = 8
 
-// commLen is TASK_COMM_LEN - 1: the kernel keeps this many bytes of a name.
-const commLen = 15
+// execCommLen is TASK_COMM_LEN - 1: the kernel keeps this many bytes of a name.
+const execCommLen = 15
 
 // execSearchPath is where a name rule with Resolve looks for the binaries it
 // names, so that a copy or link of them under another name still trips. It is
@@ -70,9 +71,10 @@ type execTarget struct {
 // execRules is the compiled rule set of one process watcher, with what the
 // kernel-side filters need.
 type execRules struct {
+	src     []ProcessRule // as given, to recompile when binaries change
 	targets []*execTarget
 	// Kernel-side filter sets: a superset of what the targets match.
-	names map[string]bool // truncated to commLen
+	names map[string]bool // truncated to execCommLen
 	ids   map[execFileID]bool
 	sizes map[int64]bool
 	// files are the watched binaries, resolved, for inode marks.
@@ -80,6 +82,11 @@ type execRules struct {
 
 	hashMu sync.Mutex
 	hashes map[execHashKey][sha256.Size]byte
+}
+
+// sameFilter reports whether two rule sets need the same kernel-side maps.
+func (rs *execRules) sameFilter(o *execRules) bool {
+	return maps.Equal(rs.names, o.names) && maps.Equal(rs.ids, o.ids) && maps.Equal(rs.sizes, o.sizes)
 }
 
 type execHashKey struct {
@@ -93,6 +100,7 @@ type execHashKey struct {
 // it is an error only when nothing of the rule can be watched.
 func compileExecRules(rules []ProcessRule) (*execRules, error) {
 	rs := &execRules{
+		src:   rules,
 		names: map[string]bool{}, ids: map[execFileID]bool{}, sizes: map[int64]bool{},
 		files: map[string]bool{}, hashes: map[execHashKey][sha256.Size]byte{},
 	}
@@ -207,8 +215,8 @@ func (rs *execRules) hash(p string, id execFileID, size int64) ([sha256.Size]byt
 }
 
 func truncComm(n string) string {
-	if len(n) > commLen {
-		return n[:commLen]
+	if len(n) > execCommLen {
+		return n[:execCommLen]
 	}
 	return n
 }
@@ -232,7 +240,7 @@ func (rs *execRules) match(t *execTarget, s *execSighting, procRoot string) (how
 		}
 		// Only a kernel comm can be cut short; names longer than it match
 		// on the prefix when nothing longer is known.
-		if s.Filename == "" && len(n) == commLen {
+		if s.Filename == "" && len(n) == execCommLen {
 			for name := range t.names {
 				if truncComm(name) == n {
 					return "name", true

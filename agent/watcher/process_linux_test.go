@@ -50,7 +50,7 @@ func randByte() byte {
 	return b[0]
 }
 
-func copyFile(t *testing.T, src, dst string) {
+func copyExecFile(t *testing.T, src, dst string) {
 	t.Helper()
 	b, err := os.ReadFile(src)
 	if err != nil {
@@ -61,8 +61,8 @@ func copyFile(t *testing.T, src, dst string) {
 	}
 }
 
-// run starts path with args, waits for it and returns its PID.
-func run(t *testing.T, path string, args ...string) int {
+// runExec starts path with args, waits for it and returns its PID.
+func runExec(t *testing.T, path string, args ...string) int {
 	t.Helper()
 	cmd := exec.Command(path, args...)
 	if err := cmd.Start(); err != nil {
@@ -75,7 +75,7 @@ func run(t *testing.T, path string, args ...string) int {
 	return pid
 }
 
-func startWatcher(t *testing.T, w Watcher) *tripSink {
+func startTripWatcher(t *testing.T, w Watcher) *tripSink {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	sink := newTripSink()
@@ -100,7 +100,7 @@ var processMechanisms = []string{procMechEBPF, procMechFanotify, procMechProcCon
 // symlink, a hard link and a byte copy of a binary are caught by a
 // resolved-path rule and not by a plain path rule.
 func TestProcessExec(t *testing.T) {
-	needRoot(t)
+	needRootFor(t)
 	for _, mech := range processMechanisms {
 		t.Run(mech, func(t *testing.T) {
 			dir := t.TempDir()
@@ -119,7 +119,7 @@ func TestProcessExec(t *testing.T) {
 				t.Fatal(err)
 			}
 			byteCopy := filepath.Join(dir, "tw-copy")
-			copyFile(t, guarded, byteCopy)
+			copyExecFile(t, guarded, byteCopy)
 
 			rules := []ProcessRule{
 				{Name: "nc-by-name", Severity: event.SeverityCritical, Names: []string{"tw-nc"}},
@@ -134,12 +134,12 @@ func TestProcessExec(t *testing.T) {
 			if w.Mechanism() != mech || w.Kind() != "process" {
 				t.Fatalf("got mechanism %q kind %q, want %q process", w.Mechanism(), w.Kind(), mech)
 			}
-			sink := startWatcher(t, w)
+			sink := startTripWatcher(t, w)
 			// The fallbacks see every exec; make sure they are listening
 			// before the scenarios start by waiting for a sentinel.
 			flush := func() {
 				t.Helper()
-				pid := run(t, sentinel, "-c", "sleep 0.2; :")
+				pid := runExec(t, sentinel, "-c", "sleep 0.2; :")
 				sink.waitFor(t, "sentinel", func(e *event.Event) bool {
 					return e.Rule == "sentinel" && e.Process.PID == int64(pid)
 				})
@@ -150,13 +150,13 @@ func TestProcessExec(t *testing.T) {
 			}
 			flush()
 
-			pid := run(t, nc, "-c", "sleep 0.2; :", "tw-nc", "-l", "a b")
+			pid := runExec(t, nc, "-c", "sleep 0.2; :", "tw-nc", "-l", "a b")
 			e := sink.waitFor(t, "tw-nc", func(e *event.Event) bool { return e.Process.PID == int64(pid) })
-			other1 := run(t, other, "-c", "sleep 0.2; :")
+			other1 := runExec(t, other, "-c", "sleep 0.2; :")
 			flush()
 
 			if n := sink.count(func(e *event.Event) bool { return e.Process.PID == int64(pid) }); n != 1 {
-				t.Errorf("tw-nc: got %d events, want exactly 1:%s", n, describe(sink.all()))
+				t.Errorf("tw-nc: got %d events, want exactly 1:%s", n, describeTrips(sink.all()))
 			}
 			if e.Name != event.ProcessExec || e.Rule != "nc-by-name" || e.Severity != event.SeverityCritical || e.Mechanism != mech {
 				t.Errorf("tw-nc event: name %s rule %q severity %v mechanism %q", e.Name, e.Rule, e.Severity, e.Mechanism)
@@ -183,7 +183,7 @@ func TestProcessExec(t *testing.T) {
 			if len(e.Missing) != 0 {
 				t.Errorf("missing = %v, want none for a process that lived", e.Missing)
 			}
-			if err := validated(e); err != nil {
+			if err := validatedTrip(e); err != nil {
 				t.Errorf("event does not validate: %v", err)
 			}
 			if n := sink.count(func(e *event.Event) bool { return e.Process.PID == int64(other1) }); n != 0 {
@@ -204,7 +204,7 @@ func TestProcessExec(t *testing.T) {
 				{"byte copy", byteCopy, false},
 			}
 			for _, c := range cases {
-				pid := run(t, c.path, "-c", "sleep 0.2; :")
+				pid := runExec(t, c.path, "-c", "sleep 0.2; :")
 				ev := sink.waitFor(t, c.name, func(e *event.Event) bool {
 					return e.Rule == "guarded-resolved" && e.Process.PID == int64(pid)
 				})
@@ -234,15 +234,15 @@ func TestProcessExec(t *testing.T) {
 // a process that exits at once is still complete, and a long command line is
 // cut at the documented bound with the truncation flagged.
 func TestProcessExecShortLived(t *testing.T) {
-	needRoot(t)
+	needRootFor(t)
 	dir := t.TempDir()
 	quick := uniqueBinary(t, "/bin/true", dir, "tw-quick")
 	w, err := NewProcessWatcher([]ProcessRule{{Name: "quick", Severity: event.SeverityWarn, Names: []string{"tw-quick"}}}, Options{Mechanism: procMechEBPF})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sink := startWatcher(t, w)
-	pid := run(t, quick, "--flag", "value with space")
+	sink := startTripWatcher(t, w)
+	pid := runExec(t, quick, "--flag", "value with space")
 	e := sink.waitFor(t, "tw-quick", func(e *event.Event) bool { return e.Process.PID == int64(pid) })
 	if want := quick + " --flag 'value with space'"; e.Process.CommandLine != want || e.Process.ArgsTruncated {
 		t.Errorf("command line = %q (truncated %v), want %q", e.Process.CommandLine, e.Process.ArgsTruncated, want)
@@ -252,7 +252,7 @@ func TestProcessExecShortLived(t *testing.T) {
 	}
 
 	long := strings.Repeat("x", 3000)
-	pid = run(t, quick, long, long)
+	pid = runExec(t, quick, long, long)
 	e = sink.waitFor(t, "long tw-quick", func(e *event.Event) bool { return e.Process.PID == int64(pid) })
 	if !e.Process.ArgsTruncated {
 		t.Errorf("a %d-byte command line was not flagged truncated", len(quick)+2*3001)
@@ -267,5 +267,83 @@ func TestProcessExecShortLived(t *testing.T) {
 	defer sink.mu.Unlock()
 	if len(sink.lost) != 0 {
 		t.Errorf("losses reported: %v", sink.lost)
+	}
+}
+
+// TestProcessExecRingbufLoss shrinks the exec ring buffer below one record,
+// so every reserve fails in the kernel, and checks each lost exec is counted
+// there and reported to the sink as a "ringbuf" loss, never dropped silently.
+func TestProcessExecRingbufLoss(t *testing.T) {
+	needRootFor(t)
+	execRingBytes = uint32(os.Getpagesize())
+	defer func() { execRingBytes = 0 }()
+	dir := t.TempDir()
+	bin := uniqueBinary(t, "/bin/true", dir, "tw-lossy")
+	w, err := NewProcessWatcher([]ProcessRule{{Name: "lossy", Severity: event.SeverityWarn, Names: []string{"tw-lossy"}}}, Options{Mechanism: procMechEBPF})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := startTripWatcher(t, w)
+	const n = 5
+	for range n {
+		runExec(t, bin)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		sink.mu.Lock()
+		lost := sink.lost["ringbuf"]
+		sink.mu.Unlock()
+		if lost == n {
+			break
+		}
+		if lost > n || time.Now().After(deadline) {
+			t.Fatalf("ringbuf losses reported: %d, want %d", lost, n)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got := w.(Counters).Counters()["ringbuf_lost"]; got != n {
+		t.Errorf("ringbuf_lost counter = %d, want %d", got, n)
+	}
+	if trips := sink.count(func(*event.Event) bool { return true }); trips != 0 {
+		t.Errorf("%d trips through a ring buffer that cannot hold one", trips)
+	}
+}
+
+// TestProcessExecRefresh replaces a watched binary the way a package upgrade
+// does (new file renamed over it: new inode, new content) and checks that a
+// resolved-path rule follows it: a symlink to the new binary trips once the
+// periodic re-resolution has updated the kernel maps.
+func TestProcessExecRefresh(t *testing.T) {
+	needRootFor(t)
+	execRefreshInterval = 200 * time.Millisecond
+	defer func() { execRefreshInterval = time.Minute }()
+	dir := t.TempDir()
+	bin := uniqueBinary(t, "/bin/true", dir, "tw-upgraded")
+	alias := filepath.Join(dir, "tw-alias")
+	if err := os.Symlink(bin, alias); err != nil {
+		t.Fatal(err)
+	}
+	w, err := NewProcessWatcher([]ProcessRule{{Name: "upgraded", Severity: event.SeverityWarn, Paths: []string{bin}, Resolve: true}}, Options{Mechanism: procMechEBPF})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := startTripWatcher(t, w)
+	pid := runExec(t, alias)
+	sink.waitFor(t, "alias before upgrade", func(e *event.Event) bool { return e.Process.PID == int64(pid) })
+
+	next := uniqueBinary(t, "/bin/true", dir, "tw-upgraded.new")
+	if err := os.Rename(next, bin); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		pid := runExec(t, alias)
+		time.Sleep(100 * time.Millisecond)
+		if sink.count(func(e *event.Event) bool { return e.Process.PID == int64(pid) }) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the upgraded binary was never caught through its symlink")
+		}
 	}
 }

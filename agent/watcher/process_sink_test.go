@@ -57,7 +57,7 @@ func (s *tripSink) waitFor(t *testing.T, what string, pred func(*event.Event) bo
 		case <-s.notify:
 		case <-time.After(50 * time.Millisecond):
 		case <-deadline:
-			t.Fatalf("no event for %s within 15s; got %d events: %s", what, len(s.all()), describe(s.all()))
+			t.Fatalf("no event for %s within 15s; got %d events: %s", what, len(s.all()), describeTrips(s.all()))
 			return nil
 		}
 	}
@@ -79,7 +79,7 @@ func (s *tripSink) count(pred func(*event.Event) bool) int {
 	return n
 }
 
-func describe(evs []*event.Event) string {
+func describeTrips(evs []*event.Event) string {
 	var sb strings.Builder
 	for _, e := range evs {
 		sb.WriteString("\n  ")
@@ -94,15 +94,15 @@ func describe(evs []*event.Event) string {
 	return sb.String()
 }
 
-// validated checks e as the pipeline will, once it has set what the pipeline
+// validatedTrip checks e as the pipeline will, once it has set what the pipeline
 // sets (alert id, seq, observed time).
-func validated(e *event.Event) error {
+func validatedTrip(e *event.Event) error {
 	c := *e
 	c.AlertID, c.Seq, c.ObservedTime = event.NewAlertID(), 1, time.Now()
 	return c.Validate()
 }
 
-func needRoot(t *testing.T) {
+func needRootFor(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root for real kernel mechanisms")

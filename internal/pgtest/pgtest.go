@@ -297,6 +297,19 @@ func (c *Cluster) remove() error {
 	return err
 }
 
+// Dir is the directory holding the cluster's data, socket and log.
+func (c *Cluster) Dir() string { return c.dir }
+
+// PID is the server's process id, or 0 while it is stopped.
+func (c *Cluster) PID() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cmd == nil {
+		return 0
+	}
+	return c.cmd.Process.Pid
+}
+
 // Port is the server's TCP port on 127.0.0.1.
 func (c *Cluster) Port() int { return c.port }
 

@@ -2,7 +2,11 @@ package pgtest_test
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -107,5 +111,52 @@ func TestMissingBinariesSayHowToInstall(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not contain %q", err, want)
 		}
+	}
+}
+
+// TestHelperPanics is run by TestServerDiesWithPanickingBinary in a child
+// test binary: it starts the shared cluster, reports it, and panics, so
+// Main never gets to clean up.
+func TestHelperPanics(t *testing.T) {
+	if os.Getenv("PGTEST_HELPER_PANIC") != "1" {
+		t.Skip("run by TestServerDiesWithPanickingBinary")
+	}
+	c := pgtest.Shared(t)
+	fmt.Printf("cluster %d %s\n", c.PID(), c.Dir())
+	panic("a test panicked")
+}
+
+func TestServerDiesWithPanickingBinary(t *testing.T) {
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperPanics$", "-test.v")
+	cmd.Env = append(os.Environ(), "PGTEST_HELPER_PANIC=1")
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("helper did not panic:\n%s", out)
+	}
+	var pid int
+	var dir string
+	for _, line := range strings.Split(string(out), "\n") {
+		if _, err := fmt.Sscanf(line, "cluster %d %s", &pid, &dir); err == nil {
+			break
+		}
+	}
+	if pid == 0 || dir == "" {
+		t.Fatalf("helper did not report its cluster:\n%s", out)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("postgres %d outlived its test binary", pid)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// The next cluster started sweeps the orphaned directory.
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatalf("expected the orphaned directory %s to exist before the sweep: %v", dir, err)
+	}
+	pgtest.NewCluster(t)
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("orphaned cluster directory %s not swept: %v", dir, err)
 	}
 }

@@ -39,6 +39,7 @@ func main() {
 	attr := &syscall.ProcAttr{Files: []uintptr{devnull.Fd(), devnull.Fd(), devnull.Fd()}, Env: []string{"PATH=/usr/bin:/bin"}}
 
 	var total, failed atomic.Int64
+	var firstErr atomic.Value
 	var mu sync.Mutex
 	var pids []string
 	deadline := time.Now().Add(*dur)
@@ -56,7 +57,9 @@ func main() {
 				}
 				pid, err := syscall.ForkExec(prog, []string{prog, "storm", strconv.Itoa(i)}, attr)
 				if err != nil {
+					// Fork can fail transiently (EAGAIN) on a loaded machine.
 					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
 					continue
 				}
 				var ws syscall.WaitStatus
@@ -78,6 +81,10 @@ func main() {
 			os.Exit(1)
 		}
 	}
-	fmt.Printf("execs=%d failed=%d watched=%d seconds=%.1f rate=%.0f\n",
+	fmt.Printf("execs=%d failed=%d watched=%d seconds=%.1f rate=%.0f",
 		total.Load(), failed.Load(), len(pids), el.Seconds(), float64(total.Load())/el.Seconds())
+	if e := firstErr.Load(); e != nil {
+		fmt.Printf(" first_error=%q", e)
+	}
+	fmt.Println()
 }

@@ -105,7 +105,7 @@ export function frameToAlerts(json: DataFrameJSON): LiveAlert[] {
 /** Live alerts on a filtered channel, batch by batch, as they are committed. */
 export function liveAlerts(uid: string, path: string): Observable<LiveAlert[]> {
   return getGrafanaLiveSrv()
-    .getStream<DataFrameJSON>({ scope: LiveChannelScope.DataSource, namespace: uid, path })
+    .getStream<DataFrameJSON>({ scope: LiveChannelScope.DataSource, stream: uid, path })
     .pipe(
       filter((ev) => ev.type === LiveChannelEventType.Message),
       map((ev) => frameToAlerts((ev as { message: DataFrameJSON }).message))

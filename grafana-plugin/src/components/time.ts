@@ -27,3 +27,8 @@ export function fmtTime(iso: string | undefined): string {
     d.getSeconds()
   )}.${pad(d.getMilliseconds(), 3)}`;
 }
+
+/** Days from now until iso (negative when past). */
+export function daysUntil(iso: string, now: number = Date.now()): number {
+  return (Date.parse(iso) - now) / 86400e3;
+}

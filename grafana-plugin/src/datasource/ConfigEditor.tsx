@@ -30,7 +30,14 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
           />
         </Field>
         <Field label="Port">
-          <Input id="tw-port" width={12} type="number" value={jsonData.port ?? ''} placeholder="5432" onChange={setNumber('port')} />
+          <Input
+            id="tw-port"
+            width={12}
+            type="number"
+            value={jsonData.port ?? ''}
+            placeholder="5432"
+            onChange={setNumber('port')}
+          />
         </Field>
         <Field label="Database">
           <Input
@@ -77,7 +84,14 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
           />
         </Field>
         <Field label="Max connections">
-          <Input id="tw-maxconns" width={12} type="number" value={jsonData.maxConns ?? ''} placeholder="8" onChange={setNumber('maxConns')} />
+          <Input
+            id="tw-maxconns"
+            width={12}
+            type="number"
+            value={jsonData.maxConns ?? ''}
+            placeholder="8"
+            onChange={setNumber('maxConns')}
+          />
         </Field>
       </FieldSet>
       <FieldSet label="Hosts">

@@ -53,12 +53,21 @@ export function QueryEditor({ query, onChange, onRunQuery }: Props) {
         </InlineField>
         {queryType === 'counts' && (
           <InlineField label="Group by" labelWidth={12}>
-            <Select width={16} options={GROUP_BY} value={query.groupBy ?? ''} onChange={(v) => update({ groupBy: v.value })} />
+            <Select
+              width={16}
+              options={GROUP_BY}
+              value={query.groupBy ?? ''}
+              onChange={(v) => update({ groupBy: v.value })}
+            />
           </InlineField>
         )}
         {queryType === 'alerts' && (
           <InlineField label="Format" labelWidth={10}>
-            <RadioButtonGroup options={FORMATS} value={query.format ?? 'logs'} onChange={(v) => update({ format: v })} />
+            <RadioButtonGroup
+              options={FORMATS}
+              value={query.format ?? 'logs'}
+              onChange={(v) => update({ format: v })}
+            />
           </InlineField>
         )}
       </InlineFieldRow>

@@ -56,7 +56,10 @@ export function Alerts({ height = 600 }: { height?: number }) {
   // Text inputs edit a draft and commit on Enter/blur, so each keystroke is
   // not a query and a history entry.
   const [draft, setDraft] = useState<Pick<AlertFilter, 'host' | 'rule' | 'q'>>({});
-  useEffect(() => setDraft({ host: filter.host, rule: filter.rule, q: filter.q }), [filter.host, filter.rule, filter.q]);
+  useEffect(
+    () => setDraft({ host: filter.host, rule: filter.rule, q: filter.q }),
+    [filter.host, filter.rule, filter.q]
+  );
 
   const setFilter = useCallback(
     (key: FilterKey, value: string | undefined) => {
@@ -170,7 +173,9 @@ export function Alerts({ height = 600 }: { height?: number }) {
   } else if (alerts.length === 0) {
     body = (
       <Empty message={Object.keys(filter).length ? 'No alert matches these filters' : 'No alerts yet'}>
-        {Object.keys(filter).length ? 'Widen the filters or the time range.' : 'Trips appear here once agents report them.'}
+        {Object.keys(filter).length
+          ? 'Widen the filters or the time range.'
+          : 'Trips appear here once agents report them.'}
       </Empty>
     );
   } else {
@@ -266,7 +271,9 @@ function sinceOf(from?: string): string {
     return '';
   }
   const age = Date.now() - Date.parse(from);
-  const match = SINCE_OPTIONS.filter((o) => o.value).find((o) => Math.abs(Number(o.value) - age) < Number(o.value) * 0.1);
+  const match = SINCE_OPTIONS.filter((o) => o.value).find(
+    (o) => Math.abs(Number(o.value) - age) < Number(o.value) * 0.1
+  );
   return match?.value ?? '';
 }
 
@@ -332,17 +339,33 @@ const getStyles = (theme: GrafanaTheme2) => ({
     gap: theme.spacing(1),
     padding: theme.spacing(0, 1),
   }),
-  header: css({ fontWeight: theme.typography.fontWeightMedium, height: ROW_HEIGHT, borderBottom: `1px solid ${theme.colors.border.medium}` }),
+  header: css({
+    fontWeight: theme.typography.fontWeightMedium,
+    height: ROW_HEIGHT,
+    borderBottom: `1px solid ${theme.colors.border.medium}`,
+  }),
   row: css({
     cursor: 'pointer',
     borderBottom: `1px solid ${theme.colors.border.weak}`,
     '&:hover': { background: theme.colors.action.hover },
   }),
   cell: css({ overflow: 'hidden', textOverflow: 'ellipsis', whiteSpace: 'nowrap' }),
-  footer: css({ display: 'flex', gap: theme.spacing(2), alignItems: 'center', padding: theme.spacing(1), color: theme.colors.text.secondary }),
+  footer: css({
+    display: 'flex',
+    gap: theme.spacing(2),
+    alignItems: 'center',
+    padding: theme.spacing(1),
+    color: theme.colors.text.secondary,
+  }),
   detail: css({
     width: '100%',
-    th: { textAlign: 'left', paddingRight: theme.spacing(2), verticalAlign: 'top', whiteSpace: 'nowrap', fontWeight: theme.typography.fontWeightMedium },
+    th: {
+      textAlign: 'left',
+      paddingRight: theme.spacing(2),
+      verticalAlign: 'top',
+      whiteSpace: 'nowrap',
+      fontWeight: theme.typography.fontWeightMedium,
+    },
     td: { wordBreak: 'break-all' },
   }),
   raw: css({ maxHeight: 400, overflow: 'auto', fontSize: theme.typography.bodySmall.fontSize }),

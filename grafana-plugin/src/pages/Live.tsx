@@ -178,7 +178,11 @@ const getStyles = (theme: GrafanaTheme2) => ({
   table: css({
     width: '100%',
     borderCollapse: 'collapse',
-    'th, td': { padding: theme.spacing(0.5, 1), textAlign: 'left', borderBottom: `1px solid ${theme.colors.border.weak}` },
+    'th, td': {
+      padding: theme.spacing(0.5, 1),
+      textAlign: 'left',
+      borderBottom: `1px solid ${theme.colors.border.weak}`,
+    },
   }),
   row: (severity: string) =>
     css({

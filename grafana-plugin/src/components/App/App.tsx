@@ -1,23 +1,22 @@
 import React from 'react';
-import { Route, Routes } from 'react-router-dom';
+import { Navigate, Route, Routes } from 'react-router-dom';
 import { AppRootProps } from '@grafana/data';
-import { ROUTES } from '../../constants';
-const PageOne = React.lazy(() => import('../../pages/PageOne'));
-const PageTwo = React.lazy(() => import('../../pages/PageTwo'));
-const PageThree = React.lazy(() => import('../../pages/PageThree'));
-const PageFour = React.lazy(() => import('../../pages/PageFour'));
 
-function App(props: AppRootProps) {
+import { ROUTES } from '../../constants';
+
+const Live = React.lazy(() => import('../../pages/Live'));
+const Alerts = React.lazy(() => import('../../pages/Alerts'));
+const Hosts = React.lazy(() => import('../../pages/Hosts'));
+const Audit = React.lazy(() => import('../../pages/Audit'));
+
+function App(_: AppRootProps) {
   return (
     <Routes>
-      <Route path={ROUTES.Two} element={<PageTwo />} />
-      <Route path={`${ROUTES.Three}/:id?`} element={<PageThree />} />
-
-      {/* Full-width page (this page will have no side navigation) */}
-      <Route path={ROUTES.Four} element={<PageFour />} />
-
-      {/* Default page */}
-      <Route path="*" element={<PageOne />} />
+      <Route path={ROUTES.Live} element={<Live />} />
+      <Route path={ROUTES.Alerts} element={<Alerts />} />
+      <Route path={ROUTES.Hosts} element={<Hosts />} />
+      <Route path={ROUTES.Audit} element={<Audit />} />
+      <Route path="*" element={<Navigate to={ROUTES.Live} replace />} />
     </Routes>
   );
 }

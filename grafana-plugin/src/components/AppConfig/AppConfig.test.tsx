@@ -1,38 +1,39 @@
 import React from 'react';
+import { MemoryRouter } from 'react-router-dom';
 import { render, screen } from '@testing-library/react';
 import { PluginType } from '@grafana/data';
+
 import AppConfig, { AppConfigProps } from './AppConfig';
 import { testIds } from 'components/testIds';
 
-describe('Components/AppConfig', () => {
-  let props: AppConfigProps;
-
-  beforeEach(() => {
-    jest.resetAllMocks();
-
-    props = {
+describe('AppConfig', () => {
+  const props = (enabled: boolean) =>
+    ({
       plugin: {
-        meta: {
-          id: 'sample-app',
-          name: 'Sample App',
-          type: PluginType.app,
-          enabled: true,
-          jsonData: {},
-        },
+        meta: { id: 'tripwiresec-tripwire-app', name: 'TripWire', type: PluginType.app, enabled, jsonData: {} },
       },
       query: {},
-    } as unknown as AppConfigProps;
+    }) as unknown as AppConfigProps;
+
+  it('points to the datasource for the connection', () => {
+    render(
+      <MemoryRouter>
+        <AppConfig {...props(false)} />
+      </MemoryRouter>
+    );
+    expect(screen.getByText('TripWire datasource')).toHaveAttribute(
+      'href',
+      '/connections/datasources/new?type=tripwiresec-tripwire-datasource'
+    );
+    expect(screen.getByTestId(testIds.appConfig.toggle)).toHaveTextContent('Enable TripWire');
   });
 
-  test('renders the "API Settings" fieldset with API key, API url inputs and button', () => {
-    const plugin = { meta: { ...props.plugin.meta, enabled: false } };
-
-    // @ts-ignore - We don't need to provide `addConfigPage()` and `setChannelSupport()` for these tests
-    render(<AppConfig plugin={plugin} query={props.query} />);
-
-    expect(screen.queryByRole('group', { name: /api settings/i })).toBeInTheDocument();
-    expect(screen.queryByTestId(testIds.appConfig.apiKey)).toBeInTheDocument();
-    expect(screen.queryByTestId(testIds.appConfig.apiUrl)).toBeInTheDocument();
-    expect(screen.queryByRole('button', { name: /save api settings/i })).toBeInTheDocument();
+  it('offers to disable an enabled app', () => {
+    render(
+      <MemoryRouter>
+        <AppConfig {...props(true)} />
+      </MemoryRouter>
+    );
+    expect(screen.getByTestId(testIds.appConfig.toggle)).toHaveTextContent('Disable TripWire');
   });
 });

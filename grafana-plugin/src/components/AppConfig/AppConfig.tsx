@@ -2,7 +2,7 @@ import React from 'react';
 import { lastValueFrom } from 'rxjs';
 import { AppPluginMeta, PluginConfigPageProps, PluginMeta } from '@grafana/data';
 import { getBackendSrv, locationService } from '@grafana/runtime';
-import { Alert, Button, Stack, TextLink } from '@grafana/ui';
+import { Alert, Button, Stack } from '@grafana/ui';
 
 import { DS_TYPE } from '../../constants';
 import { testIds } from '../testIds';
@@ -25,9 +25,9 @@ const AppConfig = ({ plugin }: AppConfigProps) => {
     <Stack direction="column" gap={2} data-testid={testIds.appConfig.container}>
       <Alert severity="info" title="Connection">
         TripWire reads from the PostgreSQL database the tripwire collector writes to. Configure it in a{' '}
-        <TextLink href={`/connections/datasources/new?type=${DS_TYPE}`} inline>
+        <a href={`/connections/datasources/new?type=${DS_TYPE}`} style={{ textDecoration: 'underline' }}>
           TripWire datasource
-        </TextLink>
+        </a>
         ; the pages use the first one.
       </Alert>
       <div>

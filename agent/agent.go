@@ -1,0 +1,553 @@
+// Package agent assembles the tripwire agent: watchers → pipeline (coalesce,
+// sequence, audit chain) → spool → shipper, with /healthz and /metrics.
+//
+// Start with [New] on a loaded config, then [Agent.Run] until the context
+// ends; send new configs on Run's reload channel (SIGHUP) to restart the
+// watchers with new rules while the pipeline, chain and spool carry on.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tripwire-sec/tripwire/agent/config"
+	"github.com/tripwire-sec/tripwire/agent/health"
+	"github.com/tripwire-sec/tripwire/agent/pipeline"
+	"github.com/tripwire-sec/tripwire/agent/shipper"
+	"github.com/tripwire-sec/tripwire/agent/spool"
+	"github.com/tripwire-sec/tripwire/agent/watcher"
+	"github.com/tripwire-sec/tripwire/internal/auditchain"
+	"github.com/tripwire-sec/tripwire/internal/event"
+)
+
+// Options are what the agent takes besides its config.
+type Options struct {
+	Version string
+	Logger  *slog.Logger
+	// ExtraWatchers are started beside the ones the config asks for, with the
+	// same sink; tests and benchmarks use them to generate trips.
+	ExtraWatchers []watcher.Watcher
+	// DrainTimeout bounds the drain on stop; 0 means 30 s.
+	DrainTimeout time.Duration
+}
+
+// Agent is one running tripwire agent.
+type Agent struct {
+	opts    Options
+	log     *slog.Logger
+	cfg     *config.Config
+	chain   *auditchain.Writer
+	spool   *spool.Spool
+	pipe    *pipeline.Pipeline
+	metrics *health.Metrics
+	ship    *shipper.Shipper
+	health  net.Listener
+
+	started   time.Time
+	lastAlert atomic.Int64 // unix nanos of the last trip chained
+	stopping  atomic.Bool
+
+	mu       sync.Mutex
+	watchers []running // rebuilt on reload
+	extras   []running // Options.ExtraWatchers, started once
+	unserved []string
+}
+
+type running struct {
+	w      watcher.Watcher
+	rules  []string
+	cancel context.CancelFunc
+}
+
+// New opens the audit chain and the spool, reconciles them after an unclean
+// stop, and binds the health address. Nothing is watched until Run.
+func New(cfg *config.Config, opts Options) (a *Agent, err error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.DrainTimeout <= 0 {
+		opts.DrainTimeout = 30 * time.Second
+	}
+	a = &Agent{opts: opts, log: opts.Logger, cfg: cfg, started: time.Now()}
+	defer func() {
+		if err != nil {
+			a.closeState()
+		}
+	}()
+	for _, dir := range []string{filepath.Dir(cfg.Audit.Path), filepath.Dir(cfg.Spool.Path)} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("creating state directory: %w", err)
+		}
+	}
+	if a.chain, err = auditchain.Open(cfg.Audit.Path, auditchain.Options{}); err != nil {
+		return nil, err
+	}
+	if torn := a.chain.TornTail(); torn > 0 {
+		a.log.Warn("audit log ended in a torn entry from an unclean stop; cut it off", "tripwire.audit.torn_bytes", torn)
+	}
+	a.spool, err = spool.Open(spool.Options{
+		Path: cfg.Spool.Path, MaxEvents: cfg.Spool.MaxEvents, MaxBytes: cfg.Spool.MaxBytes,
+		// a.pipe is set below, before anything is Put, so before any shed.
+		OnShed: func(sh spool.Shed) { a.pipe.Shed(sh) },
+		Logger: a.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.metrics = health.NewMetrics()
+	a.pipe, err = pipeline.New(pipeline.Options{
+		Chain: a.chain, ChainPath: cfg.Audit.Path, Spool: a.spool,
+		OnChained: a.observe, Logger: a.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := a.pipe.Reconcile(context.Background()); err != nil {
+		return nil, err
+	}
+	a.registerGauges()
+	if a.health, err = net.Listen("tcp", cfg.Health.Address); err != nil {
+		return nil, fmt.Errorf("listening for health on %s: %w", cfg.Health.Address, err)
+	}
+	return a, nil
+}
+
+// Spool is the agent's spool (benchmarks read it as a shipper would).
+func (a *Agent) Spool() *spool.Spool { return a.spool }
+
+// PipelineStats are the pipeline's counters: trips, coalesced, dropped.
+func (a *Agent) PipelineStats() pipeline.Stats { return a.pipe.Stats() }
+
+// HealthAddress is the address /healthz and /metrics listen on.
+func (a *Agent) HealthAddress() string { return a.health.Addr().String() }
+
+func (a *Agent) closeState() {
+	if a.health != nil {
+		a.health.Close()
+	}
+	if a.spool != nil {
+		if err := a.spool.Close(); err != nil {
+			a.log.Error("closing spool", "error", err)
+		}
+	}
+	if a.chain != nil {
+		if err := a.chain.Close(); err != nil {
+			a.log.Error("closing audit chain", "error", err)
+		}
+	}
+}
+
+// Run watches until ctx ends, then drains: watchers stop, queued events are
+// chained and spooled, the shipper stops. Each config received on reload
+// replaces the rules (watchers restart; nothing queued is lost).
+func (a *Agent) Run(ctx context.Context, reload <-chan *config.Config) (err error) {
+	a.pipe.Start()
+	srv := &http.Server{Handler: health.Handler(a.Report, a.metrics.Registry), ReadHeaderTimeout: 5 * time.Second}
+	defer func() {
+		if stopErr := a.stop(srv); err == nil {
+			err = stopErr
+		}
+	}()
+	if err := a.startWatchers(ctx, a.cfg); err != nil {
+		return err
+	}
+	for _, w := range a.opts.ExtraWatchers {
+		wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		a.mu.Lock()
+		a.extras = append(a.extras, running{w: w, cancel: cancel})
+		a.mu.Unlock()
+		if err := w.Start(wctx, a.pipe.Sink(w.Mechanism(), w.Missing())); err != nil {
+			return fmt.Errorf("starting %s watcher (%s): %w", w.Kind(), w.Mechanism(), err)
+		}
+	}
+	a.pipe.Emit(a.startEvent())
+	// Health answers once the watches are in place: ok means watching.
+	go func() {
+		if err := srv.Serve(a.health); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("serving health", "error", err)
+		}
+	}()
+	a.log.Info("health listening", "server.address", a.HealthAddress())
+
+	shipDone := make(chan struct{})
+	shipCtx, stopShip := context.WithCancel(context.WithoutCancel(ctx))
+	defer func() { stopShip(); <-shipDone }()
+	if err := a.startShipper(shipCtx, shipDone); err != nil {
+		return err
+	}
+
+	for {
+		select {
+		case <-ctx.Done():
+			a.log.Info("stopping: draining queued events")
+			return nil
+		case err := <-a.pipe.Err():
+			return err
+		case cfg := <-reload:
+			a.reload(ctx, cfg)
+		}
+	}
+}
+
+func (a *Agent) startShipper(ctx context.Context, done chan struct{}) error {
+	t := a.cfg.Transport
+	if t.Endpoint == "" {
+		a.log.Warn("no transport.endpoint: events stay in the spool", "tripwire.spool.path", a.cfg.Spool.Path)
+		close(done)
+		return nil
+	}
+	host, id := a.identity()
+	s, err := shipper.New(shipper.Config{
+		Endpoint: t.Endpoint, CAFile: t.CA, CertFile: t.Cert, KeyFile: t.Key, ServerName: t.ServerName,
+		HeartbeatInterval: a.cfg.HeartbeatInterval,
+		Resource: shipper.Resource{HostName: host, HostID: id, OSType: runtime.GOOS, HostArch: runtime.GOARCH,
+			ServiceVersion: a.opts.Version},
+		Status: func() (string, string, string) {
+			r := a.Report()
+			status := shipper.StatusOnline
+			if r.Status != health.StatusOK {
+				status = shipper.StatusDegraded
+			}
+			return status, a.watcherModes(), strings.Join(r.Unserved, "; ")
+		},
+		Emit: a.pipe.Emit,
+	}, a.spool, a.metrics.Registry, a.log)
+	if err != nil {
+		close(done)
+		return fmt.Errorf("starting shipper: %w", err)
+	}
+	a.ship = s
+	go func() {
+		defer close(done)
+		if err := s.Run(ctx); err != nil {
+			a.log.Error("shipper stopped; events stay in the spool", "error", err)
+		}
+	}()
+	return nil
+}
+
+// identity is the host name and id reported, config overrides first.
+func (a *Agent) identity() (string, string) {
+	name, id := a.cfg.Host.Name, a.cfg.Host.ID
+	if name == "" {
+		name, _ = os.Hostname()
+	}
+	if id == "" {
+		if b, err := os.ReadFile("/etc/machine-id"); err == nil {
+			id = strings.TrimSpace(string(b))
+		}
+	}
+	return name, id
+}
+
+// stop drains in order: watchers (no new trips), pipeline (chain + spool),
+// then the state files.
+func (a *Agent) stop(srv *http.Server) error {
+	a.stopping.Store(true)
+	a.stopWatchers()
+	a.stopExtras()
+	ctx, cancel := context.WithTimeout(context.Background(), a.opts.DrainTimeout)
+	defer cancel()
+	err := a.pipe.Close(ctx)
+	if err != nil {
+		a.log.Error("draining", "error", err)
+	} else {
+		st := a.spool.Stats()
+		a.log.Info("drained", "tripwire.seq", st.SpooledThrough, "tripwire.spool.depth", st.Depth)
+	}
+	shutCtx, cancelShut := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancelShut()
+	_ = srv.Shutdown(shutCtx)
+	a.closeState()
+	return err
+}
+
+// Close releases the state of an agent that was built but never Run.
+func (a *Agent) Close() error {
+	a.closeState()
+	return nil
+}
+
+// buildWatchers creates the watchers for cfg's enabled rules; only kinds
+// with rules get one.
+func (a *Agent) buildWatchers(cfg *config.Config) ([]running, error) {
+	opts := func(mech string) watcher.Options {
+		return watcher.Options{Mechanism: mech, Logger: a.log}
+	}
+	var out []running
+	if rules := cfg.FileRules(); len(rules) > 0 {
+		w, err := watcher.NewFileWatcher(rules, opts(cfg.Watchers.File))
+		if err != nil {
+			return nil, fmt.Errorf("file watcher: %w", err)
+		}
+		var names []string
+		for _, r := range rules {
+			names = append(names, r.Name)
+		}
+		out = append(out, running{w: w, rules: names})
+	}
+	if rules := cfg.ProcessRules(); len(rules) > 0 {
+		w, err := watcher.NewProcessWatcher(rules, opts(cfg.Watchers.Process))
+		if err != nil {
+			return nil, fmt.Errorf("process watcher: %w", err)
+		}
+		var names []string
+		for _, r := range rules {
+			names = append(names, r.Name)
+		}
+		out = append(out, running{w: w, rules: names})
+	}
+	if rules := cfg.NetworkRules(); len(rules) > 0 {
+		ws, err := watcher.NewNetworkWatchers(rules, opts(cfg.Watchers.Network))
+		if err != nil {
+			return nil, fmt.Errorf("network watchers: %w", err)
+		}
+		for _, w := range ws {
+			var names []string
+			for _, r := range rules {
+				// The honeyport watcher serves honeyport rules; the other serves observe rules.
+				if (w.Mechanism() == "honeyport") == (r.Mode == "honeyport") {
+					names = append(names, r.Name)
+				}
+			}
+			out = append(out, running{w: w, rules: names})
+		}
+	}
+	return out, nil
+}
+
+// startWatchers builds and starts watchers for cfg. On any error the ones
+// already started are stopped: a rule that cannot be watched at all is an
+// error at start, not a silent gap.
+func (a *Agent) startWatchers(ctx context.Context, cfg *config.Config) error {
+	ws, err := a.buildWatchers(cfg)
+	if err != nil {
+		a.metrics.WatcherErrors.WithLabelValues("", "").Inc()
+		return err
+	}
+	for i := range ws {
+		r := &ws[i]
+		wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		r.cancel = cancel
+		sink := a.pipe.Sink(r.w.Mechanism(), r.w.Missing())
+		if err := r.w.Start(wctx, sink); err != nil {
+			a.metrics.WatcherErrors.WithLabelValues(r.w.Kind(), r.w.Mechanism()).Inc()
+			for _, started := range ws[:i+1] {
+				started.cancel()
+			}
+			return fmt.Errorf("starting %s watcher (%s): %w", r.w.Kind(), r.w.Mechanism(), err)
+		}
+		a.log.Info("watcher started", "tripwire.watcher.kind", r.w.Kind(),
+			"tripwire.watcher.mechanism", r.w.Mechanism(), "tripwire.missing_fields", r.w.Missing(),
+			"tripwire.rule.name", r.rules)
+	}
+	unserved := watcher.Unserved(cfg.FileRules(), cfg.ProcessRules(), cfg.NetworkRules())
+	for _, u := range unserved {
+		a.log.Warn("rule cannot be served with this agent's capabilities", "tripwire.agent.unserved_rules", u)
+	}
+	a.mu.Lock()
+	old := a.watchers
+	a.watchers, a.unserved = ws, unserved
+	for _, r := range old {
+		a.metrics.Watchers.WithLabelValues(r.w.Kind(), r.w.Mechanism()).Set(0)
+	}
+	for _, r := range ws {
+		a.metrics.Watchers.WithLabelValues(r.w.Kind(), r.w.Mechanism()).Set(1)
+	}
+	a.mu.Unlock()
+	// The new watchers are in place before the old ones stop, so a reload
+	// leaves no gap; a trip both see is coalesced into one.
+	for _, r := range old {
+		r.cancel()
+	}
+	return nil
+}
+
+// reload applies a new config's rules. State paths, the health address and
+// the transport endpoint need a restart; the shipper reloads its
+// certificate and key.
+func (a *Agent) reload(ctx context.Context, cfg *config.Config) {
+	a.log.Info("reloading rules", "tripwire.config", cfg.File)
+	if cfg.Spool != a.cfg.Spool || cfg.Audit != a.cfg.Audit || cfg.Health != a.cfg.Health ||
+		cfg.Transport.Endpoint != a.cfg.Transport.Endpoint {
+		a.log.Warn("spool, audit, health and transport.endpoint changes take effect at the next restart")
+	}
+	if err := a.startWatchers(ctx, cfg); err != nil {
+		// A honeyport cannot be bound twice: stop the old watchers and start
+		// the new ones in their place, or the old ones again if that fails.
+		a.log.Warn("new watchers could not start beside the old ones; restarting them in turn", "error", err)
+		a.stopWatchers()
+		if err := a.startWatchersRetrying(ctx, cfg); err != nil {
+			a.log.Error("reload failed; restoring the previous rules", "error", err)
+			if err := a.startWatchersRetrying(ctx, a.cfg); err != nil {
+				a.log.Error("restoring the previous rules failed; nothing is watched", "error", err)
+			}
+			return
+		}
+	}
+	a.mu.Lock()
+	kept := *a.cfg
+	kept.Rules, kept.Watchers, kept.Host = cfg.Rules, cfg.Watchers, cfg.Host
+	a.cfg = &kept
+	a.mu.Unlock()
+	if a.ship != nil {
+		if err := a.ship.Reload(); err != nil {
+			a.log.Error("reloading transport credentials", "error", err)
+		}
+	}
+	a.log.Info("rules reloaded", "tripwire.watcher.mechanism", a.watcherModes())
+}
+
+func (a *Agent) stopWatchers() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, r := range a.watchers {
+		r.cancel()
+		a.metrics.Watchers.WithLabelValues(r.w.Kind(), r.w.Mechanism()).Set(0)
+	}
+	a.watchers = nil
+}
+
+func (a *Agent) stopExtras() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, r := range a.extras {
+		r.cancel()
+		a.metrics.Watchers.WithLabelValues(r.w.Kind(), r.w.Mechanism()).Set(0)
+	}
+	a.extras = nil
+}
+
+// startWatchersRetrying gives released ports and marks a moment to go.
+func (a *Agent) startWatchersRetrying(ctx context.Context, cfg *config.Config) error {
+	var err error
+	for attempt := 0; attempt < 10; attempt++ {
+		if err = a.startWatchers(ctx, cfg); err == nil {
+			return nil
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return err
+}
+
+// observe updates metrics for each chained batch.
+func (a *Agent) observe(batch []*event.Event) {
+	for _, e := range batch {
+		a.metrics.Events.WithLabelValues(string(e.Type()), e.Rule).Inc()
+		switch e.Type() {
+		case event.TypeFile, event.TypeProcess, event.TypeNetwork:
+			a.lastAlert.Store(e.Time.UnixNano())
+		}
+		if e.Name == event.AgentLoss && e.Agent != nil {
+			a.metrics.Losses.WithLabelValues(e.Agent.LossReason).Add(float64(e.Agent.LossCount))
+			switch e.Agent.LossReason {
+			case "kernel_overflow", "ringbuf":
+				a.metrics.KernelOverflow.Add(float64(e.Agent.LossCount))
+			case pipeline.ReasonInvalidEvent:
+				a.metrics.WatcherErrors.WithLabelValues(a.kindOf(e.Mechanism), e.Mechanism).Add(float64(e.Agent.LossCount))
+			}
+		}
+	}
+}
+
+func (a *Agent) kindOf(mechanism string) string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, r := range a.watchers {
+		if r.w.Mechanism() == mechanism {
+			return r.w.Kind()
+		}
+	}
+	return ""
+}
+
+func (a *Agent) registerGauges() {
+	m := a.metrics
+	m.GaugeFunc("tripwire_agent_spool_depth", "Events in the spool, not yet acknowledged.", func() float64 { return float64(a.spool.Stats().Depth) })
+	m.GaugeFunc("tripwire_agent_spool_bytes", "Stored event bytes in the spool.", func() float64 { return float64(a.spool.Stats().Bytes) })
+	m.GaugeFunc("tripwire_agent_spool_over_limit", "1 while the spool exceeds its limits holding only CRITICAL and loss events.", func() float64 {
+		if a.spool.Stats().OverLimit {
+			return 1
+		}
+		return 0
+	})
+	m.CounterFunc("tripwire_agent_spool_shed_info_total", "INFO events shed from a full spool.", func() float64 { return float64(a.spool.Stats().ShedInfo) })
+	m.CounterFunc("tripwire_agent_spool_shed_warn_total", "WARN events shed from a full spool.", func() float64 { return float64(a.spool.Stats().ShedWarn) })
+	m.GaugeFunc("tripwire_agent_queue_depth", "Events between the watchers and the spool.", func() float64 { return float64(a.pipe.Stats().Queued) })
+	m.CounterFunc("tripwire_agent_trips_total", "Trips received from watchers.", func() float64 { return float64(a.pipe.Stats().Trips) })
+	m.CounterFunc("tripwire_agent_coalesced_total", "Repeated trips counted into summary events.", func() float64 { return float64(a.pipe.Stats().Coalesced) })
+	m.CounterFunc("tripwire_agent_dropped_total", "Trips dropped because the pipeline was full (reported as loss).", func() float64 { return float64(a.pipe.Stats().Dropped) })
+	m.GaugeFunc("tripwire_agent_uptime_seconds", "Seconds since the agent started.", func() float64 { return time.Since(a.started).Seconds() })
+}
+
+// Report is the /healthz body.
+func (a *Agent) Report() health.Report {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	r := health.Report{
+		Status:     health.StatusOK,
+		UptimeS:    time.Since(a.started).Seconds(),
+		QueueDepth: a.pipe.Stats().Queued,
+		SpoolDepth: a.spool.Depth(),
+		Unserved:   slices.Clone(a.unserved),
+		Watchers:   []health.Watcher{},
+		Version:    a.opts.Version,
+	}
+	if r.Unserved == nil {
+		r.Unserved = []string{}
+	}
+	if ns := a.lastAlert.Load(); ns != 0 {
+		t := time.Unix(0, ns).UTC()
+		r.LastAlertAt = &t
+	}
+	for _, w := range slices.Concat(a.watchers, a.extras) {
+		missing := slices.Clone(w.w.Missing())
+		if missing == nil {
+			missing = []string{}
+		}
+		rules := w.rules
+		if rules == nil {
+			rules = []string{}
+		}
+		r.Watchers = append(r.Watchers, health.Watcher{Kind: w.w.Kind(), Mechanism: w.w.Mechanism(), Missing: missing, Rules: rules})
+	}
+	if len(r.Unserved) > 0 || a.spool.Stats().OverLimit {
+		r.Status = health.StatusDegraded
+	}
+	if a.stopping.Load() {
+		r.Status = health.StatusStopping
+	}
+	return r
+}
+
+func (a *Agent) watcherModes() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var parts []string
+	for _, r := range slices.Concat(a.watchers, a.extras) {
+		parts = append(parts, r.w.Kind()+"="+r.w.Mechanism())
+	}
+	return strings.Join(parts, ",")
+}
+
+func (a *Agent) startEvent() *event.Event {
+	a.mu.Lock()
+	unserved := strings.Join(a.unserved, "; ")
+	a.mu.Unlock()
+	return &event.Event{
+		Name: event.AgentStart, Severity: event.SeverityInfo, Time: time.Now().UTC(),
+		Agent: &event.Agent{Watchers: a.watcherModes(), Status: "ONLINE", Unserved: unserved},
+	}
+}

@@ -1,0 +1,279 @@
+// Command tripwire is the TripWire host agent.
+//
+//	tripwire start --config FILE       run the agent in the foreground
+//	tripwire validate --config FILE    check a config and exit
+//	tripwire status [--address ADDR]   print a running agent's /healthz
+//	tripwire audit verify FILE [--anchor SEQ:HASH]
+//	tripwire pki ...                   certificates for agents and the collector
+//	tripwire version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/tripwire-sec/tripwire/agent"
+	"github.com/tripwire-sec/tripwire/agent/config"
+	"github.com/tripwire-sec/tripwire/agent/health"
+	"github.com/tripwire-sec/tripwire/internal/auditchain"
+	"github.com/tripwire-sec/tripwire/internal/pki"
+)
+
+// version is set at build time: -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
+const usage = `usage: tripwire <command> [arguments]
+
+commands:
+  start --config FILE                     run the agent in the foreground
+  validate --config FILE                  check a config file and exit
+  status [--address HOST:PORT]            print a running agent's health (default 127.0.0.1:9110)
+  audit verify FILE [--anchor SEQ:HASH]   verify an audit log: exit 0 intact, 1 tampered, 2 unreadable
+  pki <command>                           certificates for agents and the collector (tripwire pki help)
+  version                                 print the version
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run is main without the process: it returns the exit code.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "start":
+		return start(rest, stderr)
+	case "validate":
+		return validate(rest, stdout, stderr)
+	case "status":
+		return status(rest, stdout, stderr)
+	case "audit":
+		return audit(rest, stdout, stderr)
+	case "pki":
+		return pki.Main(rest, stdout, stderr)
+	case "version":
+		if len(rest) > 0 {
+			fmt.Fprintln(stderr, "usage: tripwire version")
+			return 2
+		}
+		fmt.Fprintf(stdout, "tripwire %s %s %s/%s\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return 0
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "tripwire: unknown command %q\n%s", cmd, usage)
+		return 2
+	}
+}
+
+// parse parses flags placed before or after positional arguments and
+// returns the positional ones.
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
+func flags(name, synopsis string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: tripwire %s\n", synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+func configFlag(name string, args []string, stderr io.Writer) (string, bool) {
+	fs := flags(name, name+" --config FILE", stderr)
+	path := fs.String("config", "", "the agent's YAML config `file`")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return "", false
+	}
+	if *path == "" || len(pos) > 0 {
+		fs.Usage()
+		return "", false
+	}
+	return *path, true
+}
+
+func validate(args []string, stdout, stderr io.Writer) int {
+	path, ok := configFlag("validate", args, stderr)
+	if !ok {
+		return 2
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: ok: %d file, %d process, %d network rules enabled\n", path,
+		len(cfg.FileRules()), len(cfg.ProcessRules()), len(cfg.NetworkRules()))
+	return 0
+}
+
+func start(args []string, stderr io.Writer) int {
+	path, ok := configFlag("start", args, stderr)
+	if !ok {
+		return 2
+	}
+	restrictUmask()
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).
+		With("service.name", "tripwire-agent", "service.version", version)
+	cfg, err := config.Load(path)
+	if err != nil {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			log.Error("invalid config", "error", line)
+		}
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	a, err := agent.New(cfg, agent.Options{Version: version, Logger: log})
+	if err != nil {
+		log.Error("cannot start", "error", err)
+		return 1
+	}
+	reload := make(chan *config.Config)
+	go func() {
+		for {
+			select {
+			case <-hup:
+				next, err := config.Load(path)
+				if err != nil {
+					for _, line := range strings.Split(err.Error(), "\n") {
+						log.Error("SIGHUP: config invalid; keeping the running rules", "error", line)
+					}
+					continue
+				}
+				select {
+				case reload <- next:
+				case <-ctx.Done():
+					return
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	log.Info("starting", "tripwire.config", cfg.File, "tripwire.audit.path", cfg.Audit.Path, "tripwire.spool.path", cfg.Spool.Path)
+	if err := a.Run(ctx, reload); err != nil {
+		log.Error("stopped", "error", err)
+		return 1
+	}
+	log.Info("stopped")
+	return 0
+}
+
+func status(args []string, stdout, stderr io.Writer) int {
+	fs := flags("status", "status [--address HOST:PORT]", stderr)
+	address := fs.String("address", config.DefaultHealthAddress, "the agent's health `address`")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return 2
+	}
+	if len(pos) > 0 {
+		fs.Usage()
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	r, err := health.Fetch(ctx, *address)
+	if err != nil {
+		fmt.Fprintf(stderr, "tripwire status: %v\n", err)
+		return 2
+	}
+	fmt.Fprintf(stdout, "status: %s\nuptime: %s\nqueue depth: %d\nspool depth: %d\n", r.Status,
+		(time.Duration(r.UptimeS) * time.Second).String(), r.QueueDepth, r.SpoolDepth)
+	if r.LastAlertAt != nil {
+		fmt.Fprintf(stdout, "last alert: %s\n", r.LastAlertAt.Format(time.RFC3339))
+	} else {
+		fmt.Fprintln(stdout, "last alert: none")
+	}
+	for _, w := range r.Watchers {
+		missing := "none"
+		if len(w.Missing) > 0 {
+			missing = strings.Join(w.Missing, ",")
+		}
+		fmt.Fprintf(stdout, "watcher: %s %s rules=%s missing=%s\n", w.Kind, w.Mechanism, strings.Join(w.Rules, ","), missing)
+	}
+	for _, u := range r.Unserved {
+		fmt.Fprintf(stdout, "unserved: %s\n", u)
+	}
+	if r.Status != health.StatusOK {
+		return 1
+	}
+	return 0
+}
+
+func audit(args []string, stdout, stderr io.Writer) int {
+	const synopsis = "audit verify FILE [--anchor SEQ:HASH]"
+	if len(args) == 0 || args[0] != "verify" {
+		fmt.Fprintf(stderr, "usage: tripwire %s\n", synopsis)
+		return 2
+	}
+	fs := flags("audit verify", synopsis, stderr)
+	anchorText := fs.String("anchor", "", "a `SEQ:HASH` known from elsewhere (the collector's chain head): detects truncation and a rewritten tail")
+	pos, err := parse(fs, args[1:])
+	if err != nil {
+		return 2
+	}
+	if len(pos) != 1 {
+		fs.Usage()
+		return 2
+	}
+	var anchor *auditchain.Anchor
+	if *anchorText != "" {
+		if anchor, err = auditchain.ParseAnchor(*anchorText); err != nil {
+			fmt.Fprintf(stderr, "tripwire audit verify: %v\n", err)
+			return 2
+		}
+	}
+	path := pos[0]
+	rep, err := auditchain.VerifyFile(path, anchor)
+	if err != nil {
+		fmt.Fprintf(stderr, "tripwire audit verify: %s: unreadable: %v\n", path, unwrapPath(err))
+		return 2
+	}
+	if rep.Break != nil {
+		fmt.Fprintf(stdout, "%s: TAMPERED: %s\n", path, rep.Break)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: intact: %d entries, head seq %d hash %s\n", path, rep.Entries, rep.LastSeq, rep.LastHash)
+	return 0
+}
+
+func unwrapPath(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
