@@ -43,10 +43,10 @@ plugin: ## the Grafana plugin into grafana-plugin/dist
 	$(MAKE) -C grafana-plugin build
 
 demo: ## run TripWire end to end on this machine
-	./demo/demo.sh
+	./deploy/demo.sh
 
 demo-stop:
-	./demo/demo.sh stop
+	./deploy/demo.sh stop
 
 release: ## static binaries for every supported target into dist/
 	./deploy/release.sh $(VERSION)

@@ -22,7 +22,7 @@ import (
 
 // execCompleteWait bounds how long a fallback waits for an exec it was told
 // about to complete, so /proc shows the new program rather than the old.
-const execCompleteWait = 50 * time.Millisecond
+const execCompleteWait = 200 * time.Millisecond
 
 // execFanotify is the first fallback: FAN_OPEN_EXEC marks. Watched binaries
 // get inode marks (so symlinks and hard links to them are caught); name rules
@@ -35,7 +35,10 @@ type execFanotify struct {
 	log      *slog.Logger
 	fsMarks  bool
 
-	seen, overflows, tripped atomic.Uint64
+	// unconfirmed counts opens for exec whose process, still alive after
+	// execCompleteWait, runs another binary: the ELF interpreter's open,
+	// a failed exec, or an exec slower than the wait.
+	seen, overflows, tripped, unconfirmed atomic.Uint64
 }
 
 func newExecFanotify(rules *execRules, opts Options) (*execFanotify, error) {
@@ -71,7 +74,8 @@ func (w *execFanotify) Mechanism() string { return procMechFanotify }
 func (w *execFanotify) Missing() []string { return nil }
 
 func (w *execFanotify) Counters() map[string]uint64 {
-	return map[string]uint64{"exec_seen": w.seen.Load(), "kernel_overflow": w.overflows.Load(), "tripped": w.tripped.Load()}
+	return map[string]uint64{"exec_seen": w.seen.Load(), "kernel_overflow": w.overflows.Load(),
+		"tripped": w.tripped.Load(), "exec_unconfirmed": w.unconfirmed.Load()}
 }
 
 func (w *execFanotify) Start(ctx context.Context, sink Sink) error {
@@ -213,6 +217,7 @@ func (w *execFanotify) handle(pid int, path string, id execFileID, size int64, a
 	if !ran {
 		// Alive but running another binary: this open was of the ELF
 		// interpreter or of a binary whose exec failed.
+		w.unconfirmed.Add(1)
 		return nil
 	}
 	if s.Exe == "" {

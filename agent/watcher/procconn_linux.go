@@ -38,7 +38,10 @@ type execProcConn struct {
 	procRoot string
 	log      *slog.Logger
 
-	seen, overflows, tripped atomic.Uint64
+	// gone counts execs whose process exited before /proc could say what
+	// it ran: the proc connector gives nothing else, so they cannot be
+	// matched (most are unwatched; the count is exported, not a loss).
+	seen, overflows, tripped, gone atomic.Uint64
 }
 
 func newExecProcConn(rules *execRules, opts Options) (*execProcConn, error) {
@@ -84,7 +87,8 @@ func (w *execProcConn) Mechanism() string { return procMechProcConn }
 func (w *execProcConn) Missing() []string { return nil }
 
 func (w *execProcConn) Counters() map[string]uint64 {
-	return map[string]uint64{"exec_seen": w.seen.Load(), "netlink_overflow": w.overflows.Load(), "tripped": w.tripped.Load()}
+	return map[string]uint64{"exec_seen": w.seen.Load(), "netlink_overflow": w.overflows.Load(),
+		"tripped": w.tripped.Load(), "exec_gone": w.gone.Load()}
 }
 
 func (w *execProcConn) Start(ctx context.Context, sink Sink) error {
@@ -179,7 +183,8 @@ func (w *execProcConn) handle(pid int, at time.Time) []*event.Event {
 	exe := filepath.Join(w.procRoot, strconv.Itoa(pid), "exe")
 	fi, err := os.Stat(exe)
 	if err != nil {
-		return nil // gone before anything could be read
+		w.gone.Add(1)
+		return nil
 	}
 	id, _ := execFileIDOf(fi)
 	comm, _ := os.ReadFile(filepath.Join(w.procRoot, strconv.Itoa(pid), "comm"))

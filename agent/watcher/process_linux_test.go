@@ -347,3 +347,47 @@ func TestProcessExecRefresh(t *testing.T) {
 		}
 	}
 }
+
+// TestProcessExecShortLivedFallback: with fanotify the binary is known from
+// the event itself, so an exec of a process that exits at once still trips;
+// every actor field is then either filled or listed in Missing, never
+// silently empty. (The proc connector gives only a PID: an exec whose process
+// is gone before /proc is read cannot be matched and is counted as
+// exec_gone.)
+func TestProcessExecShortLivedFallback(t *testing.T) {
+	needRootFor(t)
+	dir := t.TempDir()
+	quick := uniqueBinary(t, "/bin/true", dir, "tw-quick")
+	w, err := NewProcessWatcher([]ProcessRule{{Name: "quick", Severity: event.SeverityWarn, Paths: []string{quick}}}, Options{Mechanism: procMechFanotify})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := startTripWatcher(t, w)
+	for i := range 5 {
+		pid := runExec(t, quick, "--round", strconv.Itoa(i))
+		e := sink.waitFor(t, "tw-quick", func(e *event.Event) bool { return e.Process.PID == int64(pid) })
+		missing := map[string]bool{}
+		for _, k := range e.Missing {
+			missing[k] = true
+		}
+		p := e.Process
+		for key, filled := range map[string]bool{
+			"process.command_line":       p.CommandLine != "",
+			"process.executable.path":    p.ExecutablePath != "",
+			"process.parent_pid":         p.PPID != 0,
+			"user.id":                    p.UserID != "",
+			"user.name":                  p.UserName != "",
+			"tripwire.process.cgroup_id": p.CgroupID != 0,
+		} {
+			if filled == missing[key] {
+				t.Errorf("round %d: %s filled=%v but listed missing=%v (event %+v, missing %v)", i, key, filled, missing[key], *p, e.Missing)
+			}
+		}
+		if p.ExecutablePath != quick {
+			t.Errorf("round %d: executable %q, want %q from the event's file", i, p.ExecutablePath, quick)
+		}
+		if p.CommandLine != "" && p.CommandLine != quick+" --round "+strconv.Itoa(i) {
+			t.Errorf("round %d: command line %q is not the exec'd one", i, p.CommandLine)
+		}
+	}
+}

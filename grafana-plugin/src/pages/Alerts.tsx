@@ -1,4 +1,4 @@
-import React, { useCallback, useEffect, useMemo, useRef, useState } from 'react';
+import React, { useCallback, useMemo, useRef, useState } from 'react';
 import { useSearchParams } from 'react-router-dom';
 import { FixedSizeList, ListChildComponentProps } from 'react-window';
 import { css, cx } from '@emotion/css';
@@ -11,6 +11,7 @@ import type { Alert, AlertFilter } from '../api/types';
 import { StatusBadge } from '../components/Severity';
 import { Empty, ErrorView, Loading } from '../components/States';
 import { fmtTime } from '../components/time';
+import { useAsync } from '../components/useAsync';
 import { testIds } from '../components/testIds';
 import { SEVERITIES, TYPES } from '../datasource/types';
 
@@ -46,35 +47,26 @@ export function Alerts({ height = 600 }: { height?: number }) {
   const filterKey = FILTER_KEYS.map((k) => filter[k] ?? '').join('\u0000');
   const selected = params.get('alert');
 
-  const [alerts, setAlerts] = useState<Alert[]>([]);
-  const [next, setNext] = useState<string | undefined>();
-  const [loading, setLoading] = useState(true);
-  const [error, setError] = useState<unknown>();
-  const [reload, setReload] = useState(0);
+  const first = useAsync(() => api.listAlerts(filter, undefined, PAGE), filterKey);
+  // Later pages, kept with the request they extend so a filter change drops them.
+  const [more, setMore] = useState<{ key: string; alerts: Alert[]; next?: string; error?: unknown }>();
   const loadingMore = useRef(false);
-
-  // Text inputs edit a draft and commit on Enter/blur, so each keystroke is
-  // not a query and a history entry.
-  const [draft, setDraft] = useState<Pick<AlertFilter, 'host' | 'rule' | 'q'>>({});
-  useEffect(
-    () => setDraft({ host: filter.host, rule: filter.rule, q: filter.q }),
-    [filter.host, filter.rule, filter.q]
-  );
+  const extra = more?.key === first.key ? more : undefined;
+  const alerts = useMemo(() => [...(first.data?.alerts ?? []), ...(extra?.alerts ?? [])], [first.data, extra]);
+  const next = extra ? extra.next : first.data?.next_cursor;
+  const error = first.error ?? extra?.error;
 
   const setFilter = useCallback(
     (key: FilterKey, value: string | undefined) => {
-      setParams(
-        (prev) => {
-          const p = new URLSearchParams(prev);
-          if (value) {
-            p.set(key, value);
-          } else {
-            p.delete(key);
-          }
-          return p;
-        },
-        { replace: false }
-      );
+      setParams((prev) => {
+        const p = new URLSearchParams(prev);
+        if (value) {
+          p.set(key, value);
+        } else {
+          p.delete(key);
+        }
+        return p;
+      });
     },
     [setParams]
   );
@@ -90,57 +82,32 @@ export function Alerts({ height = 600 }: { height?: number }) {
       return p;
     });
 
-  useEffect(() => {
-    let cancelled = false;
-    setLoading(true);
-    setError(undefined);
-    api.listAlerts(filter, undefined, PAGE).then(
-      (page) => {
-        if (!cancelled) {
-          setAlerts(page.alerts);
-          setNext(page.next_cursor);
-          setLoading(false);
-        }
-      },
-      (e) => {
-        if (!cancelled) {
-          setError(e);
-          setLoading(false);
-        }
-      }
-    );
-    return () => {
-      cancelled = true;
-    };
-    // filterKey stands for filter's contents.
-    // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [filterKey, reload]);
-
   const loadMore = useCallback(() => {
     if (!next || loadingMore.current) {
       return;
     }
     loadingMore.current = true;
+    const key = first.key;
+    const have = extra?.alerts ?? [];
     api
       .listAlerts(filter, next, PAGE)
       .then(
-        (page) => {
-          setAlerts((cur) => [...cur, ...page.alerts]);
-          setNext(page.next_cursor);
-        },
-        (e) => setError(e)
+        (page) => setMore({ key, alerts: [...have, ...page.alerts], next: page.next_cursor }),
+        (e) => setMore({ key, alerts: have, next, error: e })
       )
       .finally(() => {
         loadingMore.current = false;
       });
-  }, [filter, next]);
+  }, [filter, next, first.key, extra]);
 
-  const commit = (key: 'host' | 'rule' | 'q') => setFilter(key, draft[key]?.trim());
+  // Text filters are uncontrolled inputs keyed by their URL value: typing is
+  // not a query, Enter or leaving the field commits, and a URL change (back
+  // button) resets them.
   const textProps = (key: 'host' | 'rule' | 'q') => ({
-    value: draft[key] ?? '',
-    onChange: (e: React.FormEvent<HTMLInputElement>) => setDraft({ ...draft, [key]: e.currentTarget.value }),
-    onBlur: () => commit(key),
-    onKeyDown: (e: React.KeyboardEvent) => e.key === 'Enter' && commit(key),
+    defaultValue: filter[key] ?? '',
+    onBlur: (e: React.FocusEvent<HTMLInputElement>) => setFilter(key, e.currentTarget.value.trim()),
+    onKeyDown: (e: React.KeyboardEvent<HTMLInputElement>) =>
+      e.key === 'Enter' && setFilter(key, e.currentTarget.value.trim()),
   });
 
   const Row = ({ index, style }: ListChildComponentProps) => {
@@ -167,8 +134,8 @@ export function Alerts({ height = 600 }: { height?: number }) {
 
   let body: React.ReactNode;
   if (error && alerts.length === 0) {
-    body = <ErrorView title="Could not load alerts" error={error} onRetry={() => setReload((n) => n + 1)} />;
-  } else if (loading) {
+    body = <ErrorView title="Could not load alerts" error={error} onRetry={first.retry} />;
+  } else if (first.loading) {
     body = <Loading what="alerts" />;
   } else if (alerts.length === 0) {
     body = (
@@ -215,7 +182,13 @@ export function Alerts({ height = 600 }: { height?: number }) {
       <Stack direction="column" gap={2}>
         <InlineFieldRow>
           <InlineField label="Host" labelWidth={8}>
-            <Input aria-label="host filter" width={18} placeholder="any" {...textProps('host')} />
+            <Input
+              key={`host=${filter.host ?? ''}`}
+              aria-label="host filter"
+              width={18}
+              placeholder="any"
+              {...textProps('host')}
+            />
           </InlineField>
           <InlineField label="Type" labelWidth={8}>
             <Select
@@ -236,10 +209,22 @@ export function Alerts({ height = 600 }: { height?: number }) {
             />
           </InlineField>
           <InlineField label="Rule" labelWidth={8}>
-            <Input aria-label="rule filter" width={18} placeholder="any" {...textProps('rule')} />
+            <Input
+              key={`rule=${filter.rule ?? ''}`}
+              aria-label="rule filter"
+              width={18}
+              placeholder="any"
+              {...textProps('rule')}
+            />
           </InlineField>
           <InlineField label="Search" labelWidth={10}>
-            <Input aria-label="text search" width={24} placeholder="summary, path, command…" {...textProps('q')} />
+            <Input
+              key={`q=${filter.q ?? ''}`}
+              aria-label="text search"
+              width={24}
+              placeholder="summary, path, command…"
+              {...textProps('q')}
+            />
           </InlineField>
           <InlineField label="Since" labelWidth={8}>
             <Select
@@ -280,13 +265,7 @@ function sinceOf(from?: string): string {
 /** Every field of one alert and its raw canonical event. */
 export function AlertDrawer({ id, onClose }: { id: string; onClose: () => void }) {
   const s = useStyles2(getStyles);
-  const [alert, setAlert] = useState<Alert>();
-  const [error, setError] = useState<unknown>();
-  useEffect(() => {
-    setAlert(undefined);
-    setError(undefined);
-    api.getAlert(id).then(setAlert, setError);
-  }, [id]);
+  const { data: alert, error } = useAsync(() => api.getAlert(id), id);
 
   return (
     <Drawer title="Alert" subtitle={id} onClose={onClose} size="md">

@@ -1,4 +1,4 @@
-import React, { useEffect, useState } from 'react';
+import React, { useState } from 'react';
 import { useSearchParams } from 'react-router-dom';
 import { css } from '@emotion/css';
 import { GrafanaTheme2 } from '@grafana/data';
@@ -6,9 +6,10 @@ import { PluginPage } from '@grafana/runtime';
 import { Alert as AlertBox, Button, InlineField, Select, Stack, useStyles2 } from '@grafana/ui';
 
 import { api } from '../api/client';
-import type { AuditEntry, ChainStatus, Host } from '../api/types';
+import type { AuditEntry, ChainStatus } from '../api/types';
 import { Empty, ErrorView, Loading } from '../components/States';
 import { fmtTime } from '../components/time';
+import { useAsync } from '../components/useAsync';
 import { testIds } from '../components/testIds';
 
 /** Audit: a host's chain recomputed from the stored entries, and the entries themselves. */
@@ -16,51 +17,35 @@ export function Audit() {
   const s = useStyles2(getStyles);
   const [params, setParams] = useSearchParams();
   const host = params.get('host') ?? '';
-  const [hosts, setHosts] = useState<Host[]>();
-  const [hostsError, setHostsError] = useState<unknown>();
-  const [status, setStatus] = useState<ChainStatus>();
-  const [entries, setEntries] = useState<AuditEntry[]>();
-  const [next, setNext] = useState<string>();
-  const [error, setError] = useState<unknown>();
-  const [reload, setReload] = useState(0);
+  const hostList = useAsync(() => api.hosts(), 'hosts');
+  const hosts = hostList.data?.hosts;
+  const hostsError = hostList.error;
+  const chain = useAsync(
+    () => (host ? Promise.all([api.verify(host), api.audit(host)]) : Promise.resolve(undefined)),
+    host
+  );
+  const [status, firstPage] = chain.data ?? [];
+  const error = chain.error;
+  // Older pages, kept with the request they extend.
+  const [older, setOlder] = useState<{ key: string; entries: AuditEntry[]; next?: string }>();
+  const extra = older?.key === chain.key ? older : undefined;
+  const entries = firstPage ? [...firstPage.entries, ...(extra?.entries ?? [])] : undefined;
+  const next = extra ? extra.next : firstPage?.next_cursor;
 
-  useEffect(() => {
-    api.hosts().then((h) => setHosts(h.hosts), setHostsError);
-  }, []);
-
-  useEffect(() => {
-    if (!host) {
+  const more = () => {
+    if (!next) {
       return;
     }
-    let cancelled = false;
-    setStatus(undefined);
-    setEntries(undefined);
-    setError(undefined);
-    Promise.all([api.verify(host), api.audit(host)]).then(
-      ([st, page]) => {
-        if (!cancelled) {
-          setStatus(st);
-          setEntries(page.entries);
-          setNext(page.next_cursor);
-        }
-      },
-      (e) => !cancelled && setError(e)
-    );
-    return () => {
-      cancelled = true;
-    };
-  }, [host, reload]);
-
-  const more = () =>
-    next &&
-    api.audit(host, next).then((page) => {
-      setEntries((cur) => [...(cur ?? []), ...page.entries]);
-      setNext(page.next_cursor);
-    }, setError);
+    const key = chain.key;
+    const have = extra?.entries ?? [];
+    api
+      .audit(host, next)
+      .then((page) => setOlder({ key, entries: [...have, ...page.entries], next: page.next_cursor }));
+  };
 
   let body: React.ReactNode;
   if (hostsError) {
-    body = <ErrorView title="Could not load hosts" error={hostsError} onRetry={() => window.location.reload()} />;
+    body = <ErrorView title="Could not load hosts" error={hostsError} onRetry={hostList.retry} />;
   } else if (!hosts) {
     body = <Loading what="hosts" />;
   } else if (hosts.length === 0) {
@@ -68,7 +53,7 @@ export function Audit() {
   } else if (!host) {
     body = <Empty message="Choose a host to check its audit chain" />;
   } else if (error) {
-    body = <ErrorView title={`Could not check ${host}`} error={error} onRetry={() => setReload((n) => n + 1)} />;
+    body = <ErrorView title={`Could not check ${host}`} error={error} onRetry={chain.retry} />;
   } else if (!status || !entries) {
     body = <Loading what={`the audit chain of ${host}`} />;
   } else {

@@ -14,6 +14,26 @@ import { testIds } from '../components/testIds';
 /** How many alerts the feed keeps on screen. */
 export const LIVE_KEEP = 500;
 
+interface FeedState {
+  path: string;
+  alerts: LiveAlert[]; // shown, newest first
+  pending: LiveAlert[]; // arrived while paused, newest first
+  counts: Record<string, number>;
+}
+
+const emptyFeed = (path: string): FeedState => ({ path, alerts: [], pending: [], counts: {} });
+
+function addToFeed(f: FeedState, fresh: LiveAlert[], paused: boolean): FeedState {
+  const newestFirst = [...fresh].reverse();
+  const counts = { ...f.counts };
+  for (const a of fresh) {
+    counts[a.severity] = (counts[a.severity] ?? 0) + 1;
+  }
+  return paused
+    ? { ...f, counts, pending: [...newestFirst, ...f.pending].slice(0, LIVE_KEEP) }
+    : { ...f, counts, alerts: [...newestFirst, ...f.alerts].slice(0, LIVE_KEEP) };
+}
+
 const SEVERITY_OPTIONS = [
   { label: 'Any severity', value: '' },
   { label: 'CRITICAL', value: 'CRITICAL' },
@@ -29,49 +49,31 @@ export function Live() {
   const s = useStyles2(getStyles);
   const [uid, setUid] = useState<string>();
   const [error, setError] = useState<unknown>();
-  const [alerts, setAlerts] = useState<LiveAlert[]>([]);
-  const [pending, setPending] = useState<LiveAlert[]>([]);
   const [paused, setPaused] = useState(false);
   const [severity, setSeverity] = useState('');
   const [hostInput, setHostInput] = useState('');
   const [host, setHost] = useState('');
-  const [counts, setCounts] = useState<Record<string, number>>({});
-  const pausedRef = useRef(paused);
-  pausedRef.current = paused;
+  const path = useMemo(() => streamPath({ severity, host }), [severity, host]);
+  // The feed belongs to one channel path; a new path starts from empty.
+  const [feed, setFeed] = useState<FeedState>(emptyFeed(''));
+  const current = feed.path === path ? feed : emptyFeed(path);
+  const pausedRef = useRef(false);
 
   useEffect(() => {
     datasourceUid().then(setUid, setError);
   }, []);
 
-  const path = useMemo(() => streamPath({ severity, host }), [severity, host]);
-
   useEffect(() => {
     if (!uid) {
       return;
     }
-    setAlerts([]);
-    setPending([]);
-    setCounts({});
     const seen = new Set<string>();
     const sub = liveAlerts(uid, path).subscribe({
       next: (batch) => {
         const fresh = batch.filter((a) => !seen.has(a.alert_id));
         fresh.forEach((a) => seen.add(a.alert_id));
-        if (fresh.length === 0) {
-          return;
-        }
-        const newestFirst = [...fresh].reverse();
-        setCounts((c) => {
-          const next = { ...c };
-          for (const a of fresh) {
-            next[a.severity] = (next[a.severity] ?? 0) + 1;
-          }
-          return next;
-        });
-        if (pausedRef.current) {
-          setPending((p) => [...newestFirst, ...p].slice(0, LIVE_KEEP));
-        } else {
-          setAlerts((cur) => [...newestFirst, ...cur].slice(0, LIVE_KEEP));
+        if (fresh.length > 0) {
+          setFeed((f) => addToFeed(f.path === path ? f : emptyFeed(path), fresh, pausedRef.current));
         }
       },
       error: setError,
@@ -79,11 +81,16 @@ export function Live() {
     return () => sub.unsubscribe();
   }, [uid, path]);
 
-  const resume = () => {
-    setAlerts((cur) => [...pending, ...cur].slice(0, LIVE_KEEP));
-    setPending([]);
-    setPaused(false);
+  const pause = () => {
+    pausedRef.current = true;
+    setPaused(true);
   };
+  const resume = () => {
+    pausedRef.current = false;
+    setPaused(false);
+    setFeed((f) => ({ ...f, alerts: [...f.pending, ...f.alerts].slice(0, LIVE_KEEP), pending: [] }));
+  };
+  const { alerts, pending, counts } = current;
 
   let body: React.ReactNode;
   if (error) {
@@ -155,7 +162,7 @@ export function Live() {
               Resume{pending.length > 0 ? ` (${pending.length} new)` : ''}
             </Button>
           ) : (
-            <Button icon="pause" variant="secondary" onClick={() => setPaused(true)} data-testid={testIds.live.pause}>
+            <Button icon="pause" variant="secondary" onClick={pause} data-testid={testIds.live.pause}>
               Pause
             </Button>
           )}
