@@ -19,6 +19,17 @@
  */
 #define TW_ARGS_LEN 4096
 
+/*
+ * The resolved path of the loaded binary is walked in-kernel from its dentry
+ * up to the root of its mount namespace, one component per slot, leaf first:
+ * at most TW_PATH_DEPTH slots of TW_NAME_LEN bytes. A crossing into a parent
+ * mount uses a slot and leaves it empty. Deeper paths set
+ * TW_EXEC_RESOLVED_PARTIAL; longer names are cut and set
+ * TW_EXEC_RESOLVED_CUT. User space then prefers /proc/PID/exe.
+ */
+#define TW_PATH_DEPTH 24
+#define TW_NAME_LEN 64
+
 /* Why an exec reached user space: which watched-map lookups hit. */
 enum tw_exec_match {
 	TW_MATCH_NAME = 1,  /* comm is in exec_names */
@@ -31,6 +42,8 @@ enum tw_exec_flag {
 	TW_EXEC_ARGS_TRUNCATED = 1, /* argv was longer than TW_ARGS_LEN */
 	TW_EXEC_PATH_TRUNCATED = 2, /* the exec'd path was longer than TW_PATH_LEN */
 	TW_EXEC_ARGS_UNREAD = 4,    /* argv could not be read (user space falls back to /proc) */
+	TW_EXEC_RESOLVED_PARTIAL = 8, /* the walk did not reach the root within TW_PATH_DEPTH */
+	TW_EXEC_RESOLVED_CUT = 16,    /* a component was longer than TW_NAME_LEN - 1 */
 };
 
 /* Indexes of the per-CPU counters in the stats map. */
@@ -70,8 +83,11 @@ struct exec_event {
 	__u32 flags;     /* enum tw_exec_flag bits */
 	__u32 argc;
 	__u32 args_len;  /* bytes valid in args */
+	__u32 resolved_n; /* slots of resolved the walk used */
+	__u32 pad;
 	char comm[TW_COMM_LEN];
 	char filename[TW_PATH_LEN]; /* the path as passed to execve, NUL-terminated */
+	char resolved[TW_PATH_DEPTH][TW_NAME_LEN]; /* path components of the binary, leaf first */
 	char args[TW_ARGS_LEN];
 };
 

@@ -14,23 +14,26 @@ import (
 )
 
 type TripwireExecEvent struct {
-	_        structs.HostLayout
-	BootNs   uint64
-	CgroupId uint64
-	Dev      uint64
-	Ino      uint64
-	Size     uint64
-	Pid      uint32
-	Ppid     uint32
-	Uid      uint32
-	Euid     uint32
-	Match    uint32
-	Flags    uint32
-	Argc     uint32
-	ArgsLen  uint32
-	Comm     [16]int8
-	Filename [512]int8
-	Args     [4096]int8
+	_         structs.HostLayout
+	BootNs    uint64
+	CgroupId  uint64
+	Dev       uint64
+	Ino       uint64
+	Size      uint64
+	Pid       uint32
+	Ppid      uint32
+	Uid       uint32
+	Euid      uint32
+	Match     uint32
+	Flags     uint32
+	Argc      uint32
+	ArgsLen   uint32
+	ResolvedN uint32
+	Pad       uint32
+	Comm      [16]int8
+	Filename  [512]int8
+	Resolved  [24][64]int8
+	Args      [4096]int8
 }
 
 type TripwireInodeKey struct {
@@ -55,9 +58,11 @@ type TripwireNetEvent struct {
 type TripwireTwExecFlag uint32
 
 const (
-	TripwireTwExecFlagTW_EXEC_ARGS_TRUNCATED TripwireTwExecFlag = 1
-	TripwireTwExecFlagTW_EXEC_PATH_TRUNCATED TripwireTwExecFlag = 2
-	TripwireTwExecFlagTW_EXEC_ARGS_UNREAD    TripwireTwExecFlag = 4
+	TripwireTwExecFlagTW_EXEC_ARGS_TRUNCATED   TripwireTwExecFlag = 1
+	TripwireTwExecFlagTW_EXEC_PATH_TRUNCATED   TripwireTwExecFlag = 2
+	TripwireTwExecFlagTW_EXEC_ARGS_UNREAD      TripwireTwExecFlag = 4
+	TripwireTwExecFlagTW_EXEC_RESOLVED_PARTIAL TripwireTwExecFlag = 8
+	TripwireTwExecFlagTW_EXEC_RESOLVED_CUT     TripwireTwExecFlag = 16
 )
 
 type TripwireTwExecMatch uint32

@@ -88,6 +88,9 @@ service:
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	if n := sink.records(); n != 3 {
+		t.Errorf("forward sink has %d records, want 3", n)
+	}
 	sink.mu.Lock()
 	defer sink.mu.Unlock()
 	for _, req := range sink.got {
@@ -104,8 +107,5 @@ service:
 				t.Error("forwarded resource lacks tripwire.client.cert_not_after")
 			}
 		}
-	}
-	if n := sink.records(); n != 3 {
-		t.Errorf("forward sink has %d records, want 3", n)
 	}
 }

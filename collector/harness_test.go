@@ -23,6 +23,8 @@ import (
 	_ "google.golang.org/grpc/encoding/gzip"
 )
 
+var healthClient = &http.Client{Timeout: 5 * time.Second}
+
 // freePort returns a loopback TCP port that was free a moment ago.
 func freePort(t *testing.T) int {
 	t.Helper()
@@ -81,7 +83,7 @@ func startCollector(t *testing.T, config string, healthPort int, env ...string) 
 	t.Cleanup(func() { p.stop(t) })
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		resp, err := http.Get(p.health)
+		resp, err := healthClient.Get(p.health)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {

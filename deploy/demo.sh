@@ -59,6 +59,13 @@ if [ ! -x "$PGBIN/initdb" ]; then
     fail "could not install PostgreSQL" "apt-get install postgresql"
 fi
 command -v psql >/dev/null || fail "psql is missing" "apt-get install postgresql-client"
+for tool in nc curl; do
+  if ! command -v $tool >/dev/null; then
+    pkg=$tool; [ $tool = nc ] && pkg=netcat-openbsd
+    echo "    installing $pkg (used to trip the demo tripwires)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $pkg >/dev/null || fail "could not install $pkg" "apt-get install $pkg"
+  fi
+done
 mkdir -p "$DEMO/pg" "$DEMO/pgsock"
 chown postgres:postgres "$DEMO/pg" "$DEMO/pgsock"
 chmod 700 "$DEMO/pg"

@@ -220,13 +220,56 @@ func (e *tripwireExporter) pushLogs(ctx context.Context, ld plog.Logs) error {
 	if err := e.ensureReady(ctx); err != nil {
 		return fmt.Errorf("preparing PostgreSQL schema: %w", err)
 	}
+	err := e.store(ctx, hosts)
+	if isDataError(err) && (len(hosts) > 1 || len(hosts[0].events) > 1) {
+		e.logger.Warn("PostgreSQL refused a batch; storing it record by record to drop only the bad ones", zap.Error(err))
+		err = e.storeEach(ctx, hosts)
+	}
+	return classify(err)
+}
+
+// store stores a batch in one transaction, retrying it on a deadlock or
+// serialization failure.
+func (e *tripwireExporter) store(ctx context.Context, hosts []*hostBatch) error {
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
 		if err = e.storeBatch(ctx, hosts); !isConflict(err) {
 			break
 		}
 	}
-	return classify(err)
+	return err
+}
+
+// storeEach stores each record in its own transaction, chained ones in seq
+// order, and drops (counting and logging) those PostgreSQL refuses. Records
+// already stored by an earlier attempt are replays and change nothing.
+func (e *tripwireExporter) storeEach(ctx context.Context, hosts []*hostBatch) error {
+	for _, h := range hosts {
+		sort.SliceStable(h.events, func(i, j int) bool { return h.events[i].ev.Seq < h.events[j].ev.Seq })
+		for i, r := range h.events {
+			one := *h
+			one.events = []record{r}
+			if i < len(h.events)-1 {
+				one.heartbeat = nil
+			}
+			err := e.store(ctx, []*hostBatch{&one})
+			if isDataError(err) {
+				e.rejected.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", "refused")))
+				e.logger.Error("PostgreSQL refused a record; dropped", zap.String(event.ResourceHostName, h.name),
+					zap.String(event.KeyAlertID, r.ev.AlertID.String()), zap.Error(err))
+				continue
+			}
+			if err != nil {
+				return err
+			}
+		}
+		if len(h.events) == 0 && h.heartbeat != nil {
+			if err := e.store(ctx, []*hostBatch{h}); err != nil && !isDataError(err) {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // decode groups the records by bound host and drops (counting and logging)
@@ -338,19 +381,27 @@ func isConflict(err error) bool {
 	return errors.As(err, &pgErr) && (pgErr.Code == "40001" || pgErr.Code == "40P01")
 }
 
+// isDataError reports an error PostgreSQL raised because of the data sent
+// (SQLSTATE classes 22 data exception, 23 integrity, 42 syntax or access),
+// which sending the same data again cannot fix.
+func isDataError(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	switch pgErr.Code[:2] {
+	case "22", "23", "42":
+		return true
+	}
+	return false
+}
+
 // classify marks errors that retrying cannot fix as permanent, so the
 // exporterhelper drops the batch instead of retrying it forever. Everything
 // else (connection loss, shutdown, timeouts) is retried.
 func classify(err error) error {
-	if err == nil {
-		return nil
-	}
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		switch pgErr.Code[:2] {
-		case "22", "23", "42":
-			return consumererror.NewPermanent(err)
-		}
+	if isDataError(err) {
+		return consumererror.NewPermanent(err)
 	}
 	return err
 }

@@ -588,3 +588,65 @@ func TestPushWhileDatabaseDownIsRetryable(t *testing.T) {
 	}
 	push(t, e, a.logs(a.trips(1)...))
 }
+
+// A file name of control characters must not push the NOTIFY payload over
+// PostgreSQL's 8000-byte limit, which would fail the whole batch.
+func TestHostileFileNameStillNotifies(t *testing.T) {
+	dsn := pgtest.NewDB(t)
+	e := startExporter(t, testConfig(dsn))
+	pool := openPool(t, dsn)
+	feed := listen(t, dsn)
+	a := newAgent(t, strings.Repeat("\x01", 255))
+	ev := a.trip()
+	ev.File.Path = "/tmp/" + strings.Repeat("\x01", 4000)
+	ev.Process.ExecutablePath = "/tmp/" + strings.Repeat("\x02", 4000)
+	ev.Rule = strings.Repeat("\x03", 256)
+	push(t, e, a.logs(a.chained(ev)...))
+	if n := queryInt(t, pool, "SELECT count(*) FROM alerts"); n != 1 {
+		t.Fatalf("%d alerts, want 1", n)
+	}
+	if got := notifications(t, feed, 1); len(got) != 1 {
+		t.Errorf("%d notifications, want 1", len(got))
+	}
+}
+
+// When PostgreSQL refuses one record (here a CHECK a DBA added), the batch
+// is stored record by record and only that one is dropped.
+func TestRefusedRecordDropsOnlyItself(t *testing.T) {
+	dsn := pgtest.NewDB(t)
+	e := startExporter(t, testConfig(dsn))
+	pool := openPool(t, dsn)
+	if _, err := pool.Exec(context.Background(), "ALTER TABLE alerts ADD CONSTRAINT no_evil CHECK (rule_name <> 'evil')"); err != nil {
+		t.Fatal(err)
+	}
+	a := newAgent(t, "refuse-1")
+	evs := make([]*event.Event, 6)
+	for i := range evs {
+		evs[i] = a.trip()
+	}
+	evs[5].Rule = "evil"
+	push(t, e, a.logs(a.chained(evs...)...))
+	b := newAgent(t, "refuse-2")
+	push(t, e, b.logs(b.trips(3)...))
+	if n := queryInt(t, pool, "SELECT count(*) FROM alerts WHERE host_name = 'refuse-1'"); n != 5 {
+		t.Errorf("%d alerts of refuse-1, want the 5 good ones", n)
+	}
+	if n := queryInt(t, pool, "SELECT count(*) FROM alerts WHERE host_name = 'refuse-2'"); n != 3 {
+		t.Errorf("%d alerts of refuse-2, want 3", n)
+	}
+	// Only one good batch for refuse-2 means no fallback was needed there;
+	// now a mixed batch of two hosts.
+	ld := a.logs(a.trips(2)...)
+	bad := a.trip()
+	bad.Rule = "evil"
+	appendResource(ld, "refuse-2", b.trips(2)...)
+	appendResource(ld, a.host, a.chained(bad)...)
+	push(t, e, ld)
+	if n := queryInt(t, pool, "SELECT count(*) FROM alerts WHERE tripwire_type = 'file'"); n != 12 {
+		t.Errorf("%d trips in all, want 12", n)
+	}
+	// The dropped seq 6 is missing from the chain, and says so.
+	if k := breakKinds(t, pool, "refuse-1"); fmt.Sprint(k) != "[gap:6:7]" {
+		t.Errorf("breaks %v, want [gap:6:7]", k)
+	}
+}

@@ -47,8 +47,9 @@ WHERE h.host_id = u.id`
 
 // insertAlertsSQL inserts idempotently and NOTIFYs each row that is new; the
 // notifications are delivered when the transaction commits. The payload
-// leaves out event_detail and cuts the summary to 1024 characters:
-// PostgreSQL limits a payload to 8000 bytes. The row keeps everything.
+// leaves out event_detail and cuts the summary to 512 characters:
+// PostgreSQL refuses a payload over 8000 bytes, and JSON escaping can make
+// each character of a hostile file name six bytes. The row keeps everything.
 const insertAlertsSQL = `
 WITH ins AS (
     INSERT INTO alerts (alert_id, event_time, host_id, host_name, event_name, tripwire_type,
@@ -72,7 +73,7 @@ SELECT count(*) FROM (
         'rule_name',     rule_name,
         'severity',      severity,
         'seq',           seq,
-        'summary',       left(summary, 1024))::text)
+        'summary',       left(summary, 512))::text)
     FROM ins
 ) AS notified`
 

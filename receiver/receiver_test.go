@@ -488,4 +488,3 @@ func signAgent(t *testing.T, dir, host string, notBefore, notAfter time.Time) tl
 	require.NoError(t, err)
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
-

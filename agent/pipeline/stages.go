@@ -58,8 +58,16 @@ func coalescible(e *event.Event) bool {
 func (p *Pipeline) coalesce() {
 	defer close(p.ordered)
 	bursts := map[string]*burst{}
-	tick := time.NewTicker(max(p.opts.Window/4, 10*time.Millisecond))
-	defer tick.Stop()
+	// The timer runs only while a burst is open, so an idle agent sleeps.
+	tick := time.NewTimer(time.Hour)
+	tick.Stop()
+	armed := false
+	arm := func() {
+		if !armed && len(bursts) > 0 {
+			tick.Reset(max(p.opts.Window/4, 10*time.Millisecond))
+			armed = true
+		}
+	}
 	flush := func(now time.Time, all bool) {
 		for k, b := range bursts {
 			if !all && now.Sub(b.start) < p.opts.Window {
@@ -96,9 +104,12 @@ func (p *Pipeline) coalesce() {
 				continue
 			}
 			bursts[k] = &burst{start: now}
+			arm()
 			p.ordered <- e
 		case now := <-tick.C:
+			armed = false
 			flush(now, false)
+			arm()
 		}
 	}
 }

@@ -344,3 +344,35 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// spooled counts the events in the spool by reading them, not from the
+// spool's own counter, so the tests check what is really left.
+func spooled(t testing.TB, sp *spool.Spool) int {
+	t.Helper()
+	items, err := sp.Oldest(context.Background(), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(items)
+}
+
+// waitEmpty waits until the spool holds nothing, and says what is left if
+// it never does.
+func waitEmpty(t testing.TB, sp *spool.Spool, c *testCollector) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		items, err := sp.Oldest(context.Background(), 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(items) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for the spool to empty: %d events left from seq %d; collector has %d trips",
+				spooled(t, sp), items[0].ID, len(c.trips()))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -44,15 +44,14 @@ func (s *Shipper) dial() (*link, error) {
 	conn, err := grpc.NewClient(s.cfg.Endpoint,
 		grpc.WithTransportCredentials(grpccreds.NewTLS(tlsCfg)),
 		grpc.WithChainUnaryInterceptor(captureVerdict),
-		// gRPC's own reconnect backoff (1 s growing to 120 s by default) would
-		// stack on top of the shipper's; keep it short, and the shipper
-		// resets it (kick) before each retry.
+		// gRPC's own reconnect backoff (1 s growing to 120 s by default)
+		// would stack on top of the shipper's; give it the shipper's bounds.
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff: backoff.Config{
 				BaseDelay:  s.cfg.MinBackoff,
-				Multiplier: 1.6,
+				Multiplier: 2,
 				Jitter:     0.2,
-				MaxDelay:   min(s.cfg.MaxBackoff, 5*time.Second),
+				MaxDelay:   s.cfg.MaxBackoff,
 			},
 			MinConnectTimeout: 5 * time.Second,
 		}),
@@ -74,15 +73,22 @@ func (s *Shipper) dial() (*link, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &link{conn: conn, exp: exp, cancel: cancel, done: make(chan struct{})}
-	go l.watch(ctx, s.metrics.reconnects.Inc)
+	go l.watch(ctx, func() {
+		// Every connection after the first one is a reconnect, whether gRPC
+		// re-established it or the shipper dialled afresh.
+		if s.connected.Swap(true) {
+			s.metrics.reconnects.Inc()
+		}
+	})
 	return l, nil
 }
 
-// kick makes a connection in backoff try again now.
-func (l *link) kick() {
-	if l != nil {
-		l.conn.ResetConnectBackoff()
-	}
+// broken reports whether the connection is failing and waiting out gRPC's
+// own backoff. The shipper then dials afresh on its own schedule rather
+// than call ResetConnectBackoff, which races with gRPC's subchannel
+// bookkeeping in grpc-go v1.85 (found by the race detector).
+func (l *link) broken() bool {
+	return l != nil && l.conn.GetState() == connectivity.TransientFailure
 }
 
 func (l *link) close() {
@@ -93,18 +99,14 @@ func (l *link) close() {
 	_ = l.conn.Close()
 }
 
-// watch counts every return to READY after the first one: a reconnect.
-func (l *link) watch(ctx context.Context, reconnected func()) {
+// watch reports every transition to READY.
+func (l *link) watch(ctx context.Context, ready func()) {
 	defer close(l.done)
 	l.conn.Connect()
-	seenReady := false
 	for {
 		st := l.conn.GetState()
 		if st == connectivity.Ready {
-			if seenReady {
-				reconnected()
-			}
-			seenReady = true
+			ready()
 		}
 		if !l.conn.WaitForStateChange(ctx, st) {
 			return

@@ -30,6 +30,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -136,9 +137,10 @@ type Shipper struct {
 	mu   sync.Mutex
 	link *link // current connection; swapped between batches on Reload
 
-	reloaded chan struct{} // signalled by Reload: swap the link
-	beat     chan struct{} // signalled to send a heartbeat before the next tick
-	expiry   expiryState
+	connected atomic.Bool   // a connection has been READY once: later ones are reconnects
+	reloaded  chan struct{} // signalled by Reload: swap the link
+	beat      chan struct{} // signalled to send a heartbeat before the next tick
+	expiry    expiryState
 }
 
 // New checks the configuration, loads the credentials and registers the
@@ -360,7 +362,9 @@ func (s *Shipper) ship(ctx context.Context) {
 			if !wait(d) {
 				return
 			}
-			s.currentLink().kick()
+			if s.currentLink().broken() {
+				s.redial()
+			}
 		}
 	}
 }
@@ -379,6 +383,16 @@ func (s *Shipper) setLink(l *link) {
 	if old != nil {
 		old.close()
 	}
+}
+
+// redial replaces a failing connection with a fresh one.
+func (s *Shipper) redial() {
+	l, err := s.dial()
+	if err != nil {
+		s.log.Error("reconnecting", "error", err)
+		return
+	}
+	s.setLink(l)
 }
 
 // swapLink replaces the connection with one using the reloaded

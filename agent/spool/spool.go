@@ -60,6 +60,7 @@ type Stats struct {
 	Depth            int64
 	Bytes            int64
 	Commits          int64
+	Deletes          int64
 	ShedInfo         int64
 	ShedWarn         int64
 	OverLimit        bool // only CRITICAL and loss events remain and the limit is exceeded
@@ -69,15 +70,18 @@ type Stats struct {
 
 // Spool is safe for concurrent use.
 type Spool struct {
-	db     *sql.DB
+	db     *sql.DB // the one writing connection
+	rdb    *sql.DB // readers and the checkpointer
 	opts   Options
 	log    *slog.Logger
 	queue  chan request
 	done   chan struct{}
 	commit chan struct{}
 
-	closeOnce sync.Once
-	closed    chan struct{}
+	closeOnce    sync.Once
+	closed       chan struct{}
+	checkpointed chan struct{} // the checkpointer has stopped
+	dirty        chan struct{} // written since the last checkpoint
 
 	mu    sync.Mutex
 	stats Stats
@@ -134,18 +138,29 @@ func Open(opts Options) (*Spool, error) {
 	if chmodErr != nil {
 		return nil, fmt.Errorf("restricting spool mode: %w", chmodErr)
 	}
-	dsn := "file:" + opts.Path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=busy_timeout(10000)&_txlock=immediate"
-	db, err := sql.Open("sqlite", dsn)
+	// Checkpoints run in the background (checkpoint), not inside a commit:
+	// an automatic checkpoint fsyncs the database in the middle of the
+	// writer's transaction and shows up as a latency spike.
+	dsn := "file:" + opts.Path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=busy_timeout(10000)&_pragma=wal_autocheckpoint(0)"
+	db, err := sql.Open("sqlite", dsn+"&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("opening spool: %w", err)
 	}
-	// One connection: the writer, Delete and the readers are serialised, so
-	// SQLite never returns BUSY and no write waits on a lock it cannot see.
+	// One writing connection: the writer and Delete are serialised, so
+	// SQLite never returns BUSY between them.
 	db.SetMaxOpenConns(1)
 	if _, err := db.Exec(schema); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("creating spool schema: %w", err)
 	}
+	// Readers (the shipper's Oldest) and the checkpointer use their own
+	// connections: in WAL mode they never wait for the writer.
+	rdb, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("opening spool: %w", err)
+	}
+	rdb.SetMaxOpenConns(2)
 	if opts.Queue <= 0 {
 		opts.Queue = 64
 	}
@@ -153,17 +168,22 @@ func Open(opts Options) (*Spool, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Spool{
-		db: db, opts: opts, log: opts.Logger,
+		db: db, rdb: rdb, opts: opts, log: opts.Logger,
 		queue:  make(chan request, opts.Queue),
 		done:   make(chan struct{}),
 		commit: make(chan struct{}, 1),
 		closed: make(chan struct{}),
+
+		checkpointed: make(chan struct{}),
+		dirty:        make(chan struct{}, 1),
 	}
 	if err := s.loadStats(); err != nil {
 		db.Close()
+		rdb.Close()
 		return nil, err
 	}
 	go s.writer()
+	go s.checkpoint()
 	return s, nil
 }
 
@@ -228,7 +248,41 @@ func (s *Spool) Flush(ctx context.Context) error {
 func (s *Spool) Close() error {
 	s.closeOnce.Do(func() { close(s.closed) })
 	<-s.done
-	return s.db.Close()
+	<-s.checkpointed
+	// Leave a small file behind: fold the WAL in and truncate it.
+	_, ckErr := s.db.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`)
+	return errors.Join(ckErr, s.rdb.Close(), s.db.Close())
+}
+
+// checkpoint folds the WAL into the database a moment after writes, while
+// the spool is open. PASSIVE never blocks the writer or readers; what it
+// cannot copy now it copies next time. It sleeps while nothing is written, so
+// an idle agent does not wake for it.
+func (s *Spool) checkpoint() {
+	defer close(s.checkpointed)
+	for {
+		select {
+		case <-s.closed:
+			return
+		case <-s.dirty:
+		}
+		select {
+		case <-s.closed:
+			return
+		case <-time.After(250 * time.Millisecond):
+		}
+		if _, err := s.rdb.Exec(`PRAGMA wal_checkpoint(PASSIVE)`); err != nil {
+			s.log.Warn("checkpointing spool", "error", err)
+		}
+	}
+}
+
+// wrote tells the checkpointer there is something to fold in.
+func (s *Spool) wrote() {
+	select {
+	case s.dirty <- struct{}{}:
+	default:
+	}
 }
 
 // Committed is signalled after each commit of new events. Signals coalesce:
@@ -261,7 +315,7 @@ func (s *Spool) SpooledThrough() uint64 {
 // observed it; 0 when the spool is empty.
 func (s *Spool) OldestAge() time.Duration {
 	var observed sql.NullInt64
-	if err := s.db.QueryRow(`SELECT min(observed) FROM (SELECT observed FROM events ORDER BY seq LIMIT 1)`).Scan(&observed); err != nil || !observed.Valid {
+	if err := s.rdb.QueryRow(`SELECT min(observed) FROM (SELECT observed FROM events ORDER BY seq LIMIT 1)`).Scan(&observed); err != nil || !observed.Valid {
 		return 0
 	}
 	return max(0, time.Since(time.Unix(0, observed.Int64)))
@@ -290,7 +344,7 @@ func (s *Spool) Oldest(ctx context.Context, n int) ([]Item, error) {
 }
 
 func (s *Spool) query(ctx context.Context, q string, n int) ([]Item, error) {
-	rows, err := s.db.QueryContext(ctx, q, n)
+	rows, err := s.rdb.QueryContext(ctx, q, n)
 	if err != nil {
 		return nil, fmt.Errorf("reading spool: %w", err)
 	}
@@ -364,6 +418,8 @@ func (s *Spool) Delete(ctx context.Context, ids []int64) error {
 	s.stats.Depth -= removed
 	s.stats.Bytes -= bytes
 	s.stats.DeliveredThrough = max(s.stats.DeliveredThrough, uint64(top))
+	s.stats.Deletes++
+	s.wrote()
 	if s.stats.OverLimit && !s.overLocked() {
 		s.stats.OverLimit = false
 		s.log.Info("spool back within its limits", "tripwire.spool.depth", s.stats.Depth, "tripwire.spool.bytes", s.stats.Bytes)

@@ -219,3 +219,32 @@ func BenchmarkPut(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
+
+// BenchmarkOldestDelete measures the shipper's side: read 512, delete them.
+func BenchmarkOldestDelete(b *testing.B) {
+	s, err := Open(Options{Path: filepath.Join(b.TempDir(), "spool.db")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	events := chain(1, b.N*512, event.SeverityWarn)
+	for i := 0; i < len(events); i += 4096 {
+		s.Put(context.Background(), events[i:min(i+4096, len(events))])
+	}
+	s.Flush(context.Background())
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		items, err := s.Oldest(context.Background(), 512)
+		if err != nil || len(items) != 512 {
+			b.Fatal(err, len(items))
+		}
+		ids := make([]int64, len(items))
+		for j, it := range items {
+			ids[j] = it.ID
+		}
+		if err := s.Delete(context.Background(), ids); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*512)/b.Elapsed().Seconds(), "events/s")
+}

@@ -150,6 +150,7 @@ func (s *Spool) commitBatch(batch []*event.Event) error {
 	case s.commit <- struct{}{}:
 	default:
 	}
+	s.wrote()
 	if shed.Count > 0 {
 		s.log.Warn("spool full: shed events", "tripwire.loss.count", shed.Count,
 			"tripwire.loss.first_seq", shed.FirstSeq, "tripwire.loss.last_seq", shed.LastSeq)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -286,7 +287,7 @@ func (w *execEBPF) readLoop(rd *ringbuf.Reader, sink Sink) {
 
 // execSightingOf checks and converts a kernel record.
 func execSightingOf(ev *bpf.TripwireExecEvent) (execSighting, bool) {
-	if ev.ArgsLen > uint32(len(ev.Args)) || ev.Pid == 0 {
+	if ev.ArgsLen > uint32(len(ev.Args)) || ev.ResolvedN > uint32(len(ev.Resolved)) || ev.Pid == 0 {
 		return execSighting{}, false
 	}
 	s := execSighting{
@@ -302,6 +303,16 @@ func execSightingOf(ev *bpf.TripwireExecEvent) (execSighting, bool) {
 		CgroupID:      ev.CgroupId,
 		Time:          bootToWall(ev.BootNs),
 	}
+	const incomplete = uint32(bpf.TripwireTwExecFlagTW_EXEC_RESOLVED_PARTIAL | bpf.TripwireTwExecFlagTW_EXEC_RESOLVED_CUT)
+	if ev.Flags&incomplete == 0 && ev.ResolvedN > 0 {
+		parts := make([]string, 0, ev.ResolvedN)
+		for i := int(ev.ResolvedN) - 1; i >= 0; i-- {
+			if c := bpfCString(ev.Resolved[i][:]); c != "" {
+				parts = append(parts, c)
+			}
+		}
+		s.Resolved = "/" + strings.Join(parts, "/")
+	}
 	return s, true
 }
 
@@ -316,13 +327,17 @@ func (w *execEBPF) enrich(s *execSighting, ev *bpf.TripwireExecEvent) []*event.E
 		CgroupID: int64(s.CgroupID),
 	}
 	var missing []string
-	// /proc/PID/exe is the resolved path; trust it only if it still is the
-	// binary the kernel saw (the PID may have exec'd again or been reused).
-	exeLink := filepath.Join(w.procRoot, strconv.Itoa(s.PID), "exe")
-	if exe, err := os.Readlink(exeLink); err == nil {
-		if fi, err := os.Stat(exeLink); err == nil {
-			if id, ok := execFileIDOf(fi); ok && id == s.ID {
-				s.Exe = exe
+	// The kernel's walk is the resolved path at exec time; else
+	// /proc/PID/exe, trusted only if it still is the binary the kernel saw
+	// (the PID may have exec'd again or been reused).
+	s.Exe = s.Resolved
+	if s.Exe == "" {
+		exeLink := filepath.Join(w.procRoot, strconv.Itoa(s.PID), "exe")
+		if exe, err := os.Readlink(exeLink); err == nil {
+			if fi, err := os.Stat(exeLink); err == nil {
+				if id, ok := execFileIDOf(fi); ok && id == s.ID {
+					s.Exe = exe
+				}
 			}
 		}
 	}

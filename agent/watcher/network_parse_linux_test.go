@@ -99,3 +99,23 @@ func setC(dst []int8, s string) {
 		dst[i] = int8(s[i])
 	}
 }
+
+func TestExecSightingResolved(t *testing.T) {
+	var ev bpf.TripwireExecEvent
+	ev.Pid = 10
+	for i, c := range []string{"tw-nc", "x", "", "shm", "dev"} { // leaf first; "" is a mount crossing
+		setC(ev.Resolved[i][:], c)
+	}
+	ev.ResolvedN = 5
+	if s, ok := execSightingOf(&ev); !ok || s.Resolved != "/dev/shm/x/tw-nc" {
+		t.Errorf("resolved = %q %v", s.Resolved, ok)
+	}
+	ev.Flags = uint32(bpf.TripwireTwExecFlagTW_EXEC_RESOLVED_PARTIAL)
+	if s, _ := execSightingOf(&ev); s.Resolved != "" {
+		t.Errorf("a partial walk gave %q", s.Resolved)
+	}
+	ev.ResolvedN = uint32(len(ev.Resolved) + 1)
+	if _, ok := execSightingOf(&ev); ok {
+		t.Error("resolved_n beyond the slots accepted")
+	}
+}

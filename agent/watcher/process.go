@@ -49,6 +49,7 @@ type execSighting struct {
 	Comm          string
 	Filename      string // the path as passed to execve, possibly relative
 	Exe           string // the resolved executable path
+	Resolved      string // the resolved path as the kernel walked it, if complete
 	ID            execFileID
 	Size          int64
 	Args          []byte // NUL-separated argv, as in /proc/PID/cmdline

@@ -263,6 +263,32 @@ func TestProcessExecShortLived(t *testing.T) {
 	if c, ok := w.(Counters); !ok || c.Counters()["ringbuf_lost"] != 0 {
 		t.Errorf("counters: %v", c)
 	}
+
+	// Unwatched execs stop in the kernel: the kernel's count of execs seen
+	// grows, its count of matches (records sent to user space) does not.
+	counters := w.(Counters)
+	waitCounters := func(pred func(map[string]uint64) bool) map[string]uint64 {
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			c := counters.Counters()
+			if pred(c) {
+				return c
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("counters never reached the expected state: %v", c)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	before := waitCounters(func(c map[string]uint64) bool { return c["exec_matched"] == 2 })
+	unwatched := uniqueBinary(t, "/bin/true", dir, "tw-unwatched")
+	for range 20 {
+		runExec(t, unwatched)
+	}
+	after := waitCounters(func(c map[string]uint64) bool { return c["exec_seen"] >= before["exec_seen"]+20 })
+	if after["exec_matched"] != 2 {
+		t.Errorf("kernel sent %d records for 2 watched and 20 unwatched execs", after["exec_matched"])
+	}
 	sink.mu.Lock()
 	defer sink.mu.Unlock()
 	if len(sink.lost) != 0 {
@@ -389,5 +415,36 @@ func TestProcessExecShortLivedFallback(t *testing.T) {
 		if p.CommandLine != "" && p.CommandLine != quick+" --round "+strconv.Itoa(i) {
 			t.Errorf("round %d: command line %q is not the exec'd one", i, p.CommandLine)
 		}
+	}
+}
+
+// TestProcessExecResolvedInKernel runs a binary that exits at once by a
+// relative path from a directory on another mount (/dev/shm: tmpfs stacked on
+// devtmpfs), so /proc is usually gone before the event is read: the resolved
+// path must come from the kernel's own walk up the dentries and mounts.
+func TestProcessExecResolvedInKernel(t *testing.T) {
+	needRootFor(t)
+	dir, err := os.MkdirTemp("/dev/shm", "tw-test-")
+	if err != nil {
+		t.Skipf("no /dev/shm: %v", err)
+	}
+	defer os.RemoveAll(dir)
+	bin := uniqueBinary(t, "/bin/true", dir, "tw-shm")
+	w, err := NewProcessWatcher([]ProcessRule{{Name: "shm", Severity: event.SeverityWarn, Names: []string{"tw-shm"}}}, Options{Mechanism: procMechEBPF})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := startTripWatcher(t, w)
+	cmd := exec.Command("./tw-shm", "x")
+	cmd.Dir = dir
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	e := sink.waitFor(t, "tw-shm", func(e *event.Event) bool { return e.Process.PID == int64(cmd.Process.Pid) })
+	if e.Process.ExecutablePath != bin {
+		t.Errorf("executable = %q, want %q", e.Process.ExecutablePath, bin)
+	}
+	if e.Process.CommandLine != "./tw-shm x" {
+		t.Errorf("command line = %q, want %q", e.Process.CommandLine, "./tw-shm x")
 	}
 }

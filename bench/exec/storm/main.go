@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -75,6 +76,9 @@ func main() {
 	}
 	wg.Wait()
 	el := time.Since(start)
+	// attr holds only devnull's descriptor number: keep the file alive, or
+	// its finalizer closes the descriptor mid-storm (EBADF in ForkExec).
+	runtime.KeepAlive(devnull)
 	if *pidsPath != "" {
 		if err := os.WriteFile(*pidsPath, []byte(strings.Join(pids, "\n")+"\n"), 0o600); err != nil {
 			fmt.Fprintln(os.Stderr, "storm:", err)

@@ -126,11 +126,8 @@ func (d *Datasource) SubscribeStream(ctx context.Context, req *backend.Subscribe
 		return nil, fmt.Errorf("reading initial alerts: %w", err)
 	}
 	// Oldest first, as the stream appends.
-	rows := page.Alerts
-	for i, j := 0, len(rows)-1; i < j; i, j = i+1, j-1 {
-		rows[i], rows[j] = rows[j], rows[i]
-	}
-	initial, err := backend.NewInitialFrame(alertStreamFrame(rows), data.IncludeAll)
+	reverseAlerts(page.Alerts)
+	initial, err := backend.NewInitialFrame(alertStreamFrame(page.Alerts), data.IncludeAll)
 	if err != nil {
 		return nil, err
 	}
@@ -228,4 +225,10 @@ func (d *Datasource) routes() *http.ServeMux {
 	mux := http.NewServeMux()
 	d.registerRoutes(mux)
 	return mux
+}
+
+func reverseAlerts(a []Alert) {
+	for i, j := 0, len(a)-1; i < j; i, j = i+1, j-1 {
+		a[i], a[j] = a[j], a[i]
+	}
 }

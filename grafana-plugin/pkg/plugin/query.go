@@ -61,6 +61,9 @@ type QueryModel struct {
 	Text      string     `json:"text"`
 	GroupBy   string     `json:"groupBy"` // counts: type, severity, host, rule or ""
 	Limit     int        `json:"limit"`   // alerts: row cap, default 1000
+	// Live (alerts, table format) makes the panel subscribe to the
+	// matching Grafana Live channel after the initial rows.
+	Live bool `json:"live"`
 }
 
 // QueryData runs each query against PostgreSQL. It serves panels and Grafana
@@ -68,13 +71,17 @@ type QueryModel struct {
 // what alerting's reduce/threshold expressions consume.
 func (d *Datasource) QueryData(ctx context.Context, req *backend.QueryDataRequest) (*backend.QueryDataResponse, error) {
 	resp := backend.NewQueryDataResponse()
+	uid := ""
+	if s := req.PluginContext.DataSourceInstanceSettings; s != nil {
+		uid = s.UID
+	}
 	for _, q := range req.Queries {
-		resp.Responses[q.RefID] = d.query(ctx, q)
+		resp.Responses[q.RefID] = d.query(ctx, uid, q)
 	}
 	return resp, nil
 }
 
-func (d *Datasource) query(ctx context.Context, q backend.DataQuery) backend.DataResponse {
+func (d *Datasource) query(ctx context.Context, uid string, q backend.DataQuery) backend.DataResponse {
 	if err := d.ready(); err != nil {
 		return backend.ErrDataResponse(backend.StatusBadRequest, "datasource not configured: "+err.Error())
 	}
@@ -94,7 +101,7 @@ func (d *Datasource) query(ctx context.Context, q backend.DataQuery) backend.Dat
 	var err error
 	switch m.QueryType {
 	case QueryAlerts, "":
-		frames, err = d.queryAlerts(ctx, &f, &m)
+		frames, err = d.queryAlerts(ctx, &f, &m, uid)
 	case QueryCounts:
 		frames, err = d.queryCounts(ctx, &f, &m, q)
 	case QueryHosts:
@@ -117,7 +124,7 @@ func (d *Datasource) query(ctx context.Context, q backend.DataQuery) backend.Dat
 	}
 }
 
-func (d *Datasource) queryAlerts(ctx context.Context, f *Filter, m *QueryModel) (data.Frames, error) {
+func (d *Datasource) queryAlerts(ctx context.Context, f *Filter, m *QueryModel, uid string) (data.Frames, error) {
 	limit := m.Limit
 	if limit == 0 {
 		limit = MaxLimit
@@ -135,6 +142,16 @@ func (d *Datasource) queryAlerts(ctx context.Context, f *Filter, m *QueryModel) 
 	case "table":
 		fr := alertTableFrame("alerts", page.Alerts)
 		fr.Meta = &data.FrameMeta{PreferredVisualization: data.VisTypeTable}
+		if m.Live {
+			if m.Text != "" {
+				return nil, badRequest("live: free-text search cannot be streamed")
+			}
+			// The stream appends oldest-first rows to this frame.
+			reverseAlerts(page.Alerts)
+			fr = alertTableFrame("alerts", page.Alerts)
+			fr.Meta = &data.FrameMeta{PreferredVisualization: data.VisTypeTable,
+				Channel: "ds/" + uid + "/" + streamPathFor(StreamFilter{Hosts: f.Hosts, Types: f.Types, Severities: f.Severities, Rules: f.Rules})}
+		}
 		return data.Frames{fr}, nil
 	}
 	return nil, badRequest("format: unknown value %q (want logs or table)", m.Format)

@@ -71,10 +71,22 @@ func TestQueryAlertsLogsAndTable(t *testing.T) {
 		t.Fatalf("%d rows in the last 30 min, want 10", n)
 	}
 
+	// A live table names the channel Grafana then subscribes the panel to.
+	r = e.query(t, `{"queryType":"alerts","format":"table","live":true,"severity":"CRITICAL","host":"web-01,db-01"}`, from, to)
+	if r.Error != nil {
+		t.Fatal(r.Error)
+	}
+	if ch := r.Frames[0].Meta.Channel; ch != "ds/tw/alerts/host=web-01,db-01/severity=CRITICAL" {
+		t.Fatalf("channel %q", ch)
+	}
+	if _, err := ParseStreamPath(strings.TrimPrefix(r.Frames[0].Meta.Channel, "ds/tw/")); err != nil {
+		t.Fatal(err)
+	}
+
 	for _, bad := range []string{
 		`{"queryType":"alerts","format":"csv"}`, `{"queryType":"alerts","type":"nope"}`,
 		`{"queryType":"nope"}`, `{"queryType":"alerts","limit":5000}`, `{"host":5}`,
-		`{"queryType":"alerts","host":"x' OR '1'='1"}`,
+		`{"queryType":"alerts","host":"x' OR '1'='1"}`, `{"queryType":"alerts","format":"table","live":true,"text":"x"}`,
 	} {
 		r := e.query(t, bad, from, to)
 		if r.Error == nil {

@@ -17,18 +17,18 @@ import (
 // the tripwire collector writes to, and how host liveness is judged.
 type Settings struct {
 	// Host and Port of the PostgreSQL server.
-	Host string `json:"host"`
-	Port int    `json:"port"`
+	Host string  `json:"host"`
+	Port flexInt `json:"port"`
 	// Database and User to connect as; the user needs SELECT only.
 	Database string `json:"database"`
 	User     string `json:"user"`
 	// SSLMode is a libpq sslmode: disable, require, verify-ca or verify-full.
 	SSLMode string `json:"sslMode"`
 	// MaxConns bounds the pool; the LISTEN connection is extra.
-	MaxConns int `json:"maxConns"`
+	MaxConns flexInt `json:"maxConns"`
 	// HeartbeatSeconds is the agents' heartbeat interval. A host whose last
 	// heartbeat is older than three intervals is shown OFFLINE.
-	HeartbeatSeconds int `json:"heartbeatSeconds"`
+	HeartbeatSeconds flexInt `json:"heartbeatSeconds"`
 
 	// Password comes from secureJsonData, never from jsonData.
 	Password string `json:"-"`
@@ -39,6 +39,32 @@ const (
 	offlineIntervals = 3
 	defaultMaxConns  = 8
 )
+
+// flexInt accepts 5432 and "5432": provisioning files expand ${VAR} into
+// strings, the config page sends numbers.
+type flexInt int
+
+func (n *flexInt) UnmarshalJSON(b []byte) error {
+	var s string
+	if json.Unmarshal(b, &s) == nil {
+		if s == "" {
+			*n = 0
+			return nil
+		}
+		i, err := strconv.Atoi(s)
+		if err != nil {
+			return fmt.Errorf("%q is not an integer", s)
+		}
+		*n = flexInt(i)
+		return nil
+	}
+	var i int
+	if err := json.Unmarshal(b, &i); err != nil {
+		return errors.New("not an integer")
+	}
+	*n = flexInt(i)
+	return nil
+}
 
 var errNoHost = errors.New("settings: host is required")
 
@@ -106,7 +132,7 @@ func (s *Settings) PoolConfig() (*pgxpool.Config, error) {
 	u := url.URL{
 		Scheme: "postgres",
 		User:   url.UserPassword(s.User, s.Password),
-		Host:   net.JoinHostPort(s.Host, strconv.Itoa(s.Port)),
+		Host:   net.JoinHostPort(s.Host, strconv.Itoa(int(s.Port))),
 		Path:   "/" + s.Database,
 	}
 	q := url.Values{}

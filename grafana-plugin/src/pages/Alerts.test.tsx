@@ -85,9 +85,12 @@ describe('Alerts page', () => {
     await waitFor(() =>
       expect(listAlerts).toHaveBeenLastCalledWith({ host: 'db-01', severity: 'WARN' }, undefined, 200)
     );
-    // Clearing a filter removes it from the URL.
-    fireEvent.change(hostInput, { target: { value: '' } });
-    fireEvent.blur(hostInput);
+    // Clearing a filter removes it from the URL. (The input is re-created
+    // for the new URL value, so look it up again.)
+    const again = screen.getByLabelText('host filter');
+    expect(again).toHaveValue('db-01');
+    fireEvent.change(again, { target: { value: '' } });
+    fireEvent.blur(again);
     await waitFor(() => expect(new URLSearchParams(probe.search).has('host')).toBe(false));
   });
 
