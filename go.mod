@@ -107,3 +107,5 @@ require (
 	modernc.org/memory v1.12.1 // indirect
 	modernc.org/sqlite v1.62.0 // indirect
 )
+
+tool github.com/cilium/ebpf/cmd/bpf2go

@@ -375,14 +375,14 @@ func (a *Agent) startWatchers(ctx context.Context, cfg *config.Config) error {
 	return nil
 }
 
-// reload applies a new config's rules. State paths, the health address and
-// the transport endpoint need a restart; the shipper reloads its
-// certificate and key.
+// reload applies a new config's rules. State paths, the health address, the
+// host identity and the transport endpoint need a restart; the shipper
+// reloads its certificate and key (same paths, new contents).
 func (a *Agent) reload(ctx context.Context, cfg *config.Config) {
 	a.log.Info("reloading rules", "tripwire.config", cfg.File)
-	if cfg.Spool != a.cfg.Spool || cfg.Audit != a.cfg.Audit || cfg.Health != a.cfg.Health ||
-		cfg.Transport.Endpoint != a.cfg.Transport.Endpoint {
-		a.log.Warn("spool, audit, health and transport.endpoint changes take effect at the next restart")
+	if cfg.Spool != a.cfg.Spool || cfg.Audit != a.cfg.Audit || cfg.Health != a.cfg.Health || cfg.Host != a.cfg.Host ||
+		cfg.Transport.Endpoint != a.cfg.Transport.Endpoint || cfg.HeartbeatInterval != a.cfg.HeartbeatInterval {
+		a.log.Warn("host, spool, audit, health, heartbeat_interval and transport.endpoint changes take effect at the next restart")
 	}
 	if err := a.startWatchers(ctx, cfg); err != nil {
 		// A honeyport cannot be bound twice: stop the old watchers and start
@@ -399,7 +399,7 @@ func (a *Agent) reload(ctx context.Context, cfg *config.Config) {
 	}
 	a.mu.Lock()
 	kept := *a.cfg
-	kept.Rules, kept.Watchers, kept.Host = cfg.Rules, cfg.Watchers, cfg.Host
+	kept.Rules, kept.Watchers = cfg.Rules, cfg.Watchers
 	a.cfg = &kept
 	a.mu.Unlock()
 	if a.ship != nil {

@@ -5,12 +5,15 @@ package collector
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/tripwire-sec/tripwire/internal/pki"
 )
@@ -25,7 +28,7 @@ var (
 // collectorBinary builds bin/tripwire-collector with build.sh (once per test
 // binary) and returns its path. TRIPWIRE_COLLECTOR_BIN names a prebuilt one
 // instead.
-func collectorBinary(t *testing.T) string {
+func collectorBinary(t testing.TB) string {
 	t.Helper()
 	if p := os.Getenv("TRIPWIRE_COLLECTOR_BIN"); p != "" {
 		return p
@@ -42,7 +45,7 @@ func collectorBinary(t *testing.T) string {
 }
 
 // pkiDir makes a CA and a server certificate for the collector.
-func pkiDir(t *testing.T) string {
+func pkiDir(t testing.TB) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "pki")
 	if err := pki.Init(dir); err != nil {
@@ -54,7 +57,7 @@ func pkiDir(t *testing.T) string {
 	return dir
 }
 
-func runCollector(t *testing.T, env []string, args ...string) (string, error) {
+func runCollector(t testing.TB, env []string, args ...string) (string, error) {
 	t.Helper()
 	cmd := exec.Command(collectorBinary(t), args...)
 	cmd.Env = append(os.Environ(), env...)
@@ -111,16 +114,35 @@ service:
 	}
 }
 
-// TestComponents lists the components the manifest promises.
+// TestComponents checks the build has every component the manifest promises,
+// of the right kind.
 func TestComponents(t *testing.T) {
 	out, err := runCollector(t, nil, "components")
 	if err != nil {
 		t.Fatalf("components: %v\n%s", err, out)
 	}
-	for _, name := range []string{"tripwire", "otlp", "otlp_grpc", "otlp_http", "debug",
-		"memory_limiter", "batch", "file_storage", "health_check"} {
-		if !strings.Contains(out, "name: "+name+"\n") {
-			t.Errorf("component %s missing from the build:\n%s", name, out)
+	var got map[string]any
+	if err := yaml.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("parsing components output: %v\n%s", err, out)
+	}
+	want := map[string][]string{
+		"receivers":  {"tripwire", "otlp"},
+		"exporters":  {"tripwire", "debug", "otlp_grpc", "otlp_http"},
+		"processors": {"memory_limiter", "batch"},
+		"extensions": {"file_storage", "health_check"},
+	}
+	for kind, names := range want {
+		list, _ := got[kind].([]any)
+		have := map[string]bool{}
+		for _, c := range list {
+			if m, ok := c.(map[string]any); ok {
+				have[fmt.Sprint(m["name"])] = true
+			}
+		}
+		for _, n := range names {
+			if !have[n] {
+				t.Errorf("%s: %s missing from the build (have %v)", kind, n, have)
+			}
 		}
 	}
 }

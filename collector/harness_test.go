@@ -26,7 +26,7 @@ import (
 var healthClient = &http.Client{Timeout: 5 * time.Second}
 
 // freePort returns a loopback TCP port that was free a moment ago.
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -65,7 +65,7 @@ type collectorProc struct {
 // startCollector writes config (with %s replaced by nothing: callers format
 // it) to a file, starts the built collector on it and waits until its
 // health_check extension, at healthPort, says it is ready.
-func startCollector(t *testing.T, config string, healthPort int, env ...string) *collectorProc {
+func startCollector(t testing.TB, config string, healthPort int, env ...string) *collectorProc {
 	t.Helper()
 	bin := collectorBinary(t)
 	path := filepath.Join(t.TempDir(), "collector.yaml")
@@ -104,7 +104,7 @@ func startCollector(t *testing.T, config string, healthPort int, env ...string) 
 }
 
 // stop sends SIGTERM and waits (SIGKILL after 30 s). Safe to call twice.
-func (p *collectorProc) stop(t *testing.T) {
+func (p *collectorProc) stop(t testing.TB) {
 	if p.cmd.ProcessState != nil {
 		return
 	}
@@ -120,7 +120,7 @@ func (p *collectorProc) stop(t *testing.T) {
 
 // agentClient dials a tripwire receiver as an OTLP client with the agent
 // certificate issued for host in the PKI dir.
-func agentClient(t *testing.T, dir, host, addr string) plogotlp.GRPCClient {
+func agentClient(t testing.TB, dir, host, addr string) plogotlp.GRPCClient {
 	t.Helper()
 	certFile, keyFile := filepath.Join(dir, "agents", host+".crt"), filepath.Join(dir, "agents", host+".key")
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
@@ -152,7 +152,7 @@ type otlpSink struct {
 	addr string
 }
 
-func startSink(t *testing.T) *otlpSink {
+func startSink(t testing.TB) *otlpSink {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -201,3 +201,110 @@ func runWorkers(b *testing.B, fleets []*fleet, prep func(*fleet, [][]*event.Even
 	}
 	return elapsed
 }
+
+// BenchmarkExportVsRawCopy alternates rounds of exporter batches and raw
+// COPY batches (each round `workers` batches in parallel) and sums each
+// kind's wall time, so load from other work on the machine falls on both
+// alike; it prints the exporter's rate as a share of raw COPY's.
+func BenchmarkExportVsRawCopy(b *testing.B) {
+	for _, workers := range []int{1, 4} {
+		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
+			ctx := context.Background()
+			expDSN, copyDSN := pgtest.NewDB(b), pgtest.NewDB(b)
+			exp, err := NewFactory().CreateLogs(ctx, exportertest.NewNopSettings(metadata.Type), testConfig(expDSN))
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := exp.Start(ctx, componenttest.NewNopHost()); err != nil {
+				b.Fatal(err)
+			}
+			defer exp.Shutdown(ctx)
+			pool, err := pgxpool.New(ctx, copyDSN)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer pool.Close()
+			if err := migrations.Apply(ctx, pool); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := migrations.EnsurePartitions(ctx, pool, baseTime, 1); err != nil {
+				b.Fatal(err)
+			}
+			expFleets, copyFleets := make([]*fleet, workers), make([]*fleet, workers)
+			hostIDs := map[string]string{}
+			for w := 0; w < workers; w++ {
+				expFleets[w] = newFleet(b, fmt.Sprintf("vs-exp-w%d", w))
+				ld, _ := expFleets[w].next()
+				if err := exp.ConsumeLogs(ctx, ld); err != nil {
+					b.Fatal(err)
+				}
+				copyFleets[w] = newFleet(b, fmt.Sprintf("vs-copy-w%d", w))
+				for _, a := range copyFleets[w].agents {
+					var id string
+					if err := pool.QueryRow(ctx, "INSERT INTO hosts (host_name) VALUES ($1) RETURNING host_id::text", a.host).Scan(&id); err != nil {
+						b.Fatal(err)
+					}
+					hostIDs[a.host] = id
+				}
+			}
+			cols := []string{"alert_id", "event_time", "host_id", "host_name", "event_name", "tripwire_type",
+				"rule_name", "severity", "seq", "summary", "event_detail"}
+			round := func(n int, do func(w int) error) time.Duration {
+				start := time.Now()
+				var wg sync.WaitGroup
+				errs := make(chan error, n)
+				for w := 0; w < n; w++ {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						if err := do(w); err != nil {
+							errs <- err
+						}
+					}()
+				}
+				wg.Wait()
+				close(errs)
+				for err := range errs {
+					b.Fatal(err)
+				}
+				return time.Since(start)
+			}
+			var tExp, tCopy time.Duration
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				lds := make([]plog.Logs, workers)
+				rows := make([][][]any, workers)
+				for w := 0; w < workers; w++ {
+					lds[w], _ = expFleets[w].next()
+					_, evs := copyFleets[w].next()
+					for j, hostEvents := range evs {
+						host := copyFleets[w].agents[j].host
+						for _, ev := range hostEvents {
+							rows[w] = append(rows[w], []any{ev.AlertID.String(), ev.Time, hostIDs[host], host, string(ev.Name),
+								string(ev.Type()), ev.Rule, ev.Severity.String(), int64(ev.Seq), ev.Summary(), string(ev.Canonical())})
+						}
+					}
+				}
+				b.StartTimer()
+				tExp += round(workers, func(w int) error { return exp.ConsumeLogs(ctx, lds[w]) })
+				tCopy += round(workers, func(w int) error {
+					return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+						_, err := tx.CopyFrom(ctx, pgx.Identifier{"alerts"}, cols, pgx.CopyFromRows(rows[w]))
+						return err
+					})
+				})
+			}
+			b.StopTimer()
+			events := float64(b.N * workers * benchBatch)
+			expRate, copyRate := events/tExp.Seconds(), events/tCopy.Seconds()
+			b.ReportMetric(expRate, "export-events/s")
+			b.ReportMetric(copyRate, "copy-events/s")
+			b.ReportMetric(100*expRate/copyRate, "%-of-copy")
+			if b.N > 1 {
+				fmt.Printf("BenchmarkExportVsRawCopy workers=%d: exporter %.0f events/s, raw COPY %.0f events/s, exporter = %.0f%% of COPY (%d events each, interleaved rounds, %s)\n",
+					workers, expRate, copyRate, 100*expRate/copyRate, int(events), durability())
+			}
+		})
+	}
+}

@@ -48,7 +48,6 @@ type chainBreak struct {
 	expectedSeq, gotSeq   int64
 	expectedHash, gotHash string
 	alert                 bool
-	alertEvent            *event.Event
 }
 
 // chainState is what the walk of one host's chain needs, loaded under the

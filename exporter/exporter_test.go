@@ -16,6 +16,7 @@ import (
 
 	"github.com/tripwire-sec/tripwire/internal/event"
 	"github.com/tripwire-sec/tripwire/internal/pgtest"
+	"github.com/tripwire-sec/tripwire/migrations"
 )
 
 func listen(t *testing.T, dsn string) *pgx.Conn {
@@ -648,5 +649,25 @@ func TestRefusedRecordDropsOnlyItself(t *testing.T) {
 	// The dropped seq 6 is missing from the chain, and says so.
 	if k := breakKinds(t, pool, "refuse-1"); fmt.Sprint(k) != "[gap:6:7]" {
 		t.Errorf("breaks %v, want [gap:6:7]", k)
+	}
+}
+
+func TestStartPreparesSchemaAndPartitions(t *testing.T) {
+	dsn := pgtest.NewDB(t)
+	cfg := testConfig(dsn)
+	cfg.PartitionsAhead = 3
+	startExporter(t, cfg)
+	startExporter(t, cfg) // a second replica starting on the same database
+	pool := openPool(t, dsn)
+	now := time.Now().UTC()
+	for i := 0; i <= 3; i++ {
+		m := time.Date(now.Year(), now.Month()+time.Month(i), 1, 0, 0, 0, 0, time.UTC)
+		name := fmt.Sprintf("alerts_%04d_%02d", m.Year(), int(m.Month()))
+		if n := queryInt(t, pool, "SELECT count(*) FROM pg_tables WHERE tablename = $1", name); n != 1 {
+			t.Errorf("partition %s missing after start", name)
+		}
+	}
+	if n := queryInt(t, pool, "SELECT count(*) FROM schema_migrations"); n != int64(len(migrations.Versions())) {
+		t.Errorf("%d migrations recorded, want %d", n, len(migrations.Versions()))
 	}
 }

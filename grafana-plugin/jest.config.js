@@ -7,6 +7,11 @@ const base = require('./.config/jest.config');
 module.exports = {
   // Jest configuration provided by Grafana scaffolding
   ...base,
+  moduleNameMapper: {
+    ...base.moduleNameMapper,
+    // jsdom would pick yaml's ESM browser build; the CommonJS one is the same parser.
+    '^yaml$': '<rootDir>/node_modules/yaml/dist/index.js',
+  },
   transform: {
     ...base.transform,
     // d3-color and friends ship ES modules as .mjs (TOOLCHAIN.md, fix 3).

@@ -143,15 +143,21 @@ func ReadStat(root string, pid int) (Stat, error) {
 // (kernel threads, or no permission) shows its command name as "[comm]". It
 // stops after PID 1 or at the first ancestor that is gone.
 func Ancestry(root string, pid, depth int) string {
-	var parts []string
 	st, err := ReadStat(root, pid)
 	if err != nil {
 		return ""
 	}
-	for cur := st.PPID; cur > 0 && len(parts) < depth; {
-		if root == "" {
-			root = DefaultRoot
-		}
+	return AncestryFrom(root, st.PPID, depth)
+}
+
+// AncestryFrom is [Ancestry] starting at the parent itself: it works when
+// the child is already gone but its parent PID is known.
+func AncestryFrom(root string, ppid, depth int) string {
+	if root == "" {
+		root = DefaultRoot
+	}
+	var parts []string
+	for cur := ppid; cur > 0 && len(parts) < depth; {
 		dir, err := unix.Open(filepath.Join(root, strconv.Itoa(cur)), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			break

@@ -127,6 +127,9 @@ func TestAncestry(t *testing.T) {
 	if got != want {
 		t.Errorf("Ancestry = %q, want %q", got, want)
 	}
+	if from := AncestryFrom("", sh.Process.Pid, 2); from != fmt.Sprintf("%d:%s <- %d:%s", sh.Process.Pid, shExe, os.Getpid(), self) {
+		t.Errorf("AncestryFrom = %q", from)
+	}
 	if full := Ancestry("", sleepPID, 64); !strings.HasPrefix(full, want) || !strings.Contains(full, " <- 1:") {
 		t.Errorf("full Ancestry = %q", full)
 	}

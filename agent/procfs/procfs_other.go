@@ -33,3 +33,6 @@ func ReadStat(root string, pid int) (Stat, error) { return Stat{}, ErrUnsupporte
 
 // Ancestry returns "": only Linux has /proc.
 func Ancestry(root string, pid, depth int) string { return "" }
+
+// AncestryFrom returns "": only Linux has /proc.
+func AncestryFrom(root string, ppid, depth int) string { return "" }

@@ -333,10 +333,14 @@ func runShipper(t testing.TB, cfg Config, sp *spool.Spool, reg prometheus.Regist
 	return s
 }
 
+// testWait bounds every wait: generous, for a loaded two-core machine and
+// the race detector.
+const testWait = 2 * time.Minute
+
 // waitFor polls cond until it holds or a generous deadline passes.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(testWait)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
@@ -360,7 +364,7 @@ func spooled(t testing.TB, sp *spool.Spool) int {
 // it never does.
 func waitEmpty(t testing.TB, sp *spool.Spool, c *testCollector) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(testWait)
 	for {
 		items, err := sp.Oldest(context.Background(), 1)
 		if err != nil {

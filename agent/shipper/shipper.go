@@ -29,6 +29,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -174,6 +176,7 @@ func newShipper(cfg Config, src source, reg prometheus.Registerer, log *slog.Log
 	}
 	s.metrics = newMetrics(src.OldestAge)
 	s.metrics.setCert(creds.leaf())
+	s.checkKeyMode()
 	if reg != nil {
 		if err := s.metrics.register(reg); err != nil {
 			return nil, fmt.Errorf("registering shipper metrics: %w", err)
@@ -242,6 +245,7 @@ func (s *Shipper) Reload() error {
 	}
 	leaf := s.creds.leaf()
 	s.metrics.setCert(leaf)
+	s.checkKeyMode()
 	s.log.Info("credentials reloaded", "tripwire.cert.not_after", leaf.NotAfter.UTC())
 	s.checkExpiry(time.Now())
 	select {
@@ -249,6 +253,17 @@ func (s *Shipper) Reload() error {
 	default:
 	}
 	return nil
+}
+
+// checkKeyMode warns when the private key is readable by others: it still
+// works, but anyone who can read it can send as this host.
+func (s *Shipper) checkKeyMode() {
+	if runtime.GOOS == "windows" {
+		return // no Unix permission bits
+	}
+	if fi, err := os.Stat(s.cfg.KeyFile); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		s.log.Warn("client key is readable by group or others; chmod 600 it", "file.path", s.cfg.KeyFile, "mode", fi.Mode().Perm().String())
+	}
 }
 
 // ship is the delivery loop: oldest events first, deleted only once

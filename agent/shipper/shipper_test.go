@@ -119,13 +119,13 @@ func TestDeleteOnlyAfterAck(t *testing.T) {
 		return status.Error(codes.Unavailable, "collector warming up")
 	})
 	sp := openSpool(t)
-	evs := newChain().next(1200, event.SeverityWarn)
+	evs := newChain().next(700, event.SeverityWarn) // more than one batch
 	put(t, sp, evs)
 
 	reg := prometheus.NewRegistry()
 	runShipper(t, testConfig(p, c), sp, reg)
 	failed := mustGet(t, reg, "tripwire_shipper_failed_total")
-	waitFor(t, "several refused exports", func() bool { return testutil.ToFloat64(failed) >= 5 })
+	waitFor(t, "several refused exports", func() bool { return testutil.ToFloat64(failed) >= 3 })
 	if d := spooled(t, sp); d != len(evs) {
 		t.Fatalf("spool depth %d while the collector refuses everything, want %d", d, len(evs))
 	}
@@ -466,7 +466,7 @@ func TestRefusedRecordIsIsolatedAndKept(t *testing.T) {
 		return nil
 	})
 	sp := openSpool(t)
-	evs := newChain().next(600, event.SeverityInfo)
+	evs := newChain().next(300, event.SeverityInfo)
 	put(t, sp, evs)
 	reg := prometheus.NewRegistry()
 	runShipper(t, testConfig(p, c), sp, reg)

@@ -197,13 +197,7 @@ func (w *execFanotify) Start(ctx context.Context, sink Sink) error {
 // candidate is the cheap filter before any /proc work: the opened file could
 // be a watched binary, or named like one.
 func (w *execFanotify) candidate(pid int, path string, id execFileID, size int64) bool {
-	if w.rules.ids[id] || w.rules.sizes[size] {
-		return true
-	}
-	if strings.HasSuffix(path, " (deleted)") {
-		path = strings.TrimSuffix(path, " (deleted)")
-	}
-	if w.rules.names[truncComm(filepath.Base(path))] {
+	if w.fileCandidate(path, id, size) {
 		return true
 	}
 	// A symlinked name is only visible once the exec completes: check
@@ -212,45 +206,72 @@ func (w *execFanotify) candidate(pid int, path string, id execFileID, size int64
 	return err == nil && w.rules.names[strings.TrimSuffix(string(comm), "\n")]
 }
 
+// fileCandidate: the opened file itself is a watched binary or named like one.
+func (w *execFanotify) fileCandidate(path string, id execFileID, size int64) bool {
+	path = strings.TrimSuffix(path, " (deleted)")
+	return w.rules.ids[id] || w.rules.sizes[size] || w.rules.names[truncComm(filepath.Base(path))]
+}
+
 func (w *execFanotify) handle(pid int, path string, id execFileID, size int64, at time.Time) []*event.Event {
-	s, p, missing, ran := execFromProc(w.procRoot, pid, id, at)
-	if !ran {
+	s, p, missing, run := execFromProc(w.procRoot, pid, id, at)
+	path = strings.TrimSuffix(path, " (deleted)")
+	switch run {
+	case execRunOther:
 		// Alive but running another binary: this open was of the ELF
 		// interpreter or of a binary whose exec failed.
 		w.unconfirmed.Add(1)
 		return nil
+	case execRunGone:
+		// Exited (perhaps a zombie whose comm is still readable): nothing
+		// ties what /proc shows to this open, so only the opened file may
+		// match; otherwise the ELF interpreter's open of a watched exec
+		// would trip a second time.
+		if !w.fileCandidate(path, id, size) {
+			w.unconfirmed.Add(1)
+			return nil
+		}
+		s.Comm = filepath.Base(path)
 	}
 	if s.Exe == "" {
-		s.Exe = strings.TrimSuffix(path, " (deleted)")
+		s.Exe = path
 		p.ExecutablePath = procfs.Printable(s.Exe)
 		missing = execDropKey(missing, procfs.KeyExecutable)
 	}
 	if s.Comm == "" {
-		// Gone before /proc could say: the binary's own name is all there is.
 		s.Comm = filepath.Base(s.Exe)
 	}
 	s.ID, s.Size = id, size
 	return w.rules.trips(&s, p, procMechFanotify, missing, w.procRoot)
 }
 
+// execRun says whether /proc shows the process running the binary an exec
+// event was about.
+type execRun int
+
+const (
+	execRunConfirmed execRun = iota // /proc/PID/exe is that binary
+	execRunGone                     // exited (or a zombie): /proc cannot say
+	execRunOther                    // alive, running another binary
+)
+
 // execFromProc waits briefly until pid runs the binary id (its exec has
-// completed), then reads what /proc knows of it. ran is false when pid lives
-// but runs another binary.
-func execFromProc(procRoot string, pid int, id execFileID, at time.Time) (s execSighting, p event.Process, missing []string, ran bool) {
+// completed), then reads what /proc knows of it.
+func execFromProc(procRoot string, pid int, id execFileID, at time.Time) (s execSighting, p event.Process, missing []string, run execRun) {
 	s = execSighting{PID: pid, UID: -1, Time: at}
 	exe := filepath.Join(procRoot, strconv.Itoa(pid), "exe")
 	deadline := time.Now().Add(execCompleteWait)
 	for {
 		if fi, err := os.Stat(exe); err == nil {
 			if got, ok := execFileIDOf(fi); ok && (id == (execFileID{}) || got == id) {
-				ran = true
+				run = execRunConfirmed
 				break
 			}
 		} else {
-			ran = true // gone: nothing says it was not this binary
+			run = execRunGone
 			break
 		}
 		if time.Now().After(deadline) {
+			run = execRunOther
 			break
 		}
 		time.Sleep(200 * time.Microsecond)
@@ -274,7 +295,7 @@ func execFromProc(procRoot string, pid int, id execFileID, at time.Time) (s exec
 	if s.PPID > 0 {
 		p.Ancestry = execAncestry(procRoot, pid, s.PPID)
 	}
-	return s, p, missing, ran
+	return s, p, missing, run
 }
 
 // execCgroupID returns the cgroup v2 id of pid: the inode of its cgroup

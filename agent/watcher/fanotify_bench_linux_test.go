@@ -83,3 +83,45 @@ func TestFanotifyBenchReader(t *testing.T) {
 		f.Close()
 	}
 }
+
+// BenchmarkFanotifyShortLivedActor runs `cat` on a watched file b.N times and
+// reports how often the actor was still readable in /proc when its event was
+// handled (identified_%: executable and command line known; user_%: uid
+// known, which outlives the process until it is reaped). Every cat must
+// still produce its trip.
+func BenchmarkFanotifyShortLivedActor(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root (CAP_SYS_ADMIN) for fanotify")
+	}
+	f := filepath.Join(b.TempDir(), "f")
+	if err := os.WriteFile(f, []byte("secret"), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	w, err := NewFileWatcher([]FileRule{{Name: "bench", Severity: event.SeverityWarn, Paths: []string{f}}}, Options{Mechanism: MechanismFanotify})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sink := make(chanSink, 1024)
+	if err := w.Start(ctx, sink); err != nil {
+		b.Fatal(err)
+	}
+	var identified, withUser int
+	n := 0
+	for b.Loop() {
+		if err := exec.Command("/bin/cat", f).Run(); err != nil {
+			b.Fatal(err)
+		}
+		e := <-sink
+		if e.Process.ExecutablePath != "" && e.Process.CommandLine != "" {
+			identified++
+		}
+		if e.Process.UserID != "" {
+			withUser++
+		}
+		n++
+	}
+	b.ReportMetric(100*float64(identified)/float64(n), "identified_%")
+	b.ReportMetric(100*float64(withUser)/float64(n), "user_%")
+}

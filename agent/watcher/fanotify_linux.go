@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -42,8 +44,16 @@ const (
 	// every read of its siblings.
 	fanParentMask = fanDirentMask
 
-	fanReadBuffer  = 256 << 10
-	fanMaxSessions = 1 << 16
+	fanReadBuffer = 256 << 10
+	fanReaderNice = -10
+	// fanAncestryDepth bounds the /proc reads per trip: parent, grandparent
+	// and two more are enough to see a shell under sshd or cron.
+	fanAncestryDepth = 4
+	// A cached actor is trusted this long: its ancestry and user name may
+	// change under it (a reparent, a renamed user), so not for ever.
+	fanActorTTL       = 2 * time.Second
+	fanActorCacheSize = 4096
+	fanMaxSessions    = 1 << 16
 
 	// maxHandleSize is MAX_HANDLE_SZ from linux/exportfs.h.
 	maxHandleSize = 128
@@ -96,6 +106,7 @@ type fanNode struct {
 	rule      *fileRule            // the rule of a marked file, or of a marked directory's entries
 	recursive bool                 // a directory in a recursive rule's tree
 	files     map[string]*fileRule // a watched file's directory: the watched names in it
+	roots     map[string]*fileRule // a watched directory's parent: the watched names in it
 }
 
 // fanSession follows one process's use of one file from open to close, so a
@@ -118,15 +129,16 @@ type fanotifyWatcher struct {
 	self     int32
 
 	// Owned by the read loop once start returns.
-	fd       int
-	nodes    map[string]*fanNode // fsid+handle → node
-	mounts   map[[8]byte]int     // fsid → a directory on that filesystem, for open_by_handle_at
-	sessions map[fanSession]uint8
-	actors   map[int32]fanActor // this batch's actors: one /proc read per process per batch
+	fd         int
+	nodes      map[string]*fanNode // fsid+handle → node
+	mounts     map[[8]byte]int     // fsid → a directory on that filesystem, for open_by_handle_at
+	sessions   map[fanSession]uint8
+	actors     map[int32]fanActor // this batch's actors: one /proc read per process per batch
+	actorCache map[int32]cachedActor
 
-	malformed, unresolved, unmatched atomic.Uint64
-	overflows, excluded, markErrors  atomic.Uint64
-	actorGone, synthesized           atomic.Uint64
+	malformed, unresolved, unmatched   atomic.Uint64
+	overflows, excluded, markErrors    atomic.Uint64
+	actorGone, synthesized, readErrors atomic.Uint64
 }
 
 type fanActor struct {
@@ -136,7 +148,8 @@ type fanActor struct {
 
 func newFanotifyWatcher(rs *fileRules, opts Options, log *slog.Logger) *fanotifyWatcher {
 	return &fanotifyWatcher{rules: rs, log: log, procRoot: opts.ProcRoot, self: int32(os.Getpid()), fd: -1,
-		nodes: map[string]*fanNode{}, mounts: map[[8]byte]int{}, sessions: map[fanSession]uint8{}}
+		nodes: map[string]*fanNode{}, mounts: map[[8]byte]int{}, sessions: map[fanSession]uint8{},
+		actorCache: map[int32]cachedActor{}}
 }
 
 func (w *fanotifyWatcher) counters() map[string]uint64 {
@@ -149,6 +162,7 @@ func (w *fanotifyWatcher) counters() map[string]uint64 {
 		"mark_errors":        w.markErrors.Load(),
 		"actor_gone":         w.actorGone.Load(),
 		"synthesized_events": w.synthesized.Load(),
+		"read_errors":        w.readErrors.Load(),
 	}
 }
 
@@ -169,6 +183,12 @@ func (w *fanotifyWatcher) start(ctx context.Context, sink Sink) (err error) {
 	for p, r := range w.rules.dirs {
 		if err := w.markDir(p, r, false); err != nil {
 			return err
+		}
+		if err := w.markParent(p, r, true); err != nil {
+			// The directory's contents are still watched; only its own
+			// renaming or deletion would go unseen.
+			w.markErrors.Add(1)
+			w.log.Warn("cannot watch the parent of a watched directory", "file.path", p, "error", err.Error())
 		}
 		if r.Recursive {
 			w.markTree(p, r, nil)
@@ -207,37 +227,61 @@ func (w *fanotifyWatcher) close() {
 	}
 }
 
-// run reads events until the wake-up pipe is written.
+// run reads events until the wake-up pipe is written, then drains what the
+// kernel already queued, so a clean shutdown loses nothing.
 func (w *fanotifyWatcher) run(wake int, sink Sink) {
+	// The actor of a trip is read from /proc after the event, racing its
+	// exit: a short-lived process is gone within a millisecond. On a busy
+	// host the reader thread wins that race more often with a higher
+	// scheduling priority. The goroutine keeps this thread to itself and
+	// never unlocks it, so the thread ends with the loop and the priority
+	// never spreads to other goroutines. Failing to raise it costs nothing.
+	runtime.LockOSThread()
+	if err := unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), fanReaderNice); err != nil {
+		w.log.Debug("cannot raise the fanotify reader's priority", "error", err.Error())
+	}
 	buf := make([]byte, fanReadBuffer)
 	fds := []unix.PollFd{{Fd: int32(w.fd), Events: unix.POLLIN}, {Fd: int32(wake), Events: unix.POLLIN}}
 	for {
 		fds[0].Revents, fds[1].Revents = 0, 0
-		if _, err := unix.Poll(fds, -1); err != nil {
-			if err == unix.EINTR {
-				continue
-			}
-			w.log.Error("fanotify poll failed; file watcher stops", "error", err.Error())
+		if _, err := unix.Poll(fds, -1); err != nil && err != unix.EINTR {
+			w.fail("poll", err, sink)
+			return
+		}
+		if !w.drain(buf, sink) {
 			return
 		}
 		if fds[1].Revents != 0 {
 			return
 		}
-		for {
-			n, err := unix.Read(w.fd, buf)
-			if err == unix.EINTR {
-				continue
-			}
-			if err == unix.EAGAIN {
-				break
-			}
-			if err != nil {
-				w.log.Error("fanotify read failed; file watcher stops", "error", err.Error())
-				return
-			}
+	}
+}
+
+// drain reads until the queue is empty; false means the watcher cannot go on.
+func (w *fanotifyWatcher) drain(buf []byte, sink Sink) bool {
+	for {
+		n, err := unix.Read(w.fd, buf)
+		switch {
+		case err == unix.EINTR:
+		case err == unix.EAGAIN:
+			return true
+		case err != nil:
+			w.fail("read", err, sink)
+			return false
+		case n == 0:
+			return true
+		default:
 			w.handleBatch(buf[:n], sink)
 		}
 	}
+}
+
+// fail stops the watcher loudly: a silent gap is the one thing a tripwire
+// must not have.
+func (w *fanotifyWatcher) fail(op string, err error, sink Sink) {
+	w.readErrors.Add(1)
+	w.log.Error("fanotify "+op+" failed; file watcher stopped", "tripwire.watcher.mechanism", MechanismFanotify, "error", err.Error())
+	sink.Lost("watcher_stopped", 1)
 }
 
 // fanMeta is struct fanotify_event_metadata, decoded field by field: the
@@ -399,14 +443,7 @@ type fanTrip struct {
 func (t *fanTrip) emit(name event.Name, r *fileRule, path, renameTo string) {
 	a, ok := t.w.actors[t.pid]
 	if !ok {
-		p, err := procfs.ReadActor(t.w.procRoot, int(t.pid), t.seen)
-		a = fanActor{Actor: p, missing: procfs.MissingKeys(err)}
-		if t.pid <= 0 {
-			a.missing = append([]string{"process.pid"}, a.missing...)
-		}
-		if err != nil {
-			t.w.actorGone.Add(1)
-		}
+		a = t.w.actor(t.pid, t.now, t.seen)
 		t.w.actors[t.pid] = a
 	}
 	if r.excl.excludes(&a.Process, a.Comm) {
@@ -415,6 +452,47 @@ func (t *fanTrip) emit(name event.Name, r *fileRule, path, renameTo string) {
 	}
 	proc := a.Process
 	t.sink.Trip(fileTrip(name, r, MechanismFanotify, path, renameTo, t.now, &proc, a.missing))
+}
+
+// cachedActor is a fully read actor, reused while the same process (PID,
+// start time and command name: an exec changes the name) keeps tripping.
+type cachedActor struct {
+	fanActor
+	at time.Time
+}
+
+// actor reads who acted. A burst of trips usually comes from few processes:
+// a cached actor costs one read of /proc/<pid>/stat instead of about twenty
+// system calls, and outlives the process's exit while it is a zombie.
+func (w *fanotifyWatcher) actor(pid int32, now time.Time, seen time.Duration) fanActor {
+	if c, ok := w.actorCache[pid]; ok && now.Sub(c.at) < fanActorTTL {
+		if st, err := procfs.ReadStat(w.procRoot, int(pid)); err == nil && st.StartTime == c.StartTime && st.Comm == c.Comm {
+			return c.fanActor
+		}
+		delete(w.actorCache, pid)
+	}
+	p, err := procfs.ReadActor(w.procRoot, int(pid), seen)
+	a := fanActor{Actor: p, missing: procfs.MissingKeys(err)}
+	if pid <= 0 {
+		// An actor in a PID namespace the agent cannot see.
+		a.missing = append(a.missing, "process.pid")
+		slices.Sort(a.missing)
+	}
+	if err != nil {
+		w.actorGone.Add(1)
+	}
+	if a.PPID > 0 {
+		// Who started the actor matters to an analyst, and the parents
+		// usually outlive a short-lived actor.
+		a.Ancestry = procfs.AncestryFrom(w.procRoot, int(a.PPID), fanAncestryDepth)
+	}
+	if err == nil {
+		if len(w.actorCache) >= fanActorCacheSize {
+			clear(w.actorCache)
+		}
+		w.actorCache[pid] = cachedActor{fanActor: a, at: now}
+	}
+	return a
 }
 
 // dirPath resolves a directory handle to its path.
@@ -455,6 +533,9 @@ func entryRule(n *fanNode, name string) *fileRule {
 	if r := n.files[name]; r != nil {
 		return r
 	}
+	if r := n.roots[name]; r != nil {
+		return r
+	}
 	if n.dir && n.rule != nil {
 		return n.rule
 	}
@@ -480,15 +561,18 @@ func (w *fanotifyWatcher) handleContent(mask uint64, recs fanRecords, t *fanTrip
 			r = n.rule
 		}
 	} else {
-		dir, ok := w.dirPath(recs.dfid)
-		if !ok {
-			return
-		}
-		path = filepath.Join(dir, recs.dfid.name)
+		var marked *fanNode
 		if recs.fid != nil {
 			if n := w.nodes[string(recs.fid.key)]; n != nil && !n.dir && n.rule != nil {
-				r = n.rule // a marked file, wherever it now is
+				marked, r = n, n.rule // a marked file, wherever it now is
 			}
+		}
+		if dir, ok := w.dirPath(recs.dfid); ok {
+			path = filepath.Join(dir, recs.dfid.name)
+		} else if marked != nil {
+			path = marked.path
+		} else {
+			return
 		}
 		if r == nil {
 			r = entryRule(w.nodes[string(recs.dfid.key)], recs.dfid.name)
@@ -504,7 +588,10 @@ func (w *fanotifyWatcher) handleContent(mask uint64, recs fanRecords, t *fanTrip
 	key := fanSession{pid: t.pid, path: path}
 	st, open := w.sessions[key]
 	if mask&unix.FAN_OPEN != 0 {
-		open = true
+		// Every open starts a session. The kernel merges a process's unread
+		// events on one file, so a close and the next open and read can
+		// arrive as one mask: a read after a new open is a new access.
+		open, st = true, 0
 	}
 	if mask&unix.FAN_ACCESS != 0 && st&sessAccessed == 0 {
 		t.emit(event.FileAccess, r, path, "")
@@ -561,8 +648,9 @@ func (w *fanotifyWatcher) handleEntry(mask uint64, recs fanRecords, t *fanTrip) 
 		return
 	}
 	if mask&unix.FAN_CREATE != 0 {
+		reportFound := w.adopt(n, recs.dfid.name, path, mask, t)
 		t.emit(event.FileCreate, r, path, "")
-		w.adopt(n, recs.dfid.name, path, mask, t)
+		reportFound()
 	}
 	if mask&unix.FAN_DELETE != 0 {
 		t.emit(event.FileDelete, r, path, "")
@@ -621,20 +709,22 @@ func (w *fanotifyWatcher) handleRename(mask uint64, recs fanRecords, t *fanTrip)
 		w.unmatched.Add(1)
 		return
 	}
-	switch {
-	case oldPath != "":
-		t.emit(event.FileRename, r, oldPath, newPath)
-	case newPath != "":
-		t.emit(event.FileCreate, r, newPath, "")
-	default:
+	if oldPath == "" && newPath == "" {
 		return
 	}
 	if mask&unix.FAN_ONDIR != 0 && oldPath != "" && newPath != "" {
 		w.move(oldPath, newPath)
 	}
+	reportFound := func() {}
 	if newPath != "" && recs.newDir != nil {
-		w.adopt(newNode, newName, newPath, mask, t)
+		reportFound = w.adopt(newNode, newName, newPath, mask, t)
 	}
+	if oldPath != "" {
+		t.emit(event.FileRename, r, oldPath, newPath)
+	} else {
+		t.emit(event.FileCreate, r, newPath, "")
+	}
+	reportFound()
 }
 
 func (w *fanotifyWatcher) matchPath(p string) *fileRule {
@@ -645,9 +735,12 @@ func (w *fanotifyWatcher) matchPath(p string) *fileRule {
 }
 
 // adopt watches what just appeared at path in directory n: a new
-// subdirectory of a recursive tree (with all it already holds), or a file
-// put where a watched file was (a replaced decoy).
-func (w *fanotifyWatcher) adopt(n *fanNode, name, path string, mask uint64, t *fanTrip) {
+// subdirectory of a recursive tree (with all it already holds), or a file or
+// directory put where a watched one was (a replaced decoy). It runs before the
+// event is emitted, so whoever sees the trip can rely on the new watch. It
+// returns a function that reports what the new subdirectory already held.
+func (w *fanotifyWatcher) adopt(n *fanNode, name, path string, mask uint64, t *fanTrip) (reportFound func()) {
+	reportFound = func() {}
 	if n == nil {
 		return
 	}
@@ -655,6 +748,17 @@ func (w *fanotifyWatcher) adopt(n *fanNode, name, path string, mask uint64, t *f
 		if err := w.markFile(path, r); err != nil {
 			w.markErrors.Add(1)
 			w.log.Warn("cannot watch replaced file", "file.path", path, "error", err.Error())
+		}
+		return
+	}
+	if r := n.roots[name]; r != nil && mask&unix.FAN_ONDIR != 0 {
+		if err := w.markDir(path, r, true); err != nil {
+			w.markErrors.Add(1)
+			w.log.Warn("cannot watch replaced directory", "file.path", path, "error", err.Error())
+			return
+		}
+		if r.Recursive {
+			w.markTree(path, r, nil)
 		}
 		return
 	}
@@ -667,12 +771,16 @@ func (w *fanotifyWatcher) adopt(n *fanNode, name, path string, mask uint64, t *f
 		w.log.Warn("cannot watch new directory", "file.path", path, "error", err.Error())
 		return
 	}
-	w.markTree(path, r, func(p string) {
+	var found []string
+	w.markTree(path, r, func(p string) { found = append(found, p) })
+	return func() {
 		// Created between the directory's creation and its mark: no event
-		// could report it, and who made it is unknown.
-		w.synthesized.Add(1)
-		t.sink.Trip(fileTrip(event.FileCreate, r, MechanismFanotify, p, "", t.now, nil, fanUnknownActor))
-	})
+		// could report them, and who made them is unknown.
+		for _, p := range found {
+			w.synthesized.Add(1)
+			t.sink.Trip(fileTrip(event.FileCreate, r, MechanismFanotify, p, "", t.now, nil, fanUnknownActor))
+		}
+	}
 }
 
 // fanUnknownActor: what a synthesized event cannot say.
@@ -777,8 +885,9 @@ func (w *fanotifyWatcher) markFile(path string, r *fileRule) error {
 		}
 	}()
 	// O_PATH: opening the file for reading would change nothing, but a
-	// special file (a FIFO decoy) could block.
-	fd, err := unix.Openat(dfd, filepath.Base(path), unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	// special file (a FIFO decoy) could block. A symlink is followed, as
+	// os.Stat did when the rule's paths were classified.
+	fd, err := unix.Openat(dfd, filepath.Base(path), unix.O_PATH|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("opening %s: %w", path, err)
 	}
@@ -787,14 +896,45 @@ func (w *fanotifyWatcher) markFile(path string, r *fileRule) error {
 	if err := unix.FanotifyMark(w.fd, unix.FAN_MARK_ADD, fanFileMask, unix.AT_FDCWD, procPath); err != nil {
 		return fmt.Errorf("marking %s: %w", path, err)
 	}
-	if err := unix.FanotifyMark(w.fd, unix.FAN_MARK_ADD|unix.FAN_MARK_ONLYDIR, fanParentMask, dfd, ""); err != nil {
-		return fmt.Errorf("marking %s: %w", dir, err)
-	}
 	key, _, err := fdHandleKey(fd)
 	if err != nil {
 		return fmt.Errorf("marking %s: %w", path, err)
 	}
 	w.nodes[key] = &fanNode{path: path, rule: r}
+	return w.markParentFD(dfd, dir, filepath.Base(path), r, false, &keep)
+}
+
+// markParent marks the directory holding a watched path for entry events, so
+// the path's own deletion, renaming or replacement is seen.
+func (w *fanotifyWatcher) markParent(path string, r *fileRule, isDir bool) error {
+	dir := filepath.Dir(path)
+	if dir == path {
+		return nil // the root directory has no parent
+	}
+	dfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("opening %s: %w", dir, err)
+	}
+	keep := false
+	defer func() {
+		if !keep {
+			unix.Close(dfd)
+		}
+	}()
+	return w.markParentFD(dfd, dir, filepath.Base(path), r, isDir, &keep)
+}
+
+// markParentFD marks dfd (the directory dir) for entry events about name.
+// It sets *kept when dfd is kept as the filesystem's handle-resolving
+// descriptor.
+func (w *fanotifyWatcher) markParentFD(dfd int, dir, name string, r *fileRule, isDir bool, kept *bool) error {
+	mask := uint64(fanParentMask)
+	if isDir {
+		mask |= unix.FAN_ONDIR // entry events about a subdirectory need it
+	}
+	if err := unix.FanotifyMark(w.fd, unix.FAN_MARK_ADD|unix.FAN_MARK_ONLYDIR, mask, dfd, ""); err != nil {
+		return fmt.Errorf("marking %s: %w", dir, err)
+	}
 	dkey, fsid, err := fdHandleKey(dfd)
 	if err != nil {
 		return fmt.Errorf("marking %s: %w", dir, err)
@@ -804,12 +944,16 @@ func (w *fanotifyWatcher) markFile(path string, r *fileRule) error {
 		dn = &fanNode{path: dir, dir: true}
 		w.nodes[dkey] = dn
 	}
-	if dn.files == nil {
-		dn.files = map[string]*fileRule{}
+	m := &dn.files
+	if isDir {
+		m = &dn.roots
 	}
-	dn.files[filepath.Base(path)] = r
+	if *m == nil {
+		*m = map[string]*fileRule{}
+	}
+	(*m)[name] = r
 	if _, ok := w.mounts[fsid]; !ok {
-		w.mounts[fsid], keep = dfd, true
+		w.mounts[fsid], *kept = dfd, true
 	}
 	return nil
 }

@@ -1,11 +1,13 @@
 package watcher
 
 import (
+	"context"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -83,6 +85,10 @@ func TestFanotifyCatAccess(t *testing.T) {
 	if p.PPID != int64(os.Getpid()) || p.UserName != "root" || p.UserID != "0" ||
 		p.ExecutablePath != catExe || p.CommandLine != "/bin/cat "+f+" -" || len(e.Missing) != 0 {
 		t.Errorf("actor: %+v missing %v", *p, e.Missing)
+	}
+	self, _ := os.Executable()
+	if !strings.HasPrefix(p.Ancestry, strconv.Itoa(os.Getpid())+":"+self) {
+		t.Errorf("ancestry %q does not start with this test process", p.Ancestry)
 	}
 	if e.Rule != "secrets" || e.Severity != event.SeverityCritical || e.Mechanism != MechanismFanotify || e.Time.IsZero() {
 		t.Errorf("event: %+v", e)
@@ -189,6 +195,21 @@ func TestFanotifyDirectoryEntries(t *testing.T) {
 	}
 	run(t, "/bin/ls", dir)
 	s.waitFor(t, "listing the directory", on(event.FileAccess, dir))
+	// The watched directory itself, renamed and deleted, seen through its
+	// parent; a directory put back in its place is watched again.
+	moved := dir + ".moved"
+	run(t, "/bin/mv", dir, moved)
+	s.waitFor(t, "rename of the watched directory", on(event.FileRename, dir))
+	run(t, "/bin/mkdir", dir)
+	s.waitFor(t, "re-creation of the watched directory", on(event.FileCreate, dir))
+	run(t, "/bin/touch", filepath.Join(dir, "again"))
+	s.waitFor(t, "create in the re-created directory", on(event.FileCreate, filepath.Join(dir, "again")))
+	run(t, "/bin/rm", "-r", moved)
+	for _, e := range s.all() {
+		if err := stamp(e).Validate(); err != nil {
+			t.Errorf("invalid event %s: %v", describe([]*event.Event{e}), err)
+		}
+	}
 }
 
 // A single watched file: its deletion and renaming are seen through its
@@ -440,4 +461,42 @@ func errString(err error) string {
 		return "<nil>"
 	}
 	return err.Error()
+}
+
+// Cancelling the context releases the fanotify group, its marks and every
+// descriptor the watcher opened.
+func TestFanotifyReleasesOnCancel(t *testing.T) {
+	needRoot(t)
+	dir := t.TempDir()
+	f := filepath.Join(dir, "f")
+	writeFile(t, f, "1")
+	countFDs := func() int {
+		es, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(es)
+	}
+	before := countFDs()
+	// A file and its directory may share a rule.
+	w, err := NewFileWatcher([]FileRule{{Name: "r", Severity: event.SeverityInfo, Paths: []string{f, dir + "/"}, Recursive: true}},
+		Options{Mechanism: MechanismFanotify})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := w.Start(ctx, newFileSink()); err != nil {
+		t.Fatal(err)
+	}
+	if countFDs() <= before {
+		t.Fatal("watcher holds no descriptor while running")
+	}
+	cancel()
+	deadline := time.Now().Add(20 * time.Second)
+	for countFDs() > before {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d descriptors before, %d after cancel", before, countFDs())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

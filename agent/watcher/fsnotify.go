@@ -145,15 +145,21 @@ func (w *fsnotifyWatcher) handle(fw *fsnotify.Watcher, ev fsnotify.Event, sink S
 		sink.Trip(fileTrip(name, r, MechanismFsnotify, ev.Name, "", now, nil, fsnotifyMissing))
 	}
 	if ev.Has(fsnotify.Create) {
-		trip(event.FileCreate)
+		// Watch a new subdirectory before reporting it, so whoever sees the
+		// trip can rely on the watch; then report what it already held.
+		var found []*event.Event
 		if r.Recursive {
 			if fi, err := os.Lstat(ev.Name); err == nil && fi.IsDir() {
 				if err := w.add(fw, ev.Name); err != nil {
 					w.watchErrs.Add(1)
 					w.log.Warn("cannot watch new directory", "file.path", ev.Name, "error", err.Error())
 				}
-				w.addTree(fw, ev.Name, r, sink.Trip)
+				w.addTree(fw, ev.Name, r, func(e *event.Event) { found = append(found, e) })
 			}
+		}
+		trip(event.FileCreate)
+		for _, e := range found {
+			sink.Trip(e)
 		}
 	}
 	if ev.Has(fsnotify.Write) {

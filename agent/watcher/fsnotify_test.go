@@ -98,3 +98,20 @@ func TestFsnotifyWatchedFile(t *testing.T) {
 		}
 	}
 }
+
+// Planting happens before the watch: the first event is the write that
+// follows, not the decoy's creation.
+func TestFsnotifyHoneyfilePlantingTripsNothing(t *testing.T) {
+	dir := t.TempDir()
+	decoy := filepath.Join(dir, "passwords.txt")
+	_, s := startFileWatcher(t, []FileRule{{Name: "decoy", Severity: event.SeverityCritical, Paths: []string{decoy},
+		Plant: &Honeyfile{Content: "admin:hunter2\n", Mode: 0o644}}}, MechanismFsnotify)
+	if b, err := os.ReadFile(decoy); err != nil || string(b) != "admin:hunter2\n" {
+		t.Fatalf("decoy: %q %v", b, err)
+	}
+	sh(t, "echo x >> "+decoy)
+	s.waitFor(t, "write to the decoy", on(event.FileModify, decoy))
+	if got := s.before(on(event.FileModify, decoy)); len(got) != 0 {
+		t.Errorf("planting tripped:\n%s", describe(got))
+	}
+}

@@ -70,11 +70,12 @@ func TestNetworkObserve(t *testing.T) {
 		t.Run(mech, func(t *testing.T) {
 			v4 := listenTCP(t, "tcp4", "127.0.0.1")
 			v6 := listenTCP(t, "tcp6", "::1")
+			dual := listenTCP(t, "tcp", "") // [::]: IPv4 clients arrive v4-mapped
 			unwatched := listenTCP(t, "tcp4", "127.0.0.1")
 			closed := freeTCPPort(t, "tcp4", "127.0.0.1")
 			closed6 := freeTCPPort(t, "tcp6", "::1")
 			rules := []NetworkRule{
-				{Name: "db", Severity: event.SeverityCritical, Ports: []int{v4, v6}, Mode: "observe"},
+				{Name: "db", Severity: event.SeverityCritical, Ports: []int{v4, v6, dual}, Mode: "observe"},
 				{Name: "closed", Severity: event.SeverityWarn, Ports: []int{closed, closed6}},
 			}
 			ws, err := NewNetworkWatchers(rules, Options{Mechanism: mech})
@@ -96,6 +97,7 @@ func TestNetworkObserve(t *testing.T) {
 			}{
 				{"ipv4", "tcp4", "127.0.0.1", "ipv4", v4},
 				{"ipv6", "tcp6", "::1", "ipv6", v6},
+				{"ipv4 to a dual-stack listener", "tcp4", "127.0.0.1", "ipv4", dual},
 			} {
 				src := connectTCP(t, c.network, c.addr, c.port, hold)
 				e := sink.waitFor(t, c.name+" connection", func(e *event.Event) bool {

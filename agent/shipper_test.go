@@ -1,0 +1,79 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tripwire-sec/tripwire/agent/config"
+	"github.com/tripwire-sec/tripwire/agent/health"
+	"github.com/tripwire-sec/tripwire/internal/pki"
+)
+
+// TestShipperWiring starts the agent with a transport whose collector is
+// down: the agent runs, keeps events in the spool, and the shipper's metrics
+// are on the agent's /metrics.
+func TestShipperWiring(t *testing.T) {
+	dir := t.TempDir()
+	pkiDir := filepath.Join(dir, "pki")
+	for _, args := range [][]string{{"init", "--dir", pkiDir}, {"issue-agent", "web-01", "--dir", pkiDir}} {
+		var out strings.Builder
+		if code := pki.Main(args, &out, &out); code != 0 {
+			t.Fatalf("pki %v: %d %s", args, code, out.String())
+		}
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := l.Addr().String()
+	l.Close()
+	conf := filepath.Join(dir, "agent.yaml")
+	body := fmt.Sprintf(`host: {name: web-01}
+transport:
+  endpoint: %s
+  ca: pki/ca.crt
+  cert: pki/agents/web-01.crt
+  key: pki/agents/web-01.key
+spool: {path: state/spool.db}
+audit: {path: state/audit.log}
+health: {address: "127.0.0.1:0"}
+`, dead)
+	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(cfg, Options{Version: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx, nil) }()
+	waitFor(t, "health", func() bool {
+		r, err := health.Fetch(context.Background(), a.HealthAddress())
+		return err == nil && r.SpoolDepth >= 1 // the agent.start event waits in the spool
+	})
+	resp, err := http.Get("http://" + a.HealthAddress() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(m), "tripwire_shipper_") {
+		t.Error("the shipper's metrics are not on the agent's registry")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

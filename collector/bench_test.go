@@ -1,0 +1,426 @@
+package collector
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/tripwire-sec/tripwire/internal/auditchain"
+	"github.com/tripwire-sec/tripwire/internal/event"
+	"github.com/tripwire-sec/tripwire/internal/pgtest"
+	"github.com/tripwire-sec/tripwire/internal/pki"
+	"github.com/tripwire-sec/tripwire/migrations"
+)
+
+// Load generator: simulated agents speaking plain OTLP/gRPC over mTLS, each
+// with its own certificate and a valid audit chain, so the exporter does its
+// full work (hash recomputation, chain heads, hosts, alerts, NOTIFY).
+//
+//	go test -run '^$' -bench . -benchtime 1x -timeout 30m ./collector/
+//
+// Knobs: BENCH_AGENTS (default 50), BENCH_EVENTS per agent (4000),
+// BENCH_BATCH events per request (500), BENCH_CONNS for the connection
+// benchmark (1000). PostgreSQL runs with fsync off (internal/pgtest's
+// default; PGTEST_DURABLE=1 turns it on) for both the collector and the COPY
+// baseline.
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// simAgent is one simulated host with its chain.
+type simAgent struct {
+	host   string
+	client plogotlp.GRPCClient
+	seq    uint64
+	prev   string
+}
+
+func newSimAgent(b testing.TB, s *stack, host string) *simAgent {
+	if _, err := pki.IssueAgent(s.pki, host, 0); err != nil {
+		b.Fatal(err)
+	}
+	return &simAgent{host: host, client: agentClient(b, s.pki, host, s.endpoint), prev: strings.Repeat("0", 64)}
+}
+
+// events makes the next n chained events.
+func (a *simAgent) events(n int, rule string) []*event.Event {
+	out := make([]*event.Event, n)
+	for i := range out {
+		a.seq++
+		now := time.Now().UTC()
+		e := &event.Event{
+			Name: event.FileAccess, AlertID: event.NewAlertID(), Seq: a.seq, Severity: event.SeverityWarn,
+			Rule: rule, Time: now, ObservedTime: now, Mechanism: "fanotify",
+			File: &event.File{Path: fmt.Sprintf("/srv/data/file-%d", a.seq)},
+			Process: &event.Process{PID: 1000 + int64(a.seq%30000), PPID: 1, UserName: "www-data", UserID: "33",
+				ExecutablePath: "/usr/bin/cat", CommandLine: "cat /srv/data/file"},
+		}
+		e.PrevHash = a.prev
+		e.Hash = auditchain.Hash(a.prev, e.Canonical())
+		a.prev = e.Hash
+		out[i] = e
+	}
+	return out
+}
+
+func (a *simAgent) logs(evs []*event.Event) plog.Logs {
+	ld := plog.NewLogs()
+	rl := ld.ResourceLogs().AppendEmpty()
+	res := rl.Resource().Attributes()
+	res.PutStr(event.ResourceHostName, a.host)
+	res.PutStr(event.ResourceServiceName, event.ServiceName)
+	res.PutStr(event.ResourceOSType, "linux")
+	res.PutStr(event.ResourceHostArch, "amd64")
+	res.PutStr(event.ResourceServiceVersion, "bench")
+	lrs := rl.ScopeLogs().AppendEmpty().LogRecords()
+	lrs.EnsureCapacity(len(evs))
+	for _, e := range evs {
+		e.CopyTo(lrs.AppendEmpty())
+	}
+	return ld
+}
+
+// send exports until acknowledged, retrying what the memory limiter or a
+// full queue refuses, as the agent's shipper does.
+func (a *simAgent) send(ctx context.Context, ld plog.Logs) error {
+	req := plogotlp.NewExportRequestFromLogs(ld)
+	for backoff := 10 * time.Millisecond; ; backoff = min(backoff*2, time.Second) {
+		resp, err := a.client.Export(ctx, req)
+		if err == nil {
+			if n := resp.PartialSuccess().RejectedLogRecords(); n != 0 {
+				return fmt.Errorf("%d rejected: %s", n, resp.PartialSuccess().ErrorMessage())
+			}
+			return nil
+		}
+		if status.Code(err) != codes.Unavailable && status.Code(err) != codes.ResourceExhausted {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+	}
+}
+
+func countRule(ctx context.Context, pool *pgxpool.Pool, rule string) (int, error) {
+	var n int
+	err := pool.QueryRow(ctx, `SELECT count(*) FROM alerts WHERE rule_name = $1`, rule).Scan(&n)
+	return n, err
+}
+
+// BenchmarkIngest measures sustained ingest through the collector into
+// PostgreSQL, then a raw pgx COPY of the same rows in a fresh database of
+// the same cluster.
+func BenchmarkIngest(b *testing.B) {
+	agents, perAgent, batch := envInt("BENCH_AGENTS", 50), envInt("BENCH_EVENTS", 4000), envInt("BENCH_BATCH", 500)
+	for range b.N {
+		s := newStack(b)
+		sims := make([]*simAgent, agents)
+		for i := range sims {
+			sims[i] = newSimAgent(b, s, fmt.Sprintf("bench-%03d", i))
+		}
+		// Pre-build every request so the generator's own cost is outside the
+		// measurement.
+		reqs := make([][]plog.Logs, agents)
+		var all []*event.Event
+		hostOf := map[*event.Event]string{}
+		for i, a := range sims {
+			for sent := 0; sent < perAgent; sent += batch {
+				evs := a.events(min(batch, perAgent-sent), "bench")
+				for _, e := range evs {
+					hostOf[e] = a.host
+				}
+				all = append(all, evs...)
+				reqs[i] = append(reqs[i], a.logs(evs))
+			}
+		}
+		total := agents * perAgent
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+		pool, err := pgxpool.New(ctx, s.db)
+		if err != nil {
+			b.Fatal(err)
+		}
+
+		b.ResetTimer()
+		start := time.Now()
+		var acked atomic.Int64
+		var wg sync.WaitGroup
+		errs := make(chan error, agents)
+		for i, a := range sims {
+			wg.Go(func() {
+				for _, ld := range reqs[i] {
+					if err := a.send(ctx, ld); err != nil {
+						errs <- err
+						return
+					}
+					acked.Add(int64(ld.LogRecordCount()))
+				}
+			})
+		}
+		wg.Wait()
+		ackedIn := time.Since(start)
+		close(errs)
+		for err := range errs {
+			b.Fatal(err)
+		}
+		for {
+			n, err := countRule(ctx, pool, "bench")
+			if err == nil && n >= total {
+				break
+			}
+			if ctx.Err() != nil {
+				b.Fatalf("only %d of %d rows: %v", n, total, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		stored := time.Since(start)
+		b.StopTimer()
+		var breaks int
+		_ = pool.QueryRow(ctx, `SELECT count(*) FROM chain_breaks`).Scan(&breaks)
+		pool.Close()
+		rss := rssKiB(s.col.cmd.Process.Pid)
+
+		copyRate, copyBoth := copyBaseline(b, ctx, all, hostOf)
+		cancel()
+		rate := float64(total) / stored.Seconds()
+		b.ReportMetric(rate, "events/s")
+		b.ReportMetric(copyRate, "copy_alerts_rows/s")
+		b.Logf("%d agents x %d events in batches of %d: acknowledged in %s, all %d rows committed in %s = %.0f events/s; "+
+			"chain breaks %d; collector RSS %d MiB", agents, perAgent, batch, ackedIn.Round(time.Millisecond), total,
+			stored.Round(time.Millisecond), rate, breaks, rss/1024)
+		b.Logf("raw pgx COPY of the same rows: alerts only %.0f rows/s; alerts + audit_entries %.0f events/s; "+
+			"collector pipeline = %.0f%% of alerts-only COPY, %.0f%% of alerts+audit COPY",
+			copyRate, copyBoth, 100*rate/copyRate, 100*rate/copyBoth)
+	}
+}
+
+// copyBaseline COPYs the same alert rows (and, separately, alert + audit
+// entry rows) into fresh migrated databases and returns the rates.
+func copyBaseline(b *testing.B, ctx context.Context, all []*event.Event, hostOf map[*event.Event]string) (alertsOnly, withAudit float64) {
+	run := func(audit bool) float64 {
+		url := pgtest.NewDB(b)
+		pool, err := pgxpool.New(ctx, url)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer pool.Close()
+		if err := migrations.Apply(ctx, pool); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := migrations.EnsurePartitions(ctx, pool, time.Now(), 2); err != nil {
+			b.Fatal(err)
+		}
+		hostIDs := map[string]string{}
+		for _, h := range hostOf {
+			if _, ok := hostIDs[h]; ok {
+				continue
+			}
+			var id string
+			if err := pool.QueryRow(ctx, `INSERT INTO hosts (host_name) VALUES ($1) RETURNING host_id::text`, h).Scan(&id); err != nil {
+				b.Fatal(err)
+			}
+			hostIDs[h] = id
+		}
+		// Rows are built before the clock starts, as the exporter's are
+		// built before its transaction.
+		alertRows := make([][]any, len(all))
+		auditRows := make([][]any, len(all))
+		for i, e := range all {
+			canon := e.Canonical()
+			hid := hostIDs[hostOf[e]]
+			alertRows[i] = []any{e.AlertID.String(), e.Time, hid, hostOf[e], string(e.Name), string(e.Type()),
+				e.Rule, e.Severity.String(), int64(e.Seq), e.Summary(), string(canon)}
+			auditRows[i] = []any{hid, int64(e.Seq), e.AlertID.String(), e.Time, e.PrevHash, e.Hash, string(canon)}
+		}
+		start := time.Now()
+		const chunk = 500 // the same batch size the load generator sends
+		for off := 0; off < len(all); off += chunk {
+			end := min(off+chunk, len(all))
+			err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+				if _, err := tx.CopyFrom(ctx, pgx.Identifier{"alerts"},
+					[]string{"alert_id", "event_time", "host_id", "host_name", "event_name", "tripwire_type",
+						"rule_name", "severity", "seq", "summary", "event_detail"},
+					pgx.CopyFromRows(alertRows[off:end])); err != nil {
+					return err
+				}
+				if audit {
+					_, err := tx.CopyFrom(ctx, pgx.Identifier{"audit_entries"},
+						[]string{"host_id", "seq", "alert_id", "event_time", "prev_hash", "hash", "payload"},
+						pgx.CopyFromRows(auditRows[off:end]))
+					return err
+				}
+				return nil
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+		return float64(len(all)) / time.Since(start).Seconds()
+	}
+	return run(false), run(true)
+}
+
+// BenchmarkConnections holds BENCH_CONNS simultaneous agent connections
+// (each its own certificate and host) on one collector, has each send one
+// event a second for 10 s, and reports the collector's RSS.
+func BenchmarkConnections(b *testing.B) {
+	conns := envInt("BENCH_CONNS", 1000)
+	for range b.N {
+		s := newStack(b)
+		idle := rssKiB(s.col.cmd.Process.Pid)
+		issueStart := time.Now()
+		sims := make([]*simAgent, conns)
+		for i := range sims {
+			sims[i] = newSimAgent(b, s, fmt.Sprintf("conn-%04d", i))
+		}
+		b.Logf("issued %d agent certificates in %s", conns, time.Since(issueStart).Round(time.Millisecond))
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		b.ResetTimer()
+		start := time.Now()
+		var wg sync.WaitGroup
+		var failed atomic.Int64
+		const rounds = 10
+		for _, a := range sims {
+			wg.Go(func() {
+				for r := 0; r < rounds; r++ {
+					if err := a.send(ctx, a.logs(a.events(1, "conn"))); err != nil {
+						failed.Add(1)
+						return
+					}
+					time.Sleep(time.Second)
+				}
+			})
+		}
+		// Sample the collector's RSS while all connections are open.
+		var peak int64
+		sampling := make(chan struct{})
+		go func() {
+			defer close(sampling)
+			for {
+				if r := rssKiB(s.col.cmd.Process.Pid); r > peak {
+					peak = r
+				}
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(500 * time.Millisecond):
+				}
+				if time.Since(start) > rounds*time.Second+5*time.Second {
+					return
+				}
+			}
+		}()
+		wg.Wait()
+		connected := time.Since(start)
+		<-sampling
+		open := rssKiB(s.col.cmd.Process.Pid)
+		pool, err := pgxpool.New(ctx, s.db)
+		if err != nil {
+			b.Fatal(err)
+		}
+		want := conns * rounds
+		var n int
+		for {
+			n, err = countRule(ctx, pool, "conn")
+			if (err == nil && n >= want) || ctx.Err() != nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		var hosts int
+		_ = pool.QueryRow(ctx, `SELECT count(*) FROM hosts WHERE host_name LIKE 'conn-%'`).Scan(&hosts)
+		pool.Close()
+		cancel()
+		b.StopTimer()
+		if f := failed.Load(); f != 0 {
+			b.Errorf("%d agents failed to send", f)
+		}
+		b.ReportMetric(float64(peak)/1024, "peak_rss_MiB")
+		b.Logf("%d simultaneous agent connections, %d events each over %s: %d/%d rows, %d hosts; collector RSS idle %d MiB, peak %d MiB, after %d MiB",
+			conns, rounds, connected.Round(time.Millisecond), n, want, hosts, idle/1024, peak/1024, open/1024)
+	}
+}
+
+// BenchmarkEndToEndLatency trips the real agent 200 times a second (reads of
+// distinct watched files) for BENCH_LATENCY_TRIPS trips (default 2000) and
+// reports the latency from the trip (the event's time, taken by the agent) to
+// the row in PostgreSQL (received_at, the exporter transaction's now()).
+func BenchmarkEndToEndLatency(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("the agent's fanotify watcher needs root")
+	}
+	n := envInt("BENCH_LATENCY_TRIPS", 2000)
+	for range b.N {
+		s := newStack(b)
+		tf := newTripFiles(b, n)
+		tf.rule = "latency"
+		s.startAgent(b, "bench-latency", tf.rules(), b.TempDir())
+		b.ResetTimer()
+		tf.read(b, 0, n, 200)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		pool, err := pgxpool.New(ctx, s.db)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for {
+			c, err := countRule(ctx, pool, tf.rule)
+			if (err == nil && c >= n) || ctx.Err() != nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		b.StopTimer()
+		var p50, p99, max float64
+		var rows int
+		err = pool.QueryRow(ctx, `
+			SELECT count(*),
+			       percentile_cont(0.5)  WITHIN GROUP (ORDER BY extract(epoch FROM received_at - event_time)),
+			       percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM received_at - event_time)),
+			       max(extract(epoch FROM received_at - event_time))
+			FROM alerts WHERE rule_name = $1`, tf.rule).Scan(&rows, &p50, &p99, &max)
+		pool.Close()
+		cancel()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(p50*1000, "p50_ms")
+		b.ReportMetric(p99*1000, "p99_ms")
+		b.Logf("%d trips at 200/s, %d rows: trip → row p50 %.1f ms, p99 %.1f ms, max %.1f ms", n, rows, p50*1000, p99*1000, max*1000)
+	}
+}
+
+// rssKiB reads a process's resident set size.
+func rssKiB(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			f := strings.Fields(rest)
+			if len(f) > 0 {
+				n, _ := strconv.ParseInt(f[0], 10, 64)
+				return n
+			}
+		}
+	}
+	return 0
+}

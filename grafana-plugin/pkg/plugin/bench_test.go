@@ -1,0 +1,194 @@
+package plugin
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/grafana/grafana-plugin-sdk-go/backend"
+)
+
+// benchAlerts is how many alerts BenchmarkAlertsAPI seeds:
+// $TRIPWIRE_BENCH_ALERTS, default 5,000,000 (the issue's figure).
+func benchAlerts() int {
+	if n, err := strconv.Atoi(os.Getenv("TRIPWIRE_BENCH_ALERTS")); err == nil && n > 0 {
+		return n
+	}
+	return 5_000_000
+}
+
+var (
+	benchOnce sync.Once
+	benchEnv  *env
+)
+
+// seedBench fills one database with n alerts over the last 90 days, across
+// 200 hosts, 5 types, 3 severities and 50 rules, in server-side batches.
+func seedBench(b *testing.B) *env {
+	benchOnce.Do(func() {
+		e := newEnvNoCleanup(b)
+		n := benchAlerts()
+		start := time.Now()
+		e.exec(b, `INSERT INTO hosts (host_name, status, last_seen)
+SELECT 'host-' || lpad(g::text, 3, '0'), 'ONLINE', now() FROM generate_series(1, 200) g`)
+		const batch = 500_000
+		for lo := 0; lo < n; lo += batch {
+			hi := min(lo+batch, n)
+			e.exec(b, `WITH h AS (SELECT array_agg(host_id ORDER BY host_name) ids, array_agg(host_name ORDER BY host_name) names FROM hosts)
+INSERT INTO alerts (alert_id, event_time, received_at, host_id, host_name, event_name, tripwire_type, rule_name, severity, seq, summary, event_detail)
+SELECT md5(g::text)::uuid, t, t, h.ids[1 + g % 200], h.names[1 + g % 200],
+       'tripwire.' || (ARRAY['file','process','network','agent','audit'])[1 + g % 5] || '.x',
+       (ARRAY['file','process','network','agent','audit'])[1 + g % 5],
+       'rule-' || (g % 50), (ARRAY['INFO','WARN','CRITICAL'])[1 + (g / 7) % 3], g,
+       'trip ' || g || ' on /srv/data/file-' || (g % 1000),
+       jsonb_build_object('file.path', '/srv/data/file-' || (g % 1000), 'process.pid', g % 65536, 'user.name', 'u' || (g % 30))
+FROM h, generate_series($1::bigint, $2::bigint) g, LATERAL (SELECT now() - (g::float8 / $3) * interval '90 days' AS t) tt`,
+				lo+1, hi, float64(n))
+			b.Logf("seeded %d/%d alerts (%s)", hi, n, time.Since(start).Round(time.Second))
+		}
+		e.exec(b, `ANALYZE`)
+		b.Logf("seeded %d alerts in %s", n, time.Since(start).Round(time.Second))
+		benchEnv = e
+	})
+	if benchEnv == nil {
+		b.Fatal("seeding failed")
+	}
+	return benchEnv
+}
+
+// newEnvNoCleanup is newEnv for a database shared by several benchmarks;
+// TestMain's cluster teardown removes it.
+func newEnvNoCleanup(b *testing.B) *env {
+	return newEnv(&keepTB{B: b})
+}
+
+// keepTB drops Cleanup so the seeded database outlives the first
+// benchmark that asked for it.
+type keepTB struct {
+	*testing.B
+}
+
+func (k *keepTB) Cleanup(func()) {}
+
+func percentile(d []time.Duration, p float64) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(float64(len(s))*p))]
+}
+
+// BenchmarkAlertsAPI measures GET /api/v1/alerts through CallResource over
+// the seeded table, per filter. It reports p50/p95 in ms (target p95 ≤ 50 ms).
+func BenchmarkAlertsAPI(b *testing.B) {
+	e := seedBench(b)
+	day := strconv.FormatInt(time.Now().Add(-24*time.Hour).UnixMilli(), 10)
+	cases := []struct{ name, query string }{
+		{"newest", ""},
+		{"host", "host=host-017"},
+		{"severity", "severity=CRITICAL"},
+		{"type+rule", "type=process&rule=rule-6"},
+		{"host+severity+24h", "host=host-042&severity=WARN&from=" + day},
+		{"two-hosts+type", "host=host-001,host-002&type=file"},
+		{"rule+24h", "rule=rule-7&from=" + day},
+		{"text", "q=file-123&from=" + day},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			path := "/api/v1/alerts?limit=100"
+			if c.query != "" {
+				path += "&" + c.query
+			}
+			// Warm the cache and take the cursor for a deep page.
+			status, body := e.call(b, "GET", path, "Viewer")
+			if status != 200 {
+				b.Fatalf("%s: %d %s", path, status, body)
+			}
+			var lat []time.Duration
+			b.ResetTimer()
+			for b.Loop() {
+				t0 := time.Now()
+				status, _ := e.call(b, "GET", path, "Viewer")
+				lat = append(lat, time.Since(t0))
+				if status != 200 {
+					b.Fatalf("status %d", status)
+				}
+			}
+			b.ReportMetric(float64(percentile(lat, 0.50).Microseconds())/1000, "p50_ms")
+			b.ReportMetric(float64(percentile(lat, 0.95).Microseconds())/1000, "p95_ms")
+		})
+	}
+	b.Run("page-10-by-cursor", func(b *testing.B) {
+		// Walk 10 pages of a filter; report per-page latency.
+		var lat []time.Duration
+		for b.Loop() {
+			path := "/api/v1/alerts?limit=100&severity=CRITICAL"
+			for range 10 {
+				t0 := time.Now()
+				status, body := e.call(b, "GET", path, "Viewer")
+				lat = append(lat, time.Since(t0))
+				if status != 200 {
+					b.Fatalf("status %d", status)
+				}
+				page := decode[AlertPage](b, body)
+				path = "/api/v1/alerts?limit=100&severity=CRITICAL&cursor=" + page.Next
+			}
+		}
+		b.ReportMetric(float64(percentile(lat, 0.50).Microseconds())/1000, "p50_ms")
+		b.ReportMetric(float64(percentile(lat, 0.95).Microseconds())/1000, "p95_ms")
+	})
+}
+
+// BenchmarkStreamLatency measures the time from the start of an INSERT +
+// NOTIFY transaction to the frame leaving RunStream, and reports p50/p99 in
+// ms (target p99 ≤ 100 ms).
+func BenchmarkStreamLatency(b *testing.B) {
+	e := newEnv(b)
+	e.seed(b)
+	sink := make(packetSink, 1024)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- e.ds.RunStream(ctx, &backend.RunStreamRequest{Path: "alerts"}, backend.NewStreamSender(sink))
+	}()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		e.ds.feed.mu.Lock()
+		n := len(e.ds.feed.subs)
+		e.ds.feed.mu.Unlock()
+		ready := false
+		select {
+		case <-e.ds.feed.Ready():
+			ready = true
+		default:
+		}
+		if n == 1 && ready {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("feed not ready")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	var lat []time.Duration
+	i := 0
+	for b.Loop() {
+		i++
+		a := seedAlert{id: fmt.Sprintf("0190e000-0000-7000-8000-%012d", i), host: "web-01", typ: "file",
+			event: "tripwire.file.access", rule: "shadow-read", severity: "CRITICAL", summary: "bench", seq: int64(1000 + i)}
+		t0 := time.Now()
+		e.notifyAlert(b, a)
+		select {
+		case <-sink:
+			lat = append(lat, time.Since(t0))
+		case <-time.After(30 * time.Second):
+			b.Fatal("no frame within 30 s")
+		}
+	}
+	b.ReportMetric(float64(percentile(lat, 0.50).Microseconds())/1000, "p50_ms")
+	b.ReportMetric(float64(percentile(lat, 0.99).Microseconds())/1000, "p99_ms")
+}

@@ -1,0 +1,111 @@
+/**
+ * The provisioned dashboards, datasource, alert rules and app settings under
+ * ../dashboards parse, and every query in them goes to the TripWire
+ * datasource with a query the backend understands.
+ */
+import fs from 'fs';
+import path from 'path';
+import { parse } from 'yaml';
+
+import appPlugin from './plugin.json';
+import dsPlugin from './datasource/plugin.json';
+
+const root = path.resolve(__dirname, '../../dashboards');
+const read = (p: string) => fs.readFileSync(path.join(root, p), 'utf8');
+const yaml = (p: string) => parse(read(p));
+
+const QUERY_TYPES = ['alerts', 'counts', 'hosts', 'host_offline'];
+const GROUP_BY = ['', 'type', 'severity', 'host', 'rule'];
+
+function checkModel(model: Record<string, unknown>, where: string) {
+  expect({ where, queryType: QUERY_TYPES.includes(String(model.queryType)) }).toEqual({ where, queryType: true });
+  if (model.groupBy !== undefined) {
+    expect(GROUP_BY).toContain(model.groupBy);
+  }
+  if (model.severity !== undefined) {
+    expect(['INFO', 'WARN', 'CRITICAL']).toContain(model.severity);
+  }
+  if (model.type !== undefined) {
+    expect(['file', 'process', 'network', 'agent', 'audit']).toContain(model.type);
+  }
+}
+
+describe('provisioning', () => {
+  const ds = yaml('provisioning/datasources/tripwire.yaml');
+  const uid = ds.datasources[0].uid;
+
+  it('provisions the nested datasource with the password kept secret', () => {
+    expect(ds.apiVersion).toBe(1);
+    expect(ds.datasources).toHaveLength(1);
+    expect(ds.datasources[0].type).toBe(dsPlugin.id);
+    expect(ds.datasources[0].type).toBe('tripwiresec-tripwire-datasource');
+    expect(uid).toBe('tripwire');
+    expect(ds.datasources[0].jsonData.password).toBeUndefined();
+    expect(ds.datasources[0].secureJsonData.password).toBeDefined();
+    expect(ds.datasources[0].jsonData.heartbeatSeconds).toBe(15);
+  });
+
+  it('enables the app', () => {
+    const apps = yaml('provisioning/plugins/tripwire.yaml');
+    expect(apps.apps[0].type).toBe(appPlugin.id);
+    expect(apps.apps[0].disabled).toBe(false);
+  });
+
+  it('loads dashboards from a file provider', () => {
+    const p = yaml('provisioning/dashboards/tripwire.yaml');
+    expect(p.providers[0].type).toBe('file');
+    expect(p.providers[0].options.path).toBeTruthy();
+  });
+
+  it('has the overview dashboard, every panel on the TripWire datasource', () => {
+    const dash = JSON.parse(read('tripwire-overview.json'));
+    expect(dash.title).toBe('TripWire overview');
+    expect(dash.uid).toBe('tripwire-overview');
+    const titles = dash.panels.map((p: { title: string }) => p.title);
+    expect(titles).toEqual(
+      expect.arrayContaining(['Trips by severity', 'Trips by type', 'Top hosts', 'Top rules', 'Live feed', 'Hosts'])
+    );
+    const ids = new Set<number>();
+    for (const panel of dash.panels) {
+      expect(ids.has(panel.id)).toBe(false);
+      ids.add(panel.id);
+      expect(panel.datasource).toEqual({ type: dsPlugin.id, uid });
+      expect(panel.targets.length).toBeGreaterThan(0);
+      for (const t of panel.targets) {
+        expect(t.datasource).toEqual({ type: dsPlugin.id, uid });
+        checkModel(t, `${panel.title}/${t.refId}`);
+      }
+    }
+    const live = dash.panels.find((p: { title: string }) => p.title === 'Live feed');
+    expect(live.targets[0]).toMatchObject({ queryType: 'alerts', format: 'table', live: true });
+  });
+
+  it('has the three alert rules, each querying the TripWire datasource', () => {
+    const rules = yaml('provisioning/alerting/tripwire.yaml');
+    expect(rules.apiVersion).toBe(1);
+    const all = rules.groups.flatMap((g: { rules: unknown[] }) => g.rules);
+    expect(all.map((r: { title: string }) => r.title)).toEqual([
+      'TripWire CRITICAL trip',
+      'TripWire host offline',
+      'TripWire audit chain break',
+    ]);
+    for (const rule of all) {
+      const refIds = rule.data.map((d: { refId: string }) => d.refId);
+      expect(refIds).toContain(rule.condition);
+      const queries = rule.data.filter((d: { datasourceUid: string }) => d.datasourceUid !== '__expr__');
+      expect(queries.length).toBeGreaterThan(0);
+      for (const q of queries) {
+        expect(q.datasourceUid).toBe(uid);
+        checkModel(q.model, `${rule.title}/${q.refId}`);
+      }
+      for (const e of rule.data.filter((d: { datasourceUid: string }) => d.datasourceUid === '__expr__')) {
+        expect(refIds).toContain(e.model.expression);
+      }
+      expect(new Set(all.map((r: { uid: string }) => r.uid)).size).toBe(all.length);
+    }
+    const critical = all[0].data[0].model;
+    expect(critical).toMatchObject({ queryType: 'counts', severity: 'CRITICAL', groupBy: 'host' });
+    expect(all[1].data[0].model.queryType).toBe('host_offline');
+    expect(all[2].data[0].model).toMatchObject({ queryType: 'counts', type: 'audit' });
+  });
+});
