@@ -14,7 +14,7 @@ build: ## the agent, statically linked
 collector: ## the OCB-built tripwire-collector
 	./collector/build.sh
 
-test: lint collector test-go test-plugin ## everything CI runs
+test: lint bpf-check collector test-go test-plugin ## everything CI runs
 
 test-go:
 	$(GO) test -count=1 -timeout 40m ./...

@@ -500,3 +500,36 @@ func TestFanotifyReleasesOnCancel(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A process that execs keeps its PID and start time: the actor read for its
+// first trip must not be reused for a trip after the exec.
+func TestFanotifyActorAfterExec(t *testing.T) {
+	needRoot(t)
+	dir := t.TempDir()
+	f := filepath.Join(dir, "f")
+	writeFile(t, f, "line\n")
+	_, s := startFileWatcher(t, []FileRule{{Name: "r", Severity: event.SeverityWarn, Paths: []string{f}}}, "")
+	cmd := exec.Command("/bin/sh", "-c", "read x < "+f+"; exec /bin/cat "+f+" -")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout = io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	shExe, _ := filepath.EvalSymlinks("/bin/sh")
+	catExe, _ := filepath.EvalSymlinks("/bin/cat")
+	first := s.waitFor(t, "the shell's read", and(on(event.FileAccess, f), byPID(cmd.Process.Pid)))
+	second := s.waitFor(t, "cat's read after the exec", func(e *event.Event) bool {
+		return e != first && on(event.FileAccess, f)(e) && byPID(cmd.Process.Pid)(e)
+	})
+	stdin.Close()
+	if first.Process.ExecutablePath != shExe && !slices.Contains(first.Missing, "process.executable.path") {
+		t.Errorf("before exec: %s", describe([]*event.Event{first}))
+	}
+	if second.Process.ExecutablePath != catExe || second.Process.CommandLine != "/bin/cat "+f+" -" {
+		t.Errorf("after exec: %s", describe([]*event.Event{second}))
+	}
+}
