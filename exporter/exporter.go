@@ -213,7 +213,9 @@ type record struct {
 }
 
 func (e *tripwireExporter) pushLogs(ctx context.Context, ld plog.Logs) error {
+	t0 := time.Now()
 	hosts := e.decode(ctx, ld)
+	fmt.Println("stmt decode x", time.Since(t0))
 	if len(hosts) == 0 {
 		return nil
 	}

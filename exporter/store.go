@@ -202,10 +202,14 @@ type breakRows struct {
 }
 
 func (e *tripwireExporter) storeBatch(ctx context.Context, hosts []*hostBatch) error {
+	t0 := time.Now()
+	defer func() { fmt.Println("stmt total x", time.Since(t0)) }()
 	return pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+		tq := time.Now()
 		if err := upsertHosts(ctx, tx, hosts); err != nil {
 			return err
 		}
+		fmt.Println("stmt upsert x", time.Since(tq))
 		w := &writes{}
 		chains := map[string]*hostChain{}
 		for _, h := range hosts {
@@ -415,9 +419,11 @@ func (e *tripwireExporter) checkChains(ctx context.Context, tx pgx.Tx, chains ma
 		})
 		return err
 	})
+	tq := time.Now()
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("loading audit chains: %w", err)
 	}
+	fmt.Println("stmt chainload x", time.Since(tq))
 
 	for _, id := range ids {
 		c, s := chains[id], state(id)
@@ -516,8 +522,12 @@ func (e *tripwireExporter) flush(ctx context.Context, tx pgx.Tx, b *pgx.Batch, w
 	if b.Len() == 0 {
 		return nil
 	}
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("storing alerts: %w", err)
+	for _, qq := range b.QueuedQueries {
+		tq := time.Now()
+		if _, err := tx.Exec(ctx, qq.SQL, qq.Arguments...); err != nil {
+			return err
+		}
+		fmt.Println("stmt", strings.Fields(qq.SQL)[:3], time.Since(tq))
 	}
 	e.stored.Add(ctx, inserted)
 	return nil

@@ -230,7 +230,7 @@ func BenchmarkLatency(b *testing.B) {
 	a, stop := startAgent(b, conf)
 	sp := a.Spool()
 	committed := map[string]int64{} // path → first commit time
-	var toCommit []time.Duration // sequenced (ObservedTime) → commit seen
+	var toCommit []time.Duration    // sequenced (ObservedTime) → commit seen
 	shipDone := make(chan struct{})
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
