@@ -213,9 +213,7 @@ type record struct {
 }
 
 func (e *tripwireExporter) pushLogs(ctx context.Context, ld plog.Logs) error {
-	t0 := time.Now()
 	hosts := e.decode(ctx, ld)
-	fmt.Println("stmt decode x", time.Since(t0))
 	if len(hosts) == 0 {
 		return nil
 	}
@@ -234,8 +232,16 @@ func (e *tripwireExporter) pushLogs(ctx context.Context, ld plog.Logs) error {
 // serialization failure.
 func (e *tripwireExporter) store(ctx context.Context, hosts []*hostBatch) error {
 	var err error
+	insertOnly := false
 	for attempt := 0; attempt < 3; attempt++ {
-		if err = e.storeBatch(ctx, hosts); !isConflict(err) {
+		err = e.storeBatch(ctx, hosts, insertOnly)
+		if isUniqueViolation(err) && !insertOnly {
+			// COPY met a row it did not expect (an alert id reused across
+			// hosts, say): the INSERT path skips what exists.
+			insertOnly = true
+			continue
+		}
+		if !isConflict(err) {
 			break
 		}
 	}
@@ -381,6 +387,11 @@ func strAttr(attrs pcommon.Map, key string) string {
 func isConflict(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && (pgErr.Code == "40001" || pgErr.Code == "40P01")
+}
+
+func isUniqueViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505"
 }
 
 // isDataError reports an error PostgreSQL raised because of the data sent

@@ -671,3 +671,24 @@ func TestStartPreparesSchemaAndPartitions(t *testing.T) {
 		t.Errorf("%d migrations recorded, want %d", n, len(migrations.Versions()))
 	}
 }
+
+// Two hosts sending an event with the same alert id and time (a replay of
+// one host's event by another) hit the alerts primary key inside one COPY;
+// the batch is stored again with INSERT ... ON CONFLICT and nothing fails.
+func TestAlertIDCollisionAcrossHosts(t *testing.T) {
+	dsn := pgtest.NewDB(t)
+	e := startExporter(t, testConfig(dsn))
+	pool := openPool(t, dsn)
+	a, b := newAgent(t, "twin-1"), newAgent(t, "twin-2")
+	ea, eb := a.trip(), b.trip()
+	eb.AlertID, eb.Time = ea.AlertID, ea.Time
+	ld := a.logs(a.chained(ea)...)
+	appendResource(ld, b.host, b.chained(eb)...)
+	push(t, e, ld)
+	if n := queryInt(t, pool, "SELECT count(*) FROM alerts"); n != 1 {
+		t.Errorf("%d alerts, want 1", n)
+	}
+	if n := queryInt(t, pool, "SELECT count(*) FROM audit_entries"); n != 2 {
+		t.Errorf("%d audit entries, want one per host", n)
+	}
+}

@@ -143,6 +143,11 @@ WHERE c.host_id = u.id`
 
 // writes collects one transaction's rows, sent together at its end.
 type writes struct {
+	// copy says the rows may go in with COPY: known holds the alerts that
+	// already exist, looked up under the hosts' chain locks, and every
+	// audit entry is new. Otherwise INSERT ... ON CONFLICT DO NOTHING.
+	copy   bool
+	known  map[alertKey]bool
 	alerts alertRows
 	audit  entryRows
 	forks  entryRows
@@ -152,6 +157,11 @@ type writes struct {
 		seqs   []int64
 		hashes []string
 	}
+}
+
+type alertKey struct {
+	id     string
+	micros int64
 }
 
 type alertRows struct {
@@ -201,15 +211,13 @@ type breakRows struct {
 	expSeqs, gotSeqs                             []int64
 }
 
-func (e *tripwireExporter) storeBatch(ctx context.Context, hosts []*hostBatch) error {
-	t0 := time.Now()
-	defer func() { fmt.Println("stmt total x", time.Since(t0)) }()
+// storeBatch stores hosts' records in one transaction, with COPY unless
+// insertOnly.
+func (e *tripwireExporter) storeBatch(ctx context.Context, hosts []*hostBatch, insertOnly bool) error {
 	return pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
-		tq := time.Now()
 		if err := upsertHosts(ctx, tx, hosts); err != nil {
 			return err
 		}
-		fmt.Println("stmt upsert x", time.Since(tq))
 		w := &writes{}
 		chains := map[string]*hostChain{}
 		for _, h := range hosts {
@@ -227,6 +235,9 @@ func (e *tripwireExporter) storeBatch(ctx context.Context, hosts []*hostBatch) e
 		}
 		if err := e.checkChains(ctx, tx, chains, w); err != nil {
 			return err
+		}
+		if insertOnly {
+			w.copy = false
 		}
 		b := &pgx.Batch{}
 		queueHeartbeats(b, hosts)
@@ -364,6 +375,12 @@ func (e *tripwireExporter) checkChains(ctx context.Context, tx pgx.Tx, chains ma
 	forks := b.Queue(`SELECT DISTINCT f.host_id::text, f.hash
 		FROM unnest($1::uuid[], $2::bpchar[]) AS q(id, p)
 		JOIN chain_forks f ON f.host_id = q.id AND f.hash = q.p`, pairHost, prevs)
+	// After the FOR UPDATE above: another transaction storing the same
+	// host's events has committed or waits, so what is not here is new.
+	a := &w.alerts
+	known := b.Queue(`SELECT a.alert_id::text, a.event_time FROM alerts a
+		JOIN unnest($1::uuid[], $2::timestamptz[]) AS q(id, t) ON a.alert_id = q.id AND a.event_time = q.t`, a.ids, a.times)
+	w.copy, w.known = true, map[alertKey]bool{}
 
 	states := make(map[string]*chainState, len(ids))
 	state := func(id string) *chainState {
@@ -419,11 +436,16 @@ func (e *tripwireExporter) checkChains(ctx context.Context, tx pgx.Tx, chains ma
 		})
 		return err
 	})
-	tq := time.Now()
+	known.Query(func(rows pgx.Rows) error {
+		_, err := pgx.ForEachRow(rows, []any{&id, &recv}, func() error {
+			w.known[alertKey{id, recv.UnixMicro()}] = true
+			return nil
+		})
+		return err
+	})
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("loading audit chains: %w", err)
 	}
-	fmt.Println("stmt chainload x", time.Since(tq))
 
 	for _, id := range ids {
 		c, s := chains[id], state(id)
@@ -503,12 +525,31 @@ func (e *tripwireExporter) flush(ctx context.Context, tx pgx.Tx, b *pgx.Batch, w
 		if err != nil {
 			return err
 		}
-		b.Queue(insertAlertsSQL, a.ids, a.times, a.hosts, a.hostNames, a.names, a.types, a.rules, a.sevs, a.seqs,
-			a.summaries, a.details, received, payloads).
-			QueryRow(func(row pgx.Row) error { return row.Scan(&inserted) })
+		if w.copy {
+			n, err := copyAlerts(ctx, tx, b, a, w.known, received, payloads)
+			if err != nil {
+				return err
+			}
+			inserted = n
+		} else {
+			b.Queue(insertAlertsSQL, a.ids, a.times, a.hosts, a.hostNames, a.names, a.types, a.rules, a.sevs, a.seqs,
+				a.summaries, a.details, received, payloads).
+				QueryRow(func(row pgx.Row) error { return row.Scan(&inserted) })
+		}
 	}
 	if au := &w.audit; len(au.hosts) > 0 {
-		b.Queue(insertAuditSQL, au.hosts, au.seqs, au.alertIDs, au.times, au.prevs, au.hashes, au.payloads)
+		if w.copy {
+			rows := make([][]any, len(au.hosts))
+			for i := range au.hosts {
+				rows[i] = []any{au.hosts[i], au.seqs[i], au.alertIDs[i], au.times[i], au.prevs[i], au.hashes[i], au.payloads[i]}
+			}
+			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"audit_entries"},
+				[]string{"host_id", "seq", "alert_id", "event_time", "prev_hash", "hash", "payload"}, pgx.CopyFromRows(rows)); err != nil {
+				return fmt.Errorf("storing audit entries: %w", err)
+			}
+		} else {
+			b.Queue(insertAuditSQL, au.hosts, au.seqs, au.alertIDs, au.times, au.prevs, au.hashes, au.payloads)
+		}
 	}
 	if f := &w.forks; len(f.hosts) > 0 {
 		b.Queue(insertForksSQL, f.hosts, f.seqs, f.hashes, f.prevs, f.alertIDs, f.payloads)
@@ -522,15 +563,44 @@ func (e *tripwireExporter) flush(ctx context.Context, tx pgx.Tx, b *pgx.Batch, w
 	if b.Len() == 0 {
 		return nil
 	}
-	for _, qq := range b.QueuedQueries {
-		tq := time.Now()
-		if _, err := tx.Exec(ctx, qq.SQL, qq.Arguments...); err != nil {
-			return err
-		}
-		fmt.Println("stmt", strings.Fields(qq.SQL)[:3], time.Since(tq))
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("storing alerts: %w", err)
 	}
 	e.stored.Add(ctx, inserted)
 	return nil
+}
+
+// copyAlerts COPYs the alert rows not already stored and queues their
+// notifications; it returns how many it copied.
+func copyAlerts(ctx context.Context, tx pgx.Tx, b *pgx.Batch, a *alertRows, known map[alertKey]bool, received time.Time, payloads []string) (int64, error) {
+	rows := make([][]any, 0, len(a.ids))
+	notify := make([]string, 0, len(a.ids))
+	seen := make(map[alertKey]bool, len(a.ids))
+	for i := range a.ids {
+		k := alertKey{a.ids[i], a.times[i].UnixMicro()}
+		if known[k] || seen[k] {
+			continue
+		}
+		seen[k] = true
+		var seq any
+		if a.seqs[i] != 0 {
+			seq = a.seqs[i]
+		}
+		rows = append(rows, []any{a.ids[i], a.times[i], received, a.hosts[i], a.hostNames[i], a.names[i], a.types[i],
+			a.rules[i], a.sevs[i], seq, a.summaries[i], a.details[i]})
+		notify = append(notify, payloads[i])
+	}
+	if len(rows) == 0 {
+		return 0, nil
+	}
+	n, err := tx.CopyFrom(ctx, pgx.Identifier{"alerts"}, []string{"alert_id", "event_time", "received_at", "host_id",
+		"host_name", "event_name", "tripwire_type", "rule_name", "severity", "seq", "summary", "event_detail"},
+		pgx.CopyFromRows(rows))
+	if err != nil {
+		return 0, fmt.Errorf("storing alerts: %w", err)
+	}
+	b.Queue(`SELECT count(*) FROM (SELECT pg_notify('`+notifyChannel+`', p) FROM unnest($1::text[]) AS p) AS notified`, notify)
+	return n, nil
 }
 
 // sweep marks silent hosts OFFLINE and raises chain gaps that have waited

@@ -109,7 +109,7 @@ func trip(path string, pid int64) *event.Event {
 
 func TestCoalescesRepeatsIntoOneSummary(t *testing.T) {
 	dir := t.TempDir()
-	r := newRig(t, dir, spool.Options{}, 300*time.Millisecond)
+	r := newRig(t, dir, spool.Options{}, 2*time.Second) // long: a descheduled coalescer must not split the burst
 	sink := r.p.Sink("fanotify", []string{"process.parent_pid"})
 	for i := 0; i < 100; i++ {
 		sink.Trip(trip("/srv/a", 7))

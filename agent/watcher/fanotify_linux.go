@@ -466,7 +466,7 @@ type cachedActor struct {
 // system calls, and outlives the process's exit while it is a zombie.
 func (w *fanotifyWatcher) actor(pid int32, now time.Time, seen time.Duration) fanActor {
 	if c, ok := w.actorCache[pid]; ok && now.Sub(c.at) < fanActorTTL {
-		if st, err := procfs.ReadStat(w.procRoot, int(pid)); err == nil && st.StartTime == c.StartTime {
+		if st, err := procfs.ReadStat(w.procRoot, int(pid)); err == nil && st.StartTime == c.StartTime && st.Comm == c.Comm {
 			return c.fanActor
 		}
 		delete(w.actorCache, pid)
