@@ -224,3 +224,56 @@ func TestStartFailsOnAWatcherThatCannotStart(t *testing.T) {
 	}
 	w.Close()
 }
+
+// TestFsnotifyEventsSayWhatIsMissing forces the fsnotify fallback: a write
+// to a watched file is chained with the mechanism and the fields fsnotify
+// cannot fill, and /healthz shows the same.
+func TestFsnotifyEventsSayWhatIsMissing(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "watched")
+	if err := os.WriteFile(f, []byte("x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := loadConfig(t, dir, "rules:\n"+fileRule("w", f)+"watchers: {file: fsnotify}\n")
+	ag, err := New(cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ag.Run(ctx, nil) }()
+	waitFor(t, "health", func() bool { _, err := health.Fetch(context.Background(), ag.HealthAddress()); return err == nil })
+	rep, _ := health.Fetch(context.Background(), ag.HealthAddress())
+	if len(rep.Watchers) != 1 || rep.Watchers[0].Mechanism != "fsnotify" || !contains(rep.Watchers[0].Missing, "process.pid") {
+		t.Errorf("healthz watchers %+v", rep.Watchers)
+	}
+	if out, err := exec.Command("sh", "-c", "echo more >> "+f).CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	var got *event.Event
+	waitFor(t, "a trip of rule w", func() bool {
+		_ = auditchain.ReadEntries(filepath.Join(dir, "state", "audit.log"), 1, func(en auditchain.Entry) error {
+			if e, err := event.ParseCanonical(en.Payload); err == nil && e.Rule == "w" {
+				got = e
+			}
+			return nil
+		})
+		return got != nil
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got.Mechanism != "fsnotify" || !contains(got.Missing, "process.pid") || (got.Process != nil && got.Process.PID != 0) {
+		t.Errorf("fsnotify event %s", got.Canonical())
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

@@ -65,12 +65,12 @@ type chainState struct {
 
 // chainOutcome is what the walk decided.
 type chainOutcome struct {
-	head     chainHead
-	moved    bool
-	breaks   []chainBreak
-	entries  []*chainEntry // new entries for audit_entries
-	forks    []*chainEntry // new entries for chain_forks
-	replayed int
+	head    chainHead
+	moved   bool
+	breaks  []chainBreak
+	entries []*chainEntry // new entries for audit_entries
+	forks   []*chainEntry // new entries for chain_forks
+	replays []*chainEntry // batch entries stored before
 }
 
 // entryHash is the audit chain's hash of an event: hex(SHA-256(prev_hash ‖
@@ -126,12 +126,16 @@ func walk(s *chainState) chainOutcome {
 		if p, parked := above[b.seq]; parked {
 			known, haveKnown = p.hash, true
 		}
+		if haveKnown && known == b.hash {
+			// Stored before: so is its alert row.
+			out.replays = append(out.replays, b)
+			continue
+		}
 		if h, dup := seen[b.seq]; dup {
 			known, haveKnown = h, true
 		}
 		if haveKnown && known == b.hash {
-			out.replayed++
-			continue
+			continue // twice in this batch: the first copy is stored
 		}
 		if got := entryHash(b.prev, b.canon); got != b.hash {
 			raise(chainBreak{kind: breakMismatch, expectedSeq: b.seq, gotSeq: b.seq, expectedHash: got, gotHash: b.hash})

@@ -44,6 +44,9 @@ type tripwireExporter struct {
 	stored   metric.Int64Counter
 	breaks   metric.Int64Counter
 
+	// insertRetries counts batches COPY refused and INSERT then stored.
+	insertRetries atomic.Int64
+
 	pool    *pgxpool.Pool
 	setupMu sync.Mutex
 	ready   atomic.Bool
@@ -239,6 +242,8 @@ func (e *tripwireExporter) store(ctx context.Context, hosts []*hostBatch) error 
 			// COPY met a row it did not expect (an alert id reused across
 			// hosts, say): the INSERT path skips what exists.
 			insertOnly = true
+			e.insertRetries.Add(1)
+			e.logger.Debug("COPY met an existing row; storing the batch with INSERT", zap.Error(err))
 			continue
 		}
 		if !isConflict(err) {

@@ -143,9 +143,11 @@ WHERE c.host_id = u.id`
 
 // writes collects one transaction's rows, sent together at its end.
 type writes struct {
-	// copy says the rows may go in with COPY: known holds the alerts that
-	// already exist, looked up under the hosts' chain locks, and every
-	// audit entry is new. Otherwise INSERT ... ON CONFLICT DO NOTHING.
+	// copy says the rows may go in with COPY: known holds the alerts of the
+	// events the chain check found replayed, and every audit entry is new.
+	// Otherwise INSERT ... ON CONFLICT DO NOTHING. A row COPY did not
+	// expect (a replayed fork entry, an alert id reused by another host)
+	// fails the transaction, which is then done again with INSERT.
 	copy   bool
 	known  map[alertKey]bool
 	alerts alertRows
@@ -375,11 +377,8 @@ func (e *tripwireExporter) checkChains(ctx context.Context, tx pgx.Tx, chains ma
 	forks := b.Queue(`SELECT DISTINCT f.host_id::text, f.hash
 		FROM unnest($1::uuid[], $2::bpchar[]) AS q(id, p)
 		JOIN chain_forks f ON f.host_id = q.id AND f.hash = q.p`, pairHost, prevs)
-	// After the FOR UPDATE above: another transaction storing the same
-	// host's events has committed or waits, so what is not here is new.
-	a := &w.alerts
-	known := b.Queue(`SELECT a.alert_id::text, a.event_time FROM alerts a
-		JOIN unnest($1::uuid[], $2::timestamptz[]) AS q(id, t) ON a.alert_id = q.id AND a.event_time = q.t`, a.ids, a.times)
+	// Under the FOR UPDATE above, the walk tells which events were stored
+	// before (replays, whose alert rows exist); the rest go in with COPY.
 	w.copy, w.known = true, map[alertKey]bool{}
 
 	states := make(map[string]*chainState, len(ids))
@@ -436,13 +435,6 @@ func (e *tripwireExporter) checkChains(ctx context.Context, tx pgx.Tx, chains ma
 		})
 		return err
 	})
-	known.Query(func(rows pgx.Rows) error {
-		_, err := pgx.ForEachRow(rows, []any{&id, &recv}, func() error {
-			w.known[alertKey{id, recv.UnixMicro()}] = true
-			return nil
-		})
-		return err
-	})
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("loading audit chains: %w", err)
 	}
@@ -467,6 +459,9 @@ func (e *tripwireExporter) checkChains(ctx context.Context, tx pgx.Tx, chains ma
 func (e *tripwireExporter) queueOutcome(ctx context.Context, w *writes, c *hostChain, s *chainState, out chainOutcome) {
 	for _, en := range out.entries {
 		w.audit.add(c.id, en)
+	}
+	for _, en := range out.replays {
+		w.known[alertKey{en.ev.AlertID.String(), en.ev.Time.Truncate(time.Microsecond).UnixMicro()}] = true
 	}
 	for _, en := range out.forks {
 		w.forks.add(c.id, en)

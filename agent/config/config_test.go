@@ -161,3 +161,16 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestEmptyFileIsAllDefaults(t *testing.T) {
+	for _, data := range []string{"", "# nothing yet\n", "{}\n"} {
+		c, err := Parse("empty.yaml", []byte(data))
+		if err != nil {
+			t.Errorf("%q: %v", data, err)
+			continue
+		}
+		if len(c.Rules) != 0 || c.Health.Address != DefaultHealthAddress {
+			t.Errorf("%q: %+v", data, c)
+		}
+	}
+}

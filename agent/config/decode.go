@@ -56,7 +56,7 @@ type field struct {
 // and repeated keys are errors) and returns its pairs by key.
 func (d *decoder) mapping(n *yaml.Node, path string, allowed ...string) map[string]field {
 	out := map[string]field{}
-	if n == nil {
+	if n == nil || n.Kind == 0 { // absent, or an empty document
 		return out
 	}
 	if n.Kind != yaml.MappingNode {

@@ -38,6 +38,18 @@ func ReadSeen(root string, pid int, seen time.Duration) (event.Process, error) {
 
 // ReadActor is [ReadSeen] that also returns the command name and start time.
 func ReadActor(root string, pid int, seen time.Duration) (Actor, error) {
+	return readActor(root, pid, seen, true)
+}
+
+// ReadActorNoLookup is [ReadActor] without the user-name lookup, for a caller
+// that must not wait on the user database (with cgo, NSS may ask a network
+// directory): it reads only /proc. UserName is left empty and [KeyUserName]
+// is not reported missing; resolve it later with [UserName].
+func ReadActorNoLookup(root string, pid int, seen time.Duration) (Actor, error) {
+	return readActor(root, pid, seen, false)
+}
+
+func readActor(root string, pid int, seen time.Duration, lookup bool) (Actor, error) {
 	var a Actor
 	p := &a.Process
 	p.PID = int64(pid)
@@ -77,8 +89,10 @@ func ReadActor(root string, pid int, seen time.Duration) (Actor, error) {
 		note(err, KeyUserID, KeyUserName)
 	} else {
 		p.UserID = strconv.Itoa(st.UID[0])
-		if p.UserName = UserName(p.UserID); p.UserName == "" {
-			note(fmt.Errorf("uid %s has no user name", p.UserID), KeyUserName)
+		if lookup {
+			if p.UserName = UserName(p.UserID); p.UserName == "" {
+				note(fmt.Errorf("uid %s has no user name", p.UserID), KeyUserName)
+			}
 		}
 	}
 	if exe, err := readlinkAt(dir, "exe"); err != nil {

@@ -22,6 +22,11 @@ func ReadActor(root string, pid int, seen time.Duration) (Actor, error) {
 	return Actor{Process: p}, err
 }
 
+// ReadActorNoLookup reports ErrUnsupported: only Linux has /proc.
+func ReadActorNoLookup(root string, pid int, seen time.Duration) (Actor, error) {
+	return ReadActor(root, pid, seen)
+}
+
 // BootTime returns 0: only Linux has /proc start times.
 func BootTime() time.Duration { return 0 }
 

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -129,16 +130,28 @@ type fanotifyWatcher struct {
 	self     int32
 
 	// Owned by the read loop once start returns.
-	fd         int
-	nodes      map[string]*fanNode // fsid+handle → node
-	mounts     map[[8]byte]int     // fsid → a directory on that filesystem, for open_by_handle_at
-	sessions   map[fanSession]uint8
-	actors     map[int32]fanActor // this batch's actors: one /proc read per process per batch
+	fd       int
+	nodes    map[string]*fanNode // fsid+handle → node
+	mounts   map[[8]byte]int     // fsid → a directory on that filesystem, for open_by_handle_at
+	sessions map[fanSession]uint8
+	actors   map[int32]fanActor // this batch's actors: one /proc read per process per batch
+
+	// The open-capture group (fanotify_perm_linux.go): -1 when it is off.
+	// Its loop closes permFd, under permMu since the read loop adds marks,
+	// before closing captureDone.
+	permMu      sync.Mutex
+	permFd      int
+	captureDone chan struct{}
+	noCapture   bool // for benchmarks: the watcher as it is without capture
+
+	// actorCache is shared by the read loop and the capture loop.
+	cacheMu    sync.Mutex
 	actorCache map[int32]cachedActor
 
-	malformed, unresolved, unmatched   atomic.Uint64
-	overflows, excluded, markErrors    atomic.Uint64
-	actorGone, synthesized, readErrors atomic.Uint64
+	malformed, unresolved, unmatched       atomic.Uint64
+	overflows, excluded, markErrors        atomic.Uint64
+	actorGone, synthesized, readErrors     atomic.Uint64
+	captured, captureMissed, captureErrors atomic.Uint64
 }
 
 type fanActor struct {
@@ -147,7 +160,7 @@ type fanActor struct {
 }
 
 func newFanotifyWatcher(rs *fileRules, opts Options, log *slog.Logger) *fanotifyWatcher {
-	return &fanotifyWatcher{rules: rs, log: log, procRoot: opts.ProcRoot, self: int32(os.Getpid()), fd: -1,
+	return &fanotifyWatcher{rules: rs, log: log, procRoot: opts.ProcRoot, self: int32(os.Getpid()), fd: -1, permFd: -1,
 		nodes: map[string]*fanNode{}, mounts: map[[8]byte]int{}, sessions: map[fanSession]uint8{},
 		actorCache: map[int32]cachedActor{}}
 }
@@ -163,6 +176,11 @@ func (w *fanotifyWatcher) counters() map[string]uint64 {
 		"actor_gone":         w.actorGone.Load(),
 		"synthesized_events": w.synthesized.Load(),
 		"read_errors":        w.readErrors.Load(),
+		// Opens whose actor was read while the opener waited, opens whose
+		// actor could not be read then, and failures of the capture group.
+		"opens_captured":      w.captured.Load(),
+		"open_capture_missed": w.captureMissed.Load(),
+		"open_capture_errors": w.captureErrors.Load(),
 	}
 }
 
@@ -170,8 +188,26 @@ func (w *fanotifyWatcher) start(ctx context.Context, sink Sink) (err error) {
 	if w.fd, err = fanotifyInit(); err != nil {
 		return err
 	}
+	// One pipe wakes both loops: the read loop and the capture loop.
+	wake := make([]int, 2)
+	if err := unix.Pipe2(wake, unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		w.close()
+		return fmt.Errorf("opening wake-up pipe: %w", err)
+	}
+	// stop ends the capture loop, which closes its group (allowing any open
+	// still waiting), then releases the pipe.
+	stop := func() {
+		unix.Write(wake[1], []byte{0})
+		if w.captureDone != nil {
+			<-w.captureDone
+		}
+		unix.Close(wake[0])
+		unix.Close(wake[1])
+	}
+	w.startOpenCapture(wake[0])
 	defer func() {
 		if err != nil {
+			stop()
 			w.close()
 		}
 	}()
@@ -194,24 +230,23 @@ func (w *fanotifyWatcher) start(ctx context.Context, sink Sink) (err error) {
 			w.markTree(p, r, nil)
 		}
 	}
-	wake := make([]int, 2)
-	if err := unix.Pipe2(wake, unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
-		return fmt.Errorf("opening wake-up pipe: %w", err)
-	}
 	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer w.close()
+		w.run(wake[0], sink)
+	}()
+	// The pipe is closed only once both loops are done with it. The read
+	// loop may also end on its own (a failed read): the capture loop then
+	// stops too.
 	go func() {
 		select {
 		case <-ctx.Done():
 			unix.Write(wake[1], []byte{0})
+			<-done
 		case <-done:
 		}
-	}()
-	go func() {
-		defer close(done)
-		defer unix.Close(wake[0])
-		defer unix.Close(wake[1])
-		defer w.close()
-		w.run(wake[0], sink)
+		stop()
 	}()
 	return nil
 }
@@ -459,17 +494,56 @@ func (t *fanTrip) emit(name event.Name, r *fileRule, path, renameTo string) {
 type cachedActor struct {
 	fanActor
 	at time.Time
+	// opened: read by the capture loop while the process waited in open(2).
+	// Its user name and ancestry are filled by the read loop on first use.
+	opened   bool
+	complete bool
+}
+
+func (c *cachedActor) ttl() time.Duration {
+	if c.opened {
+		return permActorTTL
+	}
+	return fanActorTTL
+}
+
+func (w *fanotifyWatcher) cachedActor(pid int32) (cachedActor, bool) {
+	w.cacheMu.Lock()
+	defer w.cacheMu.Unlock()
+	c, ok := w.actorCache[pid]
+	return c, ok
+}
+
+func (w *fanotifyWatcher) cacheActor(pid int32, c cachedActor) {
+	w.cacheMu.Lock()
+	defer w.cacheMu.Unlock()
+	if _, ok := w.actorCache[pid]; !ok && len(w.actorCache) >= fanActorCacheSize {
+		clear(w.actorCache)
+	}
+	w.actorCache[pid] = c
 }
 
 // actor reads who acted. A burst of trips usually comes from few processes:
 // a cached actor costs one read of /proc/<pid>/stat instead of about twenty
 // system calls, and outlives the process's exit while it is a zombie.
 func (w *fanotifyWatcher) actor(pid int32, now time.Time, seen time.Duration) fanActor {
-	if c, ok := w.actorCache[pid]; ok && now.Sub(c.at) < fanActorTTL {
-		if st, err := procfs.ReadStat(w.procRoot, int(pid)); err == nil && st.StartTime == c.StartTime && st.Comm == c.Comm {
-			return c.fanActor
+	if c, ok := w.cachedActor(pid); ok && now.Sub(c.at) < c.ttl() {
+		st, err := procfs.ReadStat(w.procRoot, int(pid))
+		switch {
+		case err == nil && st.StartTime == c.StartTime && (st.Comm == c.Comm || c.opened):
+			// An actor captured at open stays right for that open even if
+			// the process has exec'd since.
+			return w.completeCaptured(pid, c)
+		case c.opened && errors.Is(err, procfs.ErrGone):
+			// Captured while it waited in open(2), gone since: the common
+			// fate of a short-lived reader. Its PID cannot have been taken
+			// by another opener of a watched file, whose capture would have
+			// replaced this entry.
+			return w.completeCaptured(pid, c)
 		}
+		w.cacheMu.Lock()
 		delete(w.actorCache, pid)
+		w.cacheMu.Unlock()
 	}
 	p, err := procfs.ReadActor(w.procRoot, int(pid), seen)
 	a := fanActor{Actor: p, missing: procfs.MissingKeys(err)}
@@ -487,12 +561,35 @@ func (w *fanotifyWatcher) actor(pid int32, now time.Time, seen time.Duration) fa
 		a.Ancestry = procfs.AncestryFrom(w.procRoot, int(a.PPID), fanAncestryDepth)
 	}
 	if err == nil {
-		if len(w.actorCache) >= fanActorCacheSize {
-			clear(w.actorCache)
-		}
-		w.actorCache[pid] = cachedActor{fanActor: a, at: now}
+		w.cacheActor(pid, cachedActor{fanActor: a, at: now})
 	}
 	return a
+}
+
+// completeCaptured fills in what the capture loop leaves out, so it never
+// waits on the user database or walks the ancestry while a process is held in
+// open(2): the user name (cached by procfs) and the ancestry.
+func (w *fanotifyWatcher) completeCaptured(pid int32, c cachedActor) fanActor {
+	if !c.opened || c.complete {
+		return c.fanActor
+	}
+	if c.UserID != "" && c.UserName == "" {
+		if c.UserName = procfs.UserName(c.UserID); c.UserName == "" {
+			c.missing = append(slices.Clone(c.missing), procfs.KeyUserName)
+			slices.Sort(c.missing)
+		}
+	}
+	if c.PPID > 0 && c.Ancestry == "" {
+		c.Ancestry = procfs.AncestryFrom(w.procRoot, int(c.PPID), fanAncestryDepth)
+	}
+	c.complete = true
+	w.cacheMu.Lock()
+	// Unless the capture loop has meanwhile seen a newer open.
+	if cur, ok := w.actorCache[pid]; ok && cur.at.Equal(c.at) {
+		w.actorCache[pid] = c
+	}
+	w.cacheMu.Unlock()
+	return c.fanActor
 }
 
 // dirPath resolves a directory handle to its path.
@@ -855,6 +952,7 @@ func (w *fanotifyWatcher) markDir(path string, r *fileRule, walked bool) error {
 	if err := unix.FanotifyMark(w.fd, unix.FAN_MARK_ADD|unix.FAN_MARK_ONLYDIR, fanDirMask, fd, ""); err != nil {
 		return fmt.Errorf("marking %s: %w", path, err)
 	}
+	w.permMark(fd, path, unix.FAN_MARK_ONLYDIR, permDirMask, fd, "")
 	key, fsid, err := fdHandleKey(fd)
 	if err != nil {
 		return fmt.Errorf("marking %s: %w", path, err)
@@ -896,6 +994,7 @@ func (w *fanotifyWatcher) markFile(path string, r *fileRule) error {
 	if err := unix.FanotifyMark(w.fd, unix.FAN_MARK_ADD, fanFileMask, unix.AT_FDCWD, procPath); err != nil {
 		return fmt.Errorf("marking %s: %w", path, err)
 	}
+	w.permMark(fd, path, 0, permFileMask, unix.AT_FDCWD, procPath)
 	key, _, err := fdHandleKey(fd)
 	if err != nil {
 		return fmt.Errorf("marking %s: %w", path, err)
