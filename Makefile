@@ -22,8 +22,7 @@ test-go:
 test-plugin:
 	$(MAKE) -C grafana-plugin test
 
-bench: ## benchmarks; each prints its figures
-	$(GO) test -run '^$$' -bench . -benchtime 3x ./internal/... 
+bench: ## benchmarks; each prints its figures (bench/run.sh SECTION runs one)
 	./bench/run.sh
 
 lint:

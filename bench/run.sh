@@ -1,0 +1,43 @@
+#!/bin/sh
+# `make bench`: every benchmark, each printing its own figures. Needs root
+# (fanotify, eBPF) and, for the exec storm's comparison, auditd
+# (apt-get install auditd). Takes about 15 minutes; pass a section name to run
+# one: chain, event, agent, exec, shipper, exporter, ingest, plugin.
+set -eu
+cd "$(dirname "$0")/.."
+want=${1:-all}
+section() { [ "$want" = all ] || [ "$want" = "$1" ]; }
+
+if section chain; then
+  echo "== audit chain: verify throughput, append with fsync per batch"
+  go test -run '^$' -bench . -benchtime 3x ./internal/auditchain
+fi
+if section event; then
+  echo "== event: OTLP round trip, canonical encoding"
+  go test -run '^$' -bench . ./internal/event
+fi
+if section agent; then
+  echo "== agent: idle RSS/CPU, read → spool latency, burst"
+  ./bench/agent/run.sh
+fi
+if section exec; then
+  echo "== exec storm: eBPF process watcher vs no watcher vs auditd"
+  ./bench/exec/run.sh 30 4 500 2
+fi
+if section shipper; then
+  echo "== shipper: spool → collector over mTLS"
+  go test -run '^$' -bench 'BenchmarkShip$' -benchtime 20000x ./agent/shipper
+  go test -run '^$' -bench BenchmarkShipLatency -benchtime 2000x ./agent/shipper
+fi
+if section exporter; then
+  echo "== exporter: events/s into PostgreSQL vs raw COPY"
+  go test -run '^$' -bench . -benchtime 3x ./exporter
+fi
+if section ingest && [ -x bench/ingest/run.sh ]; then
+  echo "== ingest: OTLP load generator → collector → PostgreSQL; latency; 1,000 agents"
+  ./bench/ingest/run.sh
+fi
+if section plugin && [ -x grafana-plugin/bench.sh ]; then
+  echo "== plugin: /api/v1/alerts over 5,000,000 alerts; INSERT → stream frame"
+  ./grafana-plugin/bench.sh
+fi
