@@ -384,6 +384,7 @@ func newStackOn(t testing.TB, db string) *stack {
 		fmt.Sprintf("TRIPWIRE_HEALTH_ENDPOINT=127.0.0.1:%d", s.health),
 		"TRIPWIRE_FORWARD_ENDPOINT=" + s.sink.addr,
 		"TRIPWIRE_FORWARD_INSECURE=true",
+		fmt.Sprintf("TRIPWIRE_METRICS_PORT=%d", freePort(t)),
 	}
 	config, err := os.ReadFile("config.yaml")
 	if err != nil {

@@ -70,7 +70,7 @@ func (w *fanotifyWatcher) startOpenCapture(wake int) {
 		w.runCapture(fd, wake)
 		// Closing the group allows every open still waiting for an answer.
 		w.permMu.Lock()
-		go func() { time.Sleep(time.Hour); unix.Close(fd) }()
+		unix.Close(fd)
 		w.permFd = -1
 		w.permMu.Unlock()
 	}()

@@ -152,6 +152,24 @@ func (w *where) add(cond string, vals ...any) {
 	w.conds = append(w.conds, b.String())
 }
 
+// inSet adds "col = value" for one value and "col = ANY(values)" for
+// several. The distinction matters for speed: PostgreSQL 15 walks a
+// (col, event_time) index in time order only for an equality, so one value
+// reads just the newest page of rows while ANY reads and sorts them all.
+func (w *where) inSet(col, cast string, vals []string) {
+	switch len(vals) {
+	case 0:
+	case 1:
+		w.add(col+" = ?"+cast, vals[0])
+	default:
+		arrayCast := ""
+		if cast != "" {
+			arrayCast = cast + "[]"
+		}
+		w.add(col+" = ANY(?"+arrayCast+")", vals)
+	}
+}
+
 func (w *where) sql() string {
 	if len(w.conds) == 0 {
 		return ""
@@ -186,17 +204,15 @@ func (s *Store) alertWhere(ctx context.Context, f *Filter) (*where, error) {
 		if err != nil {
 			return nil, err
 		}
-		w.add("host_id = ANY(?::uuid[])", ids)
+		if len(ids) == 0 {
+			// No such host: the answer is empty, not unfiltered.
+			w.add("false")
+		}
+		w.inSet("host_id", "::uuid", ids)
 	}
-	if len(f.Types) > 0 {
-		w.add("tripwire_type = ANY(?)", f.Types)
-	}
-	if len(f.Severities) > 0 {
-		w.add("severity = ANY(?)", f.Severities)
-	}
-	if len(f.Rules) > 0 {
-		w.add("rule_name = ANY(?)", f.Rules)
-	}
+	w.inSet("tripwire_type", "", f.Types)
+	w.inSet("severity", "", f.Severities)
+	w.inSet("rule_name", "", f.Rules)
 	if f.Text != "" {
 		p := likeEscape(f.Text)
 		w.add("(summary ILIKE ? OR rule_name ILIKE ? OR event_detail::text ILIKE ?)", p, p, p)
