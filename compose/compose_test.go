@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -111,11 +112,19 @@ func TestComposeMountsTestedConfigs(t *testing.T) {
 			t.Errorf("grafana environment lacks %s used by dashboards/provisioning/datasources", k)
 		}
 	}
-	// The collector config reads its database and PKI from these.
+	// Every variable collector/config.yaml needs without a default is set.
+	cfg, err := os.ReadFile(filepath.Join(repo, "collector/config.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	cenv := r.Services["collector"].Environment
-	for _, k := range []string{"TRIPWIRE_PKI_DIR", "TRIPWIRE_DSN"} {
-		if cenv[k] == "" {
-			t.Errorf("collector environment lacks %s", k)
+	required := regexp.MustCompile(`\$\{env:([A-Z0-9_]+)\}`).FindAllStringSubmatch(string(cfg), -1)
+	if len(required) == 0 {
+		t.Fatal("collector/config.yaml has no required ${env:...} variables: the check below would be empty")
+	}
+	for _, m := range required {
+		if cenv[m[1]] == "" {
+			t.Errorf("collector/config.yaml needs %s, which compose does not set", m[1])
 		}
 	}
 }

@@ -180,17 +180,25 @@ func (fd *Feed) run(ctx context.Context) {
 			continue
 		}
 		backoff = 100 * time.Millisecond
-		readyOnce.Do(func() { close(fd.ready) })
+		readyOnce.Do(func() {
+			// Until a notification tells the commit time of the newest alert,
+			// replay after a reconnect starts from when listening began.
+			lastReceived = time.Now()
+			close(fd.ready)
+		})
 		if !first {
 			fd.Reconnects.Add(1)
 			// Notifications sent while no connection listened are gone;
 			// replay what was committed meanwhile from the table.
-			if !lastReceived.IsZero() {
-				if missed, err := fd.store.RecentAlerts(ctx, lastReceived, subscriberBuffer); err == nil {
-					for i := range missed {
-						fd.deliver(&missed[i])
-					}
+			missed, err := fd.store.RecentAlerts(ctx, lastReceived, subscriberBuffer)
+			if err != nil {
+				log.DefaultLogger.Warn("live feed: replaying alerts missed while reconnecting", "error", err)
+			}
+			for i := range missed {
+				if missed[i].ReceivedAt.After(lastReceived) {
+					lastReceived = missed[i].ReceivedAt
 				}
+				fd.deliver(&missed[i])
 			}
 		}
 		for {

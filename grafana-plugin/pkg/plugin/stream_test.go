@@ -233,15 +233,25 @@ func TestRunStreamDeliversNotifiedInserts(t *testing.T) {
 // When the LISTEN connection dies, the feed reconnects and replays what was
 // committed meanwhile, so a subscriber misses nothing and sees nothing twice.
 func TestRunStreamSurvivesListenerLoss(t *testing.T) {
+	for _, notifyFirst := range []bool{true, false} {
+		t.Run(fmt.Sprintf("notified_before_loss=%v", notifyFirst), func(t *testing.T) {
+			testListenerLoss(t, notifyFirst)
+		})
+	}
+}
+
+func testListenerLoss(t *testing.T, notifyFirst bool) {
 	e := newEnv(t)
 	e.seed(t)
 	frames := e.stream(t, "alerts")
 	e.waitSubscribers(t, 1)
 	a := seedAlert{id: "0190c000-0000-7000-8000-000000000001", host: "web-01", typ: "file",
 		event: "tripwire.file.access", rule: "shadow-read", severity: "CRITICAL", summary: "before", seq: 200}
-	e.notifyAlert(t, a)
-	if ids := frameIDs(nextFrame(t, frames)); ids[0] != a.id {
-		t.Fatalf("got %v", ids)
+	if notifyFirst {
+		e.notifyAlert(t, a)
+		if ids := frameIDs(nextFrame(t, frames)); ids[0] != a.id {
+			t.Fatalf("got %v", ids)
+		}
 	}
 	var killed int
 	if err := e.conn.QueryRow(t.Context(), `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
