@@ -149,7 +149,12 @@ func ReadStat(root string, pid int) (Stat, error) {
 		return Stat{}, gone(err)
 	}
 	defer unix.Close(dir)
-	return statAt(dir)
+	st, err := statAt(dir)
+	if err != nil {
+		// Reaped between the open and the read.
+		return Stat{}, gone(err)
+	}
+	return st, nil
 }
 
 // Ancestry renders pid's ancestors, parent first, at most depth of them, as

@@ -154,3 +154,36 @@ func BenchmarkRead(b *testing.B) {
 		}
 	}
 }
+
+// ReadActorNoLookup reads the uid but never asks the user database, so a uid
+// without a name is not an error; ReadActor reports its name missing.
+func TestReadActorNoLookup(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "4242")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{
+		"stat":    string(fixture(t, "stat-paren-comm")),
+		"status":  "Name:\tx\nPPid:\t17\nUid:\t54321\t54321\t54321\t54321\nGid:\t0\t0\t0\t0\n",
+		"cmdline": "/bin/cat\x00f\x00",
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("/usr/bin/cat", filepath.Join(dir, "exe")); err != nil {
+		t.Fatal(err)
+	}
+	if UserName("54321") != "" {
+		t.Skip("uid 54321 has a name on this host")
+	}
+	a, err := ReadActorNoLookup(root, 4242, 0)
+	if err != nil || a.UserID != "54321" || a.UserName != "" || a.ExecutablePath != "/usr/bin/cat" || a.CommandLine != "/bin/cat f" {
+		t.Errorf("ReadActorNoLookup: %+v, %v", a, err)
+	}
+	if _, err := ReadActor(root, 4242, 0); !slices.Equal(MissingKeys(err), []string{KeyUserName}) {
+		t.Errorf("ReadActor: missing %v (%v)", MissingKeys(err), err)
+	}
+}
