@@ -312,26 +312,24 @@ func BenchmarkConnections(b *testing.B) {
 		}
 		// Sample the collector's RSS while all connections are open.
 		var peak int64
-		sampling := make(chan struct{})
+		stop, sampled := make(chan struct{}), make(chan struct{})
 		go func() {
-			defer close(sampling)
+			defer close(sampled)
 			for {
 				if r := rssKiB(s.col.cmd.Process.Pid); r > peak {
 					peak = r
 				}
 				select {
-				case <-ctx.Done():
+				case <-stop:
 					return
 				case <-time.After(500 * time.Millisecond):
-				}
-				if time.Since(start) > rounds*time.Second+5*time.Second {
-					return
 				}
 			}
 		}()
 		wg.Wait()
+		close(stop)
+		<-sampled
 		connected := time.Since(start)
-		<-sampling
 		open := rssKiB(s.col.cmd.Process.Pid)
 		pool, err := pgxpool.New(ctx, s.db)
 		if err != nil {
