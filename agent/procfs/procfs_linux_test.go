@@ -187,3 +187,19 @@ func TestReadActorNoLookup(t *testing.T) {
 		t.Errorf("ReadActor: missing %v (%v)", MissingKeys(err), err)
 	}
 }
+
+// BenchmarkReadActorNoLookup reads a live process's actor as the fanotify
+// capture group does while the opener waits in open(2): the time it adds to
+// a process's first open of a watched file.
+func BenchmarkReadActorNoLookup(b *testing.B) {
+	cmd := exec.Command("/bin/sleep", "60")
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	for b.Loop() {
+		if _, err := ReadActorNoLookup("", cmd.Process.Pid, 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

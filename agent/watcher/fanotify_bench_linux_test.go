@@ -100,7 +100,9 @@ func startBenchFanotify(b *testing.B, path string, capture bool, sink Sink) *fan
 		b.Fatal(err)
 	}
 	w := newFanotifyWatcher(rs, Options{}, slog.New(slog.DiscardHandler))
-	w.noCapture = !capture
+	if !capture {
+		w.captureInit = nil
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	b.Cleanup(cancel)
 	if err := w.start(ctx, sink); err != nil {
@@ -176,7 +178,8 @@ func (s *discardSink) Lost(string, int64) {}
 // watched, watched by the notification group only, and watched with open
 // capture (each open waits for its actor to be read, or for the stat read
 // that confirms a cached one). The figure is ns_per_open; ns/op includes
-// starting the child, amortised over b.N opens.
+// starting the child, amortised over b.N opens. A process's first open also
+// pays the full /proc read: see procfs's BenchmarkReadActorNoLookup.
 func BenchmarkFanotifyOpenLatency(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Skip("needs root (CAP_SYS_ADMIN) for fanotify")

@@ -30,7 +30,9 @@ import (
 // renames are seen next to opens, reads and writes. Handles are turned back
 // into paths from a map filled as marks are placed (handle → path), and with
 // open_by_handle_at for the rare handle the map does not know (a subdirectory
-// of a non-recursive rule, the far side of a rename).
+// of a non-recursive rule, the far side of a rename). A second group, of
+// permission events, reads the actor of each open while it is still alive
+// (fanotify_perm_linux.go).
 const (
 	fanInitFlags  = unix.FAN_CLASS_NOTIF | unix.FAN_CLOEXEC | unix.FAN_NONBLOCK | unix.FAN_REPORT_DFID_NAME_TARGET
 	fanFileMask   = unix.FAN_OPEN | unix.FAN_ACCESS | unix.FAN_MODIFY | unix.FAN_CLOSE_WRITE | unix.FAN_CLOSE_NOWRITE | unix.FAN_ATTRIB
@@ -142,7 +144,9 @@ type fanotifyWatcher struct {
 	permMu      sync.Mutex
 	permFd      int
 	captureDone chan struct{}
-	noCapture   bool // for benchmarks: the watcher as it is without capture
+	// captureInit opens the group; tests replace it to see the watcher
+	// carry on without one, nil turns capture off.
+	captureInit func() (int, error)
 
 	// actorCache is shared by the read loop and the capture loop.
 	cacheMu    sync.Mutex
@@ -160,7 +164,7 @@ type fanActor struct {
 }
 
 func newFanotifyWatcher(rs *fileRules, opts Options, log *slog.Logger) *fanotifyWatcher {
-	return &fanotifyWatcher{rules: rs, log: log, procRoot: opts.ProcRoot, self: int32(os.Getpid()), fd: -1, permFd: -1,
+	return &fanotifyWatcher{rules: rs, log: log, procRoot: opts.ProcRoot, self: int32(os.Getpid()), fd: -1, permFd: -1, captureInit: captureInit,
 		nodes: map[string]*fanNode{}, mounts: map[[8]byte]int{}, sessions: map[fanSession]uint8{},
 		actorCache: map[int32]cachedActor{}}
 }
@@ -265,7 +269,8 @@ func (w *fanotifyWatcher) close() {
 // run reads events until the wake-up pipe is written, then drains what the
 // kernel already queued, so a clean shutdown loses nothing.
 func (w *fanotifyWatcher) run(wake int, sink Sink) {
-	// The actor of a trip is read from /proc after the event, racing its
+	// Unless the capture group read it at open (fanotify_perm_linux.go),
+	// the actor of a trip is read from /proc after the event, racing its
 	// exit: a short-lived process is gone within a millisecond. On a busy
 	// host the reader thread wins that race more often with a higher
 	// scheduling priority. The goroutine keeps this thread to itself and

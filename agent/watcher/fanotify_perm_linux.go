@@ -48,19 +48,27 @@ const (
 	permReadSize = 64 * fanMetaSize
 )
 
+func captureInit() (int, error) {
+	fd, err := unix.FanotifyInit(permInitFlags, permEventFlags)
+	if err != nil {
+		return -1, fmt.Errorf("opening fanotify for permission events: %w", err)
+	}
+	return fd, nil
+}
+
 // startOpenCapture opens the capture group and starts answering its events
 // on wake-up pipe wake. Without it (no CONFIG_FANOTIFY_ACCESS_PERMISSIONS, or
 // not allowed) the watcher carries on as before: actors read after the event.
 // It must run before any mark is placed, since the agent's own opens of
 // watched directories while marking wait for an answer too.
 func (w *fanotifyWatcher) startOpenCapture(wake int) {
-	if w.noCapture {
+	if w.captureInit == nil {
 		return
 	}
-	fd, err := unix.FanotifyInit(permInitFlags, permEventFlags)
+	fd, err := w.captureInit()
 	if err != nil {
 		w.log.Warn("fanotify permission events unavailable: short-lived actors may be reported with fields missing",
-			"tripwire.watcher.mechanism", MechanismFanotify, "error", fmt.Errorf("opening fanotify: %w", err).Error())
+			"tripwire.watcher.mechanism", MechanismFanotify, "error", err.Error())
 		return
 	}
 	w.permFd = fd

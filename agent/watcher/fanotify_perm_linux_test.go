@@ -9,9 +9,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/tripwire-sec/tripwire/internal/event"
 )
@@ -103,6 +106,60 @@ func TestFanotifyStopDoesNotHangOpens(t *testing.T) {
 		<-exited
 		t.Error("cat of the watched file hung after the watcher stopped")
 	}
+}
+
+// Without permission events (a kernel built without
+// CONFIG_FANOTIFY_ACCESS_PERMISSIONS: simulated by making the group's
+// creation fail, since this kernel has them) the watcher says so once and
+// runs as before, reading actors after the event.
+func TestFanotifyWithoutOpenCapture(t *testing.T) {
+	needRoot(t)
+	f := filepath.Join(t.TempDir(), "f")
+	writeFile(t, f, "1")
+	rs, err := compileFileRules([]FileRule{{Name: "r", Severity: event.SeverityInfo, Paths: []string{f}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.classify(); err != nil {
+		t.Fatal(err)
+	}
+	var logs lockedBuffer
+	w := newFanotifyWatcher(rs, Options{}, newTextLogger(&logs))
+	w.captureInit = func() (int, error) { return -1, fmt.Errorf("opening fanotify for permission events: %w", unix.EINVAL) }
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	s := newFileSink()
+	if err := w.start(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	if w.captureDone != nil {
+		t.Error("a capture loop runs without a capture group")
+	}
+	pid := run(t, "/bin/cat", f)
+	s.waitFor(t, "access by cat", and(on(event.FileAccess, f), byPID(pid)))
+	if got := logs.String(); strings.Count(got, "fanotify permission events unavailable") != 1 || !strings.Contains(got, "invalid argument") {
+		t.Errorf("want one warning naming the cause, got:\n%s", got)
+	}
+	if c := w.counters()["opens_captured"]; c != 0 {
+		t.Errorf("opens_captured %d without a capture group", c)
+	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // fanotifyGroups counts this process's fanotify descriptors.

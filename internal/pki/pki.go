@@ -33,6 +33,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -95,6 +96,19 @@ type Entry struct {
 	RevokedAt *time.Time `json:"revoked_at,omitempty"`
 }
 
+// mu serialises index updates within a process; lockDir across processes.
+var mu sync.Mutex
+
+func locked(dir string) (func(), error) {
+	mu.Lock()
+	unlock, err := lockDir(dir)
+	if err != nil {
+		mu.Unlock()
+		return nil, err
+	}
+	return func() { unlock(); mu.Unlock() }, nil
+}
+
 // index is the serial index: every certificate issued, and the CRL number,
 // which must grow with every CRL signed.
 type index struct {
@@ -113,6 +127,11 @@ func Init(dir string) error {
 	if err := os.Chmod(dir, 0o700); err != nil {
 		return fmt.Errorf("restricting %s: %w", dir, err)
 	}
+	unlock, err := locked(dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if _, err := os.Stat(filepath.Join(dir, CAKeyFile)); err == nil {
 		return fmt.Errorf("CA in %s: %w", dir, ErrExists)
 	}
@@ -149,7 +168,7 @@ func Init(dir string) error {
 	if err := saveIndex(dir, &index{}); err != nil {
 		return err
 	}
-	return WriteCRL(dir)
+	return writeCRL(dir)
 }
 
 // IssueServer issues the collector's server certificate for the given DNS
@@ -212,6 +231,11 @@ func issue(dir, kind, name string, tmpl *x509.Certificate, validity time.Duratio
 	if err != nil {
 		return Issued{}, err
 	}
+	unlock, err := locked(dir)
+	if err != nil {
+		return Issued{}, err
+	}
+	defer unlock()
 	idx, err := loadIndex(dir)
 	if err != nil {
 		return Issued{}, err
@@ -257,6 +281,14 @@ func issue(dir, kind, name string, tmpl *x509.Certificate, validity time.Duratio
 // issued for the host or server name what, and rewrites the CRL. It returns
 // the entries it revoked.
 func Revoke(dir, what string) ([]Entry, error) {
+	if _, _, err := loadCA(dir); err != nil {
+		return nil, err
+	}
+	unlock, err := locked(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	idx, err := loadIndex(dir)
 	if err != nil {
 		return nil, err
@@ -286,7 +318,7 @@ func Revoke(dir, what string) ([]Entry, error) {
 	if err := saveIndex(dir, idx); err != nil {
 		return nil, err
 	}
-	return revoked, WriteCRL(dir)
+	return revoked, writeCRL(dir)
 }
 
 // List returns the index, oldest first.
@@ -302,6 +334,18 @@ func List(dir string) ([]Entry, error) {
 // crl.pem. Revoked certificates stay listed after they expire: the list is
 // short and a verifier that ignores expiry still refuses them.
 func WriteCRL(dir string) error {
+	if _, _, err := loadCA(dir); err != nil {
+		return err
+	}
+	unlock, err := locked(dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return writeCRL(dir)
+}
+
+func writeCRL(dir string) error {
 	caCert, caKey, err := loadCA(dir)
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -283,7 +284,7 @@ func TestFileModes(t *testing.T) {
 	want := map[string]os.FileMode{
 		".": 0o700, AgentsDir: 0o700,
 		CACertFile: 0o644, CAKeyFile: 0o600, ServerCertFile: 0o644, ServerKeyFile: 0o600,
-		CRLFile: 0o644, IndexFile: 0o644,
+		CRLFile: 0o644, IndexFile: 0o644, ".lock": 0o600,
 		"agents/h.crt": 0o644, "agents/h.key": 0o600,
 	}
 	for name, mode := range want {
@@ -298,7 +299,7 @@ func TestFileModes(t *testing.T) {
 	// No temporary files are left behind by the atomic writes.
 	ents, _ := os.ReadDir(dir)
 	for _, e := range ents {
-		if e.Name()[0] == '.' {
+		if e.Name()[0] == '.' && e.Name() != ".lock" {
 			t.Errorf("leftover %s", e.Name())
 		}
 	}
@@ -312,5 +313,31 @@ func TestFileModes(t *testing.T) {
 	}
 	if fi, _ := os.Stat(open); fi.Mode().Perm() != 0o700 {
 		t.Errorf("Init left %s at %o", open, fi.Mode().Perm())
+	}
+}
+
+// TestConcurrentIssue: parallel issues (an operator script, several
+// terminals) lose no index entry.
+func TestConcurrentIssue(t *testing.T) {
+	dir := newPKI(t)
+	const n = 20
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			_, err := IssueAgent(dir, fmt.Sprintf("host-%02d", i), 0)
+			errs <- err
+		}()
+	}
+	for i := 0; i < n; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	certs, err := List(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(certs) != n {
+		t.Fatalf("index has %d entries after %d concurrent issues", len(certs), n)
 	}
 }
