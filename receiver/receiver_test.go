@@ -44,7 +44,7 @@ type fixture struct {
 	ca   *x509.CertPool
 }
 
-func newPKI(t *testing.T) string {
+func newPKI(t testing.TB) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "pki")
 	require.NoError(t, pki.Init(dir))
@@ -53,7 +53,7 @@ func newPKI(t *testing.T) string {
 	return dir
 }
 
-func start(t *testing.T, dir string) *fixture {
+func start(t testing.TB, dir string) *fixture {
 	t.Helper()
 	f := &fixture{dir: dir, sink: new(consumertest.LogsSink), tt: componenttest.NewTelemetry()}
 	t.Cleanup(func() { require.NoError(t, f.tt.Shutdown(context.Background())) })
@@ -79,7 +79,7 @@ func start(t *testing.T, dir string) *fixture {
 }
 
 // agent issues a client certificate for host from the fixture's CA.
-func (f *fixture) agent(t *testing.T, host string) tls.Certificate {
+func (f *fixture) agent(t testing.TB, host string) tls.Certificate {
 	t.Helper()
 	is, err := pki.IssueAgent(f.dir, host, 0)
 	require.NoError(t, err)
@@ -90,7 +90,7 @@ func (f *fixture) agent(t *testing.T, host string) tls.Certificate {
 
 // client dials the receiver as an OTLP client with the given certificates
 // (none for no client certificate).
-func (f *fixture) client(t *testing.T, tweak func(*tls.Config), certs ...tls.Certificate) plogotlp.GRPCClient {
+func (f *fixture) client(t testing.TB, tweak func(*tls.Config), certs ...tls.Certificate) plogotlp.GRPCClient {
 	t.Helper()
 	tc := &tls.Config{RootCAs: f.ca, ServerName: "localhost", Certificates: certs, MinVersion: tls.VersionTLS12}
 	if tweak != nil {
@@ -102,7 +102,7 @@ func (f *fixture) client(t *testing.T, tweak func(*tls.Config), certs ...tls.Cer
 	return plogotlp.NewGRPCClient(conn)
 }
 
-func export(t *testing.T, c plogotlp.GRPCClient, ld plog.Logs) (plogotlp.ExportResponse, error) {
+func export(t testing.TB, c plogotlp.GRPCClient, ld plog.Logs) (plogotlp.ExportResponse, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
