@@ -35,12 +35,12 @@ func agentBinary(t testing.TB) string {
 		return p
 	}
 	agentOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "tripwire-e2e-agent-")
-		if err != nil {
-			agentErr = err
+		// Under _build (gitignored), rebuilt each run: Go's cache makes that
+		// quick, and nothing is left in /tmp.
+		agentBin, agentErr = filepath.Abs("_build/e2e-agent/tripwire")
+		if agentErr != nil {
 			return
 		}
-		agentBin = filepath.Join(dir, "tripwire")
 		cmd := exec.Command("go", "build", "-o", agentBin, "github.com/tripwire-sec/tripwire/agent/cmd/tripwire")
 		agentLog, agentErr = cmd.CombinedOutput()
 	})

@@ -150,5 +150,10 @@ func (s *Settings) PoolConfig() (*pgxpool.Config, error) {
 	// server-side rather than holding a pool connection.
 	cfg.ConnConfig.RuntimeParams["statement_timeout"] = "30000"
 	cfg.ConnConfig.RuntimeParams["default_transaction_read_only"] = "on"
+	// pgx caches prepared statements, and PostgreSQL switches a statement
+	// to a generic plan after five runs. The explorer's filters differ
+	// wildly in selectivity (one host vs. all of one severity), so a plan
+	// made without the values is often the wrong index; plan per run.
+	cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
 	return cfg, nil
 }
