@@ -56,6 +56,7 @@ type Stats struct {
 	Trips     int64 // trips received from watchers
 	Coalesced int64 // repeats absorbed into summaries
 	Summaries int64 // summary events emitted
+	Duplicate int64 // one trip reported by two watchers at once (reload overlap), kept once
 	Chained   int64 // events appended to the chain
 	Dropped   int64 // trips dropped because the pipeline was full (reported as loss)
 	Invalid   int64 // events that failed validation (reported as loss)
@@ -67,7 +68,7 @@ type Pipeline struct {
 	opts Options
 	log  *slog.Logger
 
-	intake  chan *event.Event // watchers → coalescer
+	intake  chan intake       // watchers → coalescer
 	ordered chan *event.Event // coalescer and Emit → sequencer
 	lossCh  chan struct{}     // a loss was recorded: wake the sequencer
 
@@ -78,7 +79,8 @@ type Pipeline struct {
 	losses map[lossKey]int64
 	shed   spool.Shed
 
-	trips, coalesced, summaries, chained, dropped, invalid atomic.Int64
+	trips, coalesced, summaries, duplicates, chained, dropped, invalid atomic.Int64
+	sinks                                                              atomic.Uint64
 
 	nextSeq uint64
 	err     chan error // fatal errors of the stages
@@ -117,7 +119,7 @@ func New(opts Options) (*Pipeline, error) {
 	}
 	return &Pipeline{
 		opts: opts, log: opts.Logger,
-		intake:  make(chan *event.Event, opts.Queue),
+		intake:  make(chan intake, opts.Queue),
 		ordered: make(chan *event.Event, opts.Queue),
 		lossCh:  make(chan struct{}, 1),
 		losses:  map[lossKey]int64{},
@@ -228,7 +230,7 @@ func (p *Pipeline) Close(ctx context.Context) error {
 func (p *Pipeline) Stats() Stats {
 	return Stats{
 		Trips: p.trips.Load(), Coalesced: p.coalesced.Load(), Summaries: p.summaries.Load(),
-		Chained: p.chained.Load(), Dropped: p.dropped.Load(), Invalid: p.invalid.Load(),
+		Duplicate: p.duplicates.Load(), Chained: p.chained.Load(), Dropped: p.dropped.Load(), Invalid: p.invalid.Load(),
 		Queued: len(p.intake) + len(p.ordered),
 	}
 }
@@ -239,7 +241,7 @@ func (p *Pipeline) Stats() Stats {
 func (p *Pipeline) Sink(mechanism string, missing []string) *Sink {
 	missing = append([]string(nil), missing...)
 	sort.Strings(missing)
-	return &Sink{p: p, mechanism: mechanism, missing: missing}
+	return &Sink{p: p, mechanism: mechanism, missing: missing, id: p.sinks.Add(1)}
 }
 
 // Sink is one watcher's entry into the pipeline; it implements watcher.Sink.
@@ -247,6 +249,13 @@ type Sink struct {
 	p         *Pipeline
 	mechanism string
 	missing   []string
+	id        uint64 // tells the coalescer which watcher reported a trip
+}
+
+// intake is a trip on its way to the coalescer, with the sink it came from.
+type intake struct {
+	e    *event.Event
+	sink uint64 // 0: not from a watcher's sink
 }
 
 // Trip implements watcher.Sink.
@@ -257,7 +266,7 @@ func (s *Sink) Trip(e *event.Event) {
 	if e.Missing == nil && len(s.missing) > 0 {
 		e.Missing = s.missing
 	}
-	s.p.Trip(e)
+	s.p.trip(e, s.id)
 }
 
 // Lost implements watcher.Sink.
@@ -265,7 +274,9 @@ func (s *Sink) Lost(reason string, n int64) { s.p.lost(reason, s.mechanism, n) }
 
 // Trip takes one trip for coalescing. It blocks up to TripTimeout when the
 // pipeline is full, then counts the trip as lost.
-func (p *Pipeline) Trip(e *event.Event) {
+func (p *Pipeline) Trip(e *event.Event) { p.trip(e, 0) }
+
+func (p *Pipeline) trip(e *event.Event, sink uint64) {
 	p.trips.Add(1)
 	p.sendMu.RLock()
 	defer p.sendMu.RUnlock()
@@ -274,15 +285,16 @@ func (p *Pipeline) Trip(e *event.Event) {
 		p.dropped.Add(1)
 		return
 	}
+	in := intake{e: e, sink: sink}
 	select {
-	case p.intake <- e:
+	case p.intake <- in:
 		return
 	default:
 	}
 	t := time.NewTimer(p.opts.TripTimeout)
 	defer t.Stop()
 	select {
-	case p.intake <- e:
+	case p.intake <- in:
 	case <-t.C:
 		p.dropped.Add(1)
 		p.lost(ReasonPipelineFull, e.Mechanism, 1)
@@ -299,7 +311,7 @@ func (p *Pipeline) Emit(e *event.Event) {
 		return
 	}
 	// Through intake, so it is ordered after trips already queued.
-	p.intake <- e
+	p.intake <- intake{e: e}
 }
 
 // Lost records n events lost outside the pipeline (used by the agent for

@@ -14,6 +14,7 @@ import (
 // repeats are counted and summarised when the window ends.
 type burst struct {
 	start   time.Time
+	sink    uint64 // the watcher that reported the first trip
 	repeats int64
 	last    *event.Event
 }
@@ -86,11 +87,12 @@ func (p *Pipeline) coalesce() {
 	}
 	for {
 		select {
-		case e, ok := <-p.intake:
+		case in, ok := <-p.intake:
 			if !ok {
 				flush(time.Now(), true)
 				return
 			}
+			e := in.e
 			if !coalescible(e) {
 				p.ordered <- e
 				continue
@@ -98,12 +100,18 @@ func (p *Pipeline) coalesce() {
 			k := tripKey(e)
 			now := time.Now()
 			if b := bursts[k]; b != nil && now.Sub(b.start) < p.opts.Window {
+				if in.sink != 0 && b.sink != 0 && in.sink != b.sink {
+					// Another watcher with the same rule: during a reload the
+					// old and new watchers overlap and both see one trip.
+					p.duplicates.Add(1)
+					continue
+				}
 				b.repeats++
 				b.last = e
 				p.coalesced.Add(1)
 				continue
 			}
-			bursts[k] = &burst{start: now}
+			bursts[k] = &burst{start: now, sink: in.sink}
 			arm()
 			p.ordered <- e
 		case now := <-tick.C:
