@@ -58,17 +58,10 @@ func FromLogRecord(lr plog.LogRecord) (*Event, error) {
 		Time:         tsTime(lr.Timestamp()),
 		ObservedTime: tsTime(lr.ObservedTimestamp()),
 	}
-	if lr.SeverityText() != "" || lr.SeverityNumber() != 0 {
-		sev, err := ParseSeverity(lr.SeverityText())
-		if err != nil {
-			return nil, err
-		}
-		if int32(lr.SeverityNumber()) != sev.Number() {
-			return nil, fmt.Errorf("%w: severity number %d does not match %s", ErrBadSeverity, lr.SeverityNumber(), sev)
-		}
-		e.Severity = sev
-	}
 	var err error
+	if e.Severity, err = recordSeverity(lr.SeverityText(), int32(lr.SeverityNumber())); err != nil {
+		return nil, err
+	}
 	lr.Attributes().Range(func(k string, pv pcommon.Value) bool {
 		f := fieldByKey[k]
 		if f == nil {
@@ -95,6 +88,22 @@ func FromLogRecord(lr plog.LogRecord) (*Event, error) {
 		return nil, err
 	}
 	return e, nil
+}
+
+// recordSeverity reads a record's severity: text and number must agree; both
+// absent is "unset" (Validate rejects it).
+func recordSeverity(text string, number int32) (Severity, error) {
+	if text == "" && number == 0 {
+		return SeverityUnset, nil
+	}
+	sev, err := ParseSeverity(text)
+	if err != nil {
+		return SeverityUnset, err
+	}
+	if number != sev.Number() {
+		return SeverityUnset, fmt.Errorf("%w: severity number %d does not match %s", ErrBadSeverity, number, sev)
+	}
+	return sev, nil
 }
 
 func tsTime(ts pcommon.Timestamp) time.Time {
@@ -149,17 +158,10 @@ func FromRecord(r apiRecord) (*Event, error) {
 	if t := r.ObservedTimestamp(); !t.IsZero() {
 		e.ObservedTime = t.UTC()
 	}
-	if r.SeverityText() != "" || r.Severity() != 0 {
-		sev, err := ParseSeverity(r.SeverityText())
-		if err != nil {
-			return nil, err
-		}
-		if int32(r.Severity()) != sev.Number() {
-			return nil, fmt.Errorf("%w: severity number %d does not match %s", ErrBadSeverity, r.Severity(), sev)
-		}
-		e.Severity = sev
-	}
 	var err error
+	if e.Severity, err = recordSeverity(r.SeverityText(), int32(r.Severity())); err != nil {
+		return nil, err
+	}
 	r.WalkAttributes(func(kv attribute.KeyValue) bool {
 		f := fieldByKey[string(kv.Key)]
 		if f == nil {
