@@ -1,12 +1,12 @@
 package auditchain
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 )
@@ -68,41 +68,108 @@ type Report struct {
 
 // Verify streams a log and reports its first break. The error is for an
 // unreadable log (I/O), not for tampering.
+//
+// Hashing dominates, and each entry's hash can be checked on its own, so
+// blocks of lines are checked on every core while one goroutine follows the
+// links in order.
 func Verify(r io.Reader, anchor *Anchor) (Report, error) {
 	v := verifier{anchor: anchor}
 	copy(v.prevHash[:], Genesis)
-	br := bufio.NewReaderSize(r, 1<<20)
-	var long []byte // a line longer than the buffer
-	for v.brk == nil || v.pending != nil {
-		line, err := br.ReadSlice('\n')
-		if errors.Is(err, bufio.ErrBufferFull) {
-			long = append(long, line...)
-			continue
-		}
-		if long != nil {
-			line = append(long, line...)
-			long = nil
-		}
-		if len(line) > 0 {
-			if line[len(line)-1] != '\n' {
-				// A last line without a newline: a torn write or an edit.
-				v.line++
-				v.fail(Malformed, v.prevSeq+1, "last line is incomplete (no newline)")
+	stop := make(chan struct{})
+	defer close(stop)
+	blocks, readErr := checkBlocks(r, stop)
+	for blk := range blocks {
+		<-blk.done
+		for i := range blk.results {
+			if v.brk != nil && v.pending == nil {
 				break
 			}
-			v.entry(line[:len(line)-1])
+			v.link(&blk.results[i])
 		}
-		if errors.Is(err, io.EOF) {
-			break
+		if v.brk == nil && blk.torn {
+			v.line++
+			v.fail(Malformed, v.prevSeq+1, "last line is incomplete (no newline)")
 		}
-		if err != nil {
-			return v.report(), fmt.Errorf("reading audit log: %w", err)
+		if v.brk != nil && v.pending == nil {
+			return v.report(), nil
 		}
 	}
+	if err := <-readErr; err != nil {
+		return v.report(), fmt.Errorf("reading audit log: %w", err)
+	}
+	v.pending = nil
 	if v.brk == nil {
 		v.end()
 	}
 	return v.report(), nil
+}
+
+// block is a run of whole lines, checked by a worker.
+type block struct {
+	data    []byte
+	torn    bool // data ends with a line that has no newline (the log's end)
+	results []checked
+	done    chan struct{}
+}
+
+const blockSize = 1 << 20
+
+// checkBlocks reads r into blocks of whole lines, hands them to one checking
+// goroutine per CPU and returns them in order. The error channel yields the
+// read error, if any, once blocks is closed.
+func checkBlocks(r io.Reader, stop <-chan struct{}) (<-chan *block, <-chan error) {
+	workers := runtime.GOMAXPROCS(0)
+	ordered := make(chan *block, 2*workers)
+	jobs := make(chan *block, 2*workers)
+	readErr := make(chan error, 1)
+	for i := 0; i < workers; i++ {
+		go func() {
+			var c checker
+			for blk := range jobs {
+				c.block(blk)
+				close(blk.done)
+			}
+		}()
+	}
+	go func() {
+		defer close(readErr)
+		defer close(ordered)
+		defer close(jobs)
+		var carry []byte
+		for {
+			buf := make([]byte, len(carry), max(blockSize, 2*len(carry)))
+			copy(buf, carry)
+			n, err := io.ReadFull(r, buf[len(buf):cap(buf)])
+			buf = buf[:len(buf)+n]
+			eof := errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+			if err != nil && !eof {
+				readErr <- err
+				return
+			}
+			end := bytes.LastIndexByte(buf, '\n') + 1
+			blk := &block{data: buf[:end], done: make(chan struct{})}
+			carry = buf[end:]
+			if eof && len(carry) > 0 {
+				blk.torn = true
+			}
+			if end > 0 || blk.torn {
+				select {
+				case jobs <- blk:
+				case <-stop:
+					return
+				}
+				select {
+				case ordered <- blk:
+				case <-stop:
+					return
+				}
+			}
+			if eof {
+				return
+			}
+		}
+	}()
+	return ordered, readErr
 }
 
 // VerifyFile verifies the log at path.
@@ -125,39 +192,88 @@ type verifier struct {
 	pending  *rawEntry
 	pendLine int64
 	brk      *Break
-	e        rawEntry
-	h        hasher
-	num      []byte
 }
 
 func (v *verifier) fail(kind BreakKind, seq uint64, format string, args ...any) {
 	v.brk = &Break{Kind: kind, Seq: seq, Line: v.line, Detail: fmt.Sprintf(format, args...)}
 }
 
-func (v *verifier) entry(line []byte) {
+// checked is one line after the checks that need no other line.
+type checked struct {
+	raw    rawEntry
+	status checkStatus
+}
+
+type checkStatus uint8
+
+const (
+	checkedOK checkStatus = iota
+	checkedMalformed
+	checkedHashMismatch
+	checkedSeqMismatch
+)
+
+// checker checks lines; one per worker.
+type checker struct {
+	h   hasher
+	num []byte
+}
+
+func (c *checker) block(blk *block) {
+	data := blk.data
+	for len(data) > 0 {
+		line := data
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			line, data = data[:i], data[i+1:]
+		} else {
+			data = nil // the torn last line: reported by Verify
+			continue
+		}
+		blk.results = append(blk.results, c.check(line))
+	}
+}
+
+func (c *checker) check(line []byte) checked {
+	var r checked
+	e := &r.raw
+	if parseLine(line, e) != nil {
+		r.status = checkedMalformed
+		return r
+	}
+	if !c.h.matches(e.prevHash, e.payload, e.hash) {
+		r.status = checkedHashMismatch
+		return r
+	}
+	// The seq outside the payload must be the one inside it.
+	c.num = append(strconv.AppendUint(append(c.num[:0], `"tripwire.seq":`...), e.seq, 10), ',')
+	if !bytes.Contains(e.payload, c.num) && !bytes.HasSuffix(e.payload, append(c.num[:len(c.num)-1], '}')) {
+		r.status = checkedSeqMismatch
+	}
+	return r
+}
+
+// link follows the chain from the previous entry to this one.
+func (v *verifier) link(c *checked) {
 	v.line++
-	e := &v.e
+	e := &c.raw
 	if v.pending != nil {
 		// The entry after a jump in seq tells a deletion from a reordering.
 		want := v.prevSeq + 1
-		if parseLine(line, e) == nil && e.seq == want && bytes.Equal(e.prevHash, v.prevHash[:]) {
+		if c.status != checkedMalformed && e.seq == want && bytes.Equal(e.prevHash, v.prevHash[:]) {
 			v.brk = &Break{Kind: Reordered, Seq: want, Line: v.line,
 				Detail: fmt.Sprintf("seq %d comes after seq %d (line %d)", want, v.pending.seq, v.pendLine)}
 		}
 		v.pending = nil
 		return
 	}
-	if err := parseLine(line, e); err != nil {
+	switch c.status {
+	case checkedMalformed:
 		v.fail(Malformed, v.prevSeq+1, "line is not an audit entry")
 		return
-	}
-	if !v.h.matches(e.prevHash, e.payload, e.hash) {
+	case checkedHashMismatch:
 		v.fail(Modified, e.seq, "content does not match its hash")
 		return
-	}
-	// The seq outside the payload must be the one inside it.
-	v.num = append(strconv.AppendUint(append(v.num[:0], `"tripwire.seq":`...), e.seq, 10), ',')
-	if !bytes.Contains(e.payload, v.num) && !bytes.HasSuffix(e.payload, append(v.num[:len(v.num)-1], '}')) {
+	case checkedSeqMismatch:
 		v.fail(Modified, e.seq, "entry seq differs from the payload's tripwire.seq")
 		return
 	}
@@ -175,7 +291,7 @@ func (v *verifier) entry(line []byte) {
 	case e.seq < want:
 		v.fail(Inserted, e.seq, "seq %d appears again after seq %d", e.seq, v.prevSeq)
 		return
-	default: // e.Seq > want: deleted, unless the missing entries follow (reordered)
+	default: // e.seq > want: deleted, unless the missing entries follow (reordered)
 		v.fail(Deleted, want, "seq %d follows seq %d: %d entries missing", e.seq, v.prevSeq, e.seq-want)
 		v.pending = &rawEntry{seq: e.seq}
 		v.pendLine = v.line
