@@ -33,9 +33,9 @@ if section exporter; then
   echo "== exporter: events/s into PostgreSQL vs raw COPY"
   go test -run '^$' -bench . -benchtime 3x ./exporter
 fi
-if section ingest && [ -x bench/ingest/run.sh ]; then
-  echo "== ingest: OTLP load generator → collector → PostgreSQL; latency; 1,000 agents"
-  ./bench/ingest/run.sh
+if section ingest; then
+  echo "== delivery: trip → row latency at 200/s; OTLP load generator → collector → PostgreSQL vs raw COPY; 1,000 agents"
+  go test -run '^$' -bench . -benchtime 1x -timeout 30m -v ./collector/ | grep -E 'Benchmark|bench_test'
 fi
 if section plugin && [ -x grafana-plugin/bench.sh ]; then
   echo "== plugin: /api/v1/alerts over 5,000,000 alerts; INSERT → stream frame"
