@@ -51,6 +51,10 @@ func TestMain(m *testing.M) {
 func pluginBinary(t *testing.T) string {
 	t.Helper()
 	if p := os.Getenv("TRIPWIRE_PLUGIN_BINARY"); p != "" {
+		if !filepath.IsAbs(p) {
+			// Relative to the module root (grafana-plugin/), where mage runs.
+			p = filepath.Join("..", "..", p)
+		}
 		abs, err := filepath.Abs(p)
 		if err != nil {
 			t.Fatal(err)
