@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -151,9 +152,19 @@ func (c *Cluster) loadTemplate() error {
 	if err != nil {
 		return err
 	}
-	schema, err := os.ReadFile(schemaFile)
+	// Every migration, in order, as the exporter applies them.
+	files, err := filepath.Glob(filepath.Join(filepath.Dir(schemaFile), "*.sql"))
 	if err != nil {
 		return err
+	}
+	sort.Strings(files)
+	var schema []byte
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		schema = append(append(schema, b...), '\n')
 	}
 	conn, err := pgx.Connect(ctx, c.DSN("postgres"))
 	if err != nil {
@@ -170,7 +181,7 @@ func (c *Cluster) loadTemplate() error {
 	}
 	defer conn.Close(ctx)
 	if _, err := conn.Exec(ctx, string(schema)); err != nil {
-		return fmt.Errorf("loading %s: %w", schemaFile, err)
+		return fmt.Errorf("loading the migrations in %s: %w", filepath.Dir(schemaFile), err)
 	}
 	// Monthly partitions around now, as the exporter creates them.
 	now := time.Now().UTC()
