@@ -21,6 +21,10 @@ const (
 	// honeyReadWait is how long a honeyport waits for a client to speak:
 	// scanners that send a banner request do so at once.
 	honeyReadWait = 500 * time.Millisecond
+	// honeyTrailWait is how long a honeyport keeps reading once the client
+	// has spoken: long enough for the rest of one request, short enough that
+	// the trip is not held back.
+	honeyTrailWait = 20 * time.Millisecond
 	// honeyMaxReaders bounds concurrent reads; connections beyond it are
 	// recorded without their first bytes, so a flood costs no memory.
 	honeyMaxReaders = 64
@@ -135,14 +139,17 @@ func (h *honeyport) acceptLoop(ln net.Listener, t netTarget, sink Sink, sem chan
 	}
 }
 
-// honeyRead returns what the client sends within honeyReadWait, at most
-// honeyFirstBytes.
+// honeyRead returns what the client sends, at most honeyFirstBytes: it waits
+// up to honeyReadWait for the first bytes, then honeyTrailWait for more.
 func honeyRead(c net.Conn) []byte {
 	buf := make([]byte, honeyFirstBytes)
 	c.SetReadDeadline(time.Now().Add(honeyReadWait))
 	n := 0
 	for n < len(buf) {
 		m, err := c.Read(buf[n:])
+		if m > 0 && n == 0 {
+			c.SetReadDeadline(time.Now().Add(honeyTrailWait))
+		}
 		n += m
 		if err != nil {
 			break
