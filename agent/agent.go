@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"log/slog"
 	"net"
 	"net/http"
@@ -107,6 +108,7 @@ func New(cfg *config.Config, opts Options) (a *Agent, err error) {
 		return nil, err
 	}
 	a.metrics = health.NewMetrics()
+	a.metrics.Registry.MustRegister(watcherCounters{a})
 	a.pipe, err = pipeline.New(pipeline.Options{
 		Chain: a.chain, ChainPath: cfg.Audit.Path, Spool: a.spool,
 		OnChained: a.observe, Logger: a.log,
@@ -549,5 +551,35 @@ func (a *Agent) startEvent() *event.Event {
 	return &event.Event{
 		Name: event.AgentStart, Severity: event.SeverityInfo, Time: time.Now().UTC(),
 		Agent: &event.Agent{Watchers: a.watcherModes(), Status: "ONLINE", Unserved: unserved},
+	}
+}
+
+// watcherCounters exports what each running watcher's mechanism counted
+// (kernel-side matches and ring-buffer losses, malformed records, ...) as
+// tripwire_agent_watcher_counter; a reload restarts the counts, which
+// Prometheus treats as a counter reset.
+type watcherCounters struct{ a *Agent }
+
+var watcherCounterDesc = prometheus.NewDesc("tripwire_agent_watcher_counter",
+	"What a watcher's mechanism counted, by kind, mechanism and counter name.",
+	[]string{"kind", "mechanism", "name"}, nil)
+
+func (c watcherCounters) Describe(ch chan<- *prometheus.Desc) { ch <- watcherCounterDesc }
+
+func (c watcherCounters) Collect(ch chan<- prometheus.Metric) {
+	c.a.mu.Lock()
+	ws := append([]running(nil), c.a.watchers...)
+	c.a.mu.Unlock()
+	// Summed per label set: two watchers may share a kind and mechanism.
+	sums := map[[3]string]uint64{}
+	for _, r := range ws {
+		if wc, ok := r.w.(watcher.Counters); ok {
+			for name, v := range wc.Counters() {
+				sums[[3]string{r.w.Kind(), r.w.Mechanism(), name}] += v
+			}
+		}
+	}
+	for k, v := range sums {
+		ch <- prometheus.MustNewConstMetric(watcherCounterDesc, prometheus.CounterValue, float64(v), k[0], k[1], k[2])
 	}
 }

@@ -120,7 +120,8 @@ func TestReloadKeepsQueuedEvents(t *testing.T) {
 	}
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{`tripwire_agent_events_total{rule="burst",type="file"}`, "tripwire_agent_spool_depth", "tripwire_agent_watchers{kind=\"file\",mechanism=\"fanotify\"} 1"} {
+	for _, want := range []string{`tripwire_agent_events_total{rule="burst",type="file"}`, "tripwire_agent_spool_depth", "tripwire_agent_watchers{kind=\"file\",mechanism=\"fanotify\"} 1",
+		`tripwire_agent_watcher_counter{kind="file",mechanism="fanotify",name="kernel_overflows"}`} {
 		if !strings.Contains(string(metrics), want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
