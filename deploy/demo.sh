@@ -29,7 +29,7 @@ as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$
 psql_demo() { psql -X -q -h "$DEMO/pgsock" -p "$PGPORT" -U postgres -d tripwire "$@"; }
 
 stop() {
-  for p in agent collector service; do
+  for p in grafana agent collector service; do
     if [ -f "$DEMO/$p.pid" ]; then
       kill "$(cat "$DEMO/$p.pid")" 2>/dev/null || true
     fi
@@ -195,9 +195,36 @@ echo "    central: host seq hash = $head; breaks: $breaks"
 [ "$breaks" = 0 ] || fail "the collector found breaks in the chain"
 ok "chain verified on the host and centrally"
 
-if command -v grafana-server >/dev/null || command -v grafana >/dev/null; then
-  step "Grafana"
-  echo "    a Grafana binary is on PATH: see README (Grafana) to load grafana-plugin/dist and dashboards/"
+grafana_bin=$(command -v grafana-server || command -v grafana || true)
+if [ -n "$grafana_bin" ]; then
+  step "Grafana with the TripWire app"
+  [ -s grafana-plugin/dist/plugin.json ] || make -s plugin >"$DEMO/plugin.log" 2>&1 ||
+    fail "building the plugin failed (see .demo/plugin.log)" "make plugin"
+  G=$DEMO/grafana
+  mkdir -p "$G/plugins" "$G/data" "$G/provisioning"
+  ln -s "$ROOT/grafana-plugin/dist" "$G/plugins/tripwiresec-tripwire-app"
+  cp -r dashboards/provisioning/. "$G/provisioning/"
+  # The provisioned dashboards path points at this checkout instead of /etc.
+  sed -i "s#/etc/grafana/dashboards/tripwire#$ROOT/dashboards#" "$G/provisioning/dashboards/tripwire.yaml"
+  admin_password=$(head -c 12 /dev/urandom | base64 | tr -d '/+=')
+  args=(); [ "$(basename "$grafana_bin")" = grafana ] && args=(server)
+  # Grafana's home holds conf/defaults.ini: beside its binary, or the packages' place.
+  home=${GRAFANA_HOME:-}
+  for h in "$(dirname "$(dirname "$(readlink -f "$grafana_bin")")")" /usr/share/grafana; do
+    [ -z "$home" ] && [ -f "$h/conf/defaults.ini" ] && home=$h
+  done
+  [ -n "$home" ] || fail "cannot find Grafana's home (conf/defaults.ini)" "set GRAFANA_HOME"
+  GF_PATHS_DATA=$G/data GF_PATHS_PLUGINS=$G/plugins GF_PATHS_PROVISIONING=$G/provisioning GF_PATHS_LOGS=$G \
+    GF_SERVER_HTTP_ADDR=127.0.0.1 GF_SERVER_HTTP_PORT=13000 GF_SECURITY_ADMIN_PASSWORD=$admin_password \
+    GF_PLUGINS_ALLOW_LOADING_UNSIGNED_PLUGINS=tripwiresec-tripwire-app,tripwiresec-tripwire-datasource \
+    TRIPWIRE_PG_HOST=127.0.0.1 TRIPWIRE_PG_PORT=$PGPORT TRIPWIRE_PG_DATABASE=tripwire TRIPWIRE_PG_USER=postgres \
+    TRIPWIRE_PG_SSLMODE=disable TRIPWIRE_PG_PASSWORD= \
+    "$grafana_bin" "${args[@]}" --homepath "$home" \
+    >"$G/grafana.log" 2>&1 &
+  echo $! >"$DEMO/grafana.pid"
+  for _ in $(seq 60); do curl -fs http://127.0.0.1:13000/api/health >/dev/null 2>&1 && break; sleep 0.5; done
+  curl -fs http://127.0.0.1:13000/api/health >/dev/null 2>&1 || fail "Grafana did not start (see .demo/grafana/grafana.log)"
+  ok "Grafana on http://127.0.0.1:13000 (admin / $admin_password): Apps → TripWire, dashboard TripWire overview"
 fi
 
 printf '\nTripWire is running. Try: cat %s ; nc -z 127.0.0.1 %s\n' "$DEMO/decoys/passwords.txt" "$HONEYPORT"
