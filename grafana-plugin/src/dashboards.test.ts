@@ -42,7 +42,7 @@ describe('provisioning', () => {
     expect(uid).toBe('tripwire');
     expect(ds.datasources[0].jsonData.password).toBeUndefined();
     expect(ds.datasources[0].secureJsonData.password).toBeDefined();
-    expect(ds.datasources[0].jsonData.heartbeatSeconds).toBe(15);
+    expect(ds.datasources[0].jsonData.heartbeatSeconds).toBe(30);
   });
 
   it('enables the app', () => {

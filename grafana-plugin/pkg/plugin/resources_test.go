@@ -258,7 +258,7 @@ func TestHostsDerivedStatus(t *testing.T) {
 		OfflineAfter float64 `json:"offline_after_seconds"`
 	}](t, body)
 	if resp.OfflineAfter != 45 {
-		t.Errorf("offline after %v s, want 45 (3 × 15 s heartbeat)", resp.OfflineAfter)
+		t.Errorf("offline after %v s, want 45 (3 × the fixture's 15 s heartbeat)", resp.OfflineAfter)
 	}
 	want := map[string]string{"web-01": "ONLINE", "db-01": "OFFLINE", "mac-01": "DEGRADED"}
 	if len(resp.Hosts) != len(want) {

@@ -35,7 +35,7 @@ type Settings struct {
 }
 
 const (
-	defaultHeartbeat = 15 * time.Second
+	defaultHeartbeat = 30 * time.Second // the agent's default heartbeat_interval
 	offlineIntervals = 3
 	defaultMaxConns  = 8
 )

@@ -33,8 +33,8 @@ func TestLoadSettings(t *testing.T) {
 		t.Fatal("connections are not read-only")
 	}
 	def, _ := LoadSettings(backend.DataSourceInstanceSettings{JSONData: []byte(`{"host":"db","user":"u"}`)})
-	if def.OfflineAfter() != 45*time.Second {
-		t.Fatalf("default offline after %v, want 3 × 15 s", def.OfflineAfter())
+	if def.OfflineAfter() != 90*time.Second {
+		t.Fatalf("default offline after %v, want 3 × 30 s", def.OfflineAfter())
 	}
 
 	for js, want := range map[string]string{

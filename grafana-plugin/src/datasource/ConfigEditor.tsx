@@ -104,7 +104,7 @@ export function ConfigEditor({ options, onOptionsChange }: Props) {
             width={12}
             type="number"
             value={jsonData.heartbeatSeconds ?? ''}
-            placeholder="15"
+            placeholder="30"
             onChange={setNumber('heartbeatSeconds')}
           />
         </Field>
