@@ -486,7 +486,7 @@ func TestFanotifyReleasesOnCancel(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	if err := w.Start(ctx, newFileSink()); err != nil {
+	if err := w.Start(ctx, newTripSink()); err != nil {
 		t.Fatal(err)
 	}
 	if countFDs() <= before {

@@ -51,7 +51,7 @@ func testFanWatcher(t testing.TB) *fanotifyWatcher {
 
 func TestFanotifyOverflowIsLoss(t *testing.T) {
 	w := testFanWatcher(t)
-	s := newFileSink()
+	s := newTripSink()
 	w.sessions[fanSession{pid: 1, path: "/x"}] = sessAccessed
 	w.handleBatch(fanMetaBytes(uint32(fanMetaSize), unix.FAN_Q_OVERFLOW, 0), s)
 	if s.lost["kernel_overflow"] != 1 || w.overflows.Load() != 1 || len(w.sessions) != 0 {
@@ -89,7 +89,7 @@ func TestFanotifyMalformedRecords(t *testing.T) {
 	// Malformed events are counted and skipped; the batch goes on when the
 	// lengths can be trusted and stops when they cannot.
 	w := testFanWatcher(t)
-	s := newFileSink()
+	s := newTripSink()
 	ev := append(fanMetaBytes(uint32(fanMetaSize+4), unix.FAN_OPEN, 99999), 2, 0, 2, 0)
 	overflow := fanMetaBytes(uint32(fanMetaSize), unix.FAN_Q_OVERFLOW, 0)
 	w.handleBatch(append(append([]byte(nil), ev...), overflow...), s)
@@ -129,7 +129,7 @@ func FuzzFanotifyEvent(f *testing.F) {
 		&fanNode{path: "/nonexistent", dir: true, rule: rs.exact["/nonexistent"]}
 	f.Fuzz(func(t *testing.T, mask uint64, info []byte) {
 		w.actors = map[int32]fanActor{}
-		w.handleEvent(fanMeta{mask: mask, pid: 1 << 30}, info, timeZero, 0, newFileSink())
+		w.handleEvent(fanMeta{mask: mask, pid: 1 << 30}, info, timeZero, 0, newTripSink())
 	})
 }
 

@@ -66,7 +66,7 @@ func TestFanotifyStopDoesNotHangOpens(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	if err := w.Start(ctx, newFileSink()); err != nil {
+	if err := w.Start(ctx, newTripSink()); err != nil {
 		t.Fatal(err)
 	}
 	opens := startOpener(t, f, 0)
@@ -128,7 +128,7 @@ func TestFanotifyWithoutOpenCapture(t *testing.T) {
 	w.captureInit = func() (int, error) { return -1, fmt.Errorf("opening fanotify for permission events: %w", unix.EINVAL) }
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	s := newFileSink()
+	s := newTripSink()
 	if err := w.start(ctx, s); err != nil {
 		t.Fatal(err)
 	}

@@ -155,7 +155,7 @@ func TestNetworkObserve(t *testing.T) {
 			if n := sink.count(func(e *event.Event) bool {
 				return e.Name == event.NetworkConnection && e.Network.DestinationPort == int64(v4)
 			}); n != 2 {
-				t.Errorf("got %d connection events on port %d, want exactly 2:%s", n, v4, describeTrips(sink.all()))
+				t.Errorf("got %d connection events on port %d, want exactly 2:%s", n, v4, describe(sink.all()))
 			}
 		})
 	}

@@ -156,7 +156,7 @@ func TestProcessExec(t *testing.T) {
 			flush()
 
 			if n := sink.count(func(e *event.Event) bool { return e.Process.PID == int64(pid) }); n != 1 {
-				t.Errorf("tw-nc: got %d events, want exactly 1:%s", n, describeTrips(sink.all()))
+				t.Errorf("tw-nc: got %d events, want exactly 1:%s", n, describe(sink.all()))
 			}
 			if e.Name != event.ProcessExec || e.Rule != "nc-by-name" || e.Severity != event.SeverityCritical || e.Mechanism != mech {
 				t.Errorf("tw-nc event: name %s rule %q severity %v mechanism %q", e.Name, e.Rule, e.Severity, e.Mechanism)

@@ -2,8 +2,6 @@ package watcher
 
 import (
 	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -11,7 +9,8 @@ import (
 	"github.com/tripwire-sec/tripwire/internal/event"
 )
 
-// tripSink is a real Sink that keeps what it is given, for assertions.
+// tripSink is a real Sink that keeps what it is given, for assertions; the
+// file, process and network watcher tests share it.
 type tripSink struct {
 	mu     sync.Mutex
 	events []*event.Event
@@ -39,11 +38,12 @@ func (s *tripSink) Lost(reason string, n int64) {
 	s.mu.Unlock()
 }
 
-// waitFor polls until some event satisfies pred, or fails after a generous
-// deadline (the machine is shared and noisy).
+// waitFor returns the first event matching pred, waiting up to 20 s: long
+// enough for a loaded 2-core machine, and a deadline rather than a timing
+// assertion.
 func (s *tripSink) waitFor(t *testing.T, what string, pred func(*event.Event) bool) *event.Event {
 	t.Helper()
-	deadline := time.After(15 * time.Second)
+	deadline := time.After(20 * time.Second)
 	for {
 		s.mu.Lock()
 		for _, e := range s.events {
@@ -57,7 +57,7 @@ func (s *tripSink) waitFor(t *testing.T, what string, pred func(*event.Event) bo
 		case <-s.notify:
 		case <-time.After(50 * time.Millisecond):
 		case <-deadline:
-			t.Fatalf("no event for %s within 15s; got %d events: %s", what, len(s.all()), describeTrips(s.all()))
+			t.Fatalf("no event for %s within 20s; got %d events:\n%s", what, len(s.all()), describe(s.all()))
 			return nil
 		}
 	}
@@ -77,21 +77,6 @@ func (s *tripSink) count(pred func(*event.Event) bool) int {
 		}
 	}
 	return n
-}
-
-func describeTrips(evs []*event.Event) string {
-	var sb strings.Builder
-	for _, e := range evs {
-		sb.WriteString("\n  ")
-		sb.WriteString(string(e.Name) + " rule=" + e.Rule)
-		if e.Process != nil {
-			sb.WriteString(" pid=" + strconv.FormatInt(e.Process.PID, 10) + " exe=" + e.Process.ExecutablePath + " cmd=" + e.Process.CommandLine)
-		}
-		if e.Network != nil {
-			sb.WriteString(" src=" + e.Network.SourceAddress + ":" + strconv.FormatInt(e.Network.SourcePort, 10) + " dport=" + strconv.FormatInt(e.Network.DestinationPort, 10))
-		}
-	}
-	return sb.String()
 }
 
 // validatedTrip checks e as the pipeline will, once it has set what the pipeline
