@@ -63,15 +63,20 @@ health: {address: "127.0.0.1:0"}
 		r, err := health.Fetch(context.Background(), a.HealthAddress())
 		return err == nil && r.SpoolDepth >= 1 // the agent.start event waits in the spool
 	})
-	resp, err := http.Get("http://" + a.HealthAddress() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
+	// The shipper registers its metrics when Run starts it, which may be just
+	// after /healthz first answers.
+	metrics := func() string {
+		resp, err := http.Get("http://" + a.HealthAddress() + "/metrics")
+		if err != nil {
+			return ""
+		}
+		defer resp.Body.Close()
+		m, _ := io.ReadAll(resp.Body)
+		return string(m)
 	}
-	m, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if !strings.Contains(string(m), "tripwire_shipper_") {
-		t.Error("the shipper's metrics are not on the agent's registry")
-	}
+	waitFor(t, "the shipper's metrics on the agent's registry", func() bool {
+		return strings.Contains(metrics(), "tripwire_shipper_")
+	})
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
