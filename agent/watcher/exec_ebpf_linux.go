@@ -134,42 +134,13 @@ func (w *execEBPF) Start(ctx context.Context, sink Sink) error {
 	w.log.Info("process watcher started", "mechanism", procMechEBPF,
 		"names", execSortedKeys(rules.names), "inodes", len(rules.ids), "sizes", len(rules.sizes))
 
-	readDone, statsDone, stop := make(chan struct{}), make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(readDone)
-		w.readLoop(rd, sink)
-	}()
-	go func() {
-		defer close(statsDone)
-		var reported uint64
-		t := time.NewTicker(execStatsInterval)
-		defer t.Stop()
-		refresh := time.NewTicker(execRefreshInterval)
-		defer refresh.Stop()
-		for {
-			select {
-			case <-stop:
-				w.reportStats(objs.Stats, sink, &reported)
-				return
-			case <-t.C:
-				w.reportStats(objs.Stats, sink, &reported)
-			case <-refresh.C:
-				w.refresh(objs)
-			}
-		}
-	}()
-	go func() {
-		<-ctx.Done()
-		// Detach so nothing new arrives, let the reader drain what the
-		// buffer holds, then read the counters a last time.
-		lk.Close()
-		rd.Flush()
-		<-readDone
-		rd.Close()
-		close(stop)
-		<-statsDone
-		objs.Close()
-	}()
+	var reported uint64
+	runEBPF(ctx, rd,
+		func() { w.readLoop(rd, sink) },
+		func() { w.reportStats(objs.Stats, sink, &reported) },
+		func() { w.refresh(objs) },
+		func() { lk.Close() },
+		func() { objs.Close() })
 	return nil
 }
 
@@ -394,11 +365,7 @@ func (w *execEBPF) reportStats(m *ebpf.Map, sink Sink, reported *uint64) {
 	w.sent.Store(percpuSum(m, bpf.TripwireTwStatTW_STAT_EXEC_SENT))
 	lost := percpuSum(m, bpf.TripwireTwStatTW_STAT_EXEC_LOST)
 	w.lost.Store(lost)
-	if lost > *reported {
-		sink.Lost("ringbuf", int64(lost-*reported))
-		w.log.Warn("exec ring buffer full: execs lost", "count", lost-*reported)
-		*reported = lost
-	}
+	reportRingbufLoss(sink, w.log, "exec ring buffer full: execs lost", lost, reported)
 }
 
 // bootToWall converts a CLOCK_BOOTTIME reading in ns to wall-clock time.

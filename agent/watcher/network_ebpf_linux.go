@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync/atomic"
-	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -118,38 +117,13 @@ func (w *netEBPF) Start(ctx context.Context, sink Sink) error {
 	}
 	w.log.Info("network watcher started", "mechanism", netMechEBPF, "ports", len(w.ports))
 
-	readDone, statsDone, stop := make(chan struct{}), make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(readDone)
-		w.readLoop(rd, sink)
-	}()
-	go func() {
-		defer close(statsDone)
-		var reported uint64
-		t := time.NewTicker(execStatsInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				w.reportStats(objs.Stats, sink, &reported)
-				return
-			case <-t.C:
-				w.reportStats(objs.Stats, sink, &reported)
-			}
-		}
-	}()
-	go func() {
-		<-ctx.Done()
-		// Detach so nothing new arrives, let the reader drain what the
-		// buffer holds, then read the counters a last time.
-		closeLinks()
-		rd.Flush()
-		<-readDone
-		rd.Close()
-		close(stop)
-		<-statsDone
-		objs.Close()
-	}()
+	var reported uint64
+	runEBPF(ctx, rd,
+		func() { w.readLoop(rd, sink) },
+		func() { w.reportStats(objs.Stats, sink, &reported) },
+		nil,
+		closeLinks,
+		func() { objs.Close() })
 	return nil
 }
 
@@ -217,11 +191,7 @@ func (w *netEBPF) reportStats(m *ebpf.Map, sink Sink, reported *uint64) {
 	w.sent.Store(percpuSum(m, bpf.TripwireTwStatTW_STAT_NET_SENT))
 	lost := percpuSum(m, bpf.TripwireTwStatTW_STAT_NET_LOST)
 	w.lost.Store(lost)
-	if lost > *reported {
-		sink.Lost("ringbuf", int64(lost-*reported))
-		w.log.Warn("network ring buffer full: connections lost", "count", lost-*reported)
-		*reported = lost
-	}
+	reportRingbufLoss(sink, w.log, "network ring buffer full: connections lost", lost, reported)
 }
 
 // percpuSum reads one counter of the per-CPU stats map, summed over CPUs.

@@ -1,0 +1,65 @@
+package watcher
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/cilium/ebpf/ringbuf"
+)
+
+// runEBPF runs a loaded and attached eBPF watcher until ctx ends: read
+// drains the ring buffer, stats reads the kernel counters every
+// execStatsInterval, and refresh (if not nil) runs every execRefreshInterval.
+// When ctx ends it detaches so nothing new arrives, lets the reader drain
+// what the buffer holds, reads the counters a last time and releases the
+// objects.
+func runEBPF(ctx context.Context, rd *ringbuf.Reader, read, stats, refresh, detach, release func()) {
+	readDone, statsDone, stop := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(readDone)
+		read()
+	}()
+	go func() {
+		defer close(statsDone)
+		t := time.NewTicker(execStatsInterval)
+		defer t.Stop()
+		var refreshC <-chan time.Time
+		if refresh != nil {
+			r := time.NewTicker(execRefreshInterval)
+			defer r.Stop()
+			refreshC = r.C
+		}
+		for {
+			select {
+			case <-stop:
+				stats()
+				return
+			case <-t.C:
+				stats()
+			case <-refreshC:
+				refresh()
+			}
+		}
+	}()
+	go func() {
+		<-ctx.Done()
+		detach()
+		rd.Flush()
+		<-readDone
+		rd.Close()
+		close(stop)
+		<-statsDone
+		release()
+	}()
+}
+
+// reportRingbufLoss reports the ring-buffer reserve failures the kernel
+// counted since the last report.
+func reportRingbufLoss(sink Sink, log *slog.Logger, msg string, lost uint64, reported *uint64) {
+	if lost > *reported {
+		sink.Lost("ringbuf", int64(lost-*reported))
+		log.Warn(msg, "count", lost-*reported)
+		*reported = lost
+	}
+}
