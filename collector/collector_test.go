@@ -67,18 +67,25 @@ func runCollector(t testing.TB, env []string, args ...string) (string, error) {
 	return out.String(), err
 }
 
-// TestExampleConfigValidates checks that the shipped config.yaml is accepted
-// by the built distribution: every component it names is in the manifest and
-// every setting parses and validates.
+// TestExampleConfigValidates checks that the shipped config.yaml, alone and
+// with forward.yaml layered on, is accepted by the built distribution: every
+// component it names is in the manifest and every setting parses and
+// validates.
 func TestExampleConfigValidates(t *testing.T) {
 	env := []string{
 		"TRIPWIRE_PKI_DIR=" + pkiDir(t),
 		"TRIPWIRE_QUEUE_DIR=" + t.TempDir(),
 		"TRIPWIRE_PG_DSN=postgres://tripwire@127.0.0.1:5432/tripwire",
+		"TRIPWIRE_FORWARD_ENDPOINT=siem.example:4317",
 	}
-	out, err := runCollector(t, env, "validate", "--config", "config.yaml")
-	if err != nil {
-		t.Fatalf("validate config.yaml: %v\n%s", err, out)
+	for _, args := range [][]string{
+		{"--config", "config.yaml"},
+		{"--config", "config.yaml", "--config", "forward.yaml"},
+	} {
+		out, err := runCollector(t, env, append([]string{"validate"}, args...)...)
+		if err != nil {
+			t.Fatalf("validate %v: %v\n%s", args, err, out)
+		}
 	}
 }
 

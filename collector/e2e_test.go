@@ -50,18 +50,18 @@ func agentBinary(t testing.TB) string {
 	return agentBin
 }
 
-// stack is one collector (the shipped config.yaml) on a fresh database, with
-// a PKI and a forward sink, ready for agents.
+// stack is one collector (the shipped config files) on a fresh database,
+// with a PKI and a forward sink, ready for agents.
 type stack struct {
-	pki       string
-	db        string
-	endpoint  string
-	col       *collectorProc
-	sink      *otlpSink
-	env       []string
-	health    int
-	queue     string
-	collector string // the config file
+	pki      string
+	db       string
+	endpoint string
+	col      *collectorProc
+	sink     *otlpSink
+	env      []string
+	health   int
+	queue    string
+	configs  []string // the shipped config files, layered
 }
 
 func newStack(t testing.TB) *stack {
@@ -172,12 +172,13 @@ func dbConn(t testing.TB, url string) *pgx.Conn {
 // TestEndToEndFileRead: the real agent watches a file, `cat` reads it, and the
 // trip lands in PostgreSQL through the real OCB-built collector as an alert
 // row with the path, the reader's PID and user, the host name from the
-// certificate, and the rule's severity.
+// certificate, and the rule's severity; with forward.yaml layered on, the
+// same events also reach a second OTLP endpoint.
 func TestEndToEndFileRead(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("the agent's fanotify watcher needs root")
 	}
-	s := newStack(t)
+	s := newStackOn(t, pgtest.NewDB(t), "config.yaml", "forward.yaml")
 	dir := t.TempDir()
 	secret := filepath.Join(dir, "payroll.csv")
 	if err := os.WriteFile(secret, []byte("name,salary\n"), 0o600); err != nil {

@@ -195,11 +195,7 @@ func TestFaultCollectorDown(t *testing.T) {
 	down := time.Now()
 	tf.read(t, 500, 1000, 200)
 	time.Sleep(time.Until(down.Add(outage(t))))
-	config, err := os.ReadFile("config.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.col = startCollector(t, string(config), s.health, s.env...)
+	s.col = startCollectorOn(t, s.configs, s.health, s.env...)
 	tf.read(t, 1000, 1500, 200)
 	s.waitAll(t, tf, 3*time.Minute, agent.log, s.col.log)
 }
@@ -391,10 +387,14 @@ func TestFaultCertRotation(t *testing.T) {
 	}
 }
 
-// newStackOn is newStack on a given database (a private cluster).
-func newStackOn(t testing.TB, db string) *stack {
+// newStackOn is newStack on a given database (a private cluster), with the
+// shipped config files given (default config.yaml alone).
+func newStackOn(t testing.TB, db string, configs ...string) *stack {
 	t.Helper()
-	s := &stack{pki: pkiDir(t), db: db, sink: startSink(t), queue: t.TempDir()}
+	if len(configs) == 0 {
+		configs = []string{"config.yaml"}
+	}
+	s := &stack{pki: pkiDir(t), db: db, sink: startSink(t), queue: t.TempDir(), configs: configs}
 	s.endpoint = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	s.health = freePort(t)
 	s.env = []string{
@@ -407,10 +407,6 @@ func newStackOn(t testing.TB, db string) *stack {
 		"TRIPWIRE_FORWARD_INSECURE=true",
 		fmt.Sprintf("TRIPWIRE_METRICS_PORT=%d", freePort(t)),
 	}
-	config, err := os.ReadFile("config.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.col = startCollector(t, string(config), s.health, s.env...)
+	s.col = startCollectorOn(t, s.configs, s.health, s.env...)
 	return s
 }

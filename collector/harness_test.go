@@ -62,18 +62,29 @@ type collectorProc struct {
 	done   chan error
 }
 
-// startCollector writes config (with %s replaced by nothing: callers format
-// it) to a file, starts the built collector on it and waits until its
-// health_check extension, at healthPort, says it is ready.
+// startCollector writes config to a file and starts the collector on it
+// (see startCollectorOn).
 func startCollector(t testing.TB, config string, healthPort int, env ...string) *collectorProc {
 	t.Helper()
-	bin := collectorBinary(t)
 	path := filepath.Join(t.TempDir(), "collector.yaml")
 	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return startCollectorOn(t, []string{path}, healthPort, env...)
+}
+
+// startCollectorOn starts the built collector on the config files, layered
+// in order, and waits until its health_check extension, at healthPort, says
+// it is ready.
+func startCollectorOn(t testing.TB, configs []string, healthPort int, env ...string) *collectorProc {
+	t.Helper()
+	bin := collectorBinary(t)
+	var args []string
+	for _, c := range configs {
+		args = append(args, "--config", c)
+	}
 	p := &collectorProc{log: &syncBuffer{}, health: fmt.Sprintf("http://127.0.0.1:%d/", healthPort), done: make(chan error, 1)}
-	p.cmd = exec.Command(bin, "--config", path)
+	p.cmd = exec.Command(bin, args...)
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {

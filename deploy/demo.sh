@@ -90,7 +90,7 @@ ok "CA, collector certificate (localhost), agent certificate (CN=$HOST) in .demo
 
 step "Starting tripwire-collector"
 TRIPWIRE_PKI_DIR=$DEMO/pki TRIPWIRE_ENDPOINT=127.0.0.1:$OTLP_PORT TRIPWIRE_HEALTH_ENDPOINT=127.0.0.1:$((OTLP_PORT + 1)) \
-  TRIPWIRE_QUEUE_DIR=$DEMO/queue TRIPWIRE_FORWARD_ENDPOINT=127.0.0.1:1 \
+  TRIPWIRE_QUEUE_DIR=$DEMO/queue \
   TRIPWIRE_PG_DSN="postgres://postgres@127.0.0.1:$PGPORT/tripwire?sslmode=disable" \
   bin/tripwire-collector --config collector/config.yaml >"$DEMO/collector.log" 2>&1 &
 echo $! >"$DEMO/collector.pid"
