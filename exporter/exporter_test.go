@@ -502,6 +502,14 @@ func TestNULBytesAreStored(t *testing.T) {
 	if n := breakAlerts(t, pool, "nul-1"); n != 0 {
 		t.Errorf("%d chain_break alerts: the hash is checked on the received bytes, not the stored ones", n)
 	}
+	// The audit entry keeps the exact bytes, so it still verifies centrally.
+	var payload, prev, hash string
+	if err := pool.QueryRow(context.Background(), "SELECT payload, prev_hash, hash FROM audit_entries").Scan(&payload, &prev, &hash); err != nil {
+		t.Fatal(err)
+	}
+	if payload != string(ev.Canonical()) || entryHash(prev, []byte(payload)) != hash {
+		t.Errorf("audit entry payload %q is not the canonical event that hashes to %s", payload, hash)
+	}
 }
 
 func TestManyHostsInOneBatch(t *testing.T) {

@@ -119,7 +119,7 @@ func (a *alertRows) payloads(received time.Time) ([]string, error) {
 
 const insertAuditSQL = `
 INSERT INTO audit_entries (host_id, seq, alert_id, event_time, prev_hash, hash, payload)
-SELECT h, s, id, t, p, hs, d::jsonb
+SELECT h, s, id, t, p, hs, d
 FROM unnest($1::uuid[], $2::bigint[], $3::uuid[], $4::timestamptz[], $5::text[], $6::text[], $7::text[])
      AS u(h, s, id, t, p, hs, d)
 ON CONFLICT DO NOTHING`
@@ -192,6 +192,8 @@ func (a *alertRows) add(hostID, hostName string, ev *event.Event, summary string
 	a.details = append(a.details, jsonbSafe(canon))
 }
 
+// entryRows are audit entries; payloads hold the exact canonical bytes the
+// hash covers.
 type entryRows struct {
 	hosts, alertIDs, prevs, hashes, payloads []string
 	seqs                                     []int64
@@ -205,7 +207,7 @@ func (r *entryRows) add(hostID string, en *chainEntry) {
 	r.times = append(r.times, en.ev.Time)
 	r.prevs = append(r.prevs, en.prev)
 	r.hashes = append(r.hashes, en.hash)
-	r.payloads = append(r.payloads, jsonbSafe(en.canon))
+	r.payloads = append(r.payloads, string(en.canon))
 }
 
 type breakRows struct {
@@ -362,7 +364,7 @@ func (e *tripwireExporter) checkChains(ctx context.Context, tx pgx.Tx, chains ma
 	heads := b.Queue(`SELECT c.host_id::text, c.seq, c.hash, now(), h.host_name FROM chain_heads c
 		JOIN hosts h USING (host_id) WHERE c.host_id = ANY($1::uuid[]) ORDER BY c.host_id FOR UPDATE OF c`, ids)
 	parked := b.Queue(`SELECT a.host_id::text, a.seq, a.prev_hash, a.hash, a.received_at,
-			coalesce(a.payload->>'event.name' = 'tripwire.agent.loss', false)
+			coalesce(a.payload::jsonb->>'event.name' = 'tripwire.agent.loss', false)
 		FROM audit_entries a JOIN chain_heads c ON c.host_id = a.host_id AND a.seq > c.seq
 		WHERE c.host_id = ANY($1::uuid[]) ORDER BY a.host_id, a.seq`, ids)
 	// Only seqs at or below the head can be replays or forks; in steady
@@ -547,7 +549,11 @@ func (e *tripwireExporter) flush(ctx context.Context, tx pgx.Tx, b *pgx.Batch, w
 		}
 	}
 	if f := &w.forks; len(f.hosts) > 0 {
-		b.Queue(insertForksSQL, f.hosts, f.seqs, f.hashes, f.prevs, f.alertIDs, f.payloads)
+		payloads := make([]string, len(f.payloads))
+		for i, p := range f.payloads {
+			payloads[i] = jsonbSafe([]byte(p))
+		}
+		b.Queue(insertForksSQL, f.hosts, f.seqs, f.hashes, f.prevs, f.alertIDs, payloads)
 	}
 	if br := &w.breaks; len(br.hosts) > 0 {
 		b.Queue(insertBreaksSQL, br.hosts, br.kinds, br.expSeqs, br.gotSeqs, br.expHashes, br.gotHashes, br.alertIDs)
@@ -646,9 +652,9 @@ func text(s string) string {
 }
 
 // jsonbSafe makes canonical JSON storable as jsonb, which refuses the escape
-// \u0000: it becomes \ufffd. The stored payload then no longer hashes to the
-// entry's hash; an event with a NUL byte is rare (a field the kernel hands
-// over unchecked) and the alert keeps everything else.
+// \u0000: it becomes \ufffd. The alert's event_detail then differs from the
+// audit entry, which keeps the exact bytes (text); an event with a NUL byte
+// is rare (a field the kernel hands over unchecked).
 func jsonbSafe(canon []byte) string {
 	const nul = `\u0000`
 	if !strings.Contains(string(canon), nul) {

@@ -186,7 +186,7 @@ func (e *env) seedChain(t testing.TB, host string) []golden {
 			t.Fatal(err)
 		}
 		e.exec(t, `INSERT INTO audit_entries (host_id, seq, alert_id, event_time, prev_hash, hash, payload)
-SELECT host_id, $2, $3, $4, $5, $6, $7::jsonb FROM hosts WHERE host_name = $1`,
+SELECT host_id, $2, $3, $4, $5, $6, $7 FROM hosts WHERE host_name = $1`,
 			host, i+1, p.ID, time.Unix(0, p.Time), entry.PrevHash, entry.Hash, entry.Canonical)
 	}
 	last := g[len(g)-1]

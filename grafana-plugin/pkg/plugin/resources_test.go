@@ -307,12 +307,12 @@ func TestAuditEntriesAndVerify(t *testing.T) {
 	}
 
 	// Modify a payload: seq 2 no longer hashes to its stored hash.
-	e.exec(t, `UPDATE audit_entries SET payload = jsonb_set(payload, '{process.pid}', '1') WHERE seq = 2`)
+	e.exec(t, `UPDATE audit_entries SET payload = jsonb_set(payload::jsonb, '{process.pid}', '1')::text WHERE seq = 2`)
 	st = verify()
 	if st.Intact || st.VerifiedUpTo != 1 || len(st.Breaks) != 1 || st.Breaks[0].Kind != "mismatch" || st.Breaks[0].Seq != 2 {
 		t.Fatalf("modified payload: %+v", st)
 	}
-	e.exec(t, `UPDATE audit_entries SET payload = $1::jsonb WHERE seq = 2`, g[1].Canonical)
+	e.exec(t, `UPDATE audit_entries SET payload = $1 WHERE seq = 2`, g[1].Canonical)
 	if st = verify(); !st.Intact {
 		t.Fatalf("restored payload: %+v", st)
 	}
