@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/consumer/consumererror"
@@ -198,7 +199,7 @@ func (e *tripwireExporter) maintain(ctx context.Context) {
 // hostBatch is one host's part of a plog.Logs.
 type hostBatch struct {
 	name         string
-	id           string // hosts.host_id, once upserted
+	id           pgtype.UUID // hosts.host_id, once upserted
 	extID        string
 	osType       string
 	arch         string

@@ -5,11 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/zap"
@@ -37,7 +39,7 @@ ON CONFLICT (host_name) DO UPDATE SET
     last_alert_at  = GREATEST(h.last_alert_at, EXCLUDED.last_alert_at),
     last_seen      = GREATEST(h.last_seen, EXCLUDED.last_seen),
     status         = CASE WHEN h.status = 'OFFLINE' THEN 'ONLINE' ELSE h.status END
-RETURNING host_id::text, host_name`
+RETURNING host_id, host_name`
 
 const heartbeatSQL = `
 UPDATE hosts AS h SET
@@ -98,7 +100,7 @@ func (a *alertRows) payloads(received time.Time) ([]string, error) {
 	enc.SetEscapeHTML(false)
 	for i := range a.ids {
 		p := notifyPayload{
-			AlertID: a.ids[i], EventTime: a.times[i].UTC().Format(payloadTime), ReceivedAt: received.UTC().Format(payloadTime),
+			AlertID: uuid.UUID(a.ids[i].Bytes).String(), EventTime: a.times[i].UTC().Format(payloadTime), ReceivedAt: received.UTC().Format(payloadTime),
 			HostName: a.hostNames[i], EventName: a.names[i], TripwireType: a.types[i], RuleName: a.rules[i],
 			Severity: a.sevs[i], Summary: a.summaries[i],
 		}
@@ -132,8 +134,8 @@ ON CONFLICT DO NOTHING`
 
 const insertBreaksSQL = `
 INSERT INTO chain_breaks (host_id, kind, expected_seq, got_seq, expected_hash, got_hash, alert_id)
-SELECT h, k, es, gs, NULLIF(eh, ''), NULLIF(gh, ''), NULLIF(a, '')::uuid
-FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[])
+SELECT h, k, es, gs, NULLIF(eh, ''), NULLIF(gh, ''), a
+FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::uuid[])
      AS u(h, k, es, gs, eh, gh, a)`
 
 const updateHeadsSQL = `
@@ -155,25 +157,30 @@ type writes struct {
 	forks  entryRows
 	breaks breakRows
 	heads  struct {
-		ids    []string
+		ids    []pgtype.UUID
 		seqs   []int64
 		hashes []string
 	}
 }
 
 type alertKey struct {
-	id     string
+	id     [16]byte
 	micros int64
 }
 
+// dbUUID is u as pgx encodes it cheaply (a string into a uuid column costs
+// a failed binary encoding and a parse per value).
+func dbUUID(u uuid.UUID) pgtype.UUID { return pgtype.UUID{Bytes: u, Valid: true} }
+
 type alertRows struct {
-	ids, hosts, hostNames, names, types, rules, sevs, summaries, details []string
-	times                                                                []time.Time
-	seqs                                                                 []int64
+	ids, hosts                                               []pgtype.UUID
+	hostNames, names, types, rules, sevs, summaries, details []string
+	times                                                    []time.Time
+	seqs                                                     []int64
 }
 
-func (a *alertRows) add(hostID, hostName string, ev *event.Event, summary string, canon []byte) {
-	a.ids = append(a.ids, ev.AlertID.String())
+func (a *alertRows) add(hostID pgtype.UUID, hostName string, ev *event.Event, summary string, canon []byte) {
+	a.ids = append(a.ids, dbUUID(ev.AlertID))
 	// Stored with microseconds, as PostgreSQL keeps them; the payload then
 	// carries the row's exact value.
 	a.times = append(a.times, ev.Time.Truncate(time.Microsecond))
@@ -195,15 +202,16 @@ func (a *alertRows) add(hostID, hostName string, ev *event.Event, summary string
 // entryRows are audit entries; payloads hold the exact canonical bytes the
 // hash covers.
 type entryRows struct {
-	hosts, alertIDs, prevs, hashes, payloads []string
-	seqs                                     []int64
-	times                                    []time.Time
+	hosts, alertIDs         []pgtype.UUID
+	prevs, hashes, payloads []string
+	seqs                    []int64
+	times                   []time.Time
 }
 
-func (r *entryRows) add(hostID string, en *chainEntry) {
+func (r *entryRows) add(hostID pgtype.UUID, en *chainEntry) {
 	r.hosts = append(r.hosts, hostID)
 	r.seqs = append(r.seqs, en.seq)
-	r.alertIDs = append(r.alertIDs, en.ev.AlertID.String())
+	r.alertIDs = append(r.alertIDs, dbUUID(en.ev.AlertID))
 	r.times = append(r.times, en.ev.Time)
 	r.prevs = append(r.prevs, en.prev)
 	r.hashes = append(r.hashes, en.hash)
@@ -211,8 +219,9 @@ func (r *entryRows) add(hostID string, en *chainEntry) {
 }
 
 type breakRows struct {
-	hosts, kinds, expHashes, gotHashes, alertIDs []string
-	expSeqs, gotSeqs                             []int64
+	hosts, alertIDs             []pgtype.UUID // alertIDs: invalid (NULL) when the break raises no alert
+	kinds, expHashes, gotHashes []string
+	expSeqs, gotSeqs            []int64
 }
 
 // storeBatch stores hosts' records in one transaction, with COPY unless
@@ -223,7 +232,7 @@ func (e *tripwireExporter) storeBatch(ctx context.Context, hosts []*hostBatch, i
 			return err
 		}
 		w := &writes{}
-		chains := map[string]*hostChain{}
+		chains := map[pgtype.UUID]*hostChain{}
 		for _, h := range hosts {
 			for _, r := range h.events {
 				w.alerts.add(h.id, h.name, r.ev, r.ev.Summary(), r.canon)
@@ -277,8 +286,9 @@ func upsertHosts(ctx context.Context, tx pgx.Tx, hosts []*hostBatch) error {
 	if err != nil {
 		return fmt.Errorf("upserting hosts: %w", err)
 	}
-	ids := map[string]string{}
-	var id, name string
+	ids := map[string]pgtype.UUID{}
+	var id pgtype.UUID
+	var name string
 	_, err = pgx.ForEachRow(rows, []any{&id, &name}, func() error {
 		ids[name] = id
 		return nil
@@ -287,7 +297,7 @@ func upsertHosts(ctx context.Context, tx pgx.Tx, hosts []*hostBatch) error {
 		return fmt.Errorf("upserting hosts: %w", err)
 	}
 	for _, h := range hosts {
-		if h.id = ids[text(h.name)]; h.id == "" {
+		if h.id = ids[text(h.name)]; !h.id.Valid {
 			return fmt.Errorf("upserting hosts: no id returned for %q", h.name)
 		}
 	}
@@ -295,7 +305,8 @@ func upsertHosts(ctx context.Context, tx pgx.Tx, hosts []*hostBatch) error {
 }
 
 func queueHeartbeats(b *pgx.Batch, hosts []*hostBatch) {
-	var ids, status, watchers, unserved []string
+	var ids []pgtype.UUID
+	var status, watchers, unserved []string
 	for _, h := range hosts {
 		hb := h.heartbeat
 		if hb == nil {
@@ -321,31 +332,33 @@ func queueHeartbeats(b *pgx.Batch, hosts []*hostBatch) {
 
 // hostChain is one host's chained events in a transaction.
 type hostChain struct {
-	id, name string
-	records  []record
+	id      pgtype.UUID
+	name    string
+	records []record
 }
 
 // checkChains locks the chain heads of the hosts (in host_id order), loads
 // what the walk needs in one round trip, walks each chain and queues the
 // results into w.
-func (e *tripwireExporter) checkChains(ctx context.Context, tx pgx.Tx, chains map[string]*hostChain, w *writes) error {
+func (e *tripwireExporter) checkChains(ctx context.Context, tx pgx.Tx, chains map[pgtype.UUID]*hostChain, w *writes) error {
 	if len(chains) == 0 {
 		return nil
 	}
-	ids := make([]string, 0, len(chains))
+	ids := make([]pgtype.UUID, 0, len(chains))
 	for id := range chains {
 		ids = append(ids, id)
 	}
-	sort.Strings(ids)
-	var lossHost, lossID []string
+	// PostgreSQL's uuid order.
+	slices.SortFunc(ids, func(a, b pgtype.UUID) int { return bytes.Compare(a.Bytes[:], b.Bytes[:]) })
+	var lossHost, lossID, pairHost []pgtype.UUID
 	var lossFirst, lossLast, pairSeq []int64
-	var pairHost, prevs []string
+	var prevs []string
 	for _, id := range ids {
 		for _, r := range chains[id].records {
 			ev := r.ev
 			if a := ev.Agent; ev.Name == event.AgentLoss && a != nil && a.LossReason == "spool_shed" &&
 				a.LossFirstSeq > 0 && a.LossLastSeq >= a.LossFirstSeq {
-				lossHost, lossID = append(lossHost, id), append(lossID, ev.AlertID.String())
+				lossHost, lossID = append(lossHost, id), append(lossID, dbUUID(ev.AlertID))
 				lossFirst, lossLast = append(lossFirst, a.LossFirstSeq), append(lossLast, a.LossLastSeq)
 			}
 			pairHost, pairSeq = append(pairHost, id), append(pairSeq, int64(ev.Seq))
@@ -361,30 +374,30 @@ func (e *tripwireExporter) checkChains(ctx context.Context, tx pgx.Tx, chains ma
 	}
 	b.Queue(`INSERT INTO chain_heads (host_id, seq, hash) SELECT id, 0, $2 FROM unnest($1::uuid[]) AS id
 		ON CONFLICT DO NOTHING`, ids, genesisHash)
-	heads := b.Queue(`SELECT c.host_id::text, c.seq, c.hash, now(), h.host_name FROM chain_heads c
+	heads := b.Queue(`SELECT c.host_id, c.seq, c.hash, now(), h.host_name FROM chain_heads c
 		JOIN hosts h USING (host_id) WHERE c.host_id = ANY($1::uuid[]) ORDER BY c.host_id FOR UPDATE OF c`, ids)
-	parked := b.Queue(`SELECT a.host_id::text, a.seq, a.prev_hash, a.hash, a.received_at,
+	parked := b.Queue(`SELECT a.host_id, a.seq, a.prev_hash, a.hash, a.received_at,
 			coalesce(a.payload::jsonb->>'event.name' = 'tripwire.agent.loss', false)
 		FROM audit_entries a JOIN chain_heads c ON c.host_id = a.host_id AND a.seq > c.seq
 		WHERE c.host_id = ANY($1::uuid[]) ORDER BY a.host_id, a.seq`, ids)
 	// Only seqs at or below the head can be replays or forks; in steady
 	// state there are none and nothing is probed.
-	stored := b.Queue(`SELECT a.host_id::text, a.seq, a.hash
+	stored := b.Queue(`SELECT a.host_id, a.seq, a.hash
 		FROM unnest($1::uuid[], $2::bigint[]) AS q(id, s)
 		JOIN chain_heads c ON c.host_id = q.id AND q.s <= c.seq
 		JOIN audit_entries a ON a.host_id = q.id AND a.seq = q.s`, pairHost, pairSeq)
-	losses := b.Queue(`SELECT l.host_id::text, l.first_seq, l.last_seq FROM chain_losses l
+	losses := b.Queue(`SELECT l.host_id, l.first_seq, l.last_seq FROM chain_losses l
 		JOIN chain_heads c ON c.host_id = l.host_id AND l.last_seq > c.seq
 		WHERE c.host_id = ANY($1::uuid[])`, ids)
-	forks := b.Queue(`SELECT DISTINCT f.host_id::text, f.hash
+	forks := b.Queue(`SELECT DISTINCT f.host_id, f.hash
 		FROM unnest($1::uuid[], $2::bpchar[]) AS q(id, p)
 		JOIN chain_forks f ON f.host_id = q.id AND f.hash = q.p`, pairHost, prevs)
 	// Under the FOR UPDATE above, the walk tells which events were stored
 	// before (replays, whose alert rows exist); the rest go in with COPY.
 	w.copy, w.known = true, map[alertKey]bool{}
 
-	states := make(map[string]*chainState, len(ids))
-	state := func(id string) *chainState {
+	states := make(map[pgtype.UUID]*chainState, len(ids))
+	state := func(id pgtype.UUID) *chainState {
 		s := states[id]
 		if s == nil {
 			s = &chainState{grace: e.cfg.ChainGapGrace, stored: map[int64]string{}, forkTips: map[string]bool{}}
@@ -393,10 +406,11 @@ func (e *tripwireExporter) checkChains(ctx context.Context, tx pgx.Tx, chains ma
 		return s
 	}
 	var (
-		id, name, prev, hash string
-		seq, first, last     int64
-		now, recv            time.Time
-		loss                 bool
+		id               pgtype.UUID
+		name, prev, hash string
+		seq, first, last int64
+		now, recv        time.Time
+		loss             bool
 	)
 	heads.Query(func(rows pgx.Rows) error {
 		_, err := pgx.ForEachRow(rows, []any{&id, &seq, &hash, &now, &name}, func() error {
@@ -444,7 +458,7 @@ func (e *tripwireExporter) checkChains(ctx context.Context, tx pgx.Tx, chains ma
 	for _, id := range ids {
 		c, s := chains[id], state(id)
 		if s.now.IsZero() {
-			return fmt.Errorf("loading audit chains: no head for host %s", id)
+			return fmt.Errorf("loading audit chains: no head for host %s", uuid.UUID(id.Bytes))
 		}
 		for _, r := range c.records {
 			s.batch = append(s.batch, &chainEntry{
@@ -463,13 +477,13 @@ func (e *tripwireExporter) queueOutcome(ctx context.Context, w *writes, c *hostC
 		w.audit.add(c.id, en)
 	}
 	for _, en := range out.replays {
-		w.known[alertKey{en.ev.AlertID.String(), en.ev.Time.Truncate(time.Microsecond).UnixMicro()}] = true
+		w.known[alertKey{en.ev.AlertID, en.ev.Time.Truncate(time.Microsecond).UnixMicro()}] = true
 	}
 	for _, en := range out.forks {
 		w.forks.add(c.id, en)
 	}
 	for _, br := range out.breaks {
-		alertID := ""
+		var alertID pgtype.UUID
 		if br.alert {
 			ev := &event.Event{
 				Name: event.AuditChainBreak, AlertID: event.NewAlertID(), Severity: event.SeverityCritical,
@@ -477,7 +491,7 @@ func (e *tripwireExporter) queueOutcome(ctx context.Context, w *writes, c *hostC
 				Audit: &event.AuditBreak{Kind: br.kind, ExpectedSeq: br.expectedSeq, GotSeq: br.gotSeq,
 					ExpectedHash: br.expectedHash, GotHash: br.gotHash},
 			}
-			alertID = ev.AlertID.String()
+			alertID = dbUUID(ev.AlertID)
 			w.alerts.add(c.id, c.name, ev, breakSummary(c.name, br), ev.Canonical())
 		}
 		bw := &w.breaks
@@ -578,7 +592,7 @@ func copyAlerts(ctx context.Context, tx pgx.Tx, b *pgx.Batch, a *alertRows, know
 	notify := make([]string, 0, len(a.ids))
 	seen := make(map[alertKey]bool, len(a.ids))
 	for i := range a.ids {
-		k := alertKey{a.ids[i], a.times[i].UnixMicro()}
+		k := alertKey{a.ids[i].Bytes, a.times[i].UnixMicro()}
 		if known[k] || seen[k] {
 			continue
 		}
@@ -618,7 +632,7 @@ func (e *tripwireExporter) sweep(ctx context.Context) error {
 			return fmt.Errorf("marking hosts offline: %w", err)
 		}
 	}
-	rows, err := e.pool.Query(ctx, `SELECT c.host_id::text FROM chain_heads c
+	rows, err := e.pool.Query(ctx, `SELECT c.host_id FROM chain_heads c
 		WHERE EXISTS (SELECT 1 FROM audit_entries a
 		              WHERE a.host_id = c.host_id AND a.seq > c.seq
 		                AND a.received_at <= now() - make_interval(secs => $1))
@@ -626,12 +640,12 @@ func (e *tripwireExporter) sweep(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("finding overdue chain gaps: %w", err)
 	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[pgtype.UUID])
 	if err != nil || len(ids) == 0 {
 		return err
 	}
 	return pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
-		chains := make(map[string]*hostChain, len(ids))
+		chains := make(map[pgtype.UUID]*hostChain, len(ids))
 		for _, id := range ids {
 			chains[id] = &hostChain{id: id}
 		}
