@@ -28,42 +28,65 @@ const (
 // is valid JSON, so the audit log stores it as the entry's payload.
 //
 // It is defined for valid events; an invalid UTF-8 byte is written as \ufffd.
-func (e *Event) Canonical() []byte { return e.AppendCanonical(nil) }
+func (e *Event) Canonical() []byte { return e.AppendCanonical(make([]byte, 0, 1024)) }
 
-type pair struct {
-	key string
-	v   value
+// canonicalKey is one key of the canonical form, with its quoted prefix.
+type canonicalKey struct {
+	prefix []byte // "key":
+	get    func(*Event) (value, bool)
 }
+
+// canonicalKeys are the hashed attributes and the record pseudo-keys, in
+// byte order of the key, so encoding needs no sort.
+var canonicalKeys = func() []canonicalKey {
+	type named struct {
+		key string
+		get func(*Event) (value, bool)
+	}
+	always := func(get func(*Event) value) func(*Event) (value, bool) {
+		return func(e *Event) (value, bool) { return get(e), true }
+	}
+	keys := []named{
+		{keyName, always(func(e *Event) value { return value{kind: kindString, s: string(e.Name)} })},
+		{keySeverity, always(func(e *Event) value { return value{kind: kindString, s: e.Severity.String()} })},
+		{keyTime, always(func(e *Event) value { return value{kind: kindInt, i: unixNano(e.Time)} })},
+		{keyObservedTime, always(func(e *Event) value { return value{kind: kindInt, i: unixNano(e.ObservedTime)} })},
+	}
+	for i := range fields {
+		if fields[i].hashed() {
+			keys = append(keys, named{fields[i].key, fields[i].get})
+		}
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i].key < keys[j].key })
+	out := make([]canonicalKey, len(keys))
+	for i, k := range keys {
+		out[i] = canonicalKey{prefix: append(appendString(nil, k.key), ':'), get: k.get}
+	}
+	return out
+}()
 
 // AppendCanonical appends Canonical to dst.
 func (e *Event) AppendCanonical(dst []byte) []byte {
-	pairs := make([]pair, 0, 24)
-	pairs = append(pairs,
-		pair{keyName, value{kind: kindString, s: string(e.Name)}},
-		pair{keySeverity, value{kind: kindString, s: e.Severity.String()}},
-		pair{keyTime, value{kind: kindInt, i: unixNano(e.Time)}},
-		pair{keyObservedTime, value{kind: kindInt, i: unixNano(e.ObservedTime)}},
-	)
-	e.each(func(f *field, v value) {
-		if f.hashed() {
-			pairs = append(pairs, pair{f.key, v})
-		}
-	})
-	sort.Slice(pairs, func(i, j int) bool { return pairs[i].key < pairs[j].key })
 	dst = append(dst, '{')
-	for i, p := range pairs {
-		if i > 0 {
+	sep := false
+	for i := range canonicalKeys {
+		k := &canonicalKeys[i]
+		v, present := k.get(e)
+		if !present {
+			continue
+		}
+		if sep {
 			dst = append(dst, ',')
 		}
-		dst = appendString(dst, p.key)
-		dst = append(dst, ':')
-		switch p.v.kind {
+		sep = true
+		dst = append(dst, k.prefix...)
+		switch v.kind {
 		case kindString:
-			dst = appendString(dst, p.v.s)
+			dst = appendString(dst, v.s)
 		case kindInt:
-			dst = strconv.AppendInt(dst, p.v.i, 10)
+			dst = strconv.AppendInt(dst, v.i, 10)
 		case kindBool:
-			dst = strconv.AppendBool(dst, p.v.b)
+			dst = strconv.AppendBool(dst, v.b)
 		}
 	}
 	return append(dst, '}')
