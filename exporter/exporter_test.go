@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -46,6 +48,15 @@ func notifications(t *testing.T, conn *pgx.Conn, want int) []map[string]any {
 		cancel()
 		if err != nil {
 			return got
+		}
+		if len(n.Payload) >= 8000 {
+			t.Fatalf("payload of %d bytes: PostgreSQL's limit is 8000", len(n.Payload))
+		}
+		// An array of alerts, or one alert.
+		var batch []map[string]any
+		if err := json.Unmarshal([]byte(n.Payload), &batch); err == nil {
+			got = append(got, batch...)
+			continue
 		}
 		var m map[string]any
 		if err := json.Unmarshal([]byte(n.Payload), &m); err != nil {
@@ -516,6 +527,7 @@ func TestManyHostsInOneBatch(t *testing.T) {
 	dsn := pgtest.NewDB(t)
 	e := startExporter(t, testConfig(dsn))
 	pool := openPool(t, dsn)
+	feed := listen(t, dsn)
 	ld := plog.NewLogs()
 	agents := make([]*agent, 20)
 	for i := range agents {
@@ -528,6 +540,45 @@ func TestManyHostsInOneBatch(t *testing.T) {
 	}
 	if n := queryInt(t, pool, "SELECT count(*) FROM chain_heads WHERE seq = 10"); n != 20 {
 		t.Errorf("%d heads at 10, want 20", n)
+	}
+	// The live feed hears of every alert once, packed into few notifications.
+	ids := map[any]int{}
+	for _, m := range notifications(t, feed, 200) {
+		ids[m["alert_id"]]++
+	}
+	if n := queryInt(t, pool, "SELECT count(*) FROM alerts WHERE alert_id::text = ANY($1)", slices.Collect(maps.Keys(ids))); len(ids) != 200 || n != 200 {
+		t.Errorf("%d distinct alert ids notified, %d of them stored; want 200 and 200", len(ids), n)
+	}
+	for id, n := range ids {
+		if n != 1 {
+			t.Errorf("alert %v notified %d times", id, n)
+		}
+	}
+}
+
+func TestNotifyBatchesStayUnderTheLimit(t *testing.T) {
+	big := `{"summary":"` + strings.Repeat("x", 4000) + `"}`
+	small := `{"a":1}`
+	payloads := []string{big, small, big, big, small}
+	batches := notifyBatches(payloads)
+	var got []string
+	for _, b := range batches {
+		if len(b) > maxNotifyPayload {
+			t.Errorf("batch of %d bytes", len(b))
+		}
+		var arr []json.RawMessage
+		if err := json.Unmarshal([]byte(b), &arr); err != nil {
+			t.Fatalf("batch %q: %v", b[:40], err)
+		}
+		for _, a := range arr {
+			got = append(got, string(a))
+		}
+	}
+	if !slices.Equal(got, payloads) || len(batches) != 3 {
+		t.Errorf("%d batches carrying %d payloads, want 3 carrying the 5 in order", len(batches), len(got))
+	}
+	if notifyBatches(nil) != nil {
+		t.Error("no payloads, yet a notification")
 	}
 }
 

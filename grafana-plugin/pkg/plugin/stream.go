@@ -15,8 +15,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// NotifyChannel is the PostgreSQL channel the tripwire exporter NOTIFYs on,
-// one notification per committed alert.
+// NotifyChannel is the PostgreSQL channel the tripwire exporter NOTIFYs on
+// when alerts commit: each payload is an array of alerts or one alert.
 const NotifyChannel = "tripwire_alerts"
 
 // StreamFilter is the subscription a channel path encodes:
@@ -206,18 +206,44 @@ func (fd *Feed) run(ctx context.Context) {
 			if err != nil {
 				break
 			}
-			var a Alert
-			if err := json.Unmarshal([]byte(n.Payload), &a); err != nil || a.AlertID == "" {
+			alerts, ok := decodeNotification(n.Payload)
+			if !ok {
 				fd.Malformed.Add(1)
 				continue
 			}
-			if a.ReceivedAt.After(lastReceived) {
-				lastReceived = a.ReceivedAt
+			for i := range alerts {
+				if alerts[i].ReceivedAt.After(lastReceived) {
+					lastReceived = alerts[i].ReceivedAt
+				}
+				fd.deliver(&alerts[i])
 			}
-			fd.deliver(&a)
 		}
 		conn.Close(context.Background())
 	}
+}
+
+// decodeNotification reads a notification's payload: an array of alerts
+// (the exporter packs the alerts of a batch into as few notifications as fit
+// PostgreSQL's 8000-byte limit) or a single alert object.
+func decodeNotification(payload string) ([]Alert, bool) {
+	var alerts []Alert
+	if strings.HasPrefix(payload, "[") {
+		if err := json.Unmarshal([]byte(payload), &alerts); err != nil {
+			return nil, false
+		}
+	} else {
+		var a Alert
+		if err := json.Unmarshal([]byte(payload), &a); err != nil {
+			return nil, false
+		}
+		alerts = []Alert{a}
+	}
+	for i := range alerts {
+		if alerts[i].AlertID == "" {
+			return nil, false
+		}
+	}
+	return alerts, len(alerts) > 0
 }
 
 func (fd *Feed) deliver(a *Alert) {

@@ -139,28 +139,50 @@ func (e *env) waitSubscribers(t *testing.T, n int) {
 // tripwire exporter does, so the notification is delivered at commit.
 func (e *env) notifyAlert(t testing.TB, a seedAlert) {
 	t.Helper()
+	e.notifyAlerts(t, false, a)
+}
+
+// notifyAlerts commits the alerts in one transaction and NOTIFYs them, as
+// the exporter does: packed into one array, or one object each.
+func (e *env) notifyAlerts(t testing.TB, packed bool, alerts ...seedAlert) {
+	t.Helper()
 	ctx := context.Background()
 	tx, err := e.conn.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer tx.Rollback(ctx)
-	at := e.now.Add(-a.ago)
-	var received time.Time
-	err = tx.QueryRow(ctx, `INSERT INTO alerts (alert_id, event_time, host_id, host_name, event_name, tripwire_type,
+	var payloads []map[string]any
+	for _, a := range alerts {
+		at := e.now.Add(-a.ago)
+		var received time.Time
+		err = tx.QueryRow(ctx, `INSERT INTO alerts (alert_id, event_time, host_id, host_name, event_name, tripwire_type,
   rule_name, severity, seq, summary, event_detail)
 SELECT $1, $2, host_id, host_name, $4, $5, $6, $7, $8, $9, '{}' FROM hosts WHERE host_name = $3 RETURNING received_at`,
-		a.id, at, a.host, a.event, a.typ, a.rule, a.severity, a.seq, a.summary).Scan(&received)
-	if err != nil {
-		t.Fatal(err)
+			a.id, at, a.host, a.event, a.typ, a.rule, a.severity, a.seq, a.summary).Scan(&received)
+		if err != nil {
+			t.Fatal(err)
+		}
+		payloads = append(payloads, map[string]any{
+			"alert_id": a.id, "event_time": at.Format(time.RFC3339Nano), "received_at": received.Format(time.RFC3339Nano),
+			"host_name": a.host, "event_name": a.event, "tripwire_type": a.typ, "rule_name": a.rule,
+			"severity": a.severity, "seq": a.seq, "summary": a.summary,
+		})
 	}
-	payload, _ := json.Marshal(map[string]any{
-		"alert_id": a.id, "event_time": at.Format(time.RFC3339Nano), "received_at": received.Format(time.RFC3339Nano),
-		"host_name": a.host, "event_name": a.event, "tripwire_type": a.typ, "rule_name": a.rule,
-		"severity": a.severity, "seq": a.seq, "summary": a.summary,
-	})
-	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, NotifyChannel, string(payload)); err != nil {
-		t.Fatal(err)
+	var notes [][]byte
+	if packed {
+		b, _ := json.Marshal(payloads)
+		notes = append(notes, b)
+	} else {
+		for _, p := range payloads {
+			b, _ := json.Marshal(p)
+			notes = append(notes, b)
+		}
+	}
+	for _, n := range notes {
+		if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, NotifyChannel, string(n)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
@@ -227,6 +249,31 @@ func TestRunStreamDeliversNotifiedInserts(t *testing.T) {
 	}
 	if e.ds.feed.Malformed.Load() != 1 {
 		t.Fatalf("malformed count %d", e.ds.feed.Malformed.Load())
+	}
+
+	// Alerts packed into one notification, as the exporter sends a batch,
+	// arrive one by one and in order.
+	fourth, fifth := crit, crit
+	fourth.id, fourth.seq = "0190b000-0000-7000-8000-000000000004", 103
+	fifth.id, fifth.seq = "0190b000-0000-7000-8000-000000000005", 104
+	e.notifyAlerts(t, true, fourth, fifth)
+	var packed []string
+	for len(packed) < 2 {
+		packed = append(packed, frameIDs(nextFrame(t, critical))...)
+	}
+	if len(packed) != 2 || packed[0] != fourth.id || packed[1] != fifth.id {
+		t.Fatalf("packed notification gave %v", packed)
+	}
+	// An array with an entry that is not an alert is malformed as a whole.
+	e.exec(t, `SELECT pg_notify($1, '[{"alert_id":"x"},{"severity":"CRITICAL"}]')`, NotifyChannel)
+	sixth := crit
+	sixth.id, sixth.seq = "0190b000-0000-7000-8000-000000000006", 105
+	e.notifyAlert(t, sixth)
+	if ids := frameIDs(nextFrame(t, critical)); ids[0] != sixth.id {
+		t.Fatalf("after a malformed array: %v", ids)
+	}
+	if e.ds.feed.Malformed.Load() != 2 {
+		t.Fatalf("malformed count %d, want 2", e.ds.feed.Malformed.Load())
 	}
 }
 
