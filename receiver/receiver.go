@@ -41,6 +41,7 @@ type tripwireReceiver struct {
 	telemetry *metadata.TelemetryBuilder
 
 	server  *grpc.Server
+	group   *groupCommit
 	policy  *peerPolicy
 	addr    net.Addr // where the server listens, once started
 	serving sync.WaitGroup
@@ -80,6 +81,7 @@ func (r *tripwireReceiver) Start(ctx context.Context, host component.Host) (err 
 		return fmt.Errorf("listening on %s: %w", r.cfg.Endpoint, err)
 	}
 	r.addr = ln.Addr()
+	r.group = newGroupCommit(r.next)
 	r.server = grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(r.policy.tlsConfig())),
 		grpc.MaxRecvMsgSize(r.cfg.MaxRecvMsgSize),
@@ -119,6 +121,11 @@ func (r *tripwireReceiver) Shutdown(ctx context.Context) error {
 		}
 	}
 	r.serving.Wait()
+	if r.group != nil {
+		// Handlers still running after a forced stop wait for their group.
+		r.group.close()
+		r.group = nil
+	}
 	if r.telemetry != nil {
 		r.telemetry.Shutdown()
 	}
@@ -161,7 +168,7 @@ func (r *tripwireReceiver) Export(ctx context.Context, req plogotlp.ExportReques
 	}
 
 	ctx = r.obsrecv.StartLogsOp(ctx)
-	err = r.next.ConsumeLogs(ctx, ld)
+	err = r.group.consume(ld)
 	r.obsrecv.EndLogsOp(ctx, "protobuf", accepted, err)
 	if err != nil {
 		// A permanent error will not go away on retry; anything else (the

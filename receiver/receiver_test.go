@@ -10,15 +10,18 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
@@ -55,7 +58,16 @@ func newPKI(t testing.TB) string {
 
 func start(t testing.TB, dir string) *fixture {
 	t.Helper()
-	f := &fixture{dir: dir, sink: new(consumertest.LogsSink), tt: componenttest.NewTelemetry()}
+	sink := new(consumertest.LogsSink)
+	f := startWith(t, dir, sink)
+	f.sink = sink
+	return f
+}
+
+// startWith starts the receiver with next behind it.
+func startWith(t testing.TB, dir string, next consumer.Logs) *fixture {
+	t.Helper()
+	f := &fixture{dir: dir, tt: componenttest.NewTelemetry()}
 	t.Cleanup(func() { require.NoError(t, f.tt.Shutdown(context.Background())) })
 	cfg := createDefaultConfig().(*Config)
 	cfg.Endpoint = "127.0.0.1:0"
@@ -66,7 +78,7 @@ func start(t testing.TB, dir string) *fixture {
 		CRLFile:      filepath.Join(dir, pki.CRLFile),
 	}
 	require.NoError(t, cfg.Validate())
-	r, err := newTripwireReceiver(cfg, metadatatest.NewSettings(f.tt), f.sink)
+	r, err := newTripwireReceiver(cfg, metadatatest.NewSettings(f.tt), next)
 	require.NoError(t, err)
 	require.NoError(t, r.Start(context.Background(), componenttest.NewNopHost()))
 	t.Cleanup(func() { require.NoError(t, r.Shutdown(context.Background())) })
@@ -383,10 +395,8 @@ func TestMalformedRecordRejectedRestAccepted(t *testing.T) {
 }
 
 func TestConsumerErrorsMapToRetryableStatus(t *testing.T) {
-	f := start(t, newPKI(t))
+	f := startWith(t, newPKI(t), consumertest.NewErr(errors.New("queue full")))
 	c := f.client(t, nil, f.agent(t, "web-01"))
-	f.sink.Reset()
-	f.rcv.next = consumertest.NewErr(errors.New("queue full"))
 	_, err := export(t, c, logs(map[string][]*event.Event{"": {trip("/x")}}))
 	require.Equal(t, codes.Unavailable, status.Code(err), "%v", err)
 }
@@ -487,4 +497,108 @@ func signAgent(t *testing.T, dir, host string, notBefore, notAfter time.Time) tl
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	require.NoError(t, err)
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// gatedConsumer records every ConsumeLogs call; the first call blocks until
+// the gate opens, and every call returns err.
+type gatedConsumer struct {
+	mu      sync.Mutex
+	calls   []int          // records per call
+	paths   map[string]int // file.path → times seen
+	hosts   map[string]string
+	entered chan struct{}
+	gate    chan struct{}
+	err     error
+}
+
+func newGatedConsumer(err error) *gatedConsumer {
+	return &gatedConsumer{paths: map[string]int{}, hosts: map[string]string{},
+		entered: make(chan struct{}), gate: make(chan struct{}), err: err}
+}
+
+func (g *gatedConsumer) consumer(t testing.TB) consumer.Logs {
+	c, err := consumer.NewLogs(func(_ context.Context, ld plog.Logs) error {
+		g.mu.Lock()
+		g.calls = append(g.calls, ld.LogRecordCount())
+		first := len(g.calls) == 1
+		for i := 0; i < ld.ResourceLogs().Len(); i++ {
+			rl := ld.ResourceLogs().At(i)
+			host, _ := rl.Resource().Attributes().Get(event.ResourceHostName)
+			for j := 0; j < rl.ScopeLogs().Len(); j++ {
+				lrs := rl.ScopeLogs().At(j).LogRecords()
+				for k := 0; k < lrs.Len(); k++ {
+					p, _ := lrs.At(k).Attributes().Get("file.path")
+					g.paths[p.Str()]++
+					g.hosts[p.Str()] = host.Str()
+				}
+			}
+		}
+		g.mu.Unlock()
+		if first {
+			close(g.entered)
+			<-g.gate
+		}
+		return g.err
+	})
+	require.NoError(t, err)
+	return c
+}
+
+// Requests arriving while a group is being consumed go on together as the
+// next group: one ConsumeLogs for all of them, every record once, each still
+// under the host its certificate names, and every request answered with the
+// group's result.
+func TestConcurrentRequestsAreConsumedAsOneGroup(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want codes.Code
+	}{
+		{"accepted", nil, codes.OK},
+		{"refused", errors.New("queue full"), codes.Unavailable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newGatedConsumer(tc.err)
+			f := startWith(t, newPKI(t), g.consumer(t))
+			const waiting = 20
+			clients := map[string]plogotlp.GRPCClient{}
+			for _, h := range []string{"web-01", "web-02", "db-01"} {
+				clients[h] = f.client(t, nil, f.agent(t, h))
+			}
+			send := func(host string, ld plog.Logs) codes.Code {
+				_, err := export(t, clients[host], ld)
+				return status.Code(err)
+			}
+			hosts := []string{"web-01", "web-02", "db-01"}
+			first := logs(map[string][]*event.Event{"": {trip("/first")}})
+			reqs := make([]plog.Logs, waiting)
+			for i := range reqs {
+				reqs[i] = logs(map[string][]*event.Event{"": {trip(fmt.Sprintf("/p%d", i))}})
+			}
+			codesCh := make(chan codes.Code, waiting+1)
+			go func() { codesCh <- send("web-01", first) }()
+			<-g.entered // the first request's group is being consumed
+			for i := range waiting {
+				go func() { codesCh <- send(hosts[i%3], reqs[i]) }()
+			}
+			require.Eventually(t, func() bool {
+				f.rcv.group.mu.Lock()
+				defer f.rcv.group.mu.Unlock()
+				return len(f.rcv.group.pending) == waiting
+			}, 20*time.Second, 5*time.Millisecond)
+			close(g.gate)
+			for range waiting + 1 {
+				require.Equal(t, tc.want, <-codesCh)
+			}
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			require.Equal(t, []int{1, waiting}, g.calls)
+			require.Len(t, g.paths, waiting+1)
+			for i := range waiting {
+				p := fmt.Sprintf("/p%d", i)
+				require.Equal(t, 1, g.paths[p], p)
+				require.Equal(t, hosts[i%3], g.hosts[p], p)
+			}
+		})
+	}
 }
