@@ -2,11 +2,17 @@ package receiver
 
 import (
 	"context"
+	"errors"
 	"sync"
 
 	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/consumer/consumererror"
 	"go.opentelemetry.io/collector/pdata/plog"
 )
+
+// errShuttingDown answers a request that arrives after the receiver began
+// to stop; the agent retries it (with another collector, or this one later).
+var errShuttingDown = errors.New("receiver shutting down")
 
 // maxGroupRecords caps the records of one group: the exporter's queue splits
 // batches above 5,000 records again.
@@ -25,6 +31,7 @@ type groupCommit struct {
 	next consumer.Logs
 
 	mu      sync.Mutex
+	closed  bool
 	pending []*commitRequest
 	wake    chan struct{} // buffered: a pending request, or stop
 	stop    chan struct{}
@@ -32,9 +39,11 @@ type groupCommit struct {
 }
 
 type commitRequest struct {
-	ld   plog.Logs
-	err  error
-	done chan struct{}
+	ld    plog.Logs
+	first int // index of its first resource in the group's plog.Logs
+	count int // its resources
+	err   error
+	done  chan struct{}
 }
 
 func newGroupCommit(next consumer.Logs) *groupCommit {
@@ -49,6 +58,10 @@ func newGroupCommit(next consumer.Logs) *groupCommit {
 func (g *groupCommit) consume(ld plog.Logs) error {
 	req := &commitRequest{ld: ld, done: make(chan struct{})}
 	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return errShuttingDown
+	}
 	g.pending = append(g.pending, req)
 	g.mu.Unlock()
 	select {
@@ -59,10 +72,16 @@ func (g *groupCommit) consume(ld plog.Logs) error {
 	return req.err
 }
 
-// close consumes what is pending and stops. Call it once no request can
-// arrive any more (the gRPC server stopped).
+// close consumes what is pending and stops; requests arriving later are
+// refused with errShuttingDown. It may be called more than once.
 func (g *groupCommit) close() {
-	close(g.stop)
+	g.mu.Lock()
+	already := g.closed
+	g.closed = true
+	g.mu.Unlock()
+	if !already {
+		close(g.stop)
+	}
 	<-g.done
 }
 
@@ -103,10 +122,26 @@ func (g *groupCommit) commitNext() bool {
 	if len(group) > 1 {
 		ld = plog.NewLogs()
 		for _, r := range group {
+			r.first, r.count = ld.ResourceLogs().Len(), r.ld.ResourceLogs().Len()
 			r.ld.ResourceLogs().MoveAndAppendTo(ld.ResourceLogs())
 		}
 	}
 	err := g.next.ConsumeLogs(context.Background(), ld)
+	if len(group) > 1 && consumererror.IsPermanent(err) {
+		// Retrying cannot help the request whose records were refused, and
+		// its agent will split its batch to find them; the others must not
+		// be refused with it. Each request goes again alone, as a copy
+		// (the pipeline may have made the group read-only).
+		for _, r := range group {
+			one := plog.NewLogs()
+			for i := r.first; i < r.first+r.count; i++ {
+				ld.ResourceLogs().At(i).CopyTo(one.ResourceLogs().AppendEmpty())
+			}
+			r.err = g.next.ConsumeLogs(context.Background(), one)
+			close(r.done)
+		}
+		return true
+	}
 	for _, r := range group {
 		r.err = err
 		close(r.done)

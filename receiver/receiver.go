@@ -122,9 +122,9 @@ func (r *tripwireReceiver) Shutdown(ctx context.Context) error {
 	}
 	r.serving.Wait()
 	if r.group != nil {
-		// Handlers still running after a forced stop wait for their group.
+		// Handlers still running after a forced stop get their group's
+		// result; later ones are refused.
 		r.group.close()
-		r.group = nil
 	}
 	if r.telemetry != nil {
 		r.telemetry.Shutdown()

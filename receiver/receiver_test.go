@@ -14,6 +14,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +23,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/consumer/consumererror"
 	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
@@ -500,20 +502,22 @@ func signAgent(t *testing.T, dir, host string, notBefore, notAfter time.Time) tl
 }
 
 // gatedConsumer records every ConsumeLogs call; the first call blocks until
-// the gate opens, and every call returns err.
+// the gate opens. A call returns err, or a permanent error when it carries
+// the path poison; the paths of the calls it accepts are counted.
 type gatedConsumer struct {
-	mu      sync.Mutex
-	calls   []int          // records per call
-	paths   map[string]int // file.path → times seen
-	hosts   map[string]string
-	entered chan struct{}
-	gate    chan struct{}
-	err     error
+	mu       sync.Mutex
+	calls    []int          // records per call
+	accepted map[string]int // file.path → times accepted
+	hosts    map[string]string
+	entered  chan struct{}
+	gate     chan struct{}
+	err      error
+	poison   string
 }
 
-func newGatedConsumer(err error) *gatedConsumer {
-	return &gatedConsumer{paths: map[string]int{}, hosts: map[string]string{},
-		entered: make(chan struct{}), gate: make(chan struct{}), err: err}
+func newGatedConsumer(err error, poison string) *gatedConsumer {
+	return &gatedConsumer{accepted: map[string]int{}, hosts: map[string]string{},
+		entered: make(chan struct{}), gate: make(chan struct{}), err: err, poison: poison}
 }
 
 func (g *gatedConsumer) consumer(t testing.TB) consumer.Logs {
@@ -521,6 +525,7 @@ func (g *gatedConsumer) consumer(t testing.TB) consumer.Logs {
 		g.mu.Lock()
 		g.calls = append(g.calls, ld.LogRecordCount())
 		first := len(g.calls) == 1
+		paths := map[string]string{}
 		for i := 0; i < ld.ResourceLogs().Len(); i++ {
 			rl := ld.ResourceLogs().At(i)
 			host, _ := rl.Resource().Attributes().Get(event.ResourceHostName)
@@ -528,9 +533,18 @@ func (g *gatedConsumer) consumer(t testing.TB) consumer.Logs {
 				lrs := rl.ScopeLogs().At(j).LogRecords()
 				for k := 0; k < lrs.Len(); k++ {
 					p, _ := lrs.At(k).Attributes().Get("file.path")
-					g.paths[p.Str()]++
-					g.hosts[p.Str()] = host.Str()
+					paths[p.Str()] = host.Str()
 				}
+			}
+		}
+		err := g.err
+		if _, bad := paths[g.poison]; bad && g.poison != "" {
+			err = consumererror.NewPermanent(errors.New("poison"))
+		}
+		if err == nil {
+			for p, h := range paths {
+				g.accepted[p]++
+				g.hosts[p] = h
 			}
 		}
 		g.mu.Unlock()
@@ -538,7 +552,7 @@ func (g *gatedConsumer) consumer(t testing.TB) consumer.Logs {
 			close(g.entered)
 			<-g.gate
 		}
-		return g.err
+		return err
 	})
 	require.NoError(t, err)
 	return c
@@ -547,27 +561,28 @@ func (g *gatedConsumer) consumer(t testing.TB) consumer.Logs {
 // Requests arriving while a group is being consumed go on together as the
 // next group: one ConsumeLogs for all of them, every record once, each still
 // under the host its certificate names, and every request answered with the
-// group's result.
+// group's result. A permanent refusal is found out request by request, so it
+// refuses only the request it concerns.
 func TestConcurrentRequestsAreConsumedAsOneGroup(t *testing.T) {
+	const waiting = 20
 	for _, tc := range []struct {
-		name string
-		err  error
-		want codes.Code
+		name   string
+		err    error
+		poison string
+		want   codes.Code
+		calls  []int
 	}{
-		{"accepted", nil, codes.OK},
-		{"refused", errors.New("queue full"), codes.Unavailable},
+		{"accepted", nil, "", codes.OK, []int{1, waiting}},
+		{"refused", errors.New("queue full"), "", codes.Unavailable, []int{1, waiting}},
+		{"one refused for good", nil, "/p3", codes.OK,
+			append([]int{1, waiting}, slices.Repeat([]int{1}, waiting)...)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			g := newGatedConsumer(tc.err)
+			g := newGatedConsumer(tc.err, tc.poison)
 			f := startWith(t, newPKI(t), g.consumer(t))
-			const waiting = 20
 			clients := map[string]plogotlp.GRPCClient{}
 			for _, h := range []string{"web-01", "web-02", "db-01"} {
 				clients[h] = f.client(t, nil, f.agent(t, h))
-			}
-			send := func(host string, ld plog.Logs) codes.Code {
-				_, err := export(t, clients[host], ld)
-				return status.Code(err)
 			}
 			hosts := []string{"web-01", "web-02", "db-01"}
 			first := logs(map[string][]*event.Event{"": {trip("/first")}})
@@ -575,11 +590,19 @@ func TestConcurrentRequestsAreConsumedAsOneGroup(t *testing.T) {
 			for i := range reqs {
 				reqs[i] = logs(map[string][]*event.Event{"": {trip(fmt.Sprintf("/p%d", i))}})
 			}
-			codesCh := make(chan codes.Code, waiting+1)
-			go func() { codesCh <- send("web-01", first) }()
+			type result struct {
+				path string
+				code codes.Code
+			}
+			results := make(chan result, waiting+1)
+			send := func(host, path string, ld plog.Logs) {
+				_, err := export(t, clients[host], ld)
+				results <- result{path, status.Code(err)}
+			}
+			go send("web-01", "/first", first)
 			<-g.entered // the first request's group is being consumed
 			for i := range waiting {
-				go func() { codesCh <- send(hosts[i%3], reqs[i]) }()
+				go send(hosts[i%3], fmt.Sprintf("/p%d", i), reqs[i])
 			}
 			require.Eventually(t, func() bool {
 				f.rcv.group.mu.Lock()
@@ -588,17 +611,40 @@ func TestConcurrentRequestsAreConsumedAsOneGroup(t *testing.T) {
 			}, 20*time.Second, 5*time.Millisecond)
 			close(g.gate)
 			for range waiting + 1 {
-				require.Equal(t, tc.want, <-codesCh)
+				r := <-results
+				want := tc.want
+				if r.path == tc.poison {
+					want = codes.InvalidArgument
+				}
+				require.Equal(t, want, r.code, r.path)
 			}
 			g.mu.Lock()
 			defer g.mu.Unlock()
-			require.Equal(t, []int{1, waiting}, g.calls)
-			require.Len(t, g.paths, waiting+1)
+			require.Equal(t, tc.calls, g.calls)
+			if tc.err != nil {
+				return
+			}
 			for i := range waiting {
 				p := fmt.Sprintf("/p%d", i)
-				require.Equal(t, 1, g.paths[p], p)
+				if p == tc.poison {
+					require.Zero(t, g.accepted[p], p)
+					continue
+				}
+				require.Equal(t, 1, g.accepted[p], p)
 				require.Equal(t, hosts[i%3], g.hosts[p], p)
 			}
 		})
 	}
+}
+
+// After Shutdown, a request is refused as retryable instead of waiting for a
+// group that will never come.
+func TestGroupCommitRefusesAfterClose(t *testing.T) {
+	sink := new(consumertest.LogsSink)
+	g := newGroupCommit(sink)
+	require.NoError(t, g.consume(logs(map[string][]*event.Event{"web-01": {trip("/a")}})))
+	g.close()
+	g.close() // twice is fine
+	require.ErrorIs(t, g.consume(logs(map[string][]*event.Event{"web-01": {trip("/b")}})), errShuttingDown)
+	require.Equal(t, 1, sink.LogRecordCount())
 }
