@@ -1,9 +1,11 @@
 package collector
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -519,6 +521,7 @@ func BenchmarkIngestRate(b *testing.B) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(seconds)*time.Second+5*time.Minute)
 		b.ResetTimer()
+		colCPU, genCPU := cpuSeconds(s.col.cmd.Process.Pid), cpuSeconds(os.Getpid())
 		start := time.Now()
 		owed := int(perAgent * float64(seconds)) // events per agent
 		// due is when an agent's k-th event (from 0) happens.
@@ -544,6 +547,7 @@ func BenchmarkIngestRate(b *testing.B) {
 		}
 		wg.Wait()
 		sendTime := time.Since(start)
+		colCPU, genCPU = cpuSeconds(s.col.cmd.Process.Pid)-colCPU, cpuSeconds(os.Getpid())-genCPU
 		close(errs)
 		for err := range errs {
 			b.Fatal(err)
@@ -574,10 +578,29 @@ func BenchmarkIngestRate(b *testing.B) {
 		b.ReportMetric(achieved, "events/s")
 		b.ReportMetric(l.p99*1000, "p99_ms")
 		b.Logf("%d agents, %d events/s for %ds: %d events sent in %s (%.0f events/s) as %d requests (%.0f events each); %d rows; "+
-			"event → row p50 %.1f ms, p99 %.1f ms, max %.1f ms; collector RSS %d MiB",
+			"event → row p50 %.1f ms, p99 %.1f ms, max %.1f ms; collector RSS %d MiB; "+
+			"while sending, CPU of the collector %.2f cores, of the load generator %.2f cores (of %d)",
 			agents, rate, seconds, total, sendTime.Round(time.Millisecond), achieved, requests.Load(),
-			float64(total)/float64(requests.Load()), l.rows, l.p50*1000, l.p99*1000, l.max*1000, rssKiB(s.col.cmd.Process.Pid)/1024)
+			float64(total)/float64(requests.Load()), l.rows, l.p50*1000, l.p99*1000, l.max*1000, rssKiB(s.col.cmd.Process.Pid)/1024,
+			colCPU/sendTime.Seconds(), genCPU/sendTime.Seconds(), runtime.NumCPU())
 	}
+}
+
+// cpuSeconds reads the user and system CPU time a process used so far.
+func cpuSeconds(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses and may hold
+	// spaces: utime and stime are the 12th and 13th.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	return (utime + stime) / 100 // USER_HZ
 }
 
 // rssKiB reads a process's resident set size.
