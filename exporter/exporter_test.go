@@ -257,6 +257,32 @@ func TestOutOfOrderWithinGraceIsNoBreak(t *testing.T) {
 	}
 }
 
+// An entry waiting above the head is reloaded by every later batch of its
+// host; one whose payload holds \u0000 (kept exactly, as text) must not stop
+// that reload.
+func TestWaitingEntryWithNULDoesNotStallItsChain(t *testing.T) {
+	dsn := pgtest.NewDB(t)
+	cfg := testConfig(dsn)
+	cfg.ChainGapGrace = time.Hour
+	e := startExporter(t, cfg)
+	pool := openPool(t, dsn)
+	a := newAgent(t, "ooo-nul")
+	evs := make([]*event.Event, 6)
+	for i := range evs {
+		evs[i] = a.trip()
+	}
+	evs[4].Process.CommandLine = "sh\x00-c\x00id"
+	a.chained(evs...)
+	push(t, e, a.logs(evs[3:]...)) // 4..6 wait for 1..3
+	push(t, e, a.logs(evs[:3]...))
+	if s, h := head(t, pool, "ooo-nul"); s != 6 || h != evs[5].Hash {
+		t.Errorf("head %d, want 6 once the gap is filled", s)
+	}
+	if n := queryInt(t, pool, "SELECT count(*) FROM chain_breaks"); n != 0 {
+		t.Errorf("%d chain breaks, want 0", n)
+	}
+}
+
 func TestGapRaisedByTheSweepAfterGrace(t *testing.T) {
 	dsn := pgtest.NewDB(t)
 	cfg := testConfig(dsn)

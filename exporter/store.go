@@ -376,8 +376,11 @@ func (e *tripwireExporter) checkChains(ctx context.Context, tx pgx.Tx, chains ma
 		ON CONFLICT DO NOTHING`, ids, genesisHash)
 	heads := b.Queue(`SELECT c.host_id, c.seq, c.hash, now(), h.host_name FROM chain_heads c
 		JOIN hosts h USING (host_id) WHERE c.host_id = ANY($1::uuid[]) ORDER BY c.host_id FOR UPDATE OF c`, ids)
+	// A loss event's canonical payload holds this pair verbatim; inside a
+	// string every '"' is escaped, so nothing else can. (Casting the text to
+	// jsonb instead would fail on a payload with \u0000.)
 	parked := b.Queue(`SELECT a.host_id, a.seq, a.prev_hash, a.hash, a.received_at,
-			coalesce(a.payload::jsonb->>'event.name' = 'tripwire.agent.loss', false)
+			strpos(a.payload, '"event.name":"tripwire.agent.loss"') > 0
 		FROM audit_entries a JOIN chain_heads c ON c.host_id = a.host_id AND a.seq > c.seq
 		WHERE c.host_id = ANY($1::uuid[]) ORDER BY a.host_id, a.seq`, ids)
 	// Only seqs at or below the head can be replays or forks; in steady
