@@ -33,7 +33,7 @@ type chainEntry struct {
 	seq        int64
 	prev, hash string
 	receivedAt time.Time
-	loss       bool // a tripwire.agent.loss event
+	loss       bool // a tripwire.agent.loss event of this batch (a stored entry has waited: its kind no longer matters)
 	stored     bool
 	ev         *event.Event // nil for a stored entry
 	canon      []byte       // ev.Canonical()

@@ -376,11 +376,7 @@ func (e *tripwireExporter) checkChains(ctx context.Context, tx pgx.Tx, chains ma
 		ON CONFLICT DO NOTHING`, ids, genesisHash)
 	heads := b.Queue(`SELECT c.host_id, c.seq, c.hash, now(), h.host_name FROM chain_heads c
 		JOIN hosts h USING (host_id) WHERE c.host_id = ANY($1::uuid[]) ORDER BY c.host_id FOR UPDATE OF c`, ids)
-	// A loss event's canonical payload holds this pair verbatim; inside a
-	// string every '"' is escaped, so nothing else can. (Casting the text to
-	// jsonb instead would fail on a payload with \u0000.)
-	parked := b.Queue(`SELECT a.host_id, a.seq, a.prev_hash, a.hash, a.received_at,
-			strpos(a.payload, '"event.name":"tripwire.agent.loss"') > 0
+	parked := b.Queue(`SELECT a.host_id, a.seq, a.prev_hash, a.hash, a.received_at
 		FROM audit_entries a JOIN chain_heads c ON c.host_id = a.host_id AND a.seq > c.seq
 		WHERE c.host_id = ANY($1::uuid[]) ORDER BY a.host_id, a.seq`, ids)
 	// Only seqs at or below the head can be replays or forks; in steady
@@ -413,7 +409,6 @@ func (e *tripwireExporter) checkChains(ctx context.Context, tx pgx.Tx, chains ma
 		name, prev, hash string
 		seq, first, last int64
 		now, recv        time.Time
-		loss             bool
 	)
 	heads.Query(func(rows pgx.Rows) error {
 		_, err := pgx.ForEachRow(rows, []any{&id, &seq, &hash, &now, &name}, func() error {
@@ -425,9 +420,9 @@ func (e *tripwireExporter) checkChains(ctx context.Context, tx pgx.Tx, chains ma
 		return err
 	})
 	parked.Query(func(rows pgx.Rows) error {
-		_, err := pgx.ForEachRow(rows, []any{&id, &seq, &prev, &hash, &recv, &loss}, func() error {
+		_, err := pgx.ForEachRow(rows, []any{&id, &seq, &prev, &hash, &recv}, func() error {
 			s := state(id)
-			s.parked = append(s.parked, &chainEntry{seq: seq, prev: prev, hash: hash, receivedAt: recv, loss: loss, stored: true})
+			s.parked = append(s.parked, &chainEntry{seq: seq, prev: prev, hash: hash, receivedAt: recv, stored: true})
 			return nil
 		})
 		return err
