@@ -33,7 +33,7 @@ type groupCommit struct {
 	mu      sync.Mutex
 	closed  bool
 	pending []*commitRequest
-	wake    chan struct{} // buffered: a pending request, or stop
+	wake    chan struct{} // buffered: requests are pending
 	stop    chan struct{}
 	done    chan struct{}
 }
@@ -53,8 +53,9 @@ func newGroupCommit(next consumer.Logs) *groupCommit {
 }
 
 // consume hands ld on with the group it joins and returns the group's
-// result. It waits even when ctx ends: the group may hold ld, whose memory
-// belongs to the gRPC request until the handler returns.
+// result. It waits even if the agent gave up on the request: the group may
+// hold ld, whose memory belongs to the gRPC request until the handler
+// returns.
 func (g *groupCommit) consume(ld plog.Logs) error {
 	req := &commitRequest{ld: ld, done: make(chan struct{})}
 	g.mu.Lock()
