@@ -3,6 +3,7 @@ package collector
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -139,6 +140,21 @@ func countRule(ctx context.Context, pool *pgxpool.Pool, rule string) (int, error
 	return n, err
 }
 
+// waitRows counts rule's rows every interval until there are want of them;
+// it returns the last count, and an error if ctx ended first.
+func waitRows(ctx context.Context, pool *pgxpool.Pool, rule string, want int, every time.Duration) (int, error) {
+	for {
+		n, err := countRule(ctx, pool, rule)
+		if err == nil && n >= want {
+			return n, nil
+		}
+		if ctx.Err() != nil {
+			return n, fmt.Errorf("only %d of %d rows: %v", n, want, errors.Join(err, ctx.Err()))
+		}
+		time.Sleep(every)
+	}
+}
+
 // BenchmarkIngest measures sustained ingest through the collector into
 // PostgreSQL, then a raw pgx COPY of the same rows in a fresh database of
 // the same cluster; once with the shipped config.yaml, once with
@@ -205,22 +221,16 @@ func benchIngest(b *testing.B, configs []string) {
 		for err := range errs {
 			b.Fatal(err)
 		}
-		// With forwarding, done when the rows are committed and the OTLP
-		// endpoint has every record too.
-		for {
-			n, err := countRule(ctx, pool, "bench")
-			fwd := total
-			if forwarding {
-				fwd = s.sink.records()
-			}
-			if err == nil && n >= total && fwd >= total {
-				break
-			}
+		// Every 250 ms: counting is a scan, and polling faster takes
+		// PostgreSQL CPU from the pipeline being measured.
+		if _, err := waitRows(ctx, pool, "bench", total, 250*time.Millisecond); err != nil {
+			b.Fatal(err)
+		}
+		// With forwarding, done when the OTLP endpoint has every record too.
+		for forwarding && s.sink.records() < total {
 			if ctx.Err() != nil {
-				b.Fatalf("only %d of %d rows (%v), %d of %d forwarded", n, total, err, fwd, total)
+				b.Fatalf("%d of %d records forwarded", s.sink.records(), total)
 			}
-			// Every 250 ms: counting is a scan, and polling faster takes
-			// PostgreSQL CPU from the pipeline being measured.
 			time.Sleep(250 * time.Millisecond)
 		}
 		stored := time.Since(start)
@@ -370,14 +380,7 @@ func BenchmarkConnections(b *testing.B) {
 			b.Fatal(err)
 		}
 		want := conns * rounds
-		var n int
-		for {
-			n, err = countRule(ctx, pool, "conn")
-			if (err == nil && n >= want) || ctx.Err() != nil {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		n, _ := waitRows(ctx, pool, "conn", want, 100*time.Millisecond) // the log shows a shortfall
 		var hosts int
 		_ = pool.QueryRow(ctx, `SELECT count(*) FROM hosts WHERE host_name LIKE 'conn-%'`).Scan(&hosts)
 		pool.Close()
@@ -413,13 +416,7 @@ func BenchmarkEndToEndLatency(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		for {
-			c, err := countRule(ctx, pool, tf.rule)
-			if (err == nil && c >= n) || ctx.Err() != nil {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		_, _ = waitRows(ctx, pool, tf.rule, n, 100*time.Millisecond) // the log shows a shortfall
 		b.StopTimer()
 		l, err := rowLatency(ctx, pool, tf.rule)
 		pool.Close()
@@ -462,13 +459,7 @@ func BenchmarkCollectorLatency(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		for {
-			c, err := countRule(ctx, pool, "collector-latency")
-			if (err == nil && c >= n) || ctx.Err() != nil {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		_, _ = waitRows(ctx, pool, "collector-latency", n, 100*time.Millisecond)
 		b.StopTimer()
 		l, err := rowLatency(ctx, pool, "collector-latency")
 		pool.Close()
@@ -557,15 +548,8 @@ func BenchmarkIngestRate(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		for {
-			n, err := countRule(ctx, pool, "rate")
-			if err == nil && n >= total {
-				break
-			}
-			if ctx.Err() != nil {
-				b.Fatalf("only %d of %d rows: %v", n, total, err)
-			}
-			time.Sleep(250 * time.Millisecond)
+		if _, err := waitRows(ctx, pool, "rate", total, 250*time.Millisecond); err != nil {
+			b.Fatal(err)
 		}
 		b.StopTimer()
 		l, err := rowLatency(ctx, pool, "rate")
