@@ -3,7 +3,6 @@ package collector
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -116,26 +115,8 @@ heartbeat_interval: 5s
 	}
 	go func() { a.done <- a.cmd.Wait() }()
 	t.Cleanup(func() { a.stop(t) })
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := healthClient.Get("http://" + healthAddr + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return a
-			}
-		}
-		select {
-		case err := <-a.done:
-			a.done <- err
-			t.Fatalf("agent exited during start: %v\n%s", err, a.log.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("agent not healthy after 60s:\n%s", a.log.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitHealthy(t, "agent", "http://"+healthAddr+"/healthz", a.done, a.log)
+	return a
 }
 
 func (a *agentProc) stop(t testing.TB) {

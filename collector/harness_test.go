@@ -92,23 +92,32 @@ func startCollectorOn(t testing.TB, configs []string, healthPort int, env ...str
 	}
 	go func() { p.done <- p.cmd.Wait() }()
 	t.Cleanup(func() { p.stop(t) })
+	waitHealthy(t, "collector", p.health, p.done, p.log)
+	return p
+}
+
+// waitHealthy polls a started process's health URL until it answers 200,
+// failing the test if the process exits first (its exit stays in done) or
+// is not healthy within 60 s.
+func waitHealthy(t testing.TB, what, url string, done chan error, log *syncBuffer) {
+	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		resp, err := healthClient.Get(p.health)
+		resp, err := healthClient.Get(url)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return p
+				return
 			}
 		}
 		select {
-		case err := <-p.done:
-			p.done <- err
-			t.Fatalf("collector exited during start: %v\n%s", err, p.log.String())
+		case err := <-done:
+			done <- err
+			t.Fatalf("%s exited during start: %v\n%s", what, err, log.String())
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("collector not healthy after 60s:\n%s", p.log.String())
+			t.Fatalf("%s not healthy after 60s:\n%s", what, log.String())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
