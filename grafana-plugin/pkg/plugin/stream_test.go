@@ -239,41 +239,33 @@ func TestRunStreamDeliversNotifiedInserts(t *testing.T) {
 		t.Fatalf("filtered stream got %v", ids)
 	}
 
-	// A malformed notification is counted and skipped.
-	e.exec(t, `SELECT pg_notify($1, 'not json')`, NotifyChannel)
-	third := crit
-	third.id, third.seq = "0190b000-0000-7000-8000-000000000003", 102
-	e.notifyAlert(t, third)
-	if ids := frameIDs(nextFrame(t, critical)); ids[0] != third.id {
-		t.Fatalf("after malformed: %v", ids)
-	}
-	if e.ds.feed.Malformed.Load() != 1 {
-		t.Fatalf("malformed count %d", e.ds.feed.Malformed.Load())
+	// A malformed notification (an array is malformed as a whole when one
+	// entry is not an alert) is counted and skipped.
+	for i, bad := range []string{`not json`, `[{"alert_id":"x"},{"severity":"CRITICAL"}]`} {
+		e.exec(t, `SELECT pg_notify($1, $2)`, NotifyChannel, bad)
+		next := crit
+		next.id, next.seq = fmt.Sprintf("0190b000-0000-7000-8000-%012d", 3+i), int64(102+i)
+		e.notifyAlert(t, next)
+		if ids := frameIDs(nextFrame(t, critical)); ids[0] != next.id {
+			t.Fatalf("after malformed %q: %v", bad, ids)
+		}
+		if n := e.ds.feed.Malformed.Load(); n != int64(i+1) {
+			t.Fatalf("malformed count %d, want %d", n, i+1)
+		}
 	}
 
 	// Alerts packed into one notification, as the exporter sends a batch,
 	// arrive one by one and in order.
-	fourth, fifth := crit, crit
-	fourth.id, fourth.seq = "0190b000-0000-7000-8000-000000000004", 103
+	fifth, sixth := crit, crit
 	fifth.id, fifth.seq = "0190b000-0000-7000-8000-000000000005", 104
-	e.notifyAlerts(t, true, fourth, fifth)
+	sixth.id, sixth.seq = "0190b000-0000-7000-8000-000000000006", 105
+	e.notifyAlerts(t, true, fifth, sixth)
 	var packed []string
 	for len(packed) < 2 {
 		packed = append(packed, frameIDs(nextFrame(t, critical))...)
 	}
-	if len(packed) != 2 || packed[0] != fourth.id || packed[1] != fifth.id {
+	if len(packed) != 2 || packed[0] != fifth.id || packed[1] != sixth.id {
 		t.Fatalf("packed notification gave %v", packed)
-	}
-	// An array with an entry that is not an alert is malformed as a whole.
-	e.exec(t, `SELECT pg_notify($1, '[{"alert_id":"x"},{"severity":"CRITICAL"}]')`, NotifyChannel)
-	sixth := crit
-	sixth.id, sixth.seq = "0190b000-0000-7000-8000-000000000006", 105
-	e.notifyAlert(t, sixth)
-	if ids := frameIDs(nextFrame(t, critical)); ids[0] != sixth.id {
-		t.Fatalf("after a malformed array: %v", ids)
-	}
-	if e.ds.feed.Malformed.Load() != 2 {
-		t.Fatalf("malformed count %d, want 2", e.ds.feed.Malformed.Load())
 	}
 }
 
