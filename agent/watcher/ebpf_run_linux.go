@@ -2,7 +2,10 @@ package watcher
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf/ringbuf"
@@ -52,6 +55,33 @@ func runEBPF(ctx context.Context, rd *ringbuf.Reader, read, stats, refresh, deta
 		<-statsDone
 		release()
 	}()
+}
+
+// readRingbuf decodes each record of rd as a T and hands it to handle, until
+// the reader is closed or flushed empty. A record too short for a T, or that
+// does not decode, counts as malformed.
+func readRingbuf[T any](rd *ringbuf.Reader, log *slog.Logger, what string, malformed *atomic.Uint64, handle func(*T)) {
+	var rec ringbuf.Record
+	var ev T
+	size := binary.Size(ev)
+	for {
+		if err := rd.ReadInto(&rec); err != nil {
+			if errors.Is(err, ringbuf.ErrClosed) || errors.Is(err, ringbuf.ErrFlushed) {
+				return
+			}
+			log.Warn("reading "+what+" ring buffer", "error", err)
+			continue
+		}
+		if len(rec.RawSample) < size {
+			malformed.Add(1)
+			continue
+		}
+		if _, err := binary.Decode(rec.RawSample[:size], binary.NativeEndian, &ev); err != nil {
+			malformed.Add(1)
+			continue
+		}
+		handle(&ev)
+	}
 }
 
 // reportRingbufLoss reports the ring-buffer reserve failures the kernel

@@ -3,7 +3,6 @@ package watcher
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -225,35 +224,17 @@ func userDev(kdev uint64) uint64 {
 }
 
 func (w *execEBPF) readLoop(rd *ringbuf.Reader, sink Sink) {
-	var rec ringbuf.Record
-	var ev bpf.TripwireExecEvent
-	size := binary.Size(ev)
-	for {
-		if err := rd.ReadInto(&rec); err != nil {
-			if errors.Is(err, ringbuf.ErrClosed) || errors.Is(err, ringbuf.ErrFlushed) {
-				return
-			}
-			w.log.Warn("reading exec ring buffer", "error", err)
-			continue
-		}
-		if len(rec.RawSample) < size {
-			w.malformed.Add(1)
-			continue
-		}
-		if _, err := binary.Decode(rec.RawSample[:size], binary.NativeEndian, &ev); err != nil {
-			w.malformed.Add(1)
-			continue
-		}
-		s, ok := execSightingOf(&ev)
+	readRingbuf(rd, w.log, "exec", &w.malformed, func(ev *bpf.TripwireExecEvent) {
+		s, ok := execSightingOf(ev)
 		if !ok {
 			w.malformed.Add(1)
-			continue
+			return
 		}
-		for _, e := range w.enrich(&s, &ev) {
+		for _, e := range w.enrich(&s, ev) {
 			w.tripped.Add(1)
 			sink.Trip(e)
 		}
-	}
+	})
 }
 
 // execSightingOf checks and converts a kernel record.

@@ -2,7 +2,6 @@ package watcher
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -128,30 +127,12 @@ func (w *netEBPF) Start(ctx context.Context, sink Sink) error {
 }
 
 func (w *netEBPF) readLoop(rd *ringbuf.Reader, sink Sink) {
-	var rec ringbuf.Record
-	var ev bpf.TripwireNetEvent
-	size := binary.Size(ev)
-	for {
-		if err := rd.ReadInto(&rec); err != nil {
-			if errors.Is(err, ringbuf.ErrClosed) || errors.Is(err, ringbuf.ErrFlushed) {
-				return
-			}
-			w.log.Warn("reading network ring buffer", "error", err)
-			continue
-		}
-		if len(rec.RawSample) < size {
-			w.malformed.Add(1)
-			continue
-		}
-		if _, err := binary.Decode(rec.RawSample[:size], binary.NativeEndian, &ev); err != nil {
-			w.malformed.Add(1)
-			continue
-		}
-		src, dst, ok := netAddrsOf(&ev)
+	readRingbuf(rd, w.log, "network", &w.malformed, func(ev *bpf.TripwireNetEvent) {
+		src, dst, ok := netAddrsOf(ev)
 		targets := w.ports[ev.Dport]
 		if !ok || len(targets) == 0 {
 			w.malformed.Add(1)
-			continue
+			return
 		}
 		at := bootToWall(ev.BootNs)
 		var name event.Name
@@ -164,13 +145,13 @@ func (w *netEBPF) readLoop(rd *ringbuf.Reader, sink Sink) {
 			name = event.NetworkScan
 		default:
 			w.malformed.Add(1)
-			continue
+			return
 		}
 		for _, t := range targets {
 			w.tripped.Add(1)
 			sink.Trip(netTrip(name, t, netMechEBPF, src, dst, at, owner, nil))
 		}
-	}
+	})
 }
 
 // netAddrsOf checks and converts the addresses of a kernel record.
