@@ -106,54 +106,67 @@ func BenchmarkExport(b *testing.B) {
 func BenchmarkRawCopy(b *testing.B) {
 	for _, workers := range []int{1, 4} {
 		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
-			dsn := pgtest.NewDB(b)
 			ctx := context.Background()
-			pool, err := pgxpool.New(ctx, dsn)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer pool.Close()
-			if err := migrations.Apply(ctx, pool); err != nil {
-				b.Fatal(err)
-			}
-			if _, err := migrations.EnsurePartitions(ctx, pool, baseTime, 1); err != nil {
-				b.Fatal(err)
-			}
 			fleets := make([]*fleet, workers)
-			hostIDs := map[string]string{}
 			for w := range fleets {
 				fleets[w] = newFleet(b, fmt.Sprintf("copy-w%d", w))
-				for _, a := range fleets[w].agents {
-					var id string
-					if err := pool.QueryRow(ctx, "INSERT INTO hosts (host_name) VALUES ($1) RETURNING host_id::text", a.host).Scan(&id); err != nil {
-						b.Fatal(err)
-					}
-					hostIDs[a.host] = id
-				}
 			}
-			cols := []string{"alert_id", "event_time", "host_id", "host_name", "event_name", "tripwire_type",
-				"rule_name", "severity", "seq", "summary", "event_detail"}
+			pool, hostIDs := copyTarget(b, ctx, fleets)
 			// The rows are built before the clock runs: this is the COPY alone.
-			prep := func(f *fleet, evs [][]*event.Event) [][]any {
-				rows := make([][]any, 0, benchBatch)
-				for i, hostEvents := range evs {
-					host := f.agents[i].host
-					for _, ev := range hostEvents {
-						rows = append(rows, []any{ev.AlertID.String(), ev.Time, hostIDs[host], host, string(ev.Name),
-							string(ev.Type()), ev.Rule, ev.Severity.String(), int64(ev.Seq), ev.Summary(), string(ev.Canonical())})
-					}
-				}
-				return rows
-			}
+			prep := func(f *fleet, evs [][]*event.Event) [][]any { return copyRows(f, evs, hostIDs) }
 			elapsed := runWorkers(b, fleets, prep, func(_ *fleet, _ plog.Logs, rows [][]any) error {
 				return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-					_, err := tx.CopyFrom(ctx, pgx.Identifier{"alerts"}, cols, pgx.CopyFromRows(rows))
+					_, err := tx.CopyFrom(ctx, pgx.Identifier{"alerts"}, alertCols, pgx.CopyFromRows(rows))
 					return err
 				})
 			})
 			report(b, fmt.Sprintf("BenchmarkRawCopy workers=%d", workers), b.N*benchBatch, elapsed)
 		})
 	}
+}
+
+// alertCols are the columns of copyRows.
+var alertCols = []string{"alert_id", "event_time", "host_id", "host_name", "event_name", "tripwire_type",
+	"rule_name", "severity", "seq", "summary", "event_detail"}
+
+// copyRows are the alert rows of a fleet's batch, for a raw COPY baseline.
+func copyRows(f *fleet, evs [][]*event.Event, hostIDs map[string]string) [][]any {
+	rows := make([][]any, 0, benchBatch)
+	for i, hostEvents := range evs {
+		host := f.agents[i].host
+		for _, ev := range hostEvents {
+			rows = append(rows, []any{ev.AlertID.String(), ev.Time, hostIDs[host], host, string(ev.Name),
+				string(ev.Type()), ev.Rule, ev.Severity.String(), int64(ev.Seq), ev.Summary(), string(ev.Canonical())})
+		}
+	}
+	return rows
+}
+
+// copyTarget is a fresh migrated database for a raw COPY baseline, with the
+// fleets' hosts registered; it returns their ids by name.
+func copyTarget(b *testing.B, ctx context.Context, fleets []*fleet) (*pgxpool.Pool, map[string]string) {
+	pool, err := pgxpool.New(ctx, pgtest.NewDB(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(pool.Close)
+	if err := migrations.Apply(ctx, pool); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := migrations.EnsurePartitions(ctx, pool, baseTime, 1); err != nil {
+		b.Fatal(err)
+	}
+	hostIDs := map[string]string{}
+	for _, f := range fleets {
+		for _, a := range f.agents {
+			var id string
+			if err := pool.QueryRow(ctx, "INSERT INTO hosts (host_name) VALUES ($1) RETURNING host_id::text", a.host).Scan(&id); err != nil {
+				b.Fatal(err)
+			}
+			hostIDs[a.host] = id
+		}
+	}
+	return pool, hostIDs
 }
 
 // runWorkers gives b.N batches to the workers, generating each batch (the
@@ -210,8 +223,7 @@ func BenchmarkExportVsRawCopy(b *testing.B) {
 	for _, workers := range []int{1, 4} {
 		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
 			ctx := context.Background()
-			expDSN, copyDSN := pgtest.NewDB(b), pgtest.NewDB(b)
-			exp, err := NewFactory().CreateLogs(ctx, exportertest.NewNopSettings(metadata.Type), testConfig(expDSN))
+			exp, err := NewFactory().CreateLogs(ctx, exportertest.NewNopSettings(metadata.Type), testConfig(pgtest.NewDB(b)))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -219,19 +231,7 @@ func BenchmarkExportVsRawCopy(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer exp.Shutdown(ctx)
-			pool, err := pgxpool.New(ctx, copyDSN)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer pool.Close()
-			if err := migrations.Apply(ctx, pool); err != nil {
-				b.Fatal(err)
-			}
-			if _, err := migrations.EnsurePartitions(ctx, pool, baseTime, 1); err != nil {
-				b.Fatal(err)
-			}
 			expFleets, copyFleets := make([]*fleet, workers), make([]*fleet, workers)
-			hostIDs := map[string]string{}
 			for w := 0; w < workers; w++ {
 				expFleets[w] = newFleet(b, fmt.Sprintf("vs-exp-w%d", w))
 				ld, _ := expFleets[w].next()
@@ -239,16 +239,8 @@ func BenchmarkExportVsRawCopy(b *testing.B) {
 					b.Fatal(err)
 				}
 				copyFleets[w] = newFleet(b, fmt.Sprintf("vs-copy-w%d", w))
-				for _, a := range copyFleets[w].agents {
-					var id string
-					if err := pool.QueryRow(ctx, "INSERT INTO hosts (host_name) VALUES ($1) RETURNING host_id::text", a.host).Scan(&id); err != nil {
-						b.Fatal(err)
-					}
-					hostIDs[a.host] = id
-				}
 			}
-			cols := []string{"alert_id", "event_time", "host_id", "host_name", "event_name", "tripwire_type",
-				"rule_name", "severity", "seq", "summary", "event_detail"}
+			pool, hostIDs := copyTarget(b, ctx, copyFleets)
 			round := func(n int, do func(w int) error) time.Duration {
 				start := time.Now()
 				var wg sync.WaitGroup
@@ -278,19 +270,13 @@ func BenchmarkExportVsRawCopy(b *testing.B) {
 				for w := 0; w < workers; w++ {
 					lds[w], _ = expFleets[w].next()
 					_, evs := copyFleets[w].next()
-					for j, hostEvents := range evs {
-						host := copyFleets[w].agents[j].host
-						for _, ev := range hostEvents {
-							rows[w] = append(rows[w], []any{ev.AlertID.String(), ev.Time, hostIDs[host], host, string(ev.Name),
-								string(ev.Type()), ev.Rule, ev.Severity.String(), int64(ev.Seq), ev.Summary(), string(ev.Canonical())})
-						}
-					}
+					rows[w] = copyRows(copyFleets[w], evs, hostIDs)
 				}
 				b.StartTimer()
 				tExp += round(workers, func(w int) error { return exp.ConsumeLogs(ctx, lds[w]) })
 				tCopy += round(workers, func(w int) error {
 					return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-						_, err := tx.CopyFrom(ctx, pgx.Identifier{"alerts"}, cols, pgx.CopyFromRows(rows[w]))
+						_, err := tx.CopyFrom(ctx, pgx.Identifier{"alerts"}, alertCols, pgx.CopyFromRows(rows[w]))
 						return err
 					})
 				})
