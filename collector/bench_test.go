@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
@@ -273,13 +274,15 @@ func copyBaseline(b *testing.B, ctx context.Context, all []*event.Event, hostOf 
 		if _, err := migrations.EnsurePartitions(ctx, pool, time.Now(), 2); err != nil {
 			b.Fatal(err)
 		}
-		hostIDs := map[string]string{}
+		// uuids as pgtype.UUID, as the exporter passes them: pgx encodes a
+		// string into a uuid column only after a failed attempt and a parse.
+		hostIDs := map[string]pgtype.UUID{}
 		for _, h := range hostOf {
 			if _, ok := hostIDs[h]; ok {
 				continue
 			}
-			var id string
-			if err := pool.QueryRow(ctx, `INSERT INTO hosts (host_name) VALUES ($1) RETURNING host_id::text`, h).Scan(&id); err != nil {
+			var id pgtype.UUID
+			if err := pool.QueryRow(ctx, `INSERT INTO hosts (host_name) VALUES ($1) RETURNING host_id`, h).Scan(&id); err != nil {
 				b.Fatal(err)
 			}
 			hostIDs[h] = id
@@ -291,9 +294,10 @@ func copyBaseline(b *testing.B, ctx context.Context, all []*event.Event, hostOf 
 		for i, e := range all {
 			canon := e.Canonical()
 			hid := hostIDs[hostOf[e]]
-			alertRows[i] = []any{e.AlertID.String(), e.Time, hid, hostOf[e], string(e.Name), string(e.Type()),
+			id := pgtype.UUID{Bytes: e.AlertID, Valid: true}
+			alertRows[i] = []any{id, e.Time, hid, hostOf[e], string(e.Name), string(e.Type()),
 				e.Rule, e.Severity.String(), int64(e.Seq), e.Summary(), string(canon)}
-			auditRows[i] = []any{hid, int64(e.Seq), e.AlertID.String(), e.Time, e.PrevHash, e.Hash, string(canon)}
+			auditRows[i] = []any{hid, int64(e.Seq), id, e.Time, e.PrevHash, e.Hash, string(canon)}
 		}
 		start := time.Now()
 		const chunk = 500 // the same batch size the load generator sends
