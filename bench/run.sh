@@ -31,7 +31,7 @@ if section shipper; then
 fi
 if section exporter; then
   echo "== exporter: events/s into PostgreSQL vs raw COPY"
-  go test -run '^$' -bench . -benchtime 3x ./exporter
+  go test -run '^$' -bench . -benchtime 3x ./tripwireexporter
 fi
 if section ingest; then
   echo "== delivery: trip → row latency at 200/s; OTLP load generator → collector → PostgreSQL vs raw COPY; 1,000 agents"

@@ -1,0 +1,228 @@
+package tripwireexporter
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"sort"
+	"time"
+
+	"github.com/tripwire-sec/tripwire/internal/event"
+)
+
+// genesisHash is the prev_hash of a chain's first entry.
+const genesisHash = "0000000000000000000000000000000000000000000000000000000000000000"
+
+// Kinds of chain breaks, as stored in chain_breaks.kind and in the alert's
+// tripwire.audit.break.kind.
+const (
+	breakMismatch     = "mismatch"      // the entry's hash is not SHA-256(prev_hash ‖ canonical)
+	breakGap          = "gap"           // seqs missing before the entry
+	breakFork         = "fork"          // a second, different entry for a seq, or a link to a hash that is not the head
+	breakAccountedGap = "accounted_gap" // seqs missing, all reported shed by the agent: no alert
+)
+
+// chainHead is the verified end of a host's chain.
+type chainHead struct {
+	seq  int64
+	hash string
+}
+
+// chainEntry is one audit entry: new from this batch (ev set) or already
+// stored above the head, waiting for a gap before it (ev nil).
+type chainEntry struct {
+	seq        int64
+	prev, hash string
+	receivedAt time.Time
+	loss       bool // a tripwire.agent.loss event of this batch (a stored entry has waited: its kind no longer matters)
+	stored     bool
+	ev         *event.Event // nil for a stored entry
+	canon      []byte       // ev.Canonical()
+}
+
+type seqRange struct{ first, last int64 }
+
+// chainBreak is one break found; alert says whether it raises a CRITICAL
+// tripwire.audit.chain_break alert (every kind but accounted_gap).
+type chainBreak struct {
+	kind                  string
+	expectedSeq, gotSeq   int64
+	expectedHash, gotHash string
+	alert                 bool
+}
+
+// chainState is what the walk of one host's chain needs, loaded under the
+// lock on the host's chain_heads row.
+type chainState struct {
+	head     chainHead
+	now      time.Time // database time of the transaction
+	grace    time.Duration
+	batch    []*chainEntry    // this batch's chained events
+	parked   []*chainEntry    // stored entries above the head, by seq
+	stored   map[int64]string // hash of stored entries at or below the head, for the batch's seqs
+	losses   []seqRange       // shed ranges the agent reported
+	forkTips map[string]bool  // hashes of entries of reported forks
+}
+
+// chainOutcome is what the walk decided.
+type chainOutcome struct {
+	head    chainHead
+	moved   bool
+	breaks  []chainBreak
+	entries []*chainEntry // new entries for audit_entries
+	forks   []*chainEntry // new entries for chain_forks
+	replays []*chainEntry // batch entries stored before
+}
+
+// entryHash is the audit chain's hash of an event: hex(SHA-256(prev_hash ‖
+// canonical)), as internal/auditchain computes it on the agent.
+func entryHash(prev string, canonical []byte) string {
+	h := sha256.New()
+	h.Write([]byte(prev))
+	h.Write(canonical)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// walk checks a host's chain. The rules:
+//
+//   - Every new entry's hash is recomputed; a difference is a mismatch
+//     break. The entry then counts with the hash it claims, so the entries
+//     after it link on and one rewritten entry gives one alert.
+//   - An entry at or below the head is a replay when the stored entry of
+//     that seq has the same hash (nothing is stored or raised), a fork when
+//     it differs. An entry linking to a reported fork's entry continues
+//     that fork and raises nothing more. An entry below the head with no
+//     stored entry (one inside a gap already passed) is stored quietly.
+//   - Entries above the head are taken in seq order: seq head+1 linking to
+//     the head's hash advances the head; linking elsewhere is a fork, after
+//     which the head follows the new branch. A missing seq range before an
+//     entry is an accounted_gap when the agent's loss reports (reason
+//     spool_shed) cover all of it, whenever they arrived; otherwise the
+//     entry waits (stored above the head) until the range is filled or
+//     covered, or until the oldest waiting entry has waited chain_gap_grace,
+//     and then the gap is raised. Either way the head resyncs to the entry
+//     after the gap, so one break is one alert.
+//   - A loss event is never the entry that declares a gap on arrival: the
+//     agent sends loss events ahead of older spooled events, so the seqs
+//     before it are usually still on their way.
+func walk(s *chainState) chainOutcome {
+	out := chainOutcome{head: s.head}
+	if s.forkTips == nil {
+		s.forkTips = map[string]bool{}
+	}
+	raise := func(b chainBreak) {
+		b.alert = b.kind != breakAccountedGap
+		out.breaks = append(out.breaks, b)
+	}
+
+	sort.SliceStable(s.batch, func(i, j int) bool { return s.batch[i].seq < s.batch[j].seq })
+	above := make(map[int64]*chainEntry, len(s.parked))
+	for _, p := range s.parked {
+		above[p.seq] = p
+	}
+	seen := make(map[int64]string, len(s.batch))
+	var ahead []*chainEntry
+	for _, b := range s.batch {
+		known, haveKnown := s.stored[b.seq]
+		if p, parked := above[b.seq]; parked {
+			known, haveKnown = p.hash, true
+		}
+		if haveKnown && known == b.hash {
+			// Stored before: so is its alert row.
+			out.replays = append(out.replays, b)
+			continue
+		}
+		if h, dup := seen[b.seq]; dup {
+			known, haveKnown = h, true
+		}
+		if haveKnown && known == b.hash {
+			continue // twice in this batch: the first copy is stored
+		}
+		if got := entryHash(b.prev, b.canon); got != b.hash {
+			raise(chainBreak{kind: breakMismatch, expectedSeq: b.seq, gotSeq: b.seq, expectedHash: got, gotHash: b.hash})
+		}
+		switch {
+		case haveKnown:
+			if !s.forkTips[b.prev] {
+				raise(chainBreak{kind: breakFork, expectedSeq: b.seq, gotSeq: b.seq, expectedHash: known, gotHash: b.hash})
+			}
+			s.forkTips[b.hash] = true
+			out.forks = append(out.forks, b)
+		case b.seq <= s.head.seq:
+			seen[b.seq] = b.hash
+			out.entries = append(out.entries, b)
+		default:
+			seen[b.seq] = b.hash
+			ahead = append(ahead, b)
+		}
+	}
+
+	// Candidates above the head: waiting ones and new ones, by seq.
+	cands := append(append([]*chainEntry(nil), s.parked...), ahead...)
+	sort.SliceStable(cands, func(i, j int) bool { return cands[i].seq < cands[j].seq })
+	// overdue[i]: some candidate from i on has waited out the grace, so a
+	// gap before candidate i has been open at least that long.
+	overdue := make([]bool, len(cands)+1)
+	for i := len(cands) - 1; i >= 0; i-- {
+		c := cands[i]
+		waited := s.now.Sub(c.receivedAt) >= s.grace && (c.stored || !c.loss)
+		overdue[i] = overdue[i+1] || waited
+	}
+	i := 0
+	for ; i < len(cands); i++ {
+		c := cands[i]
+		next := out.head.seq + 1
+		switch {
+		case c.seq < next:
+			// A fork resync moved the head past a waiting entry.
+			if !c.stored {
+				out.entries = append(out.entries, c)
+			}
+			continue
+		case c.seq == next && c.prev == out.head.hash:
+		case c.seq == next:
+			if !s.forkTips[c.prev] {
+				raise(chainBreak{kind: breakFork, expectedSeq: next, gotSeq: c.seq, expectedHash: out.head.hash, gotHash: c.prev})
+			}
+		case covered(s.losses, next, c.seq-1):
+			raise(chainBreak{kind: breakAccountedGap, expectedSeq: next, gotSeq: c.seq, expectedHash: out.head.hash, gotHash: c.prev})
+		case overdue[i]:
+			raise(chainBreak{kind: breakGap, expectedSeq: next, gotSeq: c.seq, expectedHash: out.head.hash, gotHash: c.prev})
+		default:
+			goto wait
+		}
+		out.head = chainHead{seq: c.seq, hash: c.hash}
+		out.moved = true
+		if !c.stored {
+			out.entries = append(out.entries, c)
+		}
+	}
+wait:
+	for ; i < len(cands); i++ {
+		if !cands[i].stored {
+			out.entries = append(out.entries, cands[i])
+		}
+	}
+	return out
+}
+
+// covered reports whether the shed ranges cover every seq of [first, last].
+func covered(ranges []seqRange, first, last int64) bool {
+	if first > last {
+		return true
+	}
+	sorted := append([]seqRange(nil), ranges...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].first < sorted[j].first })
+	next := first
+	for _, r := range sorted {
+		if r.first > next {
+			break
+		}
+		if r.last >= next {
+			next = r.last + 1
+		}
+		if next > last {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,765 @@
+package tripwireexporter
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/collector/consumer/consumererror"
+	"go.opentelemetry.io/collector/pdata/plog"
+
+	"github.com/tripwire-sec/tripwire/internal/event"
+	"github.com/tripwire-sec/tripwire/internal/pgtest"
+	"github.com/tripwire-sec/tripwire/migrations"
+)
+
+func listen(t *testing.T, dsn string) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	if _, err := conn.Exec(context.Background(), "LISTEN "+notifyChannel); err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
+// notifications reads the notifications that arrive within a short while.
+func notifications(t *testing.T, conn *pgx.Conn, want int) []map[string]any {
+	t.Helper()
+	var got []map[string]any
+	for {
+		wait := 10 * time.Second
+		if len(got) >= want {
+			wait = 300 * time.Millisecond // anything more than wanted?
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		n, err := conn.WaitForNotification(ctx)
+		cancel()
+		if err != nil {
+			return got
+		}
+		if len(n.Payload) >= 8000 {
+			t.Fatalf("payload of %d bytes: PostgreSQL's limit is 8000", len(n.Payload))
+		}
+		// An array of alerts, or one alert.
+		var batch []map[string]any
+		if err := json.Unmarshal([]byte(n.Payload), &batch); err == nil {
+			got = append(got, batch...)
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(n.Payload), &m); err != nil {
+			t.Fatalf("payload %q is not JSON: %v", n.Payload, err)
+		}
+		got = append(got, m)
+	}
+}
+
+func TestTripLandsWithItsFields(t *testing.T) {
+	dsn := pgtest.NewDB(t)
+	e := startExporter(t, testConfig(dsn))
+	pool := openPool(t, dsn)
+	feed := listen(t, dsn)
+
+	a := newAgent(t, "web-1")
+	ev := a.trips(1)[0]
+	push(t, e, a.logs(ev))
+
+	var (
+		host, user, path, sev, typ, rule, summary, detail string
+		pid, seq                                          int64
+		eventTime                                         time.Time
+	)
+	err := pool.QueryRow(context.Background(), `SELECT host_name, event_detail->>'user.name', event_detail->>'file.path',
+			(event_detail->>'process.pid')::bigint, severity, tripwire_type, rule_name, seq, summary, event_detail::text, event_time
+		FROM alerts WHERE alert_id = $1`, ev.AlertID).
+		Scan(&host, &user, &path, &pid, &sev, &typ, &rule, &seq, &summary, &detail, &eventTime)
+	if err != nil {
+		t.Fatalf("reading the alert row: %v", err)
+	}
+	if host != "web-1" || user != "mallory" || path != "/etc/shadow" || pid != ev.Process.PID ||
+		sev != "CRITICAL" || typ != "file" || rule != "shadow" || seq != 1 || summary != ev.Summary() {
+		t.Errorf("row = host %q user %q path %q pid %d severity %q type %q rule %q seq %d summary %q",
+			host, user, path, pid, sev, typ, rule, seq, summary)
+	}
+	if !eventTime.Equal(ev.Time) {
+		t.Errorf("event_time = %s, want %s", eventTime, ev.Time)
+	}
+	// event_detail is the canonical event: it parses back to the same event.
+	back, err := event.ParseCanonical([]byte(detail))
+	if err != nil {
+		t.Fatalf("event_detail does not parse as a canonical event: %v", err)
+	}
+	if string(back.Canonical()) != string(ev.Canonical()) {
+		t.Errorf("event_detail round trip differs:\n%s\n%s", back.Canonical(), ev.Canonical())
+	}
+
+	var platform, arch, version, ip, status string
+	var certNotAfter, lastAlert time.Time
+	err = pool.QueryRow(context.Background(), `SELECT platform, arch, agent_version, host(ip_address), status, cert_not_after, last_alert_at
+		FROM hosts WHERE host_name = 'web-1'`).Scan(&platform, &arch, &version, &ip, &status, &certNotAfter, &lastAlert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if platform != "linux" || arch != "amd64" || version != "0.1.0-test" || ip != "127.0.0.1" || status != "ONLINE" ||
+		!certNotAfter.Equal(time.Date(2027, 11, 26, 12, 0, 0, 0, time.UTC)) || !lastAlert.Equal(ev.Time) {
+		t.Errorf("host = %s %s %s %s %s %s %s", platform, arch, version, ip, status, certNotAfter, lastAlert)
+	}
+	if n := queryInt(t, pool, "SELECT count(*) FROM audit_entries"); n != 1 {
+		t.Errorf("%d audit entries, want 1", n)
+	}
+	if s, h := head(t, pool, "web-1"); s != 1 || h != ev.Hash {
+		t.Errorf("head = %d %s, want 1 %s", s, h, ev.Hash)
+	}
+
+	got := notifications(t, feed, 1)
+	if len(got) != 1 {
+		t.Fatalf("%d notifications, want 1", len(got))
+	}
+	p := got[0]
+	keys := make([]string, 0, len(p))
+	for k := range p {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	if want := "alert_id event_name event_time host_name received_at rule_name seq severity summary tripwire_type"; strings.Join(keys, " ") != want {
+		t.Errorf("payload keys %v, want %s", keys, want)
+	}
+	if p["alert_id"] != ev.AlertID.String() || p["host_name"] != "web-1" || p["severity"] != "CRITICAL" ||
+		p["event_name"] != string(event.FileAccess) || p["tripwire_type"] != "file" || p["rule_name"] != "shadow" ||
+		p["seq"] != float64(1) || p["summary"] != ev.Summary() {
+		t.Errorf("payload = %v", p)
+	}
+	if ts, err := time.Parse(time.RFC3339Nano, p["event_time"].(string)); err != nil || !ts.Equal(ev.Time) {
+		t.Errorf("payload event_time %v (%v), want %s", p["event_time"], err, ev.Time)
+	}
+	if _, err := time.Parse(time.RFC3339Nano, p["received_at"].(string)); err != nil {
+		t.Errorf("payload received_at: %v", err)
+	}
+}
+
+func TestReplayStoresNothingTwice(t *testing.T) {
+	dsn := pgtest.NewDB(t)
+	e := startExporter(t, testConfig(dsn))
+	pool := openPool(t, dsn)
+	a := newAgent(t, "db-1")
+	batch := a.trips(20)
+	push(t, e, a.logs(batch...))
+	feed := listen(t, dsn)
+	push(t, e, a.logs(batch...))
+	push(t, e, a.logs(batch[5:10]...)) // a partial replay, as after a lost ack
+	if n := queryInt(t, pool, "SELECT count(*) FROM alerts"); n != 20 {
+		t.Errorf("%d alert rows after replays, want 20", n)
+	}
+	if n := queryInt(t, pool, "SELECT count(*) FROM audit_entries"); n != 20 {
+		t.Errorf("%d audit entries after replays, want 20", n)
+	}
+	if n := breakAlerts(t, pool, "db-1"); n != 0 {
+		t.Errorf("%d chain_break alerts for a replay, want 0", n)
+	}
+	if got := notifications(t, feed, 0); len(got) != 0 {
+		t.Errorf("a replay sent %d notifications", len(got))
+	}
+	if s, _ := head(t, pool, "db-1"); s != 20 {
+		t.Errorf("head %d, want 20", s)
+	}
+	if n := e.insertRetries.Load(); n != 0 {
+		t.Errorf("replays took the INSERT fallback %d times: the chain check should have skipped them", n)
+	}
+}
+
+func TestRewrittenEventIsOneMismatch(t *testing.T) {
+	dsn := pgtest.NewDB(t)
+	e := startExporter(t, testConfig(dsn))
+	pool := openPool(t, dsn)
+	a := newAgent(t, "app-1")
+	batch := a.trips(10)
+	// Someone with access to the spool changed what was read after the
+	// entry was chained.
+	batch[3].File.Path = "/tmp/nothing-to-see"
+	push(t, e, a.logs(batch[:5]...))
+	push(t, e, a.logs(batch[5:]...))
+	if n := breakAlerts(t, pool, "app-1"); n != 1 {
+		t.Fatalf("%d chain_break alerts, want 1", n)
+	}
+	if k := breakKinds(t, pool, "app-1"); len(k) != 1 || k[0] != "mismatch:4:4" {
+		t.Errorf("breaks %v, want [mismatch:4:4]", k)
+	}
+	if s, _ := head(t, pool, "app-1"); s != 10 {
+		t.Errorf("head %d, want 10: the chain goes on after the rewritten entry", s)
+	}
+	var kind string
+	var seq *int64
+	err := pool.QueryRow(context.Background(), `SELECT event_detail->>'tripwire.audit.break.kind', seq FROM alerts
+		WHERE event_name = 'tripwire.audit.chain_break'`).Scan(&kind, &seq)
+	if err != nil || kind != "mismatch" || seq != nil {
+		t.Errorf("chain_break alert: kind %q seq %v err %v", kind, seq, err)
+	}
+}
+
+func TestGapIsOneAlert(t *testing.T) {
+	dsn := pgtest.NewDB(t)
+	e := startExporter(t, testConfig(dsn)) // chain_gap_grace 0
+	pool := openPool(t, dsn)
+	a := newAgent(t, "gap-1")
+	batch := a.trips(10)
+	push(t, e, a.logs(batch[:3]...))
+	push(t, e, a.logs(batch[6:]...)) // 4..6 deleted
+	if n := breakAlerts(t, pool, "gap-1"); n != 1 {
+		t.Fatalf("%d chain_break alerts, want 1", n)
+	}
+	if k := breakKinds(t, pool, "gap-1"); len(k) != 1 || k[0] != "gap:4:7" {
+		t.Errorf("breaks %v, want [gap:4:7]", k)
+	}
+	if s, h := head(t, pool, "gap-1"); s != 10 || h != batch[9].Hash {
+		t.Errorf("head %d, want 10", s)
+	}
+	// The missing entries turning up late are stored, raise nothing.
+	push(t, e, a.logs(batch[3:6]...))
+	if n := breakAlerts(t, pool, "gap-1"); n != 1 {
+		t.Errorf("%d chain_break alerts after the late entries, want 1", n)
+	}
+	if n := queryInt(t, pool, "SELECT count(*) FROM audit_entries"); n != 10 {
+		t.Errorf("%d audit entries, want 10", n)
+	}
+}
+
+// Entries waiting above the head are reloaded by every later batch of their
+// host, including one whose payload holds \u0000 (kept exactly, as text).
+func TestOutOfOrderWithinGraceIsNoBreak(t *testing.T) {
+	dsn := pgtest.NewDB(t)
+	cfg := testConfig(dsn)
+	cfg.ChainGapGrace = time.Hour
+	e := startExporter(t, cfg)
+	pool := openPool(t, dsn)
+	a := newAgent(t, "ooo-1")
+	batch := make([]*event.Event, 9)
+	for i := range batch {
+		batch[i] = a.trip()
+	}
+	batch[7].Process.CommandLine = "sh\x00-c\x00id"
+	a.chained(batch...)
+	push(t, e, a.logs(batch[6:]...))
+	push(t, e, a.logs(batch[:3]...))
+	if s, _ := head(t, pool, "ooo-1"); s != 3 {
+		t.Fatalf("head %d, want 3 while 4..6 are on their way", s)
+	}
+	push(t, e, a.logs(batch[3:6]...))
+	if s, h := head(t, pool, "ooo-1"); s != 9 || h != batch[8].Hash {
+		t.Errorf("head %d, want 9 once the gap is filled", s)
+	}
+	if n := queryInt(t, pool, "SELECT count(*) FROM chain_breaks"); n != 0 {
+		t.Errorf("%d chain breaks, want 0", n)
+	}
+}
+
+func TestGapRaisedByTheSweepAfterGrace(t *testing.T) {
+	dsn := pgtest.NewDB(t)
+	cfg := testConfig(dsn)
+	cfg.ChainGapGrace = time.Second
+	e := startExporter(t, cfg)
+	pool := openPool(t, dsn)
+	a := newAgent(t, "late-1")
+	batch := a.trips(5)
+	push(t, e, a.logs(batch[:2]...))
+	push(t, e, a.logs(batch[3:]...)) // 3 never comes
+	if n := breakAlerts(t, pool, "late-1"); n != 0 {
+		t.Fatalf("gap raised before its grace: %d alerts", n)
+	}
+	// The host stays silent: only the sweep can raise it.
+	waitFor(t, "the sweep to raise the gap", time.Minute, func() bool {
+		if err := e.sweep(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		return breakAlerts(t, pool, "late-1") > 0
+	})
+	e.sweep(context.Background())
+	if n := breakAlerts(t, pool, "late-1"); n != 1 {
+		t.Errorf("%d chain_break alerts, want 1", n)
+	}
+	if k := breakKinds(t, pool, "late-1"); len(k) != 1 || k[0] != "gap:3:4" {
+		t.Errorf("breaks %v, want [gap:3:4]", k)
+	}
+	if s, _ := head(t, pool, "late-1"); s != 5 {
+		t.Errorf("head %d, want 5", s)
+	}
+}
+
+func TestForkIsOneAlert(t *testing.T) {
+	dsn := pgtest.NewDB(t)
+	e := startExporter(t, testConfig(dsn))
+	pool := openPool(t, dsn)
+	a := newAgent(t, "fork-1")
+	push(t, e, a.logs(a.trips(5)...))
+
+	// A second chain for the same host (a restored backup, a cloned
+	// machine): its seqs 1..7 differ from what was verified.
+	b := newAgent(t, "fork-1")
+	other := b.trips(7)
+	push(t, e, b.logs(other[2:4]...)) // 3, 4: fork at 3, 4 continues it
+	push(t, e, b.logs(other[4:]...))  // 5 continues it; 6, 7 follow it past the head
+	if n := breakAlerts(t, pool, "fork-1"); n != 1 {
+		t.Fatalf("%d chain_break alerts, want 1", n)
+	}
+	if k := breakKinds(t, pool, "fork-1"); len(k) != 1 || k[0] != "fork:3:3" {
+		t.Errorf("breaks %v, want [fork:3:3]", k)
+	}
+	if s, h := head(t, pool, "fork-1"); s != 7 || h != other[6].Hash {
+		t.Errorf("head %d, want 7 on the forked chain", s)
+	}
+	if n := queryInt(t, pool, "SELECT count(*) FROM chain_forks"); n != 3 {
+		t.Errorf("%d fork entries, want 3", n)
+	}
+}
+
+func TestForkAtTheHead(t *testing.T) {
+	dsn := pgtest.NewDB(t)
+	e := startExporter(t, testConfig(dsn))
+	pool := openPool(t, dsn)
+	a := newAgent(t, "fork-2")
+	push(t, e, a.logs(a.trips(3)...))
+	b := newAgent(t, "fork-2")
+	other := b.trips(6)
+	push(t, e, b.logs(other[3:]...)) // 4 links to a 3 that is not the head
+	if n := breakAlerts(t, pool, "fork-2"); n != 1 {
+		t.Fatalf("%d chain_break alerts, want 1", n)
+	}
+	if k := breakKinds(t, pool, "fork-2"); len(k) != 1 || k[0] != "fork:4:4" {
+		t.Errorf("breaks %v, want [fork:4:4]", k)
+	}
+}
+
+func TestAccountedGapRaisesNothing(t *testing.T) {
+	cases := []struct {
+		name  string
+		grace time.Duration
+		// sends returns the batches in the order the collector gets them.
+		sends func(a *agent) [][]*event.Event
+	}{
+		{"loss in the same batch", 0, func(a *agent) [][]*event.Event {
+			early := a.trips(3)
+			a.trips(2) // 4, 5 shed from the spool
+			loss := a.loss(4, 5)
+			return [][]*event.Event{early, append([]*event.Event{loss}, a.trips(2)...)}
+		}},
+		{"loss alone, before what follows", 0, func(a *agent) [][]*event.Event {
+			early := a.trips(3)
+			a.trips(2)
+			loss := a.loss(4, 5)
+			return [][]*event.Event{early, {loss}, a.trips(2)}
+		}},
+		{"loss sent ahead of older spooled events", 0, func(a *agent) [][]*event.Event {
+			early := a.trips(3)
+			a.trips(2)            // 4, 5 shed
+			pending := a.trips(3) // 6..8 still in the spool
+			loss := a.loss(4, 5)  // 9, sent first
+			return [][]*event.Event{early, {loss}, pending, a.trips(1)}
+		}},
+		{"loss after the gap, within grace", time.Hour, func(a *agent) [][]*event.Event {
+			early := a.trips(3)
+			a.trips(2)
+			loss := a.loss(4, 5)
+			after := a.trips(2)
+			return [][]*event.Event{early, after, {loss}}
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dsn := pgtest.NewDB(t)
+			cfg := testConfig(dsn)
+			cfg.ChainGapGrace = tc.grace
+			e := startExporter(t, cfg)
+			pool := openPool(t, dsn)
+			a := newAgent(t, "shed-1")
+			batches := tc.sends(a)
+			for _, b := range batches {
+				push(t, e, a.logs(b...))
+			}
+			if n := breakAlerts(t, pool, "shed-1"); n != 0 {
+				t.Errorf("%d chain_break alerts for an accounted gap, want 0", n)
+			}
+			if k := breakKinds(t, pool, "shed-1"); len(k) != 1 || k[0] != "accounted_gap:4:6" {
+				t.Errorf("breaks %v, want [accounted_gap:4:6]", k)
+			}
+			last, _ := a.chain.Head()
+			if s, _ := head(t, pool, "shed-1"); s != int64(last) {
+				t.Errorf("head %d, want %d", s, last)
+			}
+		})
+	}
+}
+
+func TestUnaccountedLossRangeIsAGap(t *testing.T) {
+	dsn := pgtest.NewDB(t)
+	e := startExporter(t, testConfig(dsn))
+	pool := openPool(t, dsn)
+	a := newAgent(t, "shed-2")
+	push(t, e, a.logs(a.trips(3)...))
+	a.trips(3) // 4..6 gone, but the agent reports only 4..5
+	loss := a.loss(4, 5)
+	push(t, e, a.logs(append([]*event.Event{loss}, a.trips(1)...)...))
+	if n := breakAlerts(t, pool, "shed-2"); n != 1 {
+		t.Errorf("%d chain_break alerts, want 1", n)
+	}
+}
+
+func TestHeartbeatUpdatesHostOnly(t *testing.T) {
+	dsn := pgtest.NewDB(t)
+	e := startExporter(t, testConfig(dsn))
+	pool := openPool(t, dsn)
+	a := newAgent(t, "hb-1")
+	push(t, e, a.logs(a.heartbeat("DEGRADED", "file=fsnotify,process=proc_connector")))
+	var status, watchers string
+	if err := pool.QueryRow(context.Background(), "SELECT status, watchers FROM hosts WHERE host_name = 'hb-1'").Scan(&status, &watchers); err != nil {
+		t.Fatal(err)
+	}
+	if status != "DEGRADED" || watchers != "file=fsnotify,process=proc_connector" {
+		t.Errorf("host status %q watchers %q", status, watchers)
+	}
+	if n := queryInt(t, pool, "SELECT count(*) FROM alerts"); n != 0 {
+		t.Errorf("a heartbeat made %d alert rows", n)
+	}
+	if n := queryInt(t, pool, "SELECT count(*) FROM audit_entries"); n != 0 {
+		t.Errorf("a heartbeat made %d audit entries", n)
+	}
+	push(t, e, a.logs(a.heartbeat("ONLINE", "file=fanotify")))
+	if err := pool.QueryRow(context.Background(), "SELECT status FROM hosts WHERE host_name = 'hb-1'").Scan(&status); err != nil || status != "ONLINE" {
+		t.Errorf("status %q after an ONLINE heartbeat (%v)", status, err)
+	}
+}
+
+func TestSweepMarksSilentHostsOffline(t *testing.T) {
+	dsn := pgtest.NewDB(t)
+	cfg := testConfig(dsn)
+	cfg.HostOfflineAfter = time.Minute
+	e := startExporter(t, cfg)
+	pool := openPool(t, dsn)
+	a := newAgent(t, "quiet-1")
+	push(t, e, a.logs(a.trips(1)...))
+	b := newAgent(t, "busy-1")
+	push(t, e, b.logs(b.trips(1)...))
+	if _, err := pool.Exec(context.Background(), "UPDATE hosts SET last_seen = now() - interval '2 minutes' WHERE host_name = 'quiet-1'"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.sweep(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	status := func(host string) (s string) {
+		pool.QueryRow(context.Background(), "SELECT status FROM hosts WHERE host_name = $1", host).Scan(&s)
+		return s
+	}
+	if s := status("quiet-1"); s != "OFFLINE" {
+		t.Errorf("silent host is %s", s)
+	}
+	if s := status("busy-1"); s != "ONLINE" {
+		t.Errorf("active host is %s", s)
+	}
+	push(t, e, a.logs(a.trips(1)...))
+	if s := status("quiet-1"); s != "ONLINE" {
+		t.Errorf("host is %s after sending again", s)
+	}
+}
+
+func TestInvalidRecordsAreDroppedNotTheBatch(t *testing.T) {
+	dsn := pgtest.NewDB(t)
+	e := startExporter(t, testConfig(dsn))
+	pool := openPool(t, dsn)
+	a := newAgent(t, "mixed-1")
+	good := a.trips(2)
+	ld := a.logs(good...)
+	lrs := ld.ResourceLogs().At(0).ScopeLogs().At(0).LogRecords()
+	bad := a.trip()
+	bad.File = nil // a file trip without a path
+	bad.CopyTo(lrs.AppendEmpty())
+	lrs.AppendEmpty().SetEventName("tripwire.unknown")
+	wrongType := lrs.AppendEmpty()
+	a.trip().CopyTo(wrongType)
+	wrongType.Attributes().PutStr("process.pid", "not a number")
+	forged := lrs.AppendEmpty()
+	(&event.Event{Name: event.AuditChainBreak, AlertID: event.NewAlertID(), Severity: event.SeverityCritical,
+		Time: baseTime, ObservedTime: baseTime, Audit: &event.AuditBreak{Kind: "gap"}}).CopyTo(forged)
+	// Records of a resource without a bound host.
+	anon := ld.ResourceLogs().AppendEmpty()
+	a.trip().CopyTo(anon.ScopeLogs().AppendEmpty().LogRecords().AppendEmpty())
+
+	if err := e.pushLogs(context.Background(), ld); err != nil {
+		t.Fatalf("a batch with bad records failed as a whole: %v", err)
+	}
+	if n := queryInt(t, pool, "SELECT count(*) FROM alerts"); n != 2 {
+		t.Errorf("%d alert rows, want the 2 good ones", n)
+	}
+}
+
+func TestNULBytesAreStored(t *testing.T) {
+	dsn := pgtest.NewDB(t)
+	e := startExporter(t, testConfig(dsn))
+	pool := openPool(t, dsn)
+	a := newAgent(t, "nul-1")
+	ev := a.trip()
+	ev.Process.CommandLine = "sh\x00-c\x00id"
+	ev.Rule = "r\x00"
+	push(t, e, a.logs(a.chained(ev)...))
+	var cmd, rule string
+	if err := pool.QueryRow(context.Background(), "SELECT event_detail->>'process.command_line', rule_name FROM alerts").Scan(&cmd, &rule); err != nil {
+		t.Fatal(err)
+	}
+	if cmd != "sh\uFFFD-c\uFFFDid" || rule != "r\uFFFD" {
+		t.Errorf("command line %q rule %q", cmd, rule)
+	}
+	if n := breakAlerts(t, pool, "nul-1"); n != 0 {
+		t.Errorf("%d chain_break alerts: the hash is checked on the received bytes, not the stored ones", n)
+	}
+	// The audit entry keeps the exact bytes, so it still verifies centrally.
+	var payload, prev, hash string
+	if err := pool.QueryRow(context.Background(), "SELECT payload, prev_hash, hash FROM audit_entries").Scan(&payload, &prev, &hash); err != nil {
+		t.Fatal(err)
+	}
+	if payload != string(ev.Canonical()) || entryHash(prev, []byte(payload)) != hash {
+		t.Errorf("audit entry payload %q is not the canonical event that hashes to %s", payload, hash)
+	}
+}
+
+func TestManyHostsInOneBatch(t *testing.T) {
+	dsn := pgtest.NewDB(t)
+	e := startExporter(t, testConfig(dsn))
+	pool := openPool(t, dsn)
+	feed := listen(t, dsn)
+	ld := plog.NewLogs()
+	agents := make([]*agent, 20)
+	for i := range agents {
+		agents[i] = newAgent(t, fmt.Sprintf("fleet-%02d", i))
+		appendResource(ld, agents[i].host, agents[i].trips(10)...)
+	}
+	push(t, e, ld)
+	if n := queryInt(t, pool, "SELECT count(*) FROM alerts"); n != 200 {
+		t.Errorf("%d alerts, want 200", n)
+	}
+	if n := queryInt(t, pool, "SELECT count(*) FROM chain_heads WHERE seq = 10"); n != 20 {
+		t.Errorf("%d heads at 10, want 20", n)
+	}
+	// The live feed hears of every alert once, packed into few notifications.
+	ids := map[any]int{}
+	for _, m := range notifications(t, feed, 200) {
+		ids[m["alert_id"]]++
+	}
+	if n := queryInt(t, pool, "SELECT count(*) FROM alerts WHERE alert_id::text = ANY($1)", slices.Collect(maps.Keys(ids))); len(ids) != 200 || n != 200 {
+		t.Errorf("%d distinct alert ids notified, %d of them stored; want 200 and 200", len(ids), n)
+	}
+	for id, n := range ids {
+		if n != 1 {
+			t.Errorf("alert %v notified %d times", id, n)
+		}
+	}
+}
+
+func TestNotifyBatchesStayUnderTheLimit(t *testing.T) {
+	big := `{"summary":"` + strings.Repeat("x", 4000) + `"}`
+	small := `{"a":1}`
+	payloads := []string{big, small, big, big, small}
+	batches := notifyBatches(payloads)
+	var got []string
+	for _, b := range batches {
+		if len(b) > maxNotifyPayload {
+			t.Errorf("batch of %d bytes", len(b))
+		}
+		var arr []json.RawMessage
+		if err := json.Unmarshal([]byte(b), &arr); err != nil {
+			t.Fatalf("batch %q: %v", b[:40], err)
+		}
+		for _, a := range arr {
+			got = append(got, string(a))
+		}
+	}
+	if !slices.Equal(got, payloads) || len(batches) != 3 {
+		t.Errorf("%d batches carrying %d payloads, want 3 carrying the 5 in order", len(batches), len(got))
+	}
+	if notifyBatches(nil) != nil {
+		t.Error("no payloads, yet a notification")
+	}
+}
+
+// Two collector replicas get the same stream of one host (a retried request
+// landing on the other replica) and race: the chain stays whole and nothing
+// is stored twice.
+func TestTwoExportersRaceOnOneHost(t *testing.T) {
+	dsn := pgtest.NewDB(t)
+	e1 := startExporter(t, testConfig(dsn))
+	e2 := startExporter(t, testConfig(dsn))
+	pool := openPool(t, dsn)
+	a := newAgent(t, "race-1")
+	var batches [][]*event.Event
+	for i := 0; i < 40; i++ {
+		batches = append(batches, a.trips(25))
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	for _, e := range []*tripwireExporter{e1, e2} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, b := range batches {
+				if err := e.pushLogs(context.Background(), a.logs(b...)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("push: %v", err)
+	}
+	if n := queryInt(t, pool, "SELECT count(*) FROM alerts"); n != 1000 {
+		t.Errorf("%d alerts, want 1000", n)
+	}
+	if n := queryInt(t, pool, "SELECT count(*) FROM audit_entries"); n != 1000 {
+		t.Errorf("%d audit entries, want 1000", n)
+	}
+	if n := queryInt(t, pool, "SELECT count(*) FROM chain_breaks"); n != 0 {
+		t.Errorf("%d chain breaks, want 0: %v", n, breakKinds(t, pool, "race-1"))
+	}
+	if s, h := head(t, pool, "race-1"); s != 1000 || h != batches[39][24].Hash {
+		t.Errorf("head %d, want 1000", s)
+	}
+}
+
+func TestPushWhileDatabaseDownIsRetryable(t *testing.T) {
+	c := pgtest.NewCluster(t)
+	dsn := c.NewDB(t)
+	e := startExporter(t, testConfig(dsn))
+	a := newAgent(t, "outage-1")
+	push(t, e, a.logs(a.trips(1)...))
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := e.pushLogs(ctx, a.logs(a.trips(1)...))
+	if err == nil {
+		t.Fatal("push succeeded with PostgreSQL stopped")
+	}
+	if consumererror.IsPermanent(err) {
+		t.Fatalf("outage error is permanent, so the batch would be dropped: %v", err)
+	}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	push(t, e, a.logs(a.trips(1)...))
+}
+
+// A file name of control characters must not push the NOTIFY payload over
+// PostgreSQL's 8000-byte limit, which would fail the whole batch.
+func TestHostileFileNameStillNotifies(t *testing.T) {
+	dsn := pgtest.NewDB(t)
+	e := startExporter(t, testConfig(dsn))
+	pool := openPool(t, dsn)
+	feed := listen(t, dsn)
+	a := newAgent(t, strings.Repeat("\x01", 255))
+	ev := a.trip()
+	ev.File.Path = "/tmp/" + strings.Repeat("\x01", 4000)
+	ev.Process.ExecutablePath = "/tmp/" + strings.Repeat("\x02", 4000)
+	ev.Rule = strings.Repeat("\x03", 256)
+	push(t, e, a.logs(a.chained(ev)...))
+	if n := queryInt(t, pool, "SELECT count(*) FROM alerts"); n != 1 {
+		t.Fatalf("%d alerts, want 1", n)
+	}
+	if got := notifications(t, feed, 1); len(got) != 1 {
+		t.Errorf("%d notifications, want 1", len(got))
+	}
+}
+
+// When PostgreSQL refuses one record (here a CHECK a DBA added), the batch
+// is stored record by record and only that one is dropped.
+func TestRefusedRecordDropsOnlyItself(t *testing.T) {
+	dsn := pgtest.NewDB(t)
+	e := startExporter(t, testConfig(dsn))
+	pool := openPool(t, dsn)
+	if _, err := pool.Exec(context.Background(), "ALTER TABLE alerts ADD CONSTRAINT no_evil CHECK (rule_name <> 'evil')"); err != nil {
+		t.Fatal(err)
+	}
+	a := newAgent(t, "refuse-1")
+	evs := make([]*event.Event, 6)
+	for i := range evs {
+		evs[i] = a.trip()
+	}
+	evs[5].Rule = "evil"
+	push(t, e, a.logs(a.chained(evs...)...))
+	b := newAgent(t, "refuse-2")
+	push(t, e, b.logs(b.trips(3)...))
+	if n := queryInt(t, pool, "SELECT count(*) FROM alerts WHERE host_name = 'refuse-1'"); n != 5 {
+		t.Errorf("%d alerts of refuse-1, want the 5 good ones", n)
+	}
+	if n := queryInt(t, pool, "SELECT count(*) FROM alerts WHERE host_name = 'refuse-2'"); n != 3 {
+		t.Errorf("%d alerts of refuse-2, want 3", n)
+	}
+	// Only one good batch for refuse-2 means no fallback was needed there;
+	// now a mixed batch of two hosts.
+	ld := a.logs(a.trips(2)...)
+	bad := a.trip()
+	bad.Rule = "evil"
+	appendResource(ld, "refuse-2", b.trips(2)...)
+	appendResource(ld, a.host, a.chained(bad)...)
+	push(t, e, ld)
+	if n := queryInt(t, pool, "SELECT count(*) FROM alerts WHERE tripwire_type = 'file'"); n != 12 {
+		t.Errorf("%d trips in all, want 12", n)
+	}
+	// The dropped seq 6 is missing from the chain, and says so.
+	if k := breakKinds(t, pool, "refuse-1"); fmt.Sprint(k) != "[gap:6:7]" {
+		t.Errorf("breaks %v, want [gap:6:7]", k)
+	}
+}
+
+func TestStartPreparesSchemaAndPartitions(t *testing.T) {
+	dsn := pgtest.NewDB(t)
+	cfg := testConfig(dsn)
+	cfg.PartitionsAhead = 3
+	startExporter(t, cfg)
+	startExporter(t, cfg) // a second replica starting on the same database
+	pool := openPool(t, dsn)
+	now := time.Now().UTC()
+	for i := 0; i <= 3; i++ {
+		m := time.Date(now.Year(), now.Month()+time.Month(i), 1, 0, 0, 0, 0, time.UTC)
+		name := fmt.Sprintf("alerts_%04d_%02d", m.Year(), int(m.Month()))
+		if n := queryInt(t, pool, "SELECT count(*) FROM pg_tables WHERE tablename = $1", name); n != 1 {
+			t.Errorf("partition %s missing after start", name)
+		}
+	}
+	if n := queryInt(t, pool, "SELECT count(*) FROM schema_migrations"); n != int64(len(migrations.Versions())) {
+		t.Errorf("%d migrations recorded, want %d", n, len(migrations.Versions()))
+	}
+}
+
+// A host sending an event with the alert id and time of another host's
+// event (a replay of it) hits the alerts primary key in COPY; the batch is
+// stored again with INSERT ... ON CONFLICT and nothing fails.
+func TestAlertIDCollisionAcrossHosts(t *testing.T) {
+	dsn := pgtest.NewDB(t)
+	e := startExporter(t, testConfig(dsn))
+	pool := openPool(t, dsn)
+	a, b := newAgent(t, "twin-1"), newAgent(t, "twin-2")
+	ea, eb := a.trip(), b.trip()
+	eb.AlertID, eb.Time = ea.AlertID, ea.Time
+	push(t, e, a.logs(a.chained(ea)...))
+	push(t, e, b.logs(b.chained(eb)...))
+	if n := queryInt(t, pool, "SELECT count(*) FROM alerts"); n != 1 {
+		t.Errorf("%d alerts, want 1", n)
+	}
+	if n := queryInt(t, pool, "SELECT count(*) FROM audit_entries"); n != 2 {
+		t.Errorf("%d audit entries, want one per host", n)
+	}
+	if n := e.insertRetries.Load(); n != 1 {
+		t.Errorf("%d INSERT fallbacks, want 1", n)
+	}
+}

@@ -1,0 +1,63 @@
+//go:generate mdatagen metadata.yaml
+
+// Package exporter is the tripwire exporter, an OpenTelemetry Collector
+// component that stores TripWire events in PostgreSQL, checks each host's
+// audit chain, and NOTIFYs the live feed. Use NewFactory in a collector
+// build (OCB); README.md beside this file gives the configuration keys, the
+// chain rules and the NOTIFY payload.
+package tripwireexporter
+
+import (
+	"context"
+	"time"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/config/configretry"
+	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/exporter"
+	"go.opentelemetry.io/collector/exporter/exporterhelper"
+
+	"github.com/tripwire-sec/tripwire/tripwireexporter/internal/metadata"
+)
+
+// NewFactory returns the factory of the tripwire exporter.
+func NewFactory() exporter.Factory {
+	return exporter.NewFactory(
+		metadata.Type,
+		createDefaultConfig,
+		exporter.WithLogs(createLogs, metadata.LogsStability),
+	)
+}
+
+func createDefaultConfig() component.Config {
+	retry := configretry.NewDefaultBackOffConfig()
+	// Give up never: an event is lost only if PostgreSQL stays away longer
+	// than the queue can hold. Errors retrying cannot fix are permanent and
+	// not retried at all.
+	retry.MaxElapsedTime = 0
+	return &Config{
+		Retention:        90 * 24 * time.Hour,
+		PartitionsAhead:  2,
+		ChainGapGrace:    time.Minute,
+		HostOfflineAfter: 5 * time.Minute,
+		TimeoutConfig:    exporterhelper.TimeoutConfig{Timeout: 30 * time.Second},
+		QueueConfig:      metadata.NewDefaultSendingQueueConfig(),
+		RetryConfig:      retry,
+	}
+}
+
+func createLogs(ctx context.Context, set exporter.Settings, cfg component.Config) (exporter.Logs, error) {
+	c := cfg.(*Config)
+	e, err := newTripwireExporter(c, set.TelemetrySettings)
+	if err != nil {
+		return nil, err
+	}
+	return exporterhelper.NewLogs(ctx, set, cfg, e.pushLogs,
+		exporterhelper.WithStart(e.start),
+		exporterhelper.WithShutdown(e.shutdown),
+		exporterhelper.WithCapabilities(consumer.Capabilities{MutatesData: false}),
+		exporterhelper.WithTimeout(c.TimeoutConfig),
+		exporterhelper.WithRetry(c.RetryConfig),
+		exporterhelper.WithQueue(c.QueueConfig),
+	)
+}

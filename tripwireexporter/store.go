@@ -1,0 +1,732 @@
+package tripwireexporter
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.uber.org/zap"
+
+	"github.com/tripwire-sec/tripwire/internal/event"
+)
+
+// notifyChannel is the channel of the live feed; the Grafana plugin LISTENs on it.
+const notifyChannel = "tripwire_alerts"
+
+const upsertHostsSQL = `
+INSERT INTO hosts AS h (host_name, host_ext_id, ip_address, platform, arch, agent_version, cert_not_after, last_alert_at, last_seen)
+SELECT n, NULLIF(x, ''), NULLIF(ip, '')::inet, NULLIF(p, ''), NULLIF(a, ''), NULLIF(v, ''),
+       NULLIF(c, '')::timestamptz, NULLIF(la, '')::timestamptz, now()
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
+     AS u(n, x, ip, p, a, v, c, la)
+ORDER BY n
+ON CONFLICT (host_name) DO UPDATE SET
+    host_ext_id    = COALESCE(EXCLUDED.host_ext_id, h.host_ext_id),
+    ip_address     = COALESCE(EXCLUDED.ip_address, h.ip_address),
+    platform       = COALESCE(EXCLUDED.platform, h.platform),
+    arch           = COALESCE(EXCLUDED.arch, h.arch),
+    agent_version  = COALESCE(EXCLUDED.agent_version, h.agent_version),
+    cert_not_after = COALESCE(EXCLUDED.cert_not_after, h.cert_not_after),
+    last_alert_at  = GREATEST(h.last_alert_at, EXCLUDED.last_alert_at),
+    last_seen      = GREATEST(h.last_seen, EXCLUDED.last_seen),
+    status         = CASE WHEN h.status = 'OFFLINE' THEN 'ONLINE' ELSE h.status END
+RETURNING host_id, host_name`
+
+const heartbeatSQL = `
+UPDATE hosts AS h SET
+    status         = u.s,
+    watchers       = COALESCE(NULLIF(u.w, ''), h.watchers),
+    unserved_rules = NULLIF(u.un, '')
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS u(id, s, w, un)
+WHERE h.host_id = u.id`
+
+// insertAlertsSQL inserts idempotently and NOTIFYs the payload of each row
+// that is new; the notifications are delivered when the transaction commits.
+// The payloads are built here rather than in SQL: json_build_object and
+// to_char for every row doubled the cost of the insert.
+const insertAlertsSQL = `
+WITH ins AS (
+    INSERT INTO alerts (alert_id, event_time, host_id, host_name, event_name, tripwire_type,
+                        rule_name, severity, seq, summary, event_detail, received_at)
+    SELECT id, t, h, hn, en, tt, r, sev, NULLIF(sq, 0), sm, d::jsonb, $12
+    FROM unnest($1::uuid[], $2::timestamptz[], $3::uuid[], $4::text[], $5::text[], $6::text[],
+                $7::text[], $8::text[], $9::bigint[], $10::text[], $11::text[])
+         AS u(id, t, h, hn, en, tt, r, sev, sq, sm, d)
+    ON CONFLICT DO NOTHING
+    RETURNING alert_id, event_time
+)
+SELECT count(*) FROM (
+    SELECT pg_notify('` + notifyChannel + `', u.p)
+    FROM ins JOIN unnest($1::uuid[], $2::timestamptz[], $13::text[]) AS u(id, t, p)
+         ON u.id = ins.alert_id AND u.t = ins.event_time
+) AS notified`
+
+// notifyPayload is the live feed's message, one per new alert row. The
+// Grafana plugin decodes it; keep the two in step. event_detail is left out
+// and the summary cut to 512 characters: PostgreSQL refuses a payload over
+// 8000 bytes, and JSON escaping can make each character of a hostile file
+// name six bytes.
+type notifyPayload struct {
+	AlertID      string `json:"alert_id"`
+	EventTime    string `json:"event_time"`  // RFC 3339, UTC, microseconds: the row's exact value
+	ReceivedAt   string `json:"received_at"` // likewise
+	HostName     string `json:"host_name"`
+	EventName    string `json:"event_name"`
+	TripwireType string `json:"tripwire_type"`
+	RuleName     string `json:"rule_name"`
+	Severity     string `json:"severity"`
+	Seq          *int64 `json:"seq"` // null for central events
+	Summary      string `json:"summary"`
+}
+
+// payloadTime formats a stored time as the payload carries it.
+const payloadTime = "2006-01-02T15:04:05.000000Z"
+
+const maxPayloadSummary = 512
+
+func (a *alertRows) payloads(received time.Time) ([]string, error) {
+	out := make([]string, len(a.ids))
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	for i := range a.ids {
+		p := notifyPayload{
+			AlertID: uuid.UUID(a.ids[i].Bytes).String(), EventTime: a.times[i].UTC().Format(payloadTime), ReceivedAt: received.UTC().Format(payloadTime),
+			HostName: a.hostNames[i], EventName: a.names[i], TripwireType: a.types[i], RuleName: a.rules[i],
+			Severity: a.sevs[i], Summary: a.summaries[i],
+		}
+		if a.seqs[i] != 0 {
+			p.Seq = &a.seqs[i]
+		}
+		if r := []rune(p.Summary); len(r) > maxPayloadSummary {
+			p.Summary = string(r[:maxPayloadSummary])
+		}
+		buf.Reset()
+		if err := enc.Encode(&p); err != nil {
+			return nil, fmt.Errorf("encoding notification: %w", err)
+		}
+		out[i] = string(bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
+	}
+	return out, nil
+}
+
+const insertAuditSQL = `
+INSERT INTO audit_entries (host_id, seq, alert_id, event_time, prev_hash, hash, payload)
+SELECT h, s, id, t, p, hs, d
+FROM unnest($1::uuid[], $2::bigint[], $3::uuid[], $4::timestamptz[], $5::text[], $6::text[], $7::text[])
+     AS u(h, s, id, t, p, hs, d)
+ON CONFLICT DO NOTHING`
+
+const insertForksSQL = `
+INSERT INTO chain_forks (host_id, seq, hash, prev_hash, alert_id, payload)
+SELECT h, s, hs, p, id, d::jsonb
+FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::uuid[], $6::text[]) AS u(h, s, hs, p, id, d)
+ON CONFLICT DO NOTHING`
+
+const insertBreaksSQL = `
+INSERT INTO chain_breaks (host_id, kind, expected_seq, got_seq, expected_hash, got_hash, alert_id)
+SELECT h, k, es, gs, NULLIF(eh, ''), NULLIF(gh, ''), a
+FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::uuid[])
+     AS u(h, k, es, gs, eh, gh, a)`
+
+const updateHeadsSQL = `
+UPDATE chain_heads AS c SET seq = u.s, hash = u.hs, verified_at = now()
+FROM unnest($1::uuid[], $2::bigint[], $3::text[]) AS u(id, s, hs)
+WHERE c.host_id = u.id`
+
+// writes collects one transaction's rows, sent together at its end.
+type writes struct {
+	// copy says the rows may go in with COPY: known holds the alerts of the
+	// events the chain check found replayed, and every audit entry is new.
+	// Otherwise INSERT ... ON CONFLICT DO NOTHING. A row COPY did not
+	// expect (a replayed fork entry, an alert id reused by another host)
+	// fails the transaction, which is then done again with INSERT.
+	copy   bool
+	known  map[alertKey]bool
+	alerts alertRows
+	audit  entryRows
+	forks  entryRows
+	breaks breakRows
+	heads  struct {
+		ids    []pgtype.UUID
+		seqs   []int64
+		hashes []string
+	}
+}
+
+type alertKey struct {
+	id     [16]byte
+	micros int64
+}
+
+// dbUUID is u as pgx encodes it cheaply (a string into a uuid column costs
+// a failed binary encoding and a parse per value).
+func dbUUID(u uuid.UUID) pgtype.UUID { return pgtype.UUID{Bytes: u, Valid: true} }
+
+type alertRows struct {
+	ids, hosts                                               []pgtype.UUID
+	hostNames, names, types, rules, sevs, summaries, details []string
+	times                                                    []time.Time
+	seqs                                                     []int64
+}
+
+func (a *alertRows) add(hostID pgtype.UUID, hostName string, ev *event.Event, summary string, canon []byte) {
+	a.ids = append(a.ids, dbUUID(ev.AlertID))
+	// Stored with microseconds, as PostgreSQL keeps them; the payload then
+	// carries the row's exact value.
+	a.times = append(a.times, ev.Time.Truncate(time.Microsecond))
+	a.hosts = append(a.hosts, hostID)
+	a.hostNames = append(a.hostNames, text(hostName))
+	a.names = append(a.names, string(ev.Name))
+	a.types = append(a.types, string(ev.Type()))
+	a.rules = append(a.rules, text(ev.Rule))
+	a.sevs = append(a.sevs, ev.Severity.String())
+	seq := int64(0)
+	if ev.Chained() {
+		seq = int64(ev.Seq)
+	}
+	a.seqs = append(a.seqs, seq)
+	a.summaries = append(a.summaries, text(summary))
+	a.details = append(a.details, jsonbSafe(canon))
+}
+
+// entryRows are audit entries; payloads hold the exact canonical bytes the
+// hash covers.
+type entryRows struct {
+	hosts, alertIDs         []pgtype.UUID
+	prevs, hashes, payloads []string
+	seqs                    []int64
+	times                   []time.Time
+}
+
+func (r *entryRows) add(hostID pgtype.UUID, en *chainEntry) {
+	r.hosts = append(r.hosts, hostID)
+	r.seqs = append(r.seqs, en.seq)
+	r.alertIDs = append(r.alertIDs, dbUUID(en.ev.AlertID))
+	r.times = append(r.times, en.ev.Time)
+	r.prevs = append(r.prevs, en.prev)
+	r.hashes = append(r.hashes, en.hash)
+	r.payloads = append(r.payloads, string(en.canon))
+}
+
+type breakRows struct {
+	hosts, alertIDs             []pgtype.UUID // alertIDs: invalid (NULL) when the break raises no alert
+	kinds, expHashes, gotHashes []string
+	expSeqs, gotSeqs            []int64
+}
+
+// storeBatch stores hosts' records in one transaction, with COPY unless
+// insertOnly.
+func (e *tripwireExporter) storeBatch(ctx context.Context, hosts []*hostBatch, insertOnly bool) error {
+	return pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+		if err := upsertHosts(ctx, tx, hosts); err != nil {
+			return err
+		}
+		w := &writes{}
+		chains := map[pgtype.UUID]*hostChain{}
+		for _, h := range hosts {
+			for _, r := range h.events {
+				w.alerts.add(h.id, h.name, r.ev, r.ev.Summary(), r.canon)
+				if r.ev.Chained() {
+					c := chains[h.id]
+					if c == nil {
+						c = &hostChain{id: h.id, name: h.name}
+						chains[h.id] = c
+					}
+					c.records = append(c.records, r)
+				}
+			}
+		}
+		if err := e.checkChains(ctx, tx, chains, w); err != nil {
+			return err
+		}
+		if insertOnly {
+			w.copy = false
+		}
+		b := &pgx.Batch{}
+		queueHeartbeats(b, hosts)
+		if err := e.flush(ctx, tx, b, w); err != nil {
+			return err
+		}
+		return nil
+	})
+}
+
+func upsertHosts(ctx context.Context, tx pgx.Tx, hosts []*hostBatch) error {
+	var cols [8][]string
+	for _, h := range hosts {
+		cert := h.certNotAfter
+		var lastAlert time.Time
+		for _, r := range h.events {
+			if cert.IsZero() && r.ev.Name == event.AgentCertExpiry && r.ev.Agent != nil {
+				cert = r.ev.Agent.CertNotAfter
+			}
+			if t := r.ev.Type(); t != event.TypeAgent && r.ev.Time.After(lastAlert) {
+				lastAlert = r.ev.Time
+			}
+		}
+		if cert.IsZero() && h.heartbeat != nil && h.heartbeat.Agent != nil {
+			cert = h.heartbeat.Agent.CertNotAfter
+		}
+		vals := []string{text(h.name), text(h.extID), h.addr, text(h.osType), text(h.arch), text(h.version), rfc3339(cert), rfc3339(lastAlert)}
+		for i, v := range vals {
+			cols[i] = append(cols[i], v)
+		}
+	}
+	rows, err := tx.Query(ctx, upsertHostsSQL, cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7])
+	if err != nil {
+		return fmt.Errorf("upserting hosts: %w", err)
+	}
+	ids := map[string]pgtype.UUID{}
+	var id pgtype.UUID
+	var name string
+	_, err = pgx.ForEachRow(rows, []any{&id, &name}, func() error {
+		ids[name] = id
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("upserting hosts: %w", err)
+	}
+	for _, h := range hosts {
+		if h.id = ids[text(h.name)]; !h.id.Valid {
+			return fmt.Errorf("upserting hosts: no id returned for %q", h.name)
+		}
+	}
+	return nil
+}
+
+func queueHeartbeats(b *pgx.Batch, hosts []*hostBatch) {
+	var ids []pgtype.UUID
+	var status, watchers, unserved []string
+	for _, h := range hosts {
+		hb := h.heartbeat
+		if hb == nil {
+			continue
+		}
+		a := hb.Agent
+		if a == nil {
+			a = &event.Agent{}
+		}
+		s := "ONLINE"
+		if a.Status == "DEGRADED" {
+			s = "DEGRADED"
+		}
+		ids = append(ids, h.id)
+		status = append(status, s)
+		watchers = append(watchers, text(a.Watchers))
+		unserved = append(unserved, text(a.Unserved))
+	}
+	if len(ids) > 0 {
+		b.Queue(heartbeatSQL, ids, status, watchers, unserved)
+	}
+}
+
+// hostChain is one host's chained events in a transaction.
+type hostChain struct {
+	id      pgtype.UUID
+	name    string
+	records []record
+}
+
+// checkChains locks the chain heads of the hosts (in host_id order), loads
+// what the walk needs in one round trip, walks each chain and queues the
+// results into w.
+func (e *tripwireExporter) checkChains(ctx context.Context, tx pgx.Tx, chains map[pgtype.UUID]*hostChain, w *writes) error {
+	if len(chains) == 0 {
+		return nil
+	}
+	ids := make([]pgtype.UUID, 0, len(chains))
+	for id := range chains {
+		ids = append(ids, id)
+	}
+	// PostgreSQL's uuid order.
+	slices.SortFunc(ids, func(a, b pgtype.UUID) int { return bytes.Compare(a.Bytes[:], b.Bytes[:]) })
+	var lossHost, lossID, pairHost []pgtype.UUID
+	var lossFirst, lossLast, pairSeq []int64
+	var prevs []string
+	for _, id := range ids {
+		for _, r := range chains[id].records {
+			ev := r.ev
+			if a := ev.Agent; ev.Name == event.AgentLoss && a != nil && a.LossReason == "spool_shed" &&
+				a.LossFirstSeq > 0 && a.LossLastSeq >= a.LossFirstSeq {
+				lossHost, lossID = append(lossHost, id), append(lossID, dbUUID(ev.AlertID))
+				lossFirst, lossLast = append(lossFirst, a.LossFirstSeq), append(lossLast, a.LossLastSeq)
+			}
+			pairHost, pairSeq = append(pairHost, id), append(pairSeq, int64(ev.Seq))
+			prevs = append(prevs, ev.PrevHash)
+		}
+	}
+
+	b := &pgx.Batch{}
+	if len(lossHost) > 0 {
+		b.Queue(`INSERT INTO chain_losses (host_id, first_seq, last_seq, alert_id)
+			SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::uuid[]) ON CONFLICT DO NOTHING`,
+			lossHost, lossFirst, lossLast, lossID)
+	}
+	b.Queue(`INSERT INTO chain_heads (host_id, seq, hash) SELECT id, 0, $2 FROM unnest($1::uuid[]) AS id
+		ON CONFLICT DO NOTHING`, ids, genesisHash)
+	heads := b.Queue(`SELECT c.host_id, c.seq, c.hash, now(), h.host_name FROM chain_heads c
+		JOIN hosts h USING (host_id) WHERE c.host_id = ANY($1::uuid[]) ORDER BY c.host_id FOR UPDATE OF c`, ids)
+	parked := b.Queue(`SELECT a.host_id, a.seq, a.prev_hash, a.hash, a.received_at
+		FROM audit_entries a JOIN chain_heads c ON c.host_id = a.host_id AND a.seq > c.seq
+		WHERE c.host_id = ANY($1::uuid[]) ORDER BY a.host_id, a.seq`, ids)
+	// Only seqs at or below the head can be replays or forks; in steady
+	// state there are none and nothing is probed.
+	stored := b.Queue(`SELECT a.host_id, a.seq, a.hash
+		FROM unnest($1::uuid[], $2::bigint[]) AS q(id, s)
+		JOIN chain_heads c ON c.host_id = q.id AND q.s <= c.seq
+		JOIN audit_entries a ON a.host_id = q.id AND a.seq = q.s`, pairHost, pairSeq)
+	losses := b.Queue(`SELECT l.host_id, l.first_seq, l.last_seq FROM chain_losses l
+		JOIN chain_heads c ON c.host_id = l.host_id AND l.last_seq > c.seq
+		WHERE c.host_id = ANY($1::uuid[])`, ids)
+	forks := b.Queue(`SELECT DISTINCT f.host_id, f.hash
+		FROM unnest($1::uuid[], $2::bpchar[]) AS q(id, p)
+		JOIN chain_forks f ON f.host_id = q.id AND f.hash = q.p`, pairHost, prevs)
+	// Under the FOR UPDATE above, the walk tells which events were stored
+	// before (replays, whose alert rows exist); the rest go in with COPY.
+	w.copy, w.known = true, map[alertKey]bool{}
+
+	states := make(map[pgtype.UUID]*chainState, len(ids))
+	state := func(id pgtype.UUID) *chainState {
+		s := states[id]
+		if s == nil {
+			s = &chainState{grace: e.cfg.ChainGapGrace, stored: map[int64]string{}, forkTips: map[string]bool{}}
+			states[id] = s
+		}
+		return s
+	}
+	var (
+		id               pgtype.UUID
+		name, prev, hash string
+		seq, first, last int64
+		now, recv        time.Time
+	)
+	heads.Query(func(rows pgx.Rows) error {
+		_, err := pgx.ForEachRow(rows, []any{&id, &seq, &hash, &now, &name}, func() error {
+			s := state(id)
+			s.head, s.now = chainHead{seq: seq, hash: hash}, now
+			chains[id].name = name
+			return nil
+		})
+		return err
+	})
+	parked.Query(func(rows pgx.Rows) error {
+		_, err := pgx.ForEachRow(rows, []any{&id, &seq, &prev, &hash, &recv}, func() error {
+			s := state(id)
+			s.parked = append(s.parked, &chainEntry{seq: seq, prev: prev, hash: hash, receivedAt: recv, stored: true})
+			return nil
+		})
+		return err
+	})
+	stored.Query(func(rows pgx.Rows) error {
+		_, err := pgx.ForEachRow(rows, []any{&id, &seq, &hash}, func() error {
+			state(id).stored[seq] = hash
+			return nil
+		})
+		return err
+	})
+	losses.Query(func(rows pgx.Rows) error {
+		_, err := pgx.ForEachRow(rows, []any{&id, &first, &last}, func() error {
+			s := state(id)
+			s.losses = append(s.losses, seqRange{first, last})
+			return nil
+		})
+		return err
+	})
+	forks.Query(func(rows pgx.Rows) error {
+		_, err := pgx.ForEachRow(rows, []any{&id, &hash}, func() error {
+			state(id).forkTips[hash] = true
+			return nil
+		})
+		return err
+	})
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("loading audit chains: %w", err)
+	}
+
+	for _, id := range ids {
+		c, s := chains[id], state(id)
+		if s.now.IsZero() {
+			return fmt.Errorf("loading audit chains: no head for host %s", uuid.UUID(id.Bytes))
+		}
+		for _, r := range c.records {
+			s.batch = append(s.batch, &chainEntry{
+				seq: int64(r.ev.Seq), prev: r.ev.PrevHash, hash: r.ev.Hash, receivedAt: s.now,
+				loss: r.ev.Name == event.AgentLoss, ev: r.ev, canon: r.canon,
+			})
+		}
+		out := walk(s)
+		e.queueOutcome(ctx, w, c, s, out)
+	}
+	return nil
+}
+
+func (e *tripwireExporter) queueOutcome(ctx context.Context, w *writes, c *hostChain, s *chainState, out chainOutcome) {
+	for _, en := range out.entries {
+		w.audit.add(c.id, en)
+	}
+	for _, en := range out.replays {
+		w.known[alertKey{en.ev.AlertID, en.ev.Time.Truncate(time.Microsecond).UnixMicro()}] = true
+	}
+	for _, en := range out.forks {
+		w.forks.add(c.id, en)
+	}
+	for _, br := range out.breaks {
+		var alertID pgtype.UUID
+		if br.alert {
+			ev := &event.Event{
+				Name: event.AuditChainBreak, AlertID: event.NewAlertID(), Severity: event.SeverityCritical,
+				Time: s.now, ObservedTime: s.now,
+				Audit: &event.AuditBreak{Kind: br.kind, ExpectedSeq: br.expectedSeq, GotSeq: br.gotSeq,
+					ExpectedHash: br.expectedHash, GotHash: br.gotHash},
+			}
+			alertID = dbUUID(ev.AlertID)
+			w.alerts.add(c.id, c.name, ev, breakSummary(c.name, br), ev.Canonical())
+		}
+		bw := &w.breaks
+		bw.hosts, bw.kinds, bw.alertIDs = append(bw.hosts, c.id), append(bw.kinds, br.kind), append(bw.alertIDs, alertID)
+		bw.expSeqs, bw.gotSeqs = append(bw.expSeqs, br.expectedSeq), append(bw.gotSeqs, br.gotSeq)
+		bw.expHashes, bw.gotHashes = append(bw.expHashes, br.expectedHash), append(bw.gotHashes, br.gotHash)
+		e.breaks.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", br.kind)))
+		log := e.logger.Error
+		if !br.alert {
+			log = e.logger.Info
+		}
+		log("audit chain break", zap.String(event.ResourceHostName, c.name), zap.String("kind", br.kind),
+			zap.Int64("expected_seq", br.expectedSeq), zap.Int64("got_seq", br.gotSeq))
+	}
+	if out.moved {
+		w.heads.ids = append(w.heads.ids, c.id)
+		w.heads.seqs = append(w.heads.seqs, out.head.seq)
+		w.heads.hashes = append(w.heads.hashes, out.head.hash)
+	}
+}
+
+func breakSummary(host string, br chainBreak) string {
+	switch br.kind {
+	case breakGap:
+		return fmt.Sprintf("audit chain gap on %s: seq %d..%d missing", host, br.expectedSeq, br.gotSeq-1)
+	case breakMismatch:
+		return fmt.Sprintf("audit chain mismatch on %s: entry %d does not hash to its claimed hash", host, br.gotSeq)
+	case breakFork:
+		return fmt.Sprintf("audit chain fork on %s at seq %d", host, br.gotSeq)
+	}
+	return fmt.Sprintf("audit chain %s on %s at seq %d", br.kind, host, br.gotSeq)
+}
+
+// flush sends the collected rows, after whatever b already holds, in one
+// round trip.
+func (e *tripwireExporter) flush(ctx context.Context, tx pgx.Tx, b *pgx.Batch, w *writes) error {
+	var inserted int64
+	a := &w.alerts
+	if len(a.ids) > 0 {
+		received := time.Now().UTC().Truncate(time.Microsecond)
+		payloads, err := a.payloads(received)
+		if err != nil {
+			return err
+		}
+		if w.copy {
+			n, err := copyAlerts(ctx, tx, b, a, w.known, received, payloads)
+			if err != nil {
+				return err
+			}
+			inserted = n
+		} else {
+			b.Queue(insertAlertsSQL, a.ids, a.times, a.hosts, a.hostNames, a.names, a.types, a.rules, a.sevs, a.seqs,
+				a.summaries, a.details, received, payloads).
+				QueryRow(func(row pgx.Row) error { return row.Scan(&inserted) })
+		}
+	}
+	if au := &w.audit; len(au.hosts) > 0 {
+		if w.copy {
+			rows := make([][]any, len(au.hosts))
+			for i := range au.hosts {
+				rows[i] = []any{au.hosts[i], au.seqs[i], au.alertIDs[i], au.times[i], au.prevs[i], au.hashes[i], au.payloads[i]}
+			}
+			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"audit_entries"},
+				[]string{"host_id", "seq", "alert_id", "event_time", "prev_hash", "hash", "payload"}, pgx.CopyFromRows(rows)); err != nil {
+				return fmt.Errorf("storing audit entries: %w", err)
+			}
+		} else {
+			b.Queue(insertAuditSQL, au.hosts, au.seqs, au.alertIDs, au.times, au.prevs, au.hashes, au.payloads)
+		}
+	}
+	if f := &w.forks; len(f.hosts) > 0 {
+		payloads := make([]string, len(f.payloads))
+		for i, p := range f.payloads {
+			payloads[i] = jsonbSafe([]byte(p))
+		}
+		b.Queue(insertForksSQL, f.hosts, f.seqs, f.hashes, f.prevs, f.alertIDs, payloads)
+	}
+	if br := &w.breaks; len(br.hosts) > 0 {
+		b.Queue(insertBreaksSQL, br.hosts, br.kinds, br.expSeqs, br.gotSeqs, br.expHashes, br.gotHashes, br.alertIDs)
+	}
+	if h := &w.heads; len(h.ids) > 0 {
+		b.Queue(updateHeadsSQL, h.ids, h.seqs, h.hashes)
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("storing alerts: %w", err)
+	}
+	e.stored.Add(ctx, inserted)
+	return nil
+}
+
+// copyAlerts COPYs the alert rows not already stored and queues their
+// notifications; it returns how many it copied.
+func copyAlerts(ctx context.Context, tx pgx.Tx, b *pgx.Batch, a *alertRows, known map[alertKey]bool, received time.Time, payloads []string) (int64, error) {
+	rows := make([][]any, 0, len(a.ids))
+	notify := make([]string, 0, len(a.ids))
+	seen := make(map[alertKey]bool, len(a.ids))
+	for i := range a.ids {
+		k := alertKey{a.ids[i].Bytes, a.times[i].UnixMicro()}
+		if known[k] || seen[k] {
+			continue
+		}
+		seen[k] = true
+		var seq any
+		if a.seqs[i] != 0 {
+			seq = a.seqs[i]
+		}
+		rows = append(rows, []any{a.ids[i], a.times[i], received, a.hosts[i], a.hostNames[i], a.names[i], a.types[i],
+			a.rules[i], a.sevs[i], seq, a.summaries[i], a.details[i]})
+		notify = append(notify, payloads[i])
+	}
+	if len(rows) == 0 {
+		return 0, nil
+	}
+	n, err := tx.CopyFrom(ctx, pgx.Identifier{"alerts"}, []string{"alert_id", "event_time", "received_at", "host_id",
+		"host_name", "event_name", "tripwire_type", "rule_name", "severity", "seq", "summary", "event_detail"},
+		pgx.CopyFromRows(rows))
+	if err != nil {
+		return 0, fmt.Errorf("storing alerts: %w", err)
+	}
+	b.Queue(`SELECT count(*) FROM (SELECT pg_notify('`+notifyChannel+`', p) FROM unnest($1::text[]) AS p) AS notified`,
+		notifyBatches(notify))
+	return n, nil
+}
+
+// maxNotifyPayload keeps a notification under PostgreSQL's 8000-byte limit.
+const maxNotifyPayload = 7900
+
+// notifyBatches packs alert payloads into JSON arrays of up to
+// maxNotifyPayload bytes: one notification per row cost a ninth of the
+// exporter's time (BenchmarkExport). A payload is at most about 3.5 kB (the
+// summary is cut), so every array holds at least one.
+func notifyBatches(payloads []string) []string {
+	var out []string
+	var cur strings.Builder
+	for _, p := range payloads {
+		if cur.Len() > 0 && cur.Len()+1+len(p)+1 > maxNotifyPayload {
+			cur.WriteByte(']')
+			out = append(out, cur.String())
+			cur.Reset()
+		}
+		if cur.Len() == 0 {
+			cur.WriteByte('[')
+		} else {
+			cur.WriteByte(',')
+		}
+		cur.WriteString(p)
+	}
+	if cur.Len() > 0 {
+		cur.WriteByte(']')
+		out = append(out, cur.String())
+	}
+	return out
+}
+
+// sweep marks silent hosts OFFLINE and raises chain gaps that have waited
+// out chain_gap_grace on hosts that sent nothing since.
+func (e *tripwireExporter) sweep(ctx context.Context) error {
+	if !e.ready.Load() {
+		return nil
+	}
+	if e.cfg.HostOfflineAfter > 0 {
+		_, err := e.pool.Exec(ctx, `UPDATE hosts SET status = 'OFFLINE'
+			WHERE status <> 'OFFLINE' AND last_seen < now() - make_interval(secs => $1)`,
+			e.cfg.HostOfflineAfter.Seconds())
+		if err != nil {
+			return fmt.Errorf("marking hosts offline: %w", err)
+		}
+	}
+	rows, err := e.pool.Query(ctx, `SELECT c.host_id FROM chain_heads c
+		WHERE EXISTS (SELECT 1 FROM audit_entries a
+		              WHERE a.host_id = c.host_id AND a.seq > c.seq
+		                AND a.received_at <= now() - make_interval(secs => $1))
+		ORDER BY c.host_id LIMIT 100`, e.cfg.ChainGapGrace.Seconds())
+	if err != nil {
+		return fmt.Errorf("finding overdue chain gaps: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[pgtype.UUID])
+	if err != nil || len(ids) == 0 {
+		return err
+	}
+	return pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+		chains := make(map[pgtype.UUID]*hostChain, len(ids))
+		for _, id := range ids {
+			chains[id] = &hostChain{id: id}
+		}
+		w := &writes{}
+		if err := e.checkChains(ctx, tx, chains, w); err != nil {
+			return err
+		}
+		return e.flush(ctx, tx, &pgx.Batch{}, w)
+	})
+}
+
+// text makes a Go string storable as PostgreSQL text, which cannot hold NUL.
+func text(s string) string {
+	if strings.IndexByte(s, 0) < 0 {
+		return s
+	}
+	return strings.ReplaceAll(s, "\x00", "\uFFFD")
+}
+
+// jsonbSafe makes canonical JSON storable as jsonb, which refuses the escape
+// \u0000: it becomes \ufffd. The alert's event_detail then differs from the
+// audit entry, which keeps the exact bytes (text); an event with a NUL byte
+// is rare (a field the kernel hands over unchecked).
+func jsonbSafe(canon []byte) string {
+	const nul = `\u0000`
+	if !strings.Contains(string(canon), nul) {
+		return string(canon)
+	}
+	var sb strings.Builder
+	for i := 0; i < len(canon); i++ {
+		c := canon[i]
+		if c != '\\' || i+1 >= len(canon) {
+			sb.WriteByte(c)
+			continue
+		}
+		// Outside strings canonical JSON has no backslash, and inside one
+		// each backslash starts an escape: step over it whole.
+		if canon[i+1] == 'u' && i+6 <= len(canon) && string(canon[i:i+6]) == nul {
+			sb.WriteString(`\ufffd`)
+			i += 5
+			continue
+		}
+		sb.WriteByte(c)
+		sb.WriteByte(canon[i+1])
+		i++
+	}
+	return sb.String()
+}
+
+func rfc3339(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}

@@ -1,0 +1,81 @@
+package tripwirereceiver
+
+import (
+	"errors"
+	"fmt"
+	"net"
+
+	"go.opentelemetry.io/collector/component"
+)
+
+// Config is the tripwire receiver's configuration. TLS is not optional: the
+// client certificate is the only identity an agent has.
+type Config struct {
+	// Endpoint is the host:port the OTLP/gRPC server listens on.
+	Endpoint string `mapstructure:"endpoint"`
+	// TLS holds the server certificate, the CA that signs agent
+	// certificates and the CRL.
+	TLS TLSConfig `mapstructure:"tls"`
+	// MaxRecvMsgSize is the largest OTLP request accepted, in bytes.
+	MaxRecvMsgSize int `mapstructure:"max_recv_msg_size"`
+
+	// prevent unkeyed literal initialization
+	_ struct{}
+}
+
+// TLSConfig names the files the receiver's mutual TLS is built from. The
+// server certificate and the CRL are reloaded when their files change; the
+// client CA is read at start.
+type TLSConfig struct {
+	// CertFile is the server certificate (PEM), e.g. from `tripwire pki issue-server`.
+	CertFile string `mapstructure:"cert_file"`
+	// KeyFile is the server certificate's private key (PEM).
+	KeyFile string `mapstructure:"key_file"`
+	// ClientCAFile is the CA (PEM) that signs agent certificates; a client
+	// without a certificate from it is refused at the handshake.
+	ClientCAFile string `mapstructure:"client_ca_file"`
+	// CRLFile is an optional certificate revocation list (PEM or DER) signed
+	// by the client CA, e.g. `tripwire pki`'s crl.pem.
+	CRLFile string `mapstructure:"crl_file"`
+
+	// prevent unkeyed literal initialization
+	_ struct{}
+}
+
+const (
+	defaultEndpoint       = "localhost:4317"
+	defaultMaxRecvMsgSize = 4 << 20
+	// maxMaxRecvMsgSize bounds what one agent can make the collector
+	// allocate for a single request.
+	maxMaxRecvMsgSize = 64 << 20
+)
+
+var _ component.Config = (*Config)(nil)
+
+func createDefaultConfig() component.Config {
+	return &Config{Endpoint: defaultEndpoint, MaxRecvMsgSize: defaultMaxRecvMsgSize}
+}
+
+// Validate checks the configuration; every problem is reported, not just the
+// first.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Endpoint == "" {
+		errs = append(errs, errors.New("endpoint is required"))
+	} else if _, _, err := net.SplitHostPort(c.Endpoint); err != nil {
+		errs = append(errs, fmt.Errorf("endpoint %q: %w", c.Endpoint, err))
+	}
+	if c.TLS.CertFile == "" {
+		errs = append(errs, errors.New("tls.cert_file is required: the receiver serves TLS only"))
+	}
+	if c.TLS.KeyFile == "" {
+		errs = append(errs, errors.New("tls.key_file is required: the receiver serves TLS only"))
+	}
+	if c.TLS.ClientCAFile == "" {
+		errs = append(errs, errors.New("tls.client_ca_file is required: agents are identified by their client certificate"))
+	}
+	if c.MaxRecvMsgSize <= 0 || c.MaxRecvMsgSize > maxMaxRecvMsgSize {
+		errs = append(errs, fmt.Errorf("max_recv_msg_size %d: must be between 1 and %d bytes", c.MaxRecvMsgSize, maxMaxRecvMsgSize))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,151 @@
+package tripwirereceiver
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/consumer/consumererror"
+	"go.opentelemetry.io/collector/pdata/plog"
+)
+
+// errShuttingDown answers a request that arrives after the receiver began
+// to stop; the agent retries it (with another collector, or this one later).
+var errShuttingDown = errors.New("receiver shutting down")
+
+// maxGroupRecords caps the records of one group: the exporter's queue splits
+// batches above 5,000 records again.
+const maxGroupRecords = 5000
+
+// groupCommit hands the records of concurrent requests to the next consumer
+// together. Behind the receiver sits a persistent queue that pays an fsync'd
+// write per ConsumeLogs call, so a fleet of agents each sending a few records
+// at a time would be capped by the disk's fsync rate, not by the work;
+// grouped, it costs one write per group. No request waits for a timer: when
+// nothing is being consumed a request goes at once, and the requests that
+// arrive while a group is being consumed form the next one. A request is
+// answered only after its group was consumed, with the group's result, so an
+// acknowledgement still means its records were taken.
+type groupCommit struct {
+	next consumer.Logs
+
+	mu      sync.Mutex
+	closed  bool
+	pending []*commitRequest
+	wake    chan struct{} // buffered: requests are pending
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+type commitRequest struct {
+	ld    plog.Logs
+	first int // index of its first resource in the group's plog.Logs
+	count int // its resources
+	err   error
+	done  chan struct{}
+}
+
+func newGroupCommit(next consumer.Logs) *groupCommit {
+	g := &groupCommit{next: next, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	go g.run()
+	return g
+}
+
+// consume hands ld on with the group it joins and returns the group's
+// result. It waits even if the agent gave up on the request: the group may
+// hold ld, whose memory belongs to the gRPC request until the handler
+// returns.
+func (g *groupCommit) consume(ld plog.Logs) error {
+	req := &commitRequest{ld: ld, done: make(chan struct{})}
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return errShuttingDown
+	}
+	g.pending = append(g.pending, req)
+	g.mu.Unlock()
+	select {
+	case g.wake <- struct{}{}:
+	default:
+	}
+	<-req.done
+	return req.err
+}
+
+// close consumes what is pending and stops; requests arriving later are
+// refused with errShuttingDown. It may be called more than once.
+func (g *groupCommit) close() {
+	g.mu.Lock()
+	already := g.closed
+	g.closed = true
+	g.mu.Unlock()
+	if !already {
+		close(g.stop)
+	}
+	<-g.done
+}
+
+func (g *groupCommit) run() {
+	defer close(g.done)
+	for {
+		select {
+		case <-g.wake:
+		case <-g.stop:
+			for g.commitNext() {
+			}
+			return
+		}
+		for g.commitNext() {
+		}
+	}
+}
+
+// commitNext consumes the next group of pending requests, in arrival order,
+// and reports whether there was one.
+func (g *groupCommit) commitNext() bool {
+	g.mu.Lock()
+	n, records := 0, 0
+	for n < len(g.pending) {
+		r := g.pending[n].ld.LogRecordCount()
+		if n > 0 && records+r > maxGroupRecords {
+			break
+		}
+		n, records = n+1, records+r
+	}
+	group := g.pending[:n]
+	g.pending = append([]*commitRequest(nil), g.pending[n:]...)
+	g.mu.Unlock()
+	if len(group) == 0 {
+		return false
+	}
+	ld := group[0].ld
+	if len(group) > 1 {
+		ld = plog.NewLogs()
+		for _, r := range group {
+			r.first, r.count = ld.ResourceLogs().Len(), r.ld.ResourceLogs().Len()
+			r.ld.ResourceLogs().MoveAndAppendTo(ld.ResourceLogs())
+		}
+	}
+	err := g.next.ConsumeLogs(context.Background(), ld)
+	if len(group) > 1 && consumererror.IsPermanent(err) {
+		// Retrying cannot help the request whose records were refused, and
+		// its agent will split its batch to find them; the others must not
+		// be refused with it. Each request goes again alone, as a copy
+		// (the pipeline may have made the group read-only).
+		for _, r := range group {
+			one := plog.NewLogs()
+			for i := r.first; i < r.first+r.count; i++ {
+				ld.ResourceLogs().At(i).CopyTo(one.ResourceLogs().AppendEmpty())
+			}
+			r.err = g.next.ConsumeLogs(context.Background(), one)
+			close(r.done)
+		}
+		return true
+	}
+	for _, r := range group {
+		r.err = err
+		close(r.done)
+	}
+	return true
+}

@@ -1,0 +1,232 @@
+package tripwirereceiver
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/tripwire-sec/tripwire/internal/pki"
+)
+
+// reloadEvery bounds how often a handshake stats the certificate and CRL
+// files: often enough that a revocation takes effect within seconds, rarely
+// enough that 1,000 reconnecting agents do not hammer the file system.
+const reloadEvery = time.Second
+
+var (
+	errRevoked    = errors.New("client certificate is revoked")
+	errNoHostName = errors.New("client certificate has no usable host name in its CN")
+	errExpired    = errors.New("client certificate has expired")
+)
+
+// fileStamp tells whether a file changed since it was read.
+type fileStamp struct {
+	mod  time.Time
+	size int64
+}
+
+func stampOf(path string) (fileStamp, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileStamp{}, err
+	}
+	return fileStamp{mod: fi.ModTime(), size: fi.Size()}, nil
+}
+
+// peerPolicy is the receiver's mutual TLS: the server certificate, the client
+// CA, and the revoked serials, the last two reloaded when their files change.
+type peerPolicy struct {
+	cfg    TLSConfig
+	logger *zap.Logger
+	// onRefuse counts a refused client certificate by reason.
+	onRefuse func(reason string)
+
+	clientCAs *x509.CertPool
+	caCerts   []*x509.Certificate
+
+	mu        sync.Mutex
+	cert      *tls.Certificate
+	certStamp fileStamp
+	revoked   map[string]bool // serial, lowercase hex
+	crlStamp  fileStamp
+	checkedAt time.Time
+}
+
+func newPeerPolicy(cfg TLSConfig, logger *zap.Logger, onRefuse func(string)) (*peerPolicy, error) {
+	p := &peerPolicy{cfg: cfg, logger: logger, onRefuse: onRefuse}
+	pemBytes, err := os.ReadFile(cfg.ClientCAFile)
+	if err != nil {
+		return nil, fmt.Errorf("reading client CA: %w", err)
+	}
+	p.clientCAs = x509.NewCertPool()
+	for rest := pemBytes; ; {
+		var blk *pem.Block
+		blk, rest = pem.Decode(rest)
+		if blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("parsing client CA %s: %w", cfg.ClientCAFile, err)
+		}
+		p.caCerts = append(p.caCerts, c)
+		p.clientCAs.AddCert(c)
+	}
+	if len(p.caCerts) == 0 {
+		return nil, fmt.Errorf("parsing client CA %s: no certificate found", cfg.ClientCAFile)
+	}
+	if err := p.loadCert(); err != nil {
+		return nil, err
+	}
+	if cfg.CRLFile != "" {
+		if err := p.loadCRL(); err != nil {
+			return nil, err
+		}
+	}
+	p.checkedAt = time.Now()
+	return p, nil
+}
+
+// tlsConfig is TLS 1.3 only, with a client certificate from the client CA
+// required and verified by crypto/tls, then checked against the CRL.
+func (p *peerPolicy) tlsConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		ClientAuth: tls.RequireAndVerifyClientCert,
+		ClientCAs:  p.clientCAs,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			p.refreshLocked()
+			return p.cert, nil
+		},
+		// VerifyConnection runs after the chain verified, so the leaf is
+		// from our CA; what is left is revocation and a usable identity.
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("no client certificate")
+			}
+			return p.check(cs.PeerCertificates[0], false)
+		},
+	}
+}
+
+// check refuses a revoked certificate, one without a host name and, when
+// again is set (a request on a connection opened earlier), one that expired
+// since the handshake.
+func (p *peerPolicy) check(leaf *x509.Certificate, again bool) error {
+	if p.isRevoked(leaf) {
+		p.onRefuse("revoked")
+		return fmt.Errorf("%w: serial %s", errRevoked, leaf.SerialNumber.Text(16))
+	}
+	if again && time.Now().After(leaf.NotAfter) {
+		p.onRefuse("expired")
+		return fmt.Errorf("%w: not after %s", errExpired, leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
+	if pki.CheckHost(leaf.Subject.CommonName) != nil {
+		p.onRefuse("no_host_name")
+		return fmt.Errorf("%w: %q", errNoHostName, leaf.Subject.CommonName)
+	}
+	return nil
+}
+
+func (p *peerPolicy) isRevoked(leaf *x509.Certificate) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.refreshLocked()
+	return p.revoked[leaf.SerialNumber.Text(16)]
+}
+
+// refreshLocked reloads the server certificate and the CRL when their files
+// changed. A file that cannot be read or parsed keeps the previous state: a
+// half-written CRL must not un-revoke anyone.
+func (p *peerPolicy) refreshLocked() {
+	if time.Since(p.checkedAt) < reloadEvery {
+		return
+	}
+	p.checkedAt = time.Now()
+	if st, err := stampOf(p.cfg.CertFile); err == nil && st != p.certStamp {
+		if err := p.loadCertLocked(); err != nil {
+			p.logger.Error("keeping the previous server certificate", zap.Error(err))
+		} else {
+			p.logger.Info("reloaded server certificate", zap.String("file", p.cfg.CertFile))
+		}
+	}
+	if p.cfg.CRLFile == "" {
+		return
+	}
+	if st, err := stampOf(p.cfg.CRLFile); err == nil && st != p.crlStamp {
+		if err := p.loadCRLLocked(); err != nil {
+			p.logger.Error("keeping the previous CRL", zap.Error(err))
+		}
+	}
+}
+
+func (p *peerPolicy) loadCert() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.loadCertLocked()
+}
+
+func (p *peerPolicy) loadCertLocked() error {
+	st, err := stampOf(p.cfg.CertFile)
+	if err != nil {
+		return fmt.Errorf("reading server certificate: %w", err)
+	}
+	c, err := tls.LoadX509KeyPair(p.cfg.CertFile, p.cfg.KeyFile)
+	if err != nil {
+		return fmt.Errorf("loading server certificate: %w", err)
+	}
+	p.cert, p.certStamp = &c, st
+	return nil
+}
+
+func (p *peerPolicy) loadCRL() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.loadCRLLocked()
+}
+
+func (p *peerPolicy) loadCRLLocked() error {
+	st, err := stampOf(p.cfg.CRLFile)
+	if err != nil {
+		return fmt.Errorf("reading CRL: %w", err)
+	}
+	var crl *x509.RevocationList
+	var errs []error
+	for _, ca := range p.caCerts {
+		c, err := pki.LoadCRL(p.cfg.CRLFile, ca)
+		if err == nil {
+			crl = c
+			break
+		}
+		errs = append(errs, err)
+	}
+	if crl == nil {
+		return errors.Join(errs...)
+	}
+	revoked := make(map[string]bool, len(crl.RevokedCertificateEntries))
+	for _, e := range crl.RevokedCertificateEntries {
+		revoked[e.SerialNumber.Text(16)] = true
+	}
+	// A stale CRL still lists what it lists; refusing every agent because
+	// nobody re-signed it would turn a paperwork lapse into an outage.
+	if !crl.NextUpdate.IsZero() && time.Now().After(crl.NextUpdate) {
+		p.logger.Warn("CRL is past its next update; re-sign it with `tripwire pki crl`",
+			zap.String("file", p.cfg.CRLFile), zap.Time("next_update", crl.NextUpdate))
+	}
+	p.revoked, p.crlStamp = revoked, st
+	p.logger.Info("loaded CRL", zap.String("file", p.cfg.CRLFile), zap.Int("revoked", len(revoked)),
+		zap.String("number", crl.Number.String()))
+	return nil
+}
