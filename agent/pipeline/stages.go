@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/tripwire-sec/tripwire/internal/event"
@@ -54,69 +55,99 @@ func coalescible(e *event.Event) bool {
 	return false
 }
 
+// coalescer counts repeats of a trip within the window. It is driven by the
+// coalesce stage with the clock, so tests can drive it with any clock.
+type coalescer struct {
+	window time.Duration
+	bursts map[string]*burst
+	emit   func(*event.Event)
+	// The pipeline's counters.
+	coalesced, duplicates, summaries *atomic.Int64
+}
+
+// add takes one trip seen at now. The first trip of a burst is emitted at
+// once; repeats within the window are counted.
+func (c *coalescer) add(e *event.Event, sink uint64, now time.Time) {
+	if !coalescible(e) {
+		c.emit(e)
+		return
+	}
+	k := tripKey(e)
+	if b := c.bursts[k]; b != nil {
+		if now.Sub(b.start) < c.window {
+			if sink != 0 && b.sink != 0 && sink != b.sink {
+				// Another watcher with the same rule: during a reload the
+				// old and new watchers overlap and both see one trip.
+				c.duplicates.Add(1)
+				return
+			}
+			b.repeats++
+			b.last = e
+			c.coalesced.Add(1)
+			return
+		}
+		// The window ended and the tick has not come yet: summarise the old
+		// burst before this trip opens a new one, or its repeats are lost.
+		delete(c.bursts, k)
+		c.summarise(b)
+	}
+	c.bursts[k] = &burst{start: now, sink: sink}
+	c.emit(e)
+}
+
+// flush summarises the bursts whose window has ended by now, or all of them.
+func (c *coalescer) flush(now time.Time, all bool) {
+	for k, b := range c.bursts {
+		if !all && now.Sub(b.start) < c.window {
+			continue
+		}
+		delete(c.bursts, k)
+		c.summarise(b)
+	}
+}
+
+func (c *coalescer) summarise(b *burst) {
+	if b.repeats == 0 {
+		return
+	}
+	sum := *b.last
+	sum.Count = b.repeats
+	sum.AlertID, sum.Seq, sum.ObservedTime = [16]byte{}, 0, time.Time{}
+	c.summaries.Add(1)
+	c.emit(&sum)
+}
+
 // coalesce passes the first trip of a burst on at once and counts repeats
 // within the window; at the window's end one summary carries the count.
 func (p *Pipeline) coalesce() {
 	defer close(p.ordered)
-	bursts := map[string]*burst{}
+	c := &coalescer{
+		window: p.opts.Window, bursts: map[string]*burst{},
+		emit:      func(e *event.Event) { p.ordered <- e },
+		coalesced: &p.coalesced, duplicates: &p.duplicates, summaries: &p.summaries,
+	}
 	// The timer runs only while a burst is open, so an idle agent sleeps.
 	tick := time.NewTimer(time.Hour)
 	tick.Stop()
 	armed := false
 	arm := func() {
-		if !armed && len(bursts) > 0 {
+		if !armed && len(c.bursts) > 0 {
 			tick.Reset(max(p.opts.Window/4, 10*time.Millisecond))
 			armed = true
-		}
-	}
-	flush := func(now time.Time, all bool) {
-		for k, b := range bursts {
-			if !all && now.Sub(b.start) < p.opts.Window {
-				continue
-			}
-			delete(bursts, k)
-			if b.repeats == 0 {
-				continue
-			}
-			sum := *b.last
-			sum.Count = b.repeats
-			sum.AlertID, sum.Seq, sum.ObservedTime = [16]byte{}, 0, time.Time{}
-			p.summaries.Add(1)
-			p.ordered <- &sum
 		}
 	}
 	for {
 		select {
 		case in, ok := <-p.intake:
 			if !ok {
-				flush(time.Now(), true)
+				c.flush(time.Now(), true)
 				return
 			}
-			e := in.e
-			if !coalescible(e) {
-				p.ordered <- e
-				continue
-			}
-			k := tripKey(e)
-			now := time.Now()
-			if b := bursts[k]; b != nil && now.Sub(b.start) < p.opts.Window {
-				if in.sink != 0 && b.sink != 0 && in.sink != b.sink {
-					// Another watcher with the same rule: during a reload the
-					// old and new watchers overlap and both see one trip.
-					p.duplicates.Add(1)
-					continue
-				}
-				b.repeats++
-				b.last = e
-				p.coalesced.Add(1)
-				continue
-			}
-			bursts[k] = &burst{start: now, sink: in.sink}
+			c.add(in.e, in.sink, time.Now())
 			arm()
-			p.ordered <- e
 		case now := <-tick.C:
 			armed = false
-			flush(now, false)
+			c.flush(now, false)
 			arm()
 		}
 	}
