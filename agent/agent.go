@@ -10,14 +10,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/prometheus/client_golang/prometheus"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -282,101 +280,6 @@ func (a *Agent) Close() error {
 	return nil
 }
 
-// buildWatchers creates the watchers for cfg's enabled rules; only kinds
-// with rules get one.
-func (a *Agent) buildWatchers(cfg *config.Config) ([]running, error) {
-	opts := func(mech string) watcher.Options {
-		return watcher.Options{Mechanism: mech, Logger: a.log}
-	}
-	var out []running
-	if rules := cfg.FileRules(); len(rules) > 0 {
-		w, err := watcher.NewFileWatcher(rules, opts(cfg.Watchers.File))
-		if err != nil {
-			return nil, fmt.Errorf("file watcher: %w", err)
-		}
-		var names []string
-		for _, r := range rules {
-			names = append(names, r.Name)
-		}
-		out = append(out, running{w: w, rules: names})
-	}
-	if rules := cfg.ProcessRules(); len(rules) > 0 {
-		w, err := watcher.NewProcessWatcher(rules, opts(cfg.Watchers.Process))
-		if err != nil {
-			return nil, fmt.Errorf("process watcher: %w", err)
-		}
-		var names []string
-		for _, r := range rules {
-			names = append(names, r.Name)
-		}
-		out = append(out, running{w: w, rules: names})
-	}
-	if rules := cfg.NetworkRules(); len(rules) > 0 {
-		ws, err := watcher.NewNetworkWatchers(rules, opts(cfg.Watchers.Network))
-		if err != nil {
-			return nil, fmt.Errorf("network watchers: %w", err)
-		}
-		for _, w := range ws {
-			var names []string
-			for _, r := range rules {
-				// The honeyport watcher serves honeyport rules; the other serves observe rules.
-				if (w.Mechanism() == "honeyport") == (r.Mode == "honeyport") {
-					names = append(names, r.Name)
-				}
-			}
-			out = append(out, running{w: w, rules: names})
-		}
-	}
-	return out, nil
-}
-
-// startWatchers builds and starts watchers for cfg. On any error the ones
-// already started are stopped: a rule that cannot be watched at all is an
-// error at start, not a silent gap.
-func (a *Agent) startWatchers(ctx context.Context, cfg *config.Config) error {
-	ws, err := a.buildWatchers(cfg)
-	if err != nil {
-		a.metrics.WatcherErrors.WithLabelValues("", "").Inc()
-		return err
-	}
-	for i := range ws {
-		r := &ws[i]
-		wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		r.cancel = cancel
-		sink := a.pipe.Sink(r.w.Mechanism(), r.w.Missing())
-		if err := r.w.Start(wctx, sink); err != nil {
-			a.metrics.WatcherErrors.WithLabelValues(r.w.Kind(), r.w.Mechanism()).Inc()
-			for _, started := range ws[:i+1] {
-				started.cancel()
-			}
-			return fmt.Errorf("starting %s watcher (%s): %w", r.w.Kind(), r.w.Mechanism(), err)
-		}
-		a.log.Info("watcher started", "tripwire.watcher.kind", r.w.Kind(),
-			"tripwire.watcher.mechanism", r.w.Mechanism(), "tripwire.missing_fields", r.w.Missing(),
-			"tripwire.rule.name", r.rules)
-	}
-	unserved := watcher.Unserved(cfg.FileRules(), cfg.ProcessRules(), cfg.NetworkRules())
-	for _, u := range unserved {
-		a.log.Warn("rule cannot be served with this agent's capabilities", "tripwire.agent.unserved_rules", u)
-	}
-	a.mu.Lock()
-	old := a.watchers
-	a.watchers, a.unserved = ws, unserved
-	for _, r := range old {
-		a.metrics.Watchers.WithLabelValues(r.w.Kind(), r.w.Mechanism()).Set(0)
-	}
-	for _, r := range ws {
-		a.metrics.Watchers.WithLabelValues(r.w.Kind(), r.w.Mechanism()).Set(1)
-	}
-	a.mu.Unlock()
-	// The new watchers are in place before the old ones stop, so a reload
-	// leaves no gap; a trip both see is coalesced into one.
-	for _, r := range old {
-		r.cancel()
-	}
-	return nil
-}
-
 // reload applies a new config's rules. State paths, the health address, the
 // host identity and the transport endpoint need a restart; the shipper
 // reloads its certificate and key (same paths, new contents).
@@ -412,138 +315,6 @@ func (a *Agent) reload(ctx context.Context, cfg *config.Config) {
 	a.log.Info("rules reloaded", "tripwire.watcher.mechanism", a.watcherModes())
 }
 
-func (a *Agent) stopWatchers() {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for _, r := range a.watchers {
-		r.cancel()
-		a.metrics.Watchers.WithLabelValues(r.w.Kind(), r.w.Mechanism()).Set(0)
-	}
-	a.watchers = nil
-}
-
-func (a *Agent) stopExtras() {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for _, r := range a.extras {
-		r.cancel()
-		a.metrics.Watchers.WithLabelValues(r.w.Kind(), r.w.Mechanism()).Set(0)
-	}
-	a.extras = nil
-}
-
-// startWatchersRetrying gives released ports and marks a moment to go.
-func (a *Agent) startWatchersRetrying(ctx context.Context, cfg *config.Config) error {
-	var err error
-	for attempt := 0; attempt < 10; attempt++ {
-		if err = a.startWatchers(ctx, cfg); err == nil {
-			return nil
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	return err
-}
-
-// observe updates metrics for each chained batch.
-func (a *Agent) observe(batch []*event.Event) {
-	for _, e := range batch {
-		a.metrics.Events.WithLabelValues(string(e.Type()), e.Rule).Inc()
-		switch e.Type() {
-		case event.TypeFile, event.TypeProcess, event.TypeNetwork:
-			a.lastAlert.Store(e.Time.UnixNano())
-		}
-		if e.Name == event.AgentLoss && e.Agent != nil {
-			a.metrics.Losses.WithLabelValues(e.Agent.LossReason).Add(float64(e.Agent.LossCount))
-			switch e.Agent.LossReason {
-			case "kernel_overflow", "ringbuf":
-				a.metrics.KernelOverflow.Add(float64(e.Agent.LossCount))
-			case pipeline.ReasonInvalidEvent:
-				a.metrics.WatcherErrors.WithLabelValues(a.kindOf(e.Mechanism), e.Mechanism).Add(float64(e.Agent.LossCount))
-			}
-		}
-	}
-}
-
-func (a *Agent) kindOf(mechanism string) string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for _, r := range a.watchers {
-		if r.w.Mechanism() == mechanism {
-			return r.w.Kind()
-		}
-	}
-	return ""
-}
-
-func (a *Agent) registerGauges() {
-	m := a.metrics
-	m.GaugeFunc("tripwire_agent_spool_depth", "Events in the spool, not yet acknowledged.", func() float64 { return float64(a.spool.Stats().Depth) })
-	m.GaugeFunc("tripwire_agent_spool_bytes", "Stored event bytes in the spool.", func() float64 { return float64(a.spool.Stats().Bytes) })
-	m.GaugeFunc("tripwire_agent_spool_over_limit", "1 while the spool exceeds its limits holding only CRITICAL and loss events.", func() float64 {
-		if a.spool.Stats().OverLimit {
-			return 1
-		}
-		return 0
-	})
-	m.CounterFunc("tripwire_agent_spool_shed_info_total", "INFO events shed from a full spool.", func() float64 { return float64(a.spool.Stats().ShedInfo) })
-	m.CounterFunc("tripwire_agent_spool_shed_warn_total", "WARN events shed from a full spool.", func() float64 { return float64(a.spool.Stats().ShedWarn) })
-	m.GaugeFunc("tripwire_agent_queue_depth", "Events between the watchers and the spool.", func() float64 { return float64(a.pipe.Stats().Queued) })
-	m.CounterFunc("tripwire_agent_trips_total", "Trips received from watchers.", func() float64 { return float64(a.pipe.Stats().Trips) })
-	m.CounterFunc("tripwire_agent_coalesced_total", "Repeated trips counted into summary events.", func() float64 { return float64(a.pipe.Stats().Coalesced) })
-	m.CounterFunc("tripwire_agent_dropped_total", "Trips dropped because the pipeline was full (reported as loss).", func() float64 { return float64(a.pipe.Stats().Dropped) })
-	m.GaugeFunc("tripwire_agent_uptime_seconds", "Seconds since the agent started.", func() float64 { return time.Since(a.started).Seconds() })
-}
-
-// Report is the /healthz body.
-func (a *Agent) Report() health.Report {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	r := health.Report{
-		Status:     health.StatusOK,
-		UptimeS:    time.Since(a.started).Seconds(),
-		QueueDepth: a.pipe.Stats().Queued,
-		SpoolDepth: a.spool.Depth(),
-		Unserved:   slices.Clone(a.unserved),
-		Watchers:   []health.Watcher{},
-		Version:    a.opts.Version,
-	}
-	if r.Unserved == nil {
-		r.Unserved = []string{}
-	}
-	if ns := a.lastAlert.Load(); ns != 0 {
-		t := time.Unix(0, ns).UTC()
-		r.LastAlertAt = &t
-	}
-	for _, w := range slices.Concat(a.watchers, a.extras) {
-		missing := slices.Clone(w.w.Missing())
-		if missing == nil {
-			missing = []string{}
-		}
-		rules := w.rules
-		if rules == nil {
-			rules = []string{}
-		}
-		r.Watchers = append(r.Watchers, health.Watcher{Kind: w.w.Kind(), Mechanism: w.w.Mechanism(), Missing: missing, Rules: rules})
-	}
-	if len(r.Unserved) > 0 || a.spool.Stats().OverLimit {
-		r.Status = health.StatusDegraded
-	}
-	if a.stopping.Load() {
-		r.Status = health.StatusStopping
-	}
-	return r
-}
-
-func (a *Agent) watcherModes() string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	var parts []string
-	for _, r := range slices.Concat(a.watchers, a.extras) {
-		parts = append(parts, r.w.Kind()+"="+r.w.Mechanism())
-	}
-	return strings.Join(parts, ",")
-}
-
 func (a *Agent) startEvent() *event.Event {
 	a.mu.Lock()
 	unserved := strings.Join(a.unserved, "; ")
@@ -551,35 +322,5 @@ func (a *Agent) startEvent() *event.Event {
 	return &event.Event{
 		Name: event.AgentStart, Severity: event.SeverityInfo, Time: time.Now().UTC(),
 		Agent: &event.Agent{Watchers: a.watcherModes(), Status: "ONLINE", Unserved: unserved},
-	}
-}
-
-// watcherCounters exports what each running watcher's mechanism counted
-// (kernel-side matches and ring-buffer losses, malformed records, ...) as
-// tripwire_agent_watcher_counter; a reload restarts the counts, which
-// Prometheus treats as a counter reset.
-type watcherCounters struct{ a *Agent }
-
-var watcherCounterDesc = prometheus.NewDesc("tripwire_agent_watcher_counter",
-	"What a watcher's mechanism counted, by kind, mechanism and counter name.",
-	[]string{"kind", "mechanism", "name"}, nil)
-
-func (c watcherCounters) Describe(ch chan<- *prometheus.Desc) { ch <- watcherCounterDesc }
-
-func (c watcherCounters) Collect(ch chan<- prometheus.Metric) {
-	c.a.mu.Lock()
-	ws := append([]running(nil), c.a.watchers...)
-	c.a.mu.Unlock()
-	// Summed per label set: two watchers may share a kind and mechanism.
-	sums := map[[3]string]uint64{}
-	for _, r := range ws {
-		if wc, ok := r.w.(watcher.Counters); ok {
-			for name, v := range wc.Counters() {
-				sums[[3]string{r.w.Kind(), r.w.Mechanism(), name}] += v
-			}
-		}
-	}
-	for k, v := range sums {
-		ch <- prometheus.MustNewConstMetric(watcherCounterDesc, prometheus.CounterValue, float64(v), k[0], k[1], k[2])
 	}
 }

@@ -15,10 +15,10 @@ import (
 	"go.opentelemetry.io/collector/exporter/exportertest"
 	"go.opentelemetry.io/collector/pdata/plog"
 
-	"github.com/tripwire-sec/tripwire/tripwireexporter/internal/metadata"
 	"github.com/tripwire-sec/tripwire/internal/event"
 	"github.com/tripwire-sec/tripwire/internal/pgtest"
 	"github.com/tripwire-sec/tripwire/migrations"
+	"github.com/tripwire-sec/tripwire/tripwireexporter/internal/metadata"
 )
 
 const (

@@ -23,9 +23,9 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/zap"
 
-	"github.com/tripwire-sec/tripwire/tripwireexporter/internal/metadata"
 	"github.com/tripwire-sec/tripwire/internal/event"
 	"github.com/tripwire-sec/tripwire/migrations"
+	"github.com/tripwire-sec/tripwire/tripwireexporter/internal/metadata"
 )
 
 // Resource attributes the tripwire receiver adds besides the agent's own.

@@ -10,8 +10,8 @@ import (
 	"go.opentelemetry.io/collector/exporter/exporterhelper"
 	"go.opentelemetry.io/collector/exporter/exportertest"
 
-	"github.com/tripwire-sec/tripwire/tripwireexporter/internal/metadata"
 	"github.com/tripwire-sec/tripwire/internal/pgtest"
+	"github.com/tripwire-sec/tripwire/tripwireexporter/internal/metadata"
 )
 
 // PostgreSQL goes away mid-stream: the collector's queue holds the batches,

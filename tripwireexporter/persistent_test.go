@@ -14,8 +14,8 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
-	"github.com/tripwire-sec/tripwire/tripwireexporter/internal/metadata"
 	"github.com/tripwire-sec/tripwire/internal/pgtest"
+	"github.com/tripwire-sec/tripwire/tripwireexporter/internal/metadata"
 )
 
 // storageHost is a collector host with one file_storage extension.

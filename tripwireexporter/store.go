@@ -1,26 +1,17 @@
 package tripwireexporter
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/metric"
-	"go.uber.org/zap"
 
 	"github.com/tripwire-sec/tripwire/internal/event"
 )
-
-// notifyChannel is the channel of the live feed; the Grafana plugin LISTENs on it.
-const notifyChannel = "tripwire_alerts"
 
 const upsertHostsSQL = `
 INSERT INTO hosts AS h (host_name, host_ext_id, ip_address, platform, arch, agent_version, cert_not_after, last_alert_at, last_seen)
@@ -69,55 +60,6 @@ SELECT count(*) FROM (
     FROM ins JOIN unnest($1::uuid[], $2::timestamptz[], $13::text[]) AS u(id, t, p)
          ON u.id = ins.alert_id AND u.t = ins.event_time
 ) AS notified`
-
-// notifyPayload is the live feed's message, one per new alert row. The
-// Grafana plugin decodes it; keep the two in step. event_detail is left out
-// and the summary cut to 512 characters: PostgreSQL refuses a payload over
-// 8000 bytes, and JSON escaping can make each character of a hostile file
-// name six bytes.
-type notifyPayload struct {
-	AlertID      string `json:"alert_id"`
-	EventTime    string `json:"event_time"`  // RFC 3339, UTC, microseconds: the row's exact value
-	ReceivedAt   string `json:"received_at"` // likewise
-	HostName     string `json:"host_name"`
-	EventName    string `json:"event_name"`
-	TripwireType string `json:"tripwire_type"`
-	RuleName     string `json:"rule_name"`
-	Severity     string `json:"severity"`
-	Seq          *int64 `json:"seq"` // null for central events
-	Summary      string `json:"summary"`
-}
-
-// payloadTime formats a stored time as the payload carries it.
-const payloadTime = "2006-01-02T15:04:05.000000Z"
-
-const maxPayloadSummary = 512
-
-func (a *alertRows) payloads(received time.Time) ([]string, error) {
-	out := make([]string, len(a.ids))
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	for i := range a.ids {
-		p := notifyPayload{
-			AlertID: uuid.UUID(a.ids[i].Bytes).String(), EventTime: a.times[i].UTC().Format(payloadTime), ReceivedAt: received.UTC().Format(payloadTime),
-			HostName: a.hostNames[i], EventName: a.names[i], TripwireType: a.types[i], RuleName: a.rules[i],
-			Severity: a.sevs[i], Summary: a.summaries[i],
-		}
-		if a.seqs[i] != 0 {
-			p.Seq = &a.seqs[i]
-		}
-		if r := []rune(p.Summary); len(r) > maxPayloadSummary {
-			p.Summary = string(r[:maxPayloadSummary])
-		}
-		buf.Reset()
-		if err := enc.Encode(&p); err != nil {
-			return nil, fmt.Errorf("encoding notification: %w", err)
-		}
-		out[i] = string(bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
-	}
-	return out, nil
-}
 
 const insertAuditSQL = `
 INSERT INTO audit_entries (host_id, seq, alert_id, event_time, prev_hash, hash, payload)
@@ -330,199 +272,6 @@ func queueHeartbeats(b *pgx.Batch, hosts []*hostBatch) {
 	}
 }
 
-// hostChain is one host's chained events in a transaction.
-type hostChain struct {
-	id      pgtype.UUID
-	name    string
-	records []record
-}
-
-// checkChains locks the chain heads of the hosts (in host_id order), loads
-// what the walk needs in one round trip, walks each chain and queues the
-// results into w.
-func (e *tripwireExporter) checkChains(ctx context.Context, tx pgx.Tx, chains map[pgtype.UUID]*hostChain, w *writes) error {
-	if len(chains) == 0 {
-		return nil
-	}
-	ids := make([]pgtype.UUID, 0, len(chains))
-	for id := range chains {
-		ids = append(ids, id)
-	}
-	// PostgreSQL's uuid order.
-	slices.SortFunc(ids, func(a, b pgtype.UUID) int { return bytes.Compare(a.Bytes[:], b.Bytes[:]) })
-	var lossHost, lossID, pairHost []pgtype.UUID
-	var lossFirst, lossLast, pairSeq []int64
-	var prevs []string
-	for _, id := range ids {
-		for _, r := range chains[id].records {
-			ev := r.ev
-			if a := ev.Agent; ev.Name == event.AgentLoss && a != nil && a.LossReason == "spool_shed" &&
-				a.LossFirstSeq > 0 && a.LossLastSeq >= a.LossFirstSeq {
-				lossHost, lossID = append(lossHost, id), append(lossID, dbUUID(ev.AlertID))
-				lossFirst, lossLast = append(lossFirst, a.LossFirstSeq), append(lossLast, a.LossLastSeq)
-			}
-			pairHost, pairSeq = append(pairHost, id), append(pairSeq, int64(ev.Seq))
-			prevs = append(prevs, ev.PrevHash)
-		}
-	}
-
-	b := &pgx.Batch{}
-	if len(lossHost) > 0 {
-		b.Queue(`INSERT INTO chain_losses (host_id, first_seq, last_seq, alert_id)
-			SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::uuid[]) ON CONFLICT DO NOTHING`,
-			lossHost, lossFirst, lossLast, lossID)
-	}
-	b.Queue(`INSERT INTO chain_heads (host_id, seq, hash) SELECT id, 0, $2 FROM unnest($1::uuid[]) AS id
-		ON CONFLICT DO NOTHING`, ids, genesisHash)
-	heads := b.Queue(`SELECT c.host_id, c.seq, c.hash, now(), h.host_name FROM chain_heads c
-		JOIN hosts h USING (host_id) WHERE c.host_id = ANY($1::uuid[]) ORDER BY c.host_id FOR UPDATE OF c`, ids)
-	parked := b.Queue(`SELECT a.host_id, a.seq, a.prev_hash, a.hash, a.received_at
-		FROM audit_entries a JOIN chain_heads c ON c.host_id = a.host_id AND a.seq > c.seq
-		WHERE c.host_id = ANY($1::uuid[]) ORDER BY a.host_id, a.seq`, ids)
-	// Only seqs at or below the head can be replays or forks; in steady
-	// state there are none and nothing is probed.
-	stored := b.Queue(`SELECT a.host_id, a.seq, a.hash
-		FROM unnest($1::uuid[], $2::bigint[]) AS q(id, s)
-		JOIN chain_heads c ON c.host_id = q.id AND q.s <= c.seq
-		JOIN audit_entries a ON a.host_id = q.id AND a.seq = q.s`, pairHost, pairSeq)
-	losses := b.Queue(`SELECT l.host_id, l.first_seq, l.last_seq FROM chain_losses l
-		JOIN chain_heads c ON c.host_id = l.host_id AND l.last_seq > c.seq
-		WHERE c.host_id = ANY($1::uuid[])`, ids)
-	forks := b.Queue(`SELECT DISTINCT f.host_id, f.hash
-		FROM unnest($1::uuid[], $2::bpchar[]) AS q(id, p)
-		JOIN chain_forks f ON f.host_id = q.id AND f.hash = q.p`, pairHost, prevs)
-	// Under the FOR UPDATE above, the walk tells which events were stored
-	// before (replays, whose alert rows exist); the rest go in with COPY.
-	w.copy, w.known = true, map[alertKey]bool{}
-
-	states := make(map[pgtype.UUID]*chainState, len(ids))
-	state := func(id pgtype.UUID) *chainState {
-		s := states[id]
-		if s == nil {
-			s = &chainState{grace: e.cfg.ChainGapGrace, stored: map[int64]string{}, forkTips: map[string]bool{}}
-			states[id] = s
-		}
-		return s
-	}
-	var (
-		id               pgtype.UUID
-		name, prev, hash string
-		seq, first, last int64
-		now, recv        time.Time
-	)
-	heads.Query(func(rows pgx.Rows) error {
-		_, err := pgx.ForEachRow(rows, []any{&id, &seq, &hash, &now, &name}, func() error {
-			s := state(id)
-			s.head, s.now = chainHead{seq: seq, hash: hash}, now
-			chains[id].name = name
-			return nil
-		})
-		return err
-	})
-	parked.Query(func(rows pgx.Rows) error {
-		_, err := pgx.ForEachRow(rows, []any{&id, &seq, &prev, &hash, &recv}, func() error {
-			s := state(id)
-			s.parked = append(s.parked, &chainEntry{seq: seq, prev: prev, hash: hash, receivedAt: recv, stored: true})
-			return nil
-		})
-		return err
-	})
-	stored.Query(func(rows pgx.Rows) error {
-		_, err := pgx.ForEachRow(rows, []any{&id, &seq, &hash}, func() error {
-			state(id).stored[seq] = hash
-			return nil
-		})
-		return err
-	})
-	losses.Query(func(rows pgx.Rows) error {
-		_, err := pgx.ForEachRow(rows, []any{&id, &first, &last}, func() error {
-			s := state(id)
-			s.losses = append(s.losses, seqRange{first, last})
-			return nil
-		})
-		return err
-	})
-	forks.Query(func(rows pgx.Rows) error {
-		_, err := pgx.ForEachRow(rows, []any{&id, &hash}, func() error {
-			state(id).forkTips[hash] = true
-			return nil
-		})
-		return err
-	})
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("loading audit chains: %w", err)
-	}
-
-	for _, id := range ids {
-		c, s := chains[id], state(id)
-		if s.now.IsZero() {
-			return fmt.Errorf("loading audit chains: no head for host %s", uuid.UUID(id.Bytes))
-		}
-		for _, r := range c.records {
-			s.batch = append(s.batch, &chainEntry{
-				seq: int64(r.ev.Seq), prev: r.ev.PrevHash, hash: r.ev.Hash, receivedAt: s.now,
-				loss: r.ev.Name == event.AgentLoss, ev: r.ev, canon: r.canon,
-			})
-		}
-		out := walk(s)
-		e.queueOutcome(ctx, w, c, s, out)
-	}
-	return nil
-}
-
-func (e *tripwireExporter) queueOutcome(ctx context.Context, w *writes, c *hostChain, s *chainState, out chainOutcome) {
-	for _, en := range out.entries {
-		w.audit.add(c.id, en)
-	}
-	for _, en := range out.replays {
-		w.known[alertKey{en.ev.AlertID, en.ev.Time.Truncate(time.Microsecond).UnixMicro()}] = true
-	}
-	for _, en := range out.forks {
-		w.forks.add(c.id, en)
-	}
-	for _, br := range out.breaks {
-		var alertID pgtype.UUID
-		if br.alert {
-			ev := &event.Event{
-				Name: event.AuditChainBreak, AlertID: event.NewAlertID(), Severity: event.SeverityCritical,
-				Time: s.now, ObservedTime: s.now,
-				Audit: &event.AuditBreak{Kind: br.kind, ExpectedSeq: br.expectedSeq, GotSeq: br.gotSeq,
-					ExpectedHash: br.expectedHash, GotHash: br.gotHash},
-			}
-			alertID = dbUUID(ev.AlertID)
-			w.alerts.add(c.id, c.name, ev, breakSummary(c.name, br), ev.Canonical())
-		}
-		bw := &w.breaks
-		bw.hosts, bw.kinds, bw.alertIDs = append(bw.hosts, c.id), append(bw.kinds, br.kind), append(bw.alertIDs, alertID)
-		bw.expSeqs, bw.gotSeqs = append(bw.expSeqs, br.expectedSeq), append(bw.gotSeqs, br.gotSeq)
-		bw.expHashes, bw.gotHashes = append(bw.expHashes, br.expectedHash), append(bw.gotHashes, br.gotHash)
-		e.breaks.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", br.kind)))
-		log := e.logger.Error
-		if !br.alert {
-			log = e.logger.Info
-		}
-		log("audit chain break", zap.String(event.ResourceHostName, c.name), zap.String("kind", br.kind),
-			zap.Int64("expected_seq", br.expectedSeq), zap.Int64("got_seq", br.gotSeq))
-	}
-	if out.moved {
-		w.heads.ids = append(w.heads.ids, c.id)
-		w.heads.seqs = append(w.heads.seqs, out.head.seq)
-		w.heads.hashes = append(w.heads.hashes, out.head.hash)
-	}
-}
-
-func breakSummary(host string, br chainBreak) string {
-	switch br.kind {
-	case breakGap:
-		return fmt.Sprintf("audit chain gap on %s: seq %d..%d missing", host, br.expectedSeq, br.gotSeq-1)
-	case breakMismatch:
-		return fmt.Sprintf("audit chain mismatch on %s: entry %d does not hash to its claimed hash", host, br.gotSeq)
-	case breakFork:
-		return fmt.Sprintf("audit chain fork on %s at seq %d", host, br.gotSeq)
-	}
-	return fmt.Sprintf("audit chain %s on %s at seq %d", br.kind, host, br.gotSeq)
-}
-
 // flush sends the collected rows, after whatever b already holds, in one
 // round trip.
 func (e *tripwireExporter) flush(ctx context.Context, tx pgx.Tx, b *pgx.Batch, w *writes) error {
@@ -615,36 +364,6 @@ func copyAlerts(ctx context.Context, tx pgx.Tx, b *pgx.Batch, a *alertRows, know
 	b.Queue(`SELECT count(*) FROM (SELECT pg_notify('`+notifyChannel+`', p) FROM unnest($1::text[]) AS p) AS notified`,
 		notifyBatches(notify))
 	return n, nil
-}
-
-// maxNotifyPayload keeps a notification under PostgreSQL's 8000-byte limit.
-const maxNotifyPayload = 7900
-
-// notifyBatches packs alert payloads into JSON arrays of up to
-// maxNotifyPayload bytes: one notification per row cost a ninth of the
-// exporter's time (BenchmarkExport). A payload is at most about 3.5 kB (the
-// summary is cut), so every array holds at least one.
-func notifyBatches(payloads []string) []string {
-	var out []string
-	var cur strings.Builder
-	for _, p := range payloads {
-		if cur.Len() > 0 && cur.Len()+1+len(p)+1 > maxNotifyPayload {
-			cur.WriteByte(']')
-			out = append(out, cur.String())
-			cur.Reset()
-		}
-		if cur.Len() == 0 {
-			cur.WriteByte('[')
-		} else {
-			cur.WriteByte(',')
-		}
-		cur.WriteString(p)
-	}
-	if cur.Len() > 0 {
-		cur.WriteByte(']')
-		out = append(out, cur.String())
-	}
-	return out
 }
 
 // sweep marks silent hosts OFFLINE and raises chain gaps that have waited

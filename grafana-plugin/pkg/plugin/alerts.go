@@ -1,0 +1,274 @@
+package plugin
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Alert is one row of the alerts table; Detail is the canonical event.
+type Alert struct {
+	AlertID    string          `json:"alert_id"`
+	EventTime  time.Time       `json:"event_time"`
+	ReceivedAt time.Time       `json:"received_at"`
+	HostName   string          `json:"host_name"`
+	EventName  string          `json:"event_name"`
+	Type       string          `json:"tripwire_type"`
+	Rule       string          `json:"rule_name"`
+	Severity   string          `json:"severity"`
+	Seq        *int64          `json:"seq"`
+	Summary    string          `json:"summary"`
+	Detail     json.RawMessage `json:"event_detail,omitempty"`
+}
+
+// Filter selects alerts. Empty sets and zero times mean "any".
+type Filter struct {
+	Hosts      []string
+	Types      []string
+	Severities []string
+	Rules      []string
+	Text       string
+	From, To   time.Time // From inclusive, To exclusive
+}
+
+// Validate rejects values no alert can carry, so that typos give a 400
+// instead of a silently empty page.
+func (f *Filter) Validate() error {
+	for _, set := range []struct {
+		name string
+		vals []string
+		enum []string
+	}{
+		{"host", f.Hosts, nil}, {"type", f.Types, Types},
+		{"severity", f.Severities, Severities}, {"rule", f.Rules, nil},
+	} {
+		if len(set.vals) > maxFilterSet {
+			return badRequest("%s: at most %d values", set.name, maxFilterSet)
+		}
+		for _, v := range set.vals {
+			if err := checkText(set.name, v, maxFilterLen); err != nil {
+				return err
+			}
+			if set.enum != nil && !contains(set.enum, v) {
+				return badRequest("%s: unknown value %q (want one of %s)", set.name, v, strings.Join(set.enum, ", "))
+			}
+		}
+	}
+	if err := checkText("q", f.Text, maxTextLen); err != nil {
+		return err
+	}
+	if !f.From.IsZero() && !f.To.IsZero() && !f.From.Before(f.To) {
+		return badRequest("from must be before to")
+	}
+	return nil
+}
+
+// alertWhere builds the conditions for f. With splitHosts, several hosts are
+// not added as one condition but returned, for ListAlerts to query each on
+// its own index range.
+func (s *Store) alertWhere(ctx context.Context, f *Filter, splitHosts bool) (*where, []string, error) {
+	w := &where{}
+	var hosts []string
+	if !f.From.IsZero() {
+		w.add("event_time >= ?", f.From)
+	}
+	if !f.To.IsZero() {
+		w.add("event_time < ?", f.To)
+	}
+	if len(f.Hosts) > 0 {
+		// alerts is indexed on (host_id, event_time): resolve names first so
+		// the planner sees constant ids and walks that index in order.
+		ids, err := s.hostIDs(ctx, f.Hosts)
+		if err != nil {
+			return nil, nil, err
+		}
+		switch {
+		case len(ids) == 0:
+			// No such host: the answer is empty, not unfiltered.
+			w.add("false")
+		case len(ids) > 1 && splitHosts:
+			hosts = ids
+		default:
+			w.inSet("host_id", "::uuid", ids)
+		}
+	}
+	w.inSet("tripwire_type", "", f.Types)
+	w.inSet("severity", "", f.Severities)
+	w.inSet("rule_name", "", f.Rules)
+	if f.Text != "" {
+		p := likeEscape(f.Text)
+		w.add("(summary ILIKE ? OR rule_name ILIKE ? OR event_detail::text ILIKE ?)", p, p, p)
+	}
+	return w, hosts, nil
+}
+
+// Cursor is a keyset position: the last (event_time, alert_id) of a page.
+type Cursor struct {
+	Time time.Time
+	ID   string
+}
+
+// Encode gives the opaque form handed to clients.
+func (c Cursor) Encode() string {
+	return base64.RawURLEncoding.EncodeToString([]byte(c.Time.UTC().Format(time.RFC3339Nano) + "|" + c.ID))
+}
+
+// DecodeCursor parses Encode's output.
+func DecodeCursor(s string) (Cursor, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || len(b) > 128 {
+		return Cursor{}, badRequest("cursor: malformed")
+	}
+	ts, id, ok := strings.Cut(string(b), "|")
+	if !ok {
+		return Cursor{}, badRequest("cursor: malformed")
+	}
+	t, err := time.Parse(time.RFC3339Nano, ts)
+	if err != nil || !isUUID(id) {
+		return Cursor{}, badRequest("cursor: malformed")
+	}
+	return Cursor{Time: t, ID: id}, nil
+}
+
+func isUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+const alertCols = `alert_id::text, event_time, received_at, host_name, event_name,
+	tripwire_type, rule_name, severity, seq, summary`
+
+func scanAlert(row pgx.Row, a *Alert, withDetail bool) error {
+	dst := []any{&a.AlertID, &a.EventTime, &a.ReceivedAt, &a.HostName, &a.EventName,
+		&a.Type, &a.Rule, &a.Severity, &a.Seq, &a.Summary}
+	if withDetail {
+		dst = append(dst, &a.Detail)
+	}
+	return row.Scan(dst...)
+}
+
+// AlertPage is one page of alerts, newest first. Next is empty on the last page.
+type AlertPage struct {
+	Alerts []Alert `json:"alerts"`
+	Next   string  `json:"next_cursor,omitempty"`
+}
+
+// ListAlerts returns up to limit alerts matching f, newest first, starting
+// after cursor (keyset pagination on (event_time, alert_id), so pages stay
+// stable while new alerts arrive). withDetail adds each event_detail.
+func (s *Store) ListAlerts(ctx context.Context, f *Filter, limit int, cursor *Cursor, withDetail bool) (*AlertPage, error) {
+	if err := f.Validate(); err != nil {
+		return nil, err
+	}
+	if limit < 1 || limit > MaxLimit {
+		return nil, badRequest("limit: must be 1..%d", MaxLimit)
+	}
+	w, hosts, err := s.alertWhere(ctx, f, true)
+	if err != nil {
+		return nil, err
+	}
+	if cursor != nil {
+		w.add("(event_time, alert_id) < (?, ?::uuid)", cursor.Time, cursor.ID)
+	}
+	cols := alertCols
+	if withDetail {
+		cols += ", event_detail"
+	}
+	const order = " ORDER BY event_time DESC, alert_id DESC LIMIT "
+	lim := w.param(limit + 1)
+	q := "SELECT " + cols + " FROM alerts" + w.sql() + order + lim
+	if len(hosts) > 0 {
+		// One ordered, limited index scan per host, merged: much cheaper than
+		// reading every row of every host and sorting (see inSet).
+		branches := make([]string, len(hosts))
+		for i, id := range hosts {
+			hw := &where{conds: append(slices.Clone(w.conds), "host_id = "+w.param(id)+"::uuid")}
+			branches[i] = "(SELECT * FROM alerts" + hw.sql() + order + lim + ")"
+		}
+		q = "SELECT " + cols + " FROM (" + strings.Join(branches, " UNION ALL ") + ") a" + order + lim
+	}
+	rows, err := s.pool.Query(ctx, q, w.args...)
+	if err != nil {
+		return nil, fmt.Errorf("listing alerts: %w", err)
+	}
+	defer rows.Close()
+	page := &AlertPage{Alerts: make([]Alert, 0, min(limit, 128))}
+	for rows.Next() {
+		var a Alert
+		if err := scanAlert(rows, &a, withDetail); err != nil {
+			return nil, fmt.Errorf("listing alerts: %w", err)
+		}
+		page.Alerts = append(page.Alerts, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("listing alerts: %w", err)
+	}
+	if len(page.Alerts) > limit {
+		page.Alerts = page.Alerts[:limit]
+		last := page.Alerts[limit-1]
+		page.Next = Cursor{Time: last.EventTime, ID: last.AlertID}.Encode()
+	}
+	return page, nil
+}
+
+// GetAlert returns one alert with its event detail.
+func (s *Store) GetAlert(ctx context.Context, id string) (*Alert, error) {
+	if !isUUID(id) {
+		return nil, badRequest("alert id: not a UUID")
+	}
+	var a Alert
+	err := scanAlert(s.pool.QueryRow(ctx,
+		"SELECT "+alertCols+", event_detail FROM alerts WHERE alert_id = $1::uuid LIMIT 1", id), &a, true)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading alert: %w", err)
+	}
+	return &a, nil
+}
+
+// RecentAlerts returns the newest alerts received after since (for stream
+// backfill after a lost LISTEN connection), oldest first. Events whose agent
+// clock is more than an hour behind are not backfilled: the bound keeps the
+// query on the time index.
+func (s *Store) RecentAlerts(ctx context.Context, since time.Time, limit int) ([]Alert, error) {
+	rows, err := s.pool.Query(ctx, `SELECT * FROM (SELECT `+alertCols+` FROM alerts
+WHERE received_at > $1 AND event_time > $1 - interval '1 hour'
+ORDER BY received_at DESC LIMIT $2) r ORDER BY received_at`, since, limit)
+	if err != nil {
+		return nil, fmt.Errorf("reading recent alerts: %w", err)
+	}
+	defer rows.Close()
+	var out []Alert
+	for rows.Next() {
+		var a Alert
+		if err := scanAlert(rows, &a, false); err != nil {
+			return nil, fmt.Errorf("reading recent alerts: %w", err)
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,252 @@
+package plugin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// AuditEntry is one received link of a host's audit chain.
+type AuditEntry struct {
+	Seq        int64           `json:"seq"`
+	AlertID    string          `json:"alert_id"`
+	EventTime  time.Time       `json:"event_time"`
+	PrevHash   string          `json:"prev_hash"`
+	Hash       string          `json:"hash"`
+	Payload    json.RawMessage `json:"payload"`
+	ReceivedAt time.Time       `json:"received_at"`
+}
+
+// AuditPage is a page of a host's audit entries, highest seq first.
+type AuditPage struct {
+	Host    string       `json:"host"`
+	Entries []AuditEntry `json:"entries"`
+	Next    string       `json:"next_cursor,omitempty"`
+}
+
+func (s *Store) hostID(ctx context.Context, name string) (string, error) {
+	if name == "" {
+		return "", badRequest("host: required")
+	}
+	if err := checkText("host", name, maxFilterLen); err != nil {
+		return "", err
+	}
+	var id string
+	err := s.pool.QueryRow(ctx, `SELECT host_id::text FROM hosts WHERE host_name = $1`, name).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", ErrNotFound
+	}
+	if err != nil {
+		return "", fmt.Errorf("resolving host: %w", err)
+	}
+	return id, nil
+}
+
+// AuditEntries lists a host's chain entries in [from, to), highest seq first,
+// before the seq in cursor (0 = from the top).
+func (s *Store) AuditEntries(ctx context.Context, host string, from, to time.Time, limit int, beforeSeq int64) (*AuditPage, error) {
+	if limit < 1 || limit > MaxLimit {
+		return nil, badRequest("limit: must be 1..%d", MaxLimit)
+	}
+	if !from.IsZero() && !to.IsZero() && !from.Before(to) {
+		return nil, badRequest("from must be before to")
+	}
+	id, err := s.hostID(ctx, host)
+	if err != nil {
+		return nil, err
+	}
+	w := &where{}
+	w.add("host_id = ?::uuid", id)
+	if !from.IsZero() {
+		w.add("event_time >= ?", from)
+	}
+	if !to.IsZero() {
+		w.add("event_time < ?", to)
+	}
+	if beforeSeq > 0 {
+		w.add("seq < ?", beforeSeq)
+	}
+	rows, err := s.pool.Query(ctx, `SELECT seq, alert_id::text, event_time, prev_hash, hash, payload, received_at
+FROM audit_entries`+w.sql()+` ORDER BY seq DESC LIMIT `+w.param(limit+1), w.args...)
+	if err != nil {
+		return nil, fmt.Errorf("listing audit entries: %w", err)
+	}
+	entries, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (AuditEntry, error) {
+		var e AuditEntry
+		err := r.Scan(&e.Seq, &e.AlertID, &e.EventTime, &e.PrevHash, &e.Hash, &e.Payload, &e.ReceivedAt)
+		return e, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing audit entries: %w", err)
+	}
+	page := &AuditPage{Host: host, Entries: entries}
+	if page.Entries == nil {
+		page.Entries = []AuditEntry{}
+	}
+	if len(entries) > limit {
+		page.Entries = entries[:limit]
+		page.Next = strconv.FormatInt(page.Entries[limit-1].Seq, 10)
+	}
+	return page, nil
+}
+
+// ChainBreak is a break, either found now by recomputation or recorded by
+// the collector in chain_breaks.
+type ChainBreak struct {
+	Kind         string     `json:"kind"` // gap, link, mismatch, payload, head, or the collector's kind
+	Seq          int64      `json:"seq,omitempty"`
+	ExpectedSeq  *int64     `json:"expected_seq,omitempty"`
+	GotSeq       *int64     `json:"got_seq,omitempty"`
+	ExpectedHash *string    `json:"expected_hash,omitempty"`
+	GotHash      *string    `json:"got_hash,omitempty"`
+	Detail       string     `json:"detail,omitempty"`
+	DetectedAt   *time.Time `json:"detected_at,omitempty"`
+	AlertID      *string    `json:"alert_id,omitempty"`
+}
+
+// ChainStatus is the result of re-verifying a host's chain from audit_entries.
+type ChainStatus struct {
+	Host string `json:"host"`
+	// Intact is true when recomputation found no break and the collector
+	// recorded none.
+	Intact  bool  `json:"intact"`
+	Entries int64 `json:"entries"`
+	// FirstSeq is the lowest stored seq; VerifiedUpTo the highest seq up to
+	// which every link from FirstSeq recomputes (0 when even the first fails).
+	FirstSeq     int64        `json:"first_seq"`
+	VerifiedUpTo int64        `json:"verified_up_to_seq"`
+	HeadSeq      *int64       `json:"head_seq,omitempty"`
+	HeadHash     *string      `json:"head_hash,omitempty"`
+	Breaks       []ChainBreak `json:"breaks"`
+	Truncated    bool         `json:"breaks_truncated,omitempty"`
+	Recorded     []ChainBreak `json:"recorded_breaks"`
+}
+
+const maxReportedBreaks = 100
+
+// VerifyChain recomputes every hash of a host's stored chain: hash =
+// SHA-256(prev_hash ‖ canonical(payload)), each prev_hash equal to the hash
+// before it, seqs without gaps, genesis at seq 1, and the last entry equal to
+// the collector's chain head. Rows are streamed, so memory does not grow with
+// the chain.
+func (s *Store) VerifyChain(ctx context.Context, host string) (*ChainStatus, error) {
+	id, err := s.hostID(ctx, host)
+	if err != nil {
+		return nil, err
+	}
+	st := &ChainStatus{Host: host, Breaks: []ChainBreak{}, Recorded: []ChainBreak{}}
+	addBreak := func(b ChainBreak) {
+		if len(st.Breaks) < maxReportedBreaks {
+			st.Breaks = append(st.Breaks, b)
+		} else {
+			st.Truncated = true
+		}
+	}
+	rows, err := s.pool.Query(ctx,
+		`SELECT seq, prev_hash, hash, payload::text FROM audit_entries WHERE host_id = $1::uuid ORDER BY seq`, id)
+	if err != nil {
+		return nil, fmt.Errorf("reading audit entries: %w", err)
+	}
+	var (
+		seq            int64
+		prevHash, hash string
+		payload        []byte
+		lastSeq        int64
+		lastHash       string
+		broken         bool
+	)
+	_, err = pgx.ForEachRow(rows, []any{&seq, &prevHash, &hash, &payload}, func() error {
+		st.Entries++
+		ok := true
+		switch {
+		case st.Entries == 1:
+			st.FirstSeq = seq
+			// A chain stored from seq 1 must start at genesis; one stored
+			// from later (the collector joined mid-chain) is anchored on its
+			// first prev_hash.
+			if seq == 1 && prevHash != genesisHash {
+				ok = false
+				addBreak(ChainBreak{Kind: "link", Seq: seq, ExpectedHash: ptr(genesisHash), GotHash: ptr(prevHash),
+					Detail: "first entry does not start at genesis"})
+			}
+		case seq != lastSeq+1:
+			ok = false
+			addBreak(ChainBreak{Kind: "gap", Seq: seq, ExpectedSeq: ptr(lastSeq + 1), GotSeq: ptr(seq),
+				Detail: fmt.Sprintf("%d entries missing", seq-lastSeq-1)})
+		case prevHash != lastHash:
+			ok = false
+			addBreak(ChainBreak{Kind: "link", Seq: seq, ExpectedHash: ptr(lastHash), GotHash: ptr(prevHash),
+				Detail: "prev_hash does not match the previous entry's hash"})
+		}
+		canon, err := canonicalFromJSON(payload)
+		if err != nil {
+			ok = false
+			addBreak(ChainBreak{Kind: "payload", Seq: seq, Detail: err.Error()})
+		} else if got := chainHash(prevHash, canon); got != hash {
+			ok = false
+			addBreak(ChainBreak{Kind: "mismatch", Seq: seq, ExpectedHash: ptr(got), GotHash: ptr(hash),
+				Detail: "stored hash does not match the recomputed hash"})
+		}
+		if !ok {
+			broken = true
+		}
+		if !broken {
+			st.VerifiedUpTo = seq
+		}
+		lastSeq, lastHash = seq, hash
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("verifying chain: %w", err)
+	}
+
+	var headSeq int64
+	var headHash string
+	err = s.pool.QueryRow(ctx, `SELECT seq, hash FROM chain_heads WHERE host_id = $1::uuid`, id).Scan(&headSeq, &headHash)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+	case err != nil:
+		return nil, fmt.Errorf("reading chain head: %w", err)
+	default:
+		st.HeadSeq, st.HeadHash = &headSeq, &headHash
+		if st.Entries > 0 && (headSeq != lastSeq || headHash != lastHash) {
+			broken = true
+			addBreak(ChainBreak{Kind: "head", Seq: headSeq, ExpectedSeq: ptr(headSeq), GotSeq: ptr(lastSeq),
+				ExpectedHash: ptr(headHash), GotHash: ptr(lastHash),
+				Detail: "the stored entries do not end at the collector's chain head"})
+		}
+	}
+
+	rows, err = s.pool.Query(ctx, `SELECT kind, expected_seq, got_seq, expected_hash, got_hash, detected_at, alert_id::text
+FROM chain_breaks WHERE host_id = $1::uuid ORDER BY detected_at DESC, break_id DESC LIMIT 100`, id)
+	if err != nil {
+		return nil, fmt.Errorf("reading chain breaks: %w", err)
+	}
+	st.Recorded, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (ChainBreak, error) {
+		var b ChainBreak
+		err := r.Scan(&b.Kind, &b.ExpectedSeq, &b.GotSeq, &b.ExpectedHash, &b.GotHash, &b.DetectedAt, &b.AlertID)
+		return b, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading chain breaks: %w", err)
+	}
+	if st.Recorded == nil {
+		st.Recorded = []ChainBreak{}
+	}
+	// accounted_gap is the agent's own report of shed events, not tampering.
+	recordedTampering := false
+	for _, b := range st.Recorded {
+		if b.Kind != "accounted_gap" {
+			recordedTampering = true
+		}
+	}
+	st.Intact = !broken && !recordedTampering
+	return st, nil
+}
+
+func ptr[T any](v T) *T { return &v }
