@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/tripwire-sec/tripwire/internal/event"
@@ -28,6 +29,20 @@ const (
 	// honeyMaxReaders bounds concurrent reads; connections beyond it are
 	// recorded without their first bytes, so a flood costs no memory.
 	honeyMaxReaders = 64
+	// honeyDropPoll is how often a honeyport reads its sockets' drop
+	// counters; a final read at stop catches the rest.
+	honeyDropPoll = time.Second
+)
+
+// Loss reasons of a honeyport: what the kernel dropped before the agent saw it.
+const (
+	// LossListenOverflow counts handshakes a honeyport's listener dropped
+	// because its accept queue was full. A client may retry and be accepted
+	// later, so it is an upper bound of the connections missed.
+	LossListenOverflow = "listen_overflow"
+	// LossReceiveOverflow counts datagrams dropped because a UDP honeyport's
+	// receive buffer was full.
+	LossReceiveOverflow = "receive_overflow"
 )
 
 // honeyport is the network watcher of decoy ports: the agent itself listens
@@ -37,9 +52,21 @@ type honeyport struct {
 	targets []netTarget
 	log     *slog.Logger
 
-	connections, tripped atomic.Uint64
-	mu                   sync.Mutex
-	addrs                []net.Addr // bound, for tests and logs
+	connections, tripped, dropped atomic.Uint64
+	mu                            sync.Mutex
+	addrs                         []net.Addr // bound, for tests and logs
+
+	// Tests only: a shorter accept queue, and a gate the accept loops wait
+	// on, so a test can overflow the queue on purpose.
+	backlog    int
+	acceptGate chan struct{}
+}
+
+// honeySocket is one bound socket and the drops already reported for it.
+type honeySocket struct {
+	conn   syscall.Conn
+	reason string
+	seen   uint32 // sk_drops is a 32-bit counter that wraps
 }
 
 func newHoneyport(targets []netTarget, opts Options) *honeyport {
@@ -53,7 +80,7 @@ func (h *honeyport) Mechanism() string { return netMechHoneyport }
 func (h *honeyport) Missing() []string { return nil }
 
 func (h *honeyport) Counters() map[string]uint64 {
-	return map[string]uint64{"connections": h.connections.Load(), "tripped": h.tripped.Load()}
+	return map[string]uint64{"connections": h.connections.Load(), "tripped": h.tripped.Load(), "dropped": h.dropped.Load()}
 }
 
 // Addrs returns the addresses the honeyport listens on once started.
@@ -65,6 +92,7 @@ func (h *honeyport) Addrs() []net.Addr {
 
 func (h *honeyport) Start(ctx context.Context, sink Sink) error {
 	var closers []func()
+	var sockets []*honeySocket
 	closeAll := func() {
 		for _, c := range closers {
 			c()
@@ -72,17 +100,25 @@ func (h *honeyport) Start(ctx context.Context, sink Sink) error {
 	}
 	sem := make(chan struct{}, honeyMaxReaders)
 	var lc net.ListenConfig
+	// Plain TCP: with Go's default MPTCP listener the socket the agent holds is
+	// not the one whose accept queue overflows, and its drop counter stays 0.
+	// MPTCP clients fall back to TCP.
+	lc.SetMultipathTCP(false)
 	for _, t := range h.targets {
 		for _, port := range t.rule.Ports {
 			addr := net.JoinHostPort(t.rule.Address, strconv.Itoa(port))
 			switch t.transport {
 			case "tcp":
 				ln, err := lc.Listen(ctx, "tcp", addr)
+				if err == nil && h.backlog > 0 {
+					err = setBacklog(ln.(*net.TCPListener), h.backlog)
+				}
 				if err != nil {
 					closeAll()
 					return fmt.Errorf("honeyport %q: listening on tcp %s: %w", t.rule.Name, addr, err)
 				}
 				closers = append(closers, func() { ln.Close() })
+				sockets = append(sockets, &honeySocket{conn: ln.(*net.TCPListener), reason: LossListenOverflow})
 				h.bound(ln.Addr())
 				go h.acceptLoop(ln, t, sink, sem)
 			case "udp":
@@ -92,6 +128,7 @@ func (h *honeyport) Start(ctx context.Context, sink Sink) error {
 					return fmt.Errorf("honeyport %q: listening on udp %s: %w", t.rule.Name, addr, err)
 				}
 				closers = append(closers, func() { pc.Close() })
+				sockets = append(sockets, &honeySocket{conn: pc.(*net.UDPConn), reason: LossReceiveOverflow})
 				h.bound(pc.LocalAddr())
 				go h.packetLoop(pc.(*net.UDPConn), t, sink)
 			}
@@ -99,10 +136,49 @@ func (h *honeyport) Start(ctx context.Context, sink Sink) error {
 	}
 	h.log.Info("network watcher started", "mechanism", netMechHoneyport, "listening", len(closers))
 	go func() {
-		<-ctx.Done()
+		h.watchDrops(ctx, sockets, sink)
 		closeAll()
 	}()
 	return nil
+}
+
+// watchDrops reports what the kernel dropped on the honeyport's sockets
+// before the agent could accept or read it, until ctx ends; it reads the
+// counters a last time before the sockets close.
+func (h *honeyport) watchDrops(ctx context.Context, sockets []*honeySocket, sink Sink) {
+	check := func() {
+		for _, s := range sockets {
+			n, err := socketDrops(s.conn)
+			if err != nil {
+				continue // not Linux: the capability table says so
+			}
+			if d := n - s.seen; d > 0 {
+				s.seen = n
+				h.dropped.Add(uint64(d))
+				sink.Lost(s.reason, int64(d))
+			}
+		}
+	}
+	if len(sockets) == 0 {
+		<-ctx.Done()
+		return
+	}
+	if _, err := socketDrops(sockets[0].conn); err != nil {
+		h.log.Info("honeyport cannot read its sockets' drop counters; connections dropped before accept are not counted", "error", err)
+		<-ctx.Done()
+		return
+	}
+	t := time.NewTicker(honeyDropPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			check()
+			return
+		case <-t.C:
+			check()
+		}
+	}
 }
 
 func (h *honeyport) bound(a net.Addr) {
@@ -112,6 +188,9 @@ func (h *honeyport) bound(a net.Addr) {
 }
 
 func (h *honeyport) acceptLoop(ln net.Listener, t netTarget, sink Sink, sem chan struct{}) {
+	if h.acceptGate != nil {
+		<-h.acceptGate
+	}
 	for {
 		c, err := ln.Accept()
 		if err != nil {
