@@ -39,7 +39,23 @@ type chainEntry struct {
 	canon      []byte       // ev.Canonical()
 }
 
-type seqRange struct{ first, last int64 }
+// seqRange is a shed range an agent reported: count events of [first,
+// last] were shed (the spool keeps CRITICAL and loss events, so the range
+// may hold more seqs than were shed).
+type seqRange struct{ first, last, count int64 }
+
+// forkTip is an entry of a reported fork; an entry continues the fork only
+// if it is the next seq and links to the tip's hash.
+type forkTip struct {
+	seq  int64
+	hash string
+}
+
+// lossRecord is a shed range to remember, with the loss event reporting it.
+type lossRecord struct {
+	seqRange
+	entry *chainEntry
+}
 
 // chainBreak is one break found; alert says whether it raises a CRITICAL
 // tripwire.audit.chain_break alert (every kind but accounted_gap).
@@ -60,7 +76,7 @@ type chainState struct {
 	parked   []*chainEntry    // stored entries above the head, by seq
 	stored   map[int64]string // hash of stored entries at or below the head, for the batch's seqs
 	losses   []seqRange       // shed ranges the agent reported
-	forkTips map[string]bool  // hashes of entries of reported forks
+	forkTips map[forkTip]bool // entries of reported forks
 }
 
 // chainOutcome is what the walk decided.
@@ -71,6 +87,7 @@ type chainOutcome struct {
 	entries []*chainEntry // new entries for audit_entries
 	forks   []*chainEntry // new entries for chain_forks
 	replays []*chainEntry // batch entries stored before
+	losses  []lossRecord  // shed ranges of this batch's loss events, to remember
 }
 
 // entryHash is the audit chain's hash of an event: hex(SHA-256(prev_hash ‖
@@ -104,10 +121,16 @@ func entryHash(prev string, canonical []byte) string {
 //   - A loss event is never the entry that declares a gap on arrival: the
 //     agent sends loss events ahead of older spooled events, so the seqs
 //     before it are usually still on their way.
+//   - A shed range counts only if its loss event hashes right and is not a
+//     fork, the range lies before the loss event's own seq (an agent cannot
+//     have shed what it had not yet written) and its count fits the range;
+//     a gap is accounted only if it is no larger than the counts of the
+//     ranges it meets. A forged report then hides at most what a real shed
+//     would, and only before itself.
 func walk(s *chainState) chainOutcome {
 	out := chainOutcome{head: s.head}
 	if s.forkTips == nil {
-		s.forkTips = map[string]bool{}
+		s.forkTips = map[forkTip]bool{}
 	}
 	raise := func(b chainBreak) {
 		b.alert = b.kind != breakAccountedGap
@@ -137,15 +160,21 @@ func walk(s *chainState) chainOutcome {
 		if haveKnown && known == b.hash {
 			continue // twice in this batch: the first copy is stored
 		}
+		mismatched := false
 		if got := entryHash(b.prev, b.canon); got != b.hash {
+			mismatched = true
 			raise(chainBreak{kind: breakMismatch, expectedSeq: b.seq, gotSeq: b.seq, expectedHash: got, gotHash: b.hash})
+		}
+		if r, ok := shedRange(b); ok && !mismatched && !haveKnown {
+			s.losses = append(s.losses, r)
+			out.losses = append(out.losses, lossRecord{r, b})
 		}
 		switch {
 		case haveKnown:
-			if !s.forkTips[b.prev] {
+			if !s.forkTips[forkTip{b.seq - 1, b.prev}] {
 				raise(chainBreak{kind: breakFork, expectedSeq: b.seq, gotSeq: b.seq, expectedHash: known, gotHash: b.hash})
 			}
-			s.forkTips[b.hash] = true
+			s.forkTips[forkTip{b.seq, b.hash}] = true
 			out.forks = append(out.forks, b)
 		case b.seq <= s.head.seq:
 			seen[b.seq] = b.hash
@@ -180,7 +209,7 @@ func walk(s *chainState) chainOutcome {
 			continue
 		case c.seq == next && c.prev == out.head.hash:
 		case c.seq == next:
-			if !s.forkTips[c.prev] {
+			if !s.forkTips[forkTip{c.seq - 1, c.prev}] {
 				raise(chainBreak{kind: breakFork, expectedSeq: next, gotSeq: c.seq, expectedHash: out.head.hash, gotHash: c.prev})
 			}
 		case covered(s.losses, next, c.seq-1):
@@ -205,10 +234,33 @@ wait:
 	return out
 }
 
-// covered reports whether the shed ranges cover every seq of [first, last].
+// shedRange is the shed range a spool_shed loss entry reports, if it is one
+// the agent could have shed before writing the entry.
+func shedRange(en *chainEntry) (seqRange, bool) {
+	if en.ev == nil || en.ev.Name != event.AgentLoss || en.ev.Agent == nil {
+		return seqRange{}, false
+	}
+	a := en.ev.Agent
+	r := seqRange{a.LossFirstSeq, a.LossLastSeq, a.LossCount}
+	ok := a.LossReason == "spool_shed" && r.first > 0 && r.first <= r.last && r.last < en.seq &&
+		r.count > 0 && r.count <= r.last-r.first+1
+	return r, ok
+}
+
+// covered reports whether the shed ranges cover every seq of [first, last]
+// and together say at least that many events were shed.
 func covered(ranges []seqRange, first, last int64) bool {
 	if first > last {
 		return true
+	}
+	shed := int64(0)
+	for _, r := range ranges {
+		if r.first <= last && r.last >= first {
+			shed += r.count
+		}
+	}
+	if shed < last-first+1 {
+		return false
 	}
 	sorted := append([]seqRange(nil), ranges...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].first < sorted[j].first })

@@ -7,7 +7,7 @@ import (
 )
 
 func TestCovered(t *testing.T) {
-	r := []seqRange{{10, 12}, {4, 6}, {7, 9}, {20, 30}}
+	r := []seqRange{{10, 12, 3}, {4, 6, 3}, {7, 9, 3}, {20, 30, 11}, {40, 49, 2}}
 	cases := []struct {
 		first, last int64
 		want        bool
@@ -19,6 +19,8 @@ func TestCovered(t *testing.T) {
 		{13, 19, false},
 		{21, 29, true},
 		{8, 7, true}, // empty range
+		{44, 45, true},
+		{44, 46, false}, // the range says only two were shed
 	}
 	for _, c := range cases {
 		if got := covered(r, c.first, c.last); got != c.want {

@@ -37,28 +37,17 @@ func (e *tripwireExporter) checkChains(ctx context.Context, tx pgx.Tx, chains ma
 	}
 	// PostgreSQL's uuid order.
 	slices.SortFunc(ids, func(a, b pgtype.UUID) int { return bytes.Compare(a.Bytes[:], b.Bytes[:]) })
-	var lossHost, lossID, pairHost []pgtype.UUID
-	var lossFirst, lossLast, pairSeq []int64
+	var pairHost []pgtype.UUID
+	var pairSeq []int64
 	var prevs []string
 	for _, id := range ids {
 		for _, r := range chains[id].records {
-			ev := r.ev
-			if a := ev.Agent; ev.Name == event.AgentLoss && a != nil && a.LossReason == "spool_shed" &&
-				a.LossFirstSeq > 0 && a.LossLastSeq >= a.LossFirstSeq {
-				lossHost, lossID = append(lossHost, id), append(lossID, dbUUID(ev.AlertID))
-				lossFirst, lossLast = append(lossFirst, a.LossFirstSeq), append(lossLast, a.LossLastSeq)
-			}
-			pairHost, pairSeq = append(pairHost, id), append(pairSeq, int64(ev.Seq))
-			prevs = append(prevs, ev.PrevHash)
+			pairHost, pairSeq = append(pairHost, id), append(pairSeq, int64(r.ev.Seq))
+			prevs = append(prevs, r.ev.PrevHash)
 		}
 	}
 
 	b := &pgx.Batch{}
-	if len(lossHost) > 0 {
-		b.Queue(`INSERT INTO chain_losses (host_id, first_seq, last_seq, alert_id)
-			SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::uuid[]) ON CONFLICT DO NOTHING`,
-			lossHost, lossFirst, lossLast, lossID)
-	}
 	b.Queue(`INSERT INTO chain_heads (host_id, seq, hash) SELECT id, 0, $2 FROM unnest($1::uuid[]) AS id
 		ON CONFLICT DO NOTHING`, ids, genesisHash)
 	heads := b.Queue(`SELECT c.host_id, c.seq, c.hash, now(), h.host_name FROM chain_heads c
@@ -72,12 +61,14 @@ func (e *tripwireExporter) checkChains(ctx context.Context, tx pgx.Tx, chains ma
 		FROM unnest($1::uuid[], $2::bigint[]) AS q(id, s)
 		JOIN chain_heads c ON c.host_id = q.id AND q.s <= c.seq
 		JOIN audit_entries a ON a.host_id = q.id AND a.seq = q.s`, pairHost, pairSeq)
-	losses := b.Queue(`SELECT l.host_id, l.first_seq, l.last_seq FROM chain_losses l
+	// A range stored before its count was (migration 0004) counts as fully shed.
+	losses := b.Queue(`SELECT l.host_id, l.first_seq, l.last_seq, coalesce(l.loss_count, l.last_seq - l.first_seq + 1)
+		FROM chain_losses l
 		JOIN chain_heads c ON c.host_id = l.host_id AND l.last_seq > c.seq
 		WHERE c.host_id = ANY($1::uuid[])`, ids)
-	forks := b.Queue(`SELECT DISTINCT f.host_id, f.hash
-		FROM unnest($1::uuid[], $2::bpchar[]) AS q(id, p)
-		JOIN chain_forks f ON f.host_id = q.id AND f.hash = q.p`, pairHost, prevs)
+	forks := b.Queue(`SELECT DISTINCT f.host_id, f.seq, f.hash
+		FROM unnest($1::uuid[], $2::bigint[], $3::bpchar[]) AS q(id, s, p)
+		JOIN chain_forks f ON f.host_id = q.id AND f.seq = q.s - 1 AND f.hash = q.p`, pairHost, pairSeq, prevs)
 	// Under the FOR UPDATE above, the walk tells which events were stored
 	// before (replays, whose alert rows exist); the rest go in with COPY.
 	w.copy, w.known = true, map[alertKey]bool{}
@@ -86,7 +77,7 @@ func (e *tripwireExporter) checkChains(ctx context.Context, tx pgx.Tx, chains ma
 	state := func(id pgtype.UUID) *chainState {
 		s := states[id]
 		if s == nil {
-			s = &chainState{grace: e.cfg.ChainGapGrace, stored: map[int64]string{}, forkTips: map[string]bool{}}
+			s = &chainState{grace: e.cfg.ChainGapGrace, stored: map[int64]string{}, forkTips: map[forkTip]bool{}}
 			states[id] = s
 		}
 		return s
@@ -95,6 +86,7 @@ func (e *tripwireExporter) checkChains(ctx context.Context, tx pgx.Tx, chains ma
 		id               pgtype.UUID
 		name, prev, hash string
 		seq, first, last int64
+		count            int64
 		now, recv        time.Time
 	)
 	heads.Query(func(rows pgx.Rows) error {
@@ -122,16 +114,16 @@ func (e *tripwireExporter) checkChains(ctx context.Context, tx pgx.Tx, chains ma
 		return err
 	})
 	losses.Query(func(rows pgx.Rows) error {
-		_, err := pgx.ForEachRow(rows, []any{&id, &first, &last}, func() error {
+		_, err := pgx.ForEachRow(rows, []any{&id, &first, &last, &count}, func() error {
 			s := state(id)
-			s.losses = append(s.losses, seqRange{first, last})
+			s.losses = append(s.losses, seqRange{first, last, count})
 			return nil
 		})
 		return err
 	})
 	forks.Query(func(rows pgx.Rows) error {
-		_, err := pgx.ForEachRow(rows, []any{&id, &hash}, func() error {
-			state(id).forkTips[hash] = true
+		_, err := pgx.ForEachRow(rows, []any{&id, &seq, &hash}, func() error {
+			state(id).forkTips[forkTip{seq, hash}] = true
 			return nil
 		})
 		return err
@@ -166,6 +158,11 @@ func (e *tripwireExporter) queueOutcome(ctx context.Context, w *writes, c *hostC
 	}
 	for _, en := range out.forks {
 		w.forks.add(c.id, en)
+	}
+	for _, l := range out.losses {
+		lw := &w.losses
+		lw.hosts, lw.alertIDs = append(lw.hosts, c.id), append(lw.alertIDs, dbUUID(l.entry.ev.AlertID))
+		lw.firsts, lw.lasts, lw.counts = append(lw.firsts, l.first), append(lw.lasts, l.last), append(lw.counts, l.count)
 	}
 	for _, br := range out.breaks {
 		var alertID pgtype.UUID

@@ -763,3 +763,75 @@ func TestAlertIDCollisionAcrossHosts(t *testing.T) {
 		t.Errorf("%d INSERT fallbacks, want 1", n)
 	}
 }
+
+// Issue 12 item 2: a loss event cannot account for more than it could have
+// shed. Each case withholds seqs and sends a forged spool_shed report that
+// covers them; every one must still raise the gap.
+func TestForgedLossRangeHidesNothing(t *testing.T) {
+	cases := []struct {
+		name string
+		// sends returns the batches the collector gets and the CRITICAL
+		// chain_break alerts they must raise.
+		sends func(a *agent) ([][]*event.Event, int64)
+	}{
+		{"range after the loss event's own seq", func(a *agent) ([][]*event.Event, int64) {
+			early := a.trips(3)
+			loss := a.loss(5, 1<<50) // seq 4 claims 5..2^50
+			a.trips(19)              // 5..23 withheld
+			return [][]*event.Event{early, {loss}, a.trips(1)}, 1
+		}},
+		{"range wider than its count", func(a *agent) ([][]*event.Event, int64) {
+			early := a.trips(3)
+			a.trips(10) // 4..13 withheld
+			loss := a.lossCounted(4, 13, 1)
+			return [][]*event.Event{early, {loss}, a.trips(1)}, 1
+		}},
+		{"range of a mismatched entry", func(a *agent) ([][]*event.Event, int64) {
+			early := a.trips(3)
+			a.trips(2) // 4, 5 withheld
+			loss := a.loss(1, 1)
+			// Rewritten after hashing: the entry does not hash to its hash.
+			loss.Agent.LossFirstSeq, loss.Agent.LossLastSeq, loss.Agent.LossCount = 4, 5, 2
+			return [][]*event.Event{early, {loss}, a.trips(1)}, 2 // the mismatch and the gap
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dsn := pgtest.NewDB(t)
+			e := startExporter(t, testConfig(dsn))
+			pool := openPool(t, dsn)
+			a := newAgent(t, "forge-1")
+			batches, want := tc.sends(a)
+			for _, b := range batches {
+				push(t, e, a.logs(b...))
+			}
+			if n := breakAlerts(t, pool, "forge-1"); n != want {
+				t.Errorf("%d chain_break alerts, want %d (breaks %v)", n, want, breakKinds(t, pool, "forge-1"))
+			}
+		})
+	}
+}
+
+// Issue 12 item 12: a fork is continued only by the entry right after the
+// fork's entry. Knowing one reported fork's hash must not let a host rewrite
+// any other seq quietly.
+func TestForkTipMatchesSeqAsWellAsHash(t *testing.T) {
+	dsn := pgtest.NewDB(t)
+	e := startExporter(t, testConfig(dsn))
+	pool := openPool(t, dsn)
+	a, b := newAgent(t, "tip-1"), newAgent(t, "tip-1")
+	push(t, e, a.logs(a.trips(10)...))
+	other := b.trips(5)
+	push(t, e, a.logs(other[4])) // a second seq 5: one fork alert
+	if n := breakAlerts(t, pool, "tip-1"); n != 1 {
+		t.Fatalf("%d chain_break alerts after the fork, want 1", n)
+	}
+	// Seq 8 rewritten, linked to the fork's seq-5 hash.
+	ev := a.trip()
+	ev.Seq, ev.PrevHash = 8, other[4].Hash
+	ev.Hash = entryHash(ev.PrevHash, ev.Canonical())
+	push(t, e, a.logs(ev))
+	if n := breakAlerts(t, pool, "tip-1"); n != 2 {
+		t.Errorf("%d chain_break alerts after rewriting seq 8, want 2 (breaks %v)", n, breakKinds(t, pool, "tip-1"))
+	}
+}

@@ -115,11 +115,17 @@ func (a *agent) trips(n int) []*event.Event {
 
 // loss appends a spool_shed loss event for [first, last].
 func (a *agent) loss(first, last int64) *event.Event {
+	return a.lossCounted(first, last, last-first+1)
+}
+
+// lossCounted appends a spool_shed loss event for [first, last] that says
+// count events were shed.
+func (a *agent) lossCounted(first, last, count int64) *event.Event {
 	at := baseTime.Add(time.Duration(a.n.Add(1)) * time.Millisecond)
 	ev := &event.Event{
 		Name: event.AgentLoss, AlertID: event.NewAlertID(), Severity: event.SeverityWarn,
 		Time: at, ObservedTime: at,
-		Agent: &event.Agent{LossCount: last - first + 1, LossReason: "spool_shed", LossFirstSeq: first, LossLastSeq: last},
+		Agent: &event.Agent{LossCount: count, LossReason: "spool_shed", LossFirstSeq: first, LossLastSeq: last},
 	}
 	return a.chained(ev)[0]
 }

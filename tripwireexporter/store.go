@@ -98,6 +98,7 @@ type writes struct {
 	audit  entryRows
 	forks  entryRows
 	breaks breakRows
+	losses lossRows
 	heads  struct {
 		ids    []pgtype.UUID
 		seqs   []int64
@@ -158,6 +159,11 @@ func (r *entryRows) add(hostID pgtype.UUID, en *chainEntry) {
 	r.prevs = append(r.prevs, en.prev)
 	r.hashes = append(r.hashes, en.hash)
 	r.payloads = append(r.payloads, string(en.canon))
+}
+
+type lossRows struct {
+	hosts, alertIDs       []pgtype.UUID
+	firsts, lasts, counts []int64
 }
 
 type breakRows struct {
@@ -315,6 +321,11 @@ func (e *tripwireExporter) flush(ctx context.Context, tx pgx.Tx, b *pgx.Batch, w
 			payloads[i] = jsonbSafe([]byte(p))
 		}
 		b.Queue(insertForksSQL, f.hosts, f.seqs, f.hashes, f.prevs, f.alertIDs, payloads)
+	}
+	if l := &w.losses; len(l.hosts) > 0 {
+		b.Queue(`INSERT INTO chain_losses (host_id, first_seq, last_seq, loss_count, alert_id)
+			SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::uuid[]) ON CONFLICT DO NOTHING`,
+			l.hosts, l.firsts, l.lasts, l.counts, l.alertIDs)
 	}
 	if br := &w.breaks; len(br.hosts) > 0 {
 		b.Queue(insertBreaksSQL, br.hosts, br.kinds, br.expSeqs, br.gotSeqs, br.expHashes, br.gotHashes, br.alertIDs)
