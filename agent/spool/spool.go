@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -25,6 +24,7 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
 	"github.com/tripwire-sec/tripwire/internal/event"
+	"github.com/tripwire-sec/tripwire/internal/safefile"
 )
 
 // Item is one spooled event. ID is the event's seq.
@@ -112,8 +112,9 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('spooled_through', 0), ('delivered_through', 0);
 `
 
-// Open opens or creates the spool at opts.Path (mode 0600, its directory
-// 0700) and starts its writer.
+// Open opens or creates the spool at opts.Path (mode 0600, missing
+// directories 0700; see safefile.OpenPrivate for what the path must be) and
+// starts its writer.
 //
 // synchronous=NORMAL: in WAL mode a commit survives a process crash (SIGKILL)
 // without an fsync per transaction; only a power loss can roll back the last
@@ -124,20 +125,15 @@ func Open(opts Options) (*Spool, error) {
 	if opts.Path == "" {
 		return nil, errors.New("opening spool: no path")
 	}
-	if err := os.MkdirAll(filepath.Dir(opts.Path), 0o700); err != nil {
-		return nil, fmt.Errorf("opening spool: %w", err)
-	}
 	// Create the file ourselves so it is 0600 from the start; SQLite gives
-	// the -wal and -shm files the database file's mode.
-	f, err := os.OpenFile(opts.Path, os.O_RDWR|os.O_CREATE, 0o600)
+	// the -wal and -shm files the database file's mode. SQLite then opens
+	// these by name, so every directory on the path must be one nobody but
+	// root and the agent can rearrange (safefile.OpenPrivate).
+	f, err := safefile.OpenPrivate(opts.Path, os.O_RDWR)
 	if err != nil {
 		return nil, fmt.Errorf("opening spool: %w", err)
 	}
-	chmodErr := f.Chmod(0o600)
 	f.Close()
-	if chmodErr != nil {
-		return nil, fmt.Errorf("restricting spool mode: %w", chmodErr)
-	}
 	// Checkpoints run in the background (checkpoint), not inside a commit:
 	// an automatic checkpoint fsyncs the database in the middle of the
 	// writer's transaction and shows up as a latency spike.

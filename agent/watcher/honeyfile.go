@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+
+	"github.com/tripwire-sec/tripwire/internal/safefile"
 )
 
 // defaultHoneyfileMode applies when a rule gives none: readable by the owner
@@ -20,54 +22,58 @@ const defaultHoneyfileMode = 0o600
 
 // plantHoneyfiles creates the decoy of every rule with Plant, before any watch
 // is placed so planting itself trips nothing. It never overwrites: a file
-// already at the path is watched as it is, with a warning when its content is
-// not the decoy's.
+// already at the path is watched as it is, with a warning when it is not the
+// decoy (other content, another owner, not a regular file).
 func plantHoneyfiles(rs *fileRules, log *slog.Logger) error {
 	for _, r := range rs.rules {
 		if r.Plant == nil {
 			continue
 		}
-		planted, err := plantHoneyfile(r.Paths[0], r.Plant)
+		planted, same, err := plantHoneyfile(r.Paths[0], r.Plant)
 		if err != nil {
 			return fmt.Errorf("file rule %q: %w", r.Name, err)
 		}
 		switch {
 		case planted:
 			log.Info("honeyfile planted", "file.path", r.Paths[0], "tripwire.rule.name", r.Name)
+		case same:
+			log.Info("honeyfile already planted", "file.path", r.Paths[0], "tripwire.rule.name", r.Name)
 		default:
-			same, err := sameContent(r.Paths[0], r.Plant.Content)
-			if err != nil {
-				return fmt.Errorf("file rule %q: %w", r.Name, err)
-			}
-			if same {
-				log.Info("honeyfile already planted", "file.path", r.Paths[0], "tripwire.rule.name", r.Name)
-			} else {
-				log.Warn("a different file exists where the honeyfile goes: not overwriting it, watching it as it is",
-					"file.path", r.Paths[0], "tripwire.rule.name", r.Name)
-			}
+			log.Warn("a different file exists where the honeyfile goes: not overwriting it, watching it as it is",
+				"file.path", r.Paths[0], "tripwire.rule.name", r.Name)
 		}
 	}
 	return nil
 }
 
-// plantHoneyfile creates path with O_EXCL and reports false, without error,
-// when something is already there. The parent directory must exist: creating
+// plantHoneyfile creates path with O_EXCL inside its parent directory, which
+// is reached without following a symlink and must not be writable by other
+// users (safefile.OpenDir): the decoy, its owner and its mode go exactly
+// where the config says or nowhere. When something is already there it
+// reports whether it is the decoy. The parent directory must exist: creating
 // directories would leave traces the config did not ask for.
-func plantHoneyfile(path string, h *Honeyfile) (planted bool, err error) {
+func plantHoneyfile(path string, h *Honeyfile) (planted, same bool, err error) {
 	mode := fs.FileMode(h.Mode & 0o7777)
 	if mode == 0 {
 		mode = defaultHoneyfileMode
 	}
 	uid, gid, err := honeyfileOwner(h)
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|noFollow, mode)
+	dir, err := safefile.OpenDir(filepath.Dir(path), safefile.DirOptions{})
+	if err != nil {
+		return false, false, fmt.Errorf("planting honeyfile: %w", err)
+	}
+	defer dir.Close()
+	name := filepath.Base(path)
+	f, err := safefile.CreateAt(dir, name, os.O_WRONLY, mode)
 	if errors.Is(err, fs.ErrExist) {
-		return false, nil
+		same, err := isDecoy(dir, name, h.Content, uid, gid)
+		return false, same, err
 	}
 	if err != nil {
-		return false, fmt.Errorf("planting honeyfile: %w", err)
+		return false, false, fmt.Errorf("planting honeyfile: %w", err)
 	}
 	// From here the file is ours: remove it rather than leave a half decoy.
 	defer func() {
@@ -75,26 +81,26 @@ func plantHoneyfile(path string, h *Honeyfile) (planted bool, err error) {
 			err = fmt.Errorf("planting honeyfile: %w", cerr)
 		}
 		if err != nil {
-			os.Remove(path)
+			safefile.RemoveAt(dir, name)
 			planted = false
 		}
 	}()
 	if _, err := io.WriteString(f, h.Content); err != nil {
-		return false, fmt.Errorf("planting honeyfile: %w", err)
+		return false, false, fmt.Errorf("planting honeyfile: %w", err)
 	}
 	if runtime.GOOS != "windows" && (uid >= 0 || gid >= 0) {
 		if err := f.Chown(uid, gid); err != nil {
-			return false, fmt.Errorf("planting honeyfile: %w", err)
+			return false, false, fmt.Errorf("planting honeyfile: %w", err)
 		}
 	}
 	// The umask narrowed the mode given to open; a chown may clear set-id bits.
 	if err := f.Chmod(mode); err != nil {
-		return false, fmt.Errorf("planting honeyfile: %w", err)
+		return false, false, fmt.Errorf("planting honeyfile: %w", err)
 	}
 	if err := f.Sync(); err != nil {
-		return false, fmt.Errorf("planting honeyfile: %w", err)
+		return false, false, fmt.Errorf("planting honeyfile: %w", err)
 	}
-	return true, nil
+	return true, false, nil
 }
 
 // honeyfileOwner resolves Owner and Group (names or numeric ids); -1 keeps the
@@ -126,21 +132,21 @@ func honeyfileOwner(h *Honeyfile) (uid, gid int, err error) {
 	return uid, gid, nil
 }
 
-// sameContent compares an existing file with the decoy content without
-// following a symlink planted in its place.
-func sameContent(path, content string) (bool, error) {
-	fi, err := os.Lstat(path)
-	if err != nil {
-		return false, fmt.Errorf("checking existing honeyfile: %w", err)
-	}
-	if !fi.Mode().IsRegular() {
+// isDecoy reports whether the file name in dir is the decoy: a regular file
+// (a symlink is not followed) with its content and, where the rule sets one,
+// its owner and group.
+func isDecoy(dir *os.File, name, content string, uid, gid int) (bool, error) {
+	f, err := safefile.OpenAt(dir, name, os.O_RDONLY)
+	if errors.Is(err, safefile.ErrUnsafe) {
 		return false, nil
 	}
-	f, err := os.OpenFile(filepath.Clean(path), os.O_RDONLY|noFollow, 0)
 	if err != nil {
 		return false, fmt.Errorf("checking existing honeyfile: %w", err)
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err == nil && !ownedBy(fi, uid, gid) {
+		return false, nil
+	}
 	got, err := io.ReadAll(io.LimitReader(f, int64(len(content))+1))
 	if err != nil {
 		return false, fmt.Errorf("checking existing honeyfile: %w", err)

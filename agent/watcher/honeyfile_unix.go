@@ -2,8 +2,16 @@
 
 package watcher
 
-import "syscall"
+import (
+	"io/fs"
+	"syscall"
+)
 
-// noFollow keeps planting and checking from following a symlink someone put
-// where the decoy goes.
-const noFollow = syscall.O_NOFOLLOW
+// ownedBy reports whether fi belongs to uid and gid; -1 matches any.
+func ownedBy(fi fs.FileInfo, uid, gid int) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return true
+	}
+	return (uid < 0 || int(st.Uid) == uid) && (gid < 0 || int(st.Gid) == gid)
+}

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/tripwire-sec/tripwire/internal/event"
+	"github.com/tripwire-sec/tripwire/internal/safefile"
 )
 
 // Sync says when the writer makes appended entries durable.
@@ -40,13 +41,14 @@ type Writer struct {
 	err      error // sticky: after a failed write the head is unknown
 }
 
-// Open opens or creates the log at path (mode 0600, O_APPEND) and reads its
+// Open opens or creates the log at path (mode 0600, O_APPEND, never through
+// a symlink: see safefile.OpenPrivate) and reads its
 // head from the last entry. A torn last line (a crash mid-write, never made
 // durable, so never acknowledged) is cut off and its size reported by
 // TornTail; anything else wrong with the last line is an error, since
 // appending after it would bury the damage.
 func Open(path string, opts Options) (*Writer, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
+	f, err := safefile.OpenPrivate(path, os.O_RDWR|os.O_APPEND)
 	if err != nil {
 		return nil, fmt.Errorf("opening audit log: %w", err)
 	}
@@ -54,10 +56,6 @@ func Open(path string, opts Options) (*Writer, error) {
 	if err := w.readHead(); err != nil {
 		f.Close()
 		return nil, err
-	}
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("restricting audit log mode: %w", err)
 	}
 	return w, nil
 }
