@@ -57,6 +57,7 @@ type Agent struct {
 	started   time.Time
 	lastAlert atomic.Int64 // unix nanos of the last trip chained
 	stopping  atomic.Bool
+	running   atomic.Bool // Run got past start-up
 
 	mu       sync.Mutex
 	watchers []running // rebuilt on reload
@@ -72,14 +73,16 @@ type running struct {
 
 // New opens the audit chain and the spool, reconciles them after an unclean
 // stop, and binds the health address. Nothing is watched until Run.
-func New(cfg *config.Config, opts Options) (a *Agent, err error) {
+func New(cfg *config.Config, opts Options) (_ *Agent, err error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.DrainTimeout <= 0 {
 		opts.DrainTimeout = 30 * time.Second
 	}
-	a = &Agent{opts: opts, log: opts.Logger, cfg: cfg, started: time.Now()}
+	// Not the named result: a failed return sets that to nil, and the
+	// cleanup below needs what was opened.
+	a := &Agent{opts: opts, log: opts.Logger, cfg: cfg, started: time.Now()}
 	defer func() {
 		if err != nil {
 			a.closeState()
@@ -87,11 +90,11 @@ func New(cfg *config.Config, opts Options) (a *Agent, err error) {
 	}()
 	for _, dir := range []string{filepath.Dir(cfg.Audit.Path), filepath.Dir(cfg.Spool.Path)} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, fmt.Errorf("creating state directory: %w", err)
+			return nil, fmt.Errorf("state directory %s: %w", dir, pathErr(err))
 		}
 	}
 	if a.chain, err = auditchain.Open(cfg.Audit.Path, auditchain.Options{}); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("audit log %s: %w (keep it for investigation; tripwire audit verify shows where it breaks)", cfg.Audit.Path, pathErr(err))
 	}
 	if torn := a.chain.TornTail(); torn > 0 {
 		a.log.Warn("audit log ended in a torn entry from an unclean stop; cut it off", "tripwire.audit.torn_bytes", torn)
@@ -103,7 +106,7 @@ func New(cfg *config.Config, opts Options) (a *Agent, err error) {
 		Logger: a.log,
 	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("spool %s: %w", cfg.Spool.Path, pathErr(err))
 	}
 	a.metrics = health.NewMetrics()
 	a.metrics.Registry.MustRegister(watcherCounters{a})
@@ -119,10 +122,31 @@ func New(cfg *config.Config, opts Options) (a *Agent, err error) {
 	}
 	a.registerGauges()
 	if a.health, err = net.Listen("tcp", cfg.Health.Address); err != nil {
-		return nil, fmt.Errorf("listening for health on %s: %w", cfg.Health.Address, err)
+		var se *os.SyscallError
+		if errors.As(err, &se) {
+			err = se.Err // "address already in use", without the repeated address
+		}
+		return nil, fmt.Errorf("health address %s (health.address): %w", cfg.Health.Address, err)
 	}
 	return a, nil
 }
+
+// pathErr drops the operation and path of an *os.PathError: the caller's
+// message names the file already.
+func pathErr(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) && err.Error() == pe.Error() {
+		return pe.Err
+	}
+	return err
+}
+
+// StartError is what Run returns when the agent failed before it was
+// watching (a watcher or the shipper could not start): nothing ran.
+type StartError struct{ Err error }
+
+func (e *StartError) Error() string { return e.Err.Error() }
+func (e *StartError) Unwrap() error { return e.Err }
 
 // Spool is the agent's spool (benchmarks read it as a shipper would).
 func (a *Agent) Spool() *spool.Spool { return a.spool }
@@ -161,7 +185,7 @@ func (a *Agent) Run(ctx context.Context, reload <-chan *config.Config) (err erro
 		}
 	}()
 	if err := a.startWatchers(ctx, a.cfg); err != nil {
-		return err
+		return &StartError{err}
 	}
 	for _, w := range a.opts.ExtraWatchers {
 		wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -169,7 +193,7 @@ func (a *Agent) Run(ctx context.Context, reload <-chan *config.Config) (err erro
 		a.extras = append(a.extras, running{w: w, cancel: cancel})
 		a.mu.Unlock()
 		if err := w.Start(wctx, a.pipe.Sink(w.Mechanism(), w.Missing())); err != nil {
-			return fmt.Errorf("starting %s watcher (%s): %w", w.Kind(), w.Mechanism(), err)
+			return &StartError{fmt.Errorf("starting %s watcher (%s): %w", w.Kind(), w.Mechanism(), err)}
 		}
 	}
 	a.pipe.Emit(a.startEvent())
@@ -179,14 +203,16 @@ func (a *Agent) Run(ctx context.Context, reload <-chan *config.Config) (err erro
 			a.log.Error("serving health", "error", err)
 		}
 	}()
-	a.log.Info("health listening", "server.address", a.HealthAddress())
 
 	shipDone := make(chan struct{})
 	shipCtx, stopShip := context.WithCancel(context.WithoutCancel(ctx))
 	defer func() { stopShip(); <-shipDone }()
 	if err := a.startShipper(shipCtx, shipDone); err != nil {
-		return err
+		return &StartError{err}
 	}
+	a.running.Store(true)
+	a.log.Info("started", "tripwire.config", a.cfg.File, "tripwire.audit.path", a.cfg.Audit.Path,
+		"tripwire.spool.path", a.cfg.Spool.Path, "server.address", a.HealthAddress())
 
 	for {
 		select {
@@ -263,7 +289,7 @@ func (a *Agent) stop(srv *http.Server) error {
 	err := a.pipe.Close(ctx)
 	if err != nil {
 		a.log.Error("draining", "error", err)
-	} else {
+	} else if a.running.Load() {
 		st := a.spool.Stats()
 		a.log.Info("drained", "tripwire.seq", st.SpooledThrough, "tripwire.spool.depth", st.Depth)
 	}

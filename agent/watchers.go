@@ -21,7 +21,7 @@ func (a *Agent) buildWatchers(cfg *config.Config) ([]running, error) {
 	if rules := cfg.FileRules(); len(rules) > 0 {
 		w, err := watcher.NewFileWatcher(rules, opts(cfg.Watchers.File))
 		if err != nil {
-			return nil, fmt.Errorf("file watcher: %w", err)
+			return nil, watcherErr("file watcher", err)
 		}
 		var names []string
 		for _, r := range rules {
@@ -32,7 +32,7 @@ func (a *Agent) buildWatchers(cfg *config.Config) ([]running, error) {
 	if rules := cfg.ProcessRules(); len(rules) > 0 {
 		w, err := watcher.NewProcessWatcher(rules, opts(cfg.Watchers.Process))
 		if err != nil {
-			return nil, fmt.Errorf("process watcher: %w", err)
+			return nil, watcherErr("process watcher", err)
 		}
 		var names []string
 		for _, r := range rules {
@@ -43,7 +43,7 @@ func (a *Agent) buildWatchers(cfg *config.Config) ([]running, error) {
 	if rules := cfg.NetworkRules(); len(rules) > 0 {
 		ws, err := watcher.NewNetworkWatchers(rules, opts(cfg.Watchers.Network))
 		if err != nil {
-			return nil, fmt.Errorf("network watchers: %w", err)
+			return nil, watcherErr("network watcher", err)
 		}
 		for _, w := range ws {
 			var names []string
@@ -146,4 +146,13 @@ func (a *Agent) watcherModes() string {
 		parts = append(parts, r.w.Kind()+"="+r.w.Mechanism())
 	}
 	return strings.Join(parts, ",")
+}
+
+// watcherErr prefixes err with the watcher it came from, unless the watcher
+// package said so already.
+func watcherErr(name string, err error) error {
+	if strings.HasPrefix(err.Error(), name) {
+		return err
+	}
+	return fmt.Errorf("%s: %w", name, err)
 }

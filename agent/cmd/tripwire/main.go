@@ -145,10 +145,7 @@ func start(args []string, stderr io.Writer) int {
 		With("service.name", "tripwire-agent", "service.version", version)
 	cfg, err := config.Load(path)
 	if err != nil {
-		for _, line := range strings.Split(err.Error(), "\n") {
-			log.Error("invalid config", "error", line)
-		}
-		return 1
+		return cannotStart(stderr, fmt.Errorf("invalid config: %w", err))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -158,8 +155,7 @@ func start(args []string, stderr io.Writer) int {
 
 	a, err := agent.New(cfg, agent.Options{Version: version, Logger: log})
 	if err != nil {
-		log.Error("cannot start", "error", err)
-		return 1
+		return cannotStart(stderr, err)
 	}
 	reload := make(chan *config.Config)
 	go func() {
@@ -183,13 +179,23 @@ func start(args []string, stderr io.Writer) int {
 			}
 		}
 	}()
-	log.Info("starting", "tripwire.config", cfg.File, "tripwire.audit.path", cfg.Audit.Path, "tripwire.spool.path", cfg.Spool.Path)
 	if err := a.Run(ctx, reload); err != nil {
+		if errors.As(err, new(*agent.StartError)) {
+			return cannotStart(stderr, err)
+		}
 		log.Error("stopped", "error", err)
 		return 1
 	}
 	log.Info("stopped")
 	return 0
+}
+
+// cannotStart prints why start failed as one line, for the operator at the
+// terminal or in the journal, and returns the exit code.
+func cannotStart(stderr io.Writer, err error) int {
+	msg := strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ")
+	fmt.Fprintf(stderr, "tripwire start: %s\n", msg)
+	return 1
 }
 
 func status(args []string, stdout, stderr io.Writer) int {

@@ -38,8 +38,25 @@ func TestScripts(t *testing.T) {
 			"waithealth": cmdWaitHealth,
 			"envsubst":   cmdEnvsubst,
 			"waitalert":  cmdWaitAlert,
+			"holdport":   cmdHoldport,
+		},
+		Condition: func(cond string) (bool, error) {
+			if cond == "userns" {
+				// An unprivileged user namespace: where bpf(2) is refused.
+				return exec.Command("unshare", "--user", "--map-root-user", "true").Run() == nil, nil
+			}
+			return false, fmt.Errorf("unknown condition %q", cond)
 		},
 	})
+}
+
+// holdport VAR listens on a free loopback port until the script ends and
+// sets VAR to its host:port.
+func cmdHoldport(ts *testscript.TestScript, neg bool, args []string) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ts.Check(err)
+	ts.Defer(func() { l.Close() })
+	ts.Setenv(args[0], l.Addr().String())
 }
 
 // code N PROG ARGS... runs PROG and fails unless it exits with N; its
