@@ -154,7 +154,7 @@ func (e *tripwireExporter) queueOutcome(ctx context.Context, w *writes, c *hostC
 		w.audit.add(c.id, en)
 	}
 	for _, en := range out.replays {
-		w.known[alertKey{en.ev.AlertID, en.ev.Time.Truncate(time.Microsecond).UnixMicro()}] = true
+		w.known[alertKey{en.ev.AlertID, c.id.Bytes, en.ev.Time.Truncate(time.Microsecond).UnixMicro()}] = true
 	}
 	for _, en := range out.forks {
 		w.forks.add(c.id, en)

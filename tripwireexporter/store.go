@@ -53,12 +53,12 @@ WITH ins AS (
                 $7::text[], $8::text[], $9::bigint[], $10::text[], $11::text[])
          AS u(id, t, h, hn, en, tt, r, sev, sq, sm, d)
     ON CONFLICT DO NOTHING
-    RETURNING alert_id, event_time
+    RETURNING alert_id, event_time, host_id
 )
 SELECT count(*) FROM (
     SELECT pg_notify('` + notifyChannel + `', u.p)
-    FROM ins JOIN unnest($1::uuid[], $2::timestamptz[], $13::text[]) AS u(id, t, p)
-         ON u.id = ins.alert_id AND u.t = ins.event_time
+    FROM ins JOIN unnest($1::uuid[], $2::timestamptz[], $3::uuid[], $13::text[]) AS u(id, t, h, p)
+         ON u.id = ins.alert_id AND u.t = ins.event_time AND u.h = ins.host_id
 ) AS notified`
 
 const insertAuditSQL = `
@@ -90,8 +90,8 @@ type writes struct {
 	// copy says the rows may go in with COPY: known holds the alerts of the
 	// events the chain check found replayed, and every audit entry is new.
 	// Otherwise INSERT ... ON CONFLICT DO NOTHING. A row COPY did not
-	// expect (a replayed fork entry, an alert id reused by another host)
-	// fails the transaction, which is then done again with INSERT.
+	// expect (a replayed fork entry) fails the transaction, which is then
+	// done again with INSERT.
 	copy   bool
 	known  map[alertKey]bool
 	alerts alertRows
@@ -106,8 +106,10 @@ type writes struct {
 	}
 }
 
+// alertKey is an alerts row's primary key.
 type alertKey struct {
 	id     [16]byte
+	host   [16]byte
 	micros int64
 }
 
@@ -350,7 +352,7 @@ func copyAlerts(ctx context.Context, tx pgx.Tx, b *pgx.Batch, a *alertRows, know
 	notify := make([]string, 0, len(a.ids))
 	seen := make(map[alertKey]bool, len(a.ids))
 	for i := range a.ids {
-		k := alertKey{a.ids[i].Bytes, a.times[i].UnixMicro()}
+		k := alertKey{a.ids[i].Bytes, a.hosts[i].Bytes, a.times[i].UnixMicro()}
 		if known[k] || seen[k] {
 			continue
 		}

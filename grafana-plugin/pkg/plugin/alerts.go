@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -233,21 +232,40 @@ func (s *Store) ListAlerts(ctx context.Context, f *Filter, limit int, cursor *Cu
 	return page, nil
 }
 
-// GetAlert returns one alert with its event detail.
-func (s *Store) GetAlert(ctx context.Context, id string) (*Alert, error) {
+// GetAlert returns one alert with its event detail. An alert id is unique
+// per host only (another host may send the same one), so host picks the
+// row; without it, an id two hosts share is ErrAmbiguous rather than
+// whichever row PostgreSQL returns first.
+func (s *Store) GetAlert(ctx context.Context, id, host string) (*Alert, error) {
 	if !isUUID(id) {
 		return nil, badRequest("alert id: not a UUID")
 	}
-	var a Alert
-	err := scanAlert(s.pool.QueryRow(ctx,
-		"SELECT "+alertCols+", event_detail FROM alerts WHERE alert_id = $1::uuid LIMIT 1", id), &a, true)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, ErrNotFound
+	if err := checkText("host", host, maxFilterLen); err != nil {
+		return nil, err
 	}
+	rows, err := s.pool.Query(ctx, "SELECT "+alertCols+", event_detail FROM alerts WHERE alert_id = $1::uuid AND ($2 = '' OR host_name = $2) LIMIT 2", id, host)
 	if err != nil {
 		return nil, fmt.Errorf("reading alert: %w", err)
 	}
-	return &a, nil
+	defer rows.Close()
+	var found []Alert
+	for rows.Next() {
+		var a Alert
+		if err := scanAlert(rows, &a, true); err != nil {
+			return nil, fmt.Errorf("reading alert: %w", err)
+		}
+		found = append(found, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading alert: %w", err)
+	}
+	switch len(found) {
+	case 0:
+		return nil, ErrNotFound
+	case 1:
+		return &found[0], nil
+	}
+	return nil, fmt.Errorf("%w: alert id %s is used by several hosts; name one with host=", ErrAmbiguous, id)
 }
 
 // RecentAlerts returns the newest alerts received after since (for stream

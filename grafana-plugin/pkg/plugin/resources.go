@@ -21,7 +21,7 @@ import (
 func (d *Datasource) registerRoutes(mux *http.ServeMux) {
 	// GET /api/v1/alerts?host=&type=&severity=&rule=&q=&from=&to=&limit=&cursor=
 	mux.HandleFunc("GET /api/v1/alerts", d.read(d.handleAlerts))
-	// GET /api/v1/alerts/{id}
+	// GET /api/v1/alerts/{id}?host=
 	mux.HandleFunc("GET /api/v1/alerts/{id}", d.read(d.handleAlert))
 	// GET /api/v1/hosts
 	mux.HandleFunc("GET /api/v1/hosts", d.read(d.handleHosts))
@@ -55,6 +55,8 @@ func (d *Datasource) read(h handlerFunc) http.HandlerFunc {
 			writeError(w, http.StatusBadRequest, strings.TrimPrefix(err.Error(), ErrBadRequest.Error()+": "))
 		case errors.Is(err, ErrNotFound):
 			writeError(w, http.StatusNotFound, "not found")
+		case errors.Is(err, ErrAmbiguous):
+			writeError(w, http.StatusConflict, strings.TrimPrefix(err.Error(), ErrAmbiguous.Error()+": "))
 		default:
 			log.DefaultLogger.Error("resource request failed", "path", r.URL.Path, "error", err)
 			writeError(w, http.StatusInternalServerError, "internal error; see the plugin log")
@@ -172,10 +174,11 @@ func (d *Datasource) handleAlerts(r *http.Request) (any, error) {
 }
 
 func (d *Datasource) handleAlert(r *http.Request) (any, error) {
-	if p := newParams(r); p.err != nil {
+	p := newParams(r, "host")
+	if p.err != nil {
 		return nil, p.err
 	}
-	return d.store.GetAlert(r.Context(), r.PathValue("id"))
+	return d.store.GetAlert(r.Context(), r.PathValue("id"), p.one("host"))
 }
 
 func (d *Datasource) handleHosts(r *http.Request) (any, error) {

@@ -48,6 +48,10 @@ var ErrBadRequest = errors.New("bad request")
 // ErrNotFound is returned for an unknown id or host.
 var ErrNotFound = errors.New("not found")
 
+// ErrAmbiguous is returned when a request matches several things and must
+// say which one it means.
+var ErrAmbiguous = errors.New("ambiguous")
+
 func badRequest(format string, a ...any) error {
 	return fmt.Errorf("%w: %s", ErrBadRequest, fmt.Sprintf(format, a...))
 }
