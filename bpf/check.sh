@@ -9,10 +9,11 @@ set -eu
 cd "$(dirname "$0")"
 tmp=$(mktemp -d .check.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
-cp -r gen.go tripwire.bpf.c tripwire.h vmlinux.h headers "$tmp"/
+cp -r gen.go tripwire.bpf.c file.bpf.c tripwire.h vmlinux.h headers lib "$tmp"/
 (cd "$tmp" && go generate ./)
 stale=0
-for f in tripwire_x86_bpfel.go tripwire_x86_bpfel.o tripwire_arm64_bpfel.go tripwire_arm64_bpfel.o; do
+for f in tripwire_x86_bpfel.go tripwire_x86_bpfel.o tripwire_arm64_bpfel.go tripwire_arm64_bpfel.o \
+	file_x86_bpfel.go file_x86_bpfel.o file_arm64_bpfel.go file_arm64_bpfel.o; do
 	if ! cmp -s "$f" "$tmp/$f"; then
 		echo "bpf/$f is stale: run make bpf" >&2
 		stale=1

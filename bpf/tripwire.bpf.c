@@ -15,6 +15,7 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_endian.h>
 #include "tripwire.h"
+#include "lib/task.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -96,44 +97,6 @@ static __always_inline void stat_inc(__u32 idx)
 		*v += 1;
 }
 
-/*
- * resolve_path writes the components of f's path, leaf first, walking
- * dentries up to the mount root and crossing into parent mounts (what d_path
- * does, which tp_btf programs may not call), and returns the slots it used.
- */
-static __always_inline __u32 resolve_path(struct exec_event *e, struct file *f)
-{
-	struct dentry *d = BPF_CORE_READ(f, f_path.dentry);
-	struct vfsmount *vmnt = BPF_CORE_READ(f, f_path.mnt);
-	/* container_of with a CO-RE offset: struct mount differs across kernels. */
-	struct mount *mnt = (void *)vmnt - bpf_core_field_offset(struct mount, mnt);
-	int i;
-
-	for (i = 0; i < TW_PATH_DEPTH; i++) {
-		struct dentry *mnt_root = BPF_CORE_READ(vmnt, mnt_root);
-		struct dentry *parent = BPF_CORE_READ(d, d_parent);
-
-		e->resolved[i][0] = 0;
-		if (d == mnt_root) {
-			struct mount *up = BPF_CORE_READ(mnt, mnt_parent);
-			if (up == mnt)
-				return i; /* the root of the mount namespace */
-			d = BPF_CORE_READ(mnt, mnt_mountpoint);
-			mnt = up;
-			vmnt = &up->mnt;
-			continue;
-		}
-		if (d == parent)
-			return i; /* a filesystem root that is no mount root: a detached tree */
-		long n = bpf_probe_read_kernel_str(e->resolved[i], TW_NAME_LEN, BPF_CORE_READ(d, d_name.name));
-		if (n == TW_NAME_LEN)
-			e->flags |= TW_EXEC_RESOLVED_CUT;
-		d = parent;
-	}
-	e->flags |= TW_EXEC_RESOLVED_PARTIAL;
-	return TW_PATH_DEPTH;
-}
-
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(tw_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
 {
@@ -187,29 +150,10 @@ int BPF_PROG(tw_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 	else if (n == sizeof(e->filename))
 		e->flags |= TW_EXEC_PATH_TRUNCATED;
 
-	e->resolved_n = resolve_path(e, BPF_CORE_READ(bprm, file));
+	e->resolved_n = tw_resolve_path(e->resolved, &e->flags, BPF_CORE_READ(bprm, file));
 	e->pad = 0;
 
-	/* argv sits in the new stack, between arg_start and arg_end. */
-	struct mm_struct *mm = BPF_CORE_READ(task, mm);
-	__u64 start = BPF_CORE_READ(mm, arg_start);
-	__u64 end = BPF_CORE_READ(mm, arg_end);
-	__u64 len = end > start ? end - start : 0;
-	if (len > TW_ARGS_LEN) {
-		len = TW_ARGS_LEN;
-		e->flags |= TW_EXEC_ARGS_TRUNCATED;
-	}
-	e->args_len = 0;
-	if (len > 0) {
-		/* Re-bound for the verifier: clang may drop the check above. */
-		__u32 rd = len;
-		if (rd > TW_ARGS_LEN)
-			rd = TW_ARGS_LEN;
-		if (bpf_probe_read_user(e->args, rd, (void *)start) == 0)
-			e->args_len = rd;
-		else
-			e->flags |= TW_EXEC_ARGS_UNREAD;
-	}
+	e->args_len = tw_read_args(e->args, &e->flags, task);
 
 	bpf_ringbuf_submit(e, 0);
 	stat_inc(TW_STAT_EXEC_SENT);

@@ -53,7 +53,11 @@ enum tw_stat {
 	TW_STAT_EXEC_LOST = 2,   /* matched execs lost: ring buffer reserve failed */
 	TW_STAT_NET_SENT = 3,    /* connections and probes submitted */
 	TW_STAT_NET_LOST = 4,    /* connections and probes lost: reserve failed */
-	TW_STAT_MAX = 5,
+	TW_STAT_FILE_SENT = 5,   /* file records submitted */
+	TW_STAT_FILE_LOST = 6,   /* file trips lost: not aggregated and reserve failed */
+	TW_STAT_FILE_UNDETAILED = 7, /* aggregated file trips whose record was lost: counted, actor unknown */
+	TW_STAT_FILE_UNAGGREGATED = 8, /* file_trips was full: the trip went out as its own record */
+	TW_STAT_MAX = 9,
 };
 
 /* net_event.kind */
@@ -106,6 +110,111 @@ struct net_event {
 	__u32 pad2;
 	__u8 saddr[16];
 	__u8 daddr[16];
+};
+
+/*
+ * File tripwires (file.bpf.c). An opened or changed file matches when its
+ * own inode, or that of a directory at most TW_FILE_DEPTH levels above it on
+ * the same filesystem, is in file_watches with a kind that covers that
+ * distance: 0 any kind, 1 a directory rule, further only a recursive one.
+ * Deeper files are not seen (docs/capabilities.md).
+ */
+#define TW_FILE_DEPTH 16
+#define TW_FILE_NAME_LEN 256 /* NAME_MAX + NUL */
+
+/* file_watch.kind */
+enum tw_watch_kind {
+	TW_WATCH_FILE = 1,   /* a watched file (or a directory itself, no entries) */
+	TW_WATCH_DIR = 2,    /* a directory and its direct entries */
+	TW_WATCH_TREE = 3,   /* a directory and everything below it */
+	TW_WATCH_PARENT = 4, /* the directory of a watched file: only creates and renames into it */
+};
+
+/* Value of file_watches, keyed by inode_key. */
+struct file_watch {
+	__u32 rule; /* index into the agent's rule list */
+	__u32 kind; /* enum tw_watch_kind */
+};
+
+/* What was done to the file. */
+enum tw_file_op {
+	TW_FILE_ACCESS = 1, /* opened for reading (or executed, or listed) */
+	TW_FILE_MODIFY = 2, /* opened for writing, or truncated */
+	TW_FILE_ATTRIB = 3, /* mode, owner or times changed */
+	TW_FILE_CREATE = 4,
+	TW_FILE_DELETE = 5,
+	TW_FILE_RENAME = 6,
+};
+
+/* file_event.flags */
+enum tw_file_flag {
+	TW_FILE_AGGREGATED = 1, /* repeats are counted in file_trips under this record's key */
+	TW_FILE_TO_ROOT = 2,    /* to_names reached the filesystem root */
+	TW_FILE_DIR = 4,        /* the file is a directory */
+	TW_FILE_INTO = 8,       /* a rename matched on its new name: names is the new path, to_names the old */
+};
+
+/*
+ * Key of file_trips: identical trips (same file, rule, operation and
+ * process) within the agent's lifetime share one counter, so a read flood
+ * costs a map update per open and one ring-buffer record in all.
+ * start_ns (the task's start_boottime, as /proc/PID/stat shows it in clock
+ * ticks) tells a reused PID from its first owner.
+ */
+struct file_trip_key {
+	__u64 dev;
+	__u64 ino;
+	__u64 start_ns;
+	__u32 tgid;
+	__u32 rule;
+	__u32 op;
+	__u32 pad;
+};
+
+/* file_trip_count.record */
+enum tw_record_state {
+	TW_RECORD_PENDING = 0, /* the program is still writing the record */
+	TW_RECORD_SENT = 1,    /* the record is on the ring buffer */
+	TW_RECORD_LOST = 2,    /* the ring buffer was full: the count stands, the actor is unknown */
+};
+
+/* Value of file_trips. count only grows; the agent reports differences. */
+struct file_trip_count {
+	__u64 count;
+	__u64 last_ns; /* bpf_ktime_get_boot_ns() of the latest trip */
+	__u32 record;  /* enum tw_record_state */
+	__u32 pad;
+};
+
+/*
+ * One file trip. names holds the path below the anchor (the watched inode
+ * that matched), leaf first; a rename also carries the new name walked up
+ * to its filesystem root (or TW_FILE_DEPTH levels).
+ */
+struct file_event {
+	__u64 boot_ns;
+	__u64 cgroup_id;
+	struct file_trip_key key;
+	__u64 anchor_dev;
+	__u64 anchor_ino;
+	__u64 to_dev;
+	__u32 pid;   /* the thread */
+	__u32 ppid;  /* the parent process's tgid */
+	__u32 uid;
+	__u32 gid;
+	__u32 kind;  /* enum tw_watch_kind of the anchor */
+	__u32 flags;      /* enum tw_file_flag */
+	__u32 task_flags; /* enum tw_exec_flag: args and exe cut or unread */
+	__u32 depth;      /* names used */
+	__u32 to_depth;
+	__u32 args_len;
+	__u32 exe_n;
+	__u32 pad;
+	char comm[TW_COMM_LEN];
+	char names[TW_FILE_DEPTH][TW_FILE_NAME_LEN];
+	char to_names[TW_FILE_DEPTH][TW_FILE_NAME_LEN];
+	char exe[TW_PATH_DEPTH][TW_NAME_LEN];
+	char args[TW_ARGS_LEN];
 };
 
 #endif /* TRIPWIRE_H */

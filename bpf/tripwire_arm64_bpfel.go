@@ -83,12 +83,16 @@ const (
 type TripwireTwStat uint32
 
 const (
-	TripwireTwStatTW_STAT_EXEC_SEEN TripwireTwStat = 0
-	TripwireTwStatTW_STAT_EXEC_SENT TripwireTwStat = 1
-	TripwireTwStatTW_STAT_EXEC_LOST TripwireTwStat = 2
-	TripwireTwStatTW_STAT_NET_SENT  TripwireTwStat = 3
-	TripwireTwStatTW_STAT_NET_LOST  TripwireTwStat = 4
-	TripwireTwStatTW_STAT_MAX       TripwireTwStat = 5
+	TripwireTwStatTW_STAT_EXEC_SEEN         TripwireTwStat = 0
+	TripwireTwStatTW_STAT_EXEC_SENT         TripwireTwStat = 1
+	TripwireTwStatTW_STAT_EXEC_LOST         TripwireTwStat = 2
+	TripwireTwStatTW_STAT_NET_SENT          TripwireTwStat = 3
+	TripwireTwStatTW_STAT_NET_LOST          TripwireTwStat = 4
+	TripwireTwStatTW_STAT_FILE_SENT         TripwireTwStat = 5
+	TripwireTwStatTW_STAT_FILE_LOST         TripwireTwStat = 6
+	TripwireTwStatTW_STAT_FILE_UNDETAILED   TripwireTwStat = 7
+	TripwireTwStatTW_STAT_FILE_UNAGGREGATED TripwireTwStat = 8
+	TripwireTwStatTW_STAT_MAX               TripwireTwStat = 9
 )
 
 // Names of all BPF objects in the ELF.

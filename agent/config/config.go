@@ -122,7 +122,7 @@ type Watchers struct {
 
 // Mechanisms each kind may be forced to.
 var mechanisms = map[string][]string{
-	TypeFile:    {"fanotify", "fsnotify"},
+	TypeFile:    {"ebpf", "ebpf_lsm", "ebpf_syscall", "fanotify", "fsnotify"},
 	TypeProcess: {"ebpf", "fanotify_exec", "fanotify", "proc_connector"},
 	TypeNetwork: {"ebpf", "sockdiag"},
 }

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,25 +17,56 @@ import (
 	"github.com/tripwire-sec/tripwire/internal/event"
 )
 
-// File watcher mechanisms.
+// File watcher mechanisms, best first.
 const (
-	MechanismFanotify = "fanotify"
-	MechanismFsnotify = "fsnotify"
+	// MechanismEBPF: fentry programs on the kernel's security_file_open and
+	// security_inode_* checks (bpf/file.bpf.c). Needs BTF and ftrace direct
+	// calls, not the BPF LSM.
+	MechanismEBPF = "ebpf"
+	// MechanismEBPFLSM: the same programs as BPF LSM hooks, where "bpf" is an
+	// active LSM.
+	MechanismEBPFLSM = "ebpf_lsm"
+	// MechanismEBPFSyscall: opens only, caught at the exit of the open
+	// system calls (a BTF tracepoint), for kernels that refuse fentry and
+	// LSM programs; creates, deletes, renames and attribute changes are not
+	// seen.
+	MechanismEBPFSyscall = "ebpf_syscall"
+	MechanismFanotify    = "fanotify"
+	MechanismFsnotify    = "fsnotify"
 )
+
+// fileMechanisms is the order NewFileWatcher tries them in.
+var fileMechanisms = []string{MechanismEBPF, MechanismEBPFLSM, MechanismFanotify, MechanismFsnotify}
+
+// fileForcedOnly can be asked for but is never picked on its own: it sees
+// opens and nothing else.
+var fileForcedOnly = []string{MechanismEBPFSyscall}
 
 // fsnotifyMissing is what fsnotify cannot tell: who did it.
 var fsnotifyMissing = []string{"process.command_line", "process.executable.path", "process.parent_pid",
 	"process.pid", "user.id", "user.name"}
 
-// NewFileWatcher returns the one watcher serving all file rules. It picks
-// fanotify, which sees reads and names the actor, and falls back to fsnotify
-// (writes, creates, deletes, renames and attribute changes, without the
-// actor) when fanotify cannot start: no CAP_SYS_ADMIN, a kernel without
-// FAN_REPORT_FID/FAN_RENAME (5.17+), or another OS. The fallback is logged at
-// WARN, and Mechanism and Missing say which is in use. opts.Mechanism
-// "fanotify" or "fsnotify" forces one; a forced mechanism that cannot start is
-// an error. Honeyfiles (rules with Plant) are planted by Start before any watch
-// is placed.
+// probeFileMechanism reports why mech cannot run here, or nil.
+func probeFileMechanism(mech string) error {
+	switch mech {
+	case MechanismEBPF, MechanismEBPFLSM, MechanismEBPFSyscall:
+		return fileEBPFProbe(mech)
+	case MechanismFanotify:
+		return fanotifyProbe()
+	}
+	return nil
+}
+
+// NewFileWatcher returns the one watcher serving all file rules, on the best
+// mechanism this host can run, in the order of fileMechanisms: eBPF on the
+// kernel's file checks (fentry, then BPF LSM), which sees every open, change
+// and actor without holding anyone; fanotify notification events, which see
+// reads and the actor's PID but may miss a short-lived actor's details; and
+// fsnotify (writes, creates, deletes, renames and attribute changes, without
+// the actor). Each fallback is logged at WARN, and Mechanism and Missing say
+// which is in use. opts.Mechanism forces one; a forced mechanism that cannot
+// start is an error. Honeyfiles (rules with Plant) are planted by Start
+// before any watch is placed.
 func NewFileWatcher(rules []FileRule, opts Options) (Watcher, error) {
 	rs, err := compileFileRules(rules)
 	if err != nil {
@@ -46,24 +79,37 @@ func NewFileWatcher(rules []FileRule, opts Options) (Watcher, error) {
 	if w.opts.ProcRoot == "" {
 		w.opts.ProcRoot = procfs.DefaultRoot
 	}
-	switch opts.Mechanism {
-	case MechanismFanotify:
-		if err := fanotifyProbe(); err != nil {
-			return nil, fmt.Errorf("file watcher: fanotify was asked for: %w", err)
+	if opts.Mechanism != "" {
+		if !slices.Contains(fileMechanisms, opts.Mechanism) && !slices.Contains(fileForcedOnly, opts.Mechanism) {
+			return nil, fmt.Errorf("file watcher: unknown mechanism %q: want one of %s", opts.Mechanism,
+				strings.Join(append(slices.Clone(fileMechanisms), fileForcedOnly...), ", "))
 		}
-		w.mech, w.forced = MechanismFanotify, true
-	case MechanismFsnotify:
-		w.mech, w.forced = MechanismFsnotify, true
-	case "":
-		if err := fanotifyProbe(); err != nil {
-			w.fallBack(err)
-		} else {
-			w.mech = MechanismFanotify
+		if err := probeFileMechanism(opts.Mechanism); err != nil {
+			return nil, fmt.Errorf("file watcher: %s was asked for: %w", opts.Mechanism, err)
 		}
-	default:
-		return nil, fmt.Errorf("file watcher: unknown mechanism %q: want %s or %s", opts.Mechanism, MechanismFanotify, MechanismFsnotify)
+		w.mech, w.forced = opts.Mechanism, true
+		return w, nil
 	}
+	w.mech = w.firstUsable(0)
 	return w, nil
+}
+
+// firstUsable returns the first mechanism from fileMechanisms[from:] that
+// probes well, logging why each one before it cannot run.
+func (w *fileWatcher) firstUsable(from int) string {
+	for _, m := range fileMechanisms[from:] {
+		err := probeFileMechanism(m)
+		if err == nil {
+			if m == MechanismFsnotify {
+				w.log.Warn("file watcher falls back to fsnotify: reads are not seen and events carry no actor",
+					"tripwire.watcher.mechanism", m, "os", runtime.GOOS)
+			}
+			return m
+		}
+		w.log.Warn("file watcher cannot use "+m+"; trying the next mechanism",
+			"tripwire.watcher.mechanism", m, "reason", err.Error(), "os", runtime.GOOS)
+	}
+	return MechanismFsnotify
 }
 
 // fileWatcher starts the chosen mechanism and reports which one runs.
@@ -76,14 +122,6 @@ type fileWatcher struct {
 	mu      sync.Mutex
 	mech    string
 	backend interface{ counters() map[string]uint64 }
-}
-
-func (w *fileWatcher) fallBack(why error) {
-	w.log.Warn("file watcher falls back to fsnotify: reads are not seen and events carry no actor",
-		"tripwire.watcher.mechanism", MechanismFsnotify, "reason", why.Error(), "os", runtime.GOOS)
-	w.mu.Lock()
-	w.mech = MechanismFsnotify
-	w.mu.Unlock()
 }
 
 func (w *fileWatcher) Kind() string { return "file" }
@@ -120,27 +158,39 @@ func (w *fileWatcher) Start(ctx context.Context, sink Sink) error {
 	if err := w.rules.classify(); err != nil {
 		return err
 	}
-	if w.Mechanism() == MechanismFanotify {
-		fw := newFanotifyWatcher(w.rules, w.opts, w.log)
-		err := fw.start(ctx, sink)
+	for {
+		mech := w.Mechanism()
+		b, err := w.startBackend(ctx, mech, sink)
 		if err == nil {
-			w.setBackend(fw)
-			w.log.Info("file watcher started", "tripwire.watcher.mechanism", MechanismFanotify, "rules", len(w.rules.rules))
+			w.setBackend(b)
+			w.log.Info("file watcher started", "tripwire.watcher.mechanism", mech, "rules", len(w.rules.rules),
+				"tripwire.missing_fields", w.Missing())
 			return nil
 		}
-		if w.forced {
+		i := slices.Index(fileMechanisms, mech)
+		if w.forced || i == len(fileMechanisms)-1 {
 			return err
 		}
-		w.fallBack(err)
+		w.log.Warn("file watcher cannot start "+mech+"; trying the next mechanism",
+			"tripwire.watcher.mechanism", mech, "reason", err.Error())
+		next := w.firstUsable(i + 1)
+		w.mu.Lock()
+		w.mech = next
+		w.mu.Unlock()
 	}
-	fw := newFsnotifyWatcher(w.rules, w.log)
-	if err := fw.start(ctx, sink); err != nil {
-		return err
+}
+
+func (w *fileWatcher) startBackend(ctx context.Context, mech string, sink Sink) (interface{ counters() map[string]uint64 }, error) {
+	switch mech {
+	case MechanismEBPF, MechanismEBPFLSM, MechanismEBPFSyscall:
+		b := newFileEBPF(w.rules, mech, w.opts, w.log)
+		return b, b.start(ctx, sink)
+	case MechanismFanotify:
+		b := newFanotifyWatcher(w.rules, w.opts, w.log)
+		return b, b.start(ctx, sink)
 	}
-	w.setBackend(fw)
-	w.log.Info("file watcher started", "tripwire.watcher.mechanism", MechanismFsnotify, "rules", len(w.rules.rules),
-		"tripwire.missing_fields", fsnotifyMissing)
-	return nil
+	b := newFsnotifyWatcher(w.rules, w.log)
+	return b, b.start(ctx, sink)
 }
 
 func (w *fileWatcher) setBackend(b interface{ counters() map[string]uint64 }) {

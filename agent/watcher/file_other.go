@@ -9,6 +9,17 @@ import (
 	"runtime"
 )
 
+func fileEBPFProbe(string) error { return fmt.Errorf("eBPF unsupported on %s", runtime.GOOS) }
+
+// fileEBPF never starts off Linux.
+type fileEBPF struct{}
+
+func newFileEBPF(*fileRules, string, Options, *slog.Logger) *fileEBPF { return &fileEBPF{} }
+
+func (*fileEBPF) start(context.Context, Sink) error { return fileEBPFProbe("") }
+
+func (*fileEBPF) counters() map[string]uint64 { return map[string]uint64{} }
+
 func fanotifyProbe() error { return fmt.Errorf("fanotify unsupported on %s", runtime.GOOS) }
 
 // fanotifyWatcher never starts off Linux; NewFileWatcher picks fsnotify.

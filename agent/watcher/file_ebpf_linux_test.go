@@ -1,0 +1,134 @@
+package watcher
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/tripwire-sec/tripwire/internal/event"
+)
+
+// fileEBPFMechanisms are the eBPF attach modes this kernel can run; a mode
+// it cannot (no BPF LSM) is skipped, not failed.
+func fileEBPFMechanisms(t *testing.T) []string {
+	t.Helper()
+	needRoot(t)
+	var out []string
+	for _, m := range []string{MechanismEBPF, MechanismEBPFLSM, MechanismEBPFSyscall} {
+		if err := fileEBPFProbe(m); err != nil {
+			t.Logf("%s unavailable: %v", m, err)
+			continue
+		}
+		out = append(out, m)
+	}
+	if len(out) == 0 {
+		t.Skip("no eBPF file mechanism on this kernel")
+	}
+	return out
+}
+
+// A short-lived cat, gone before its record is read, is named in full from
+// what the kernel read of the task itself.
+func TestFileEBPFShortLivedCat(t *testing.T) {
+	for _, mech := range fileEBPFMechanisms(t) {
+		t.Run(mech, func(t *testing.T) {
+			dir := t.TempDir()
+			f := filepath.Join(dir, "f")
+			writeFile(t, f, "data")
+			w, s := startFileWatcher(t, []FileRule{{Name: "r", Severity: event.SeverityWarn, Paths: []string{f}}}, mech)
+			if w.Mechanism() != mech || w.Missing() != nil {
+				t.Fatalf("mechanism %s missing %v", w.Mechanism(), w.Missing())
+			}
+			catExe, _ := filepath.EvalSymlinks("/bin/cat")
+			for range 20 {
+				pid := run(t, "/bin/cat", f)
+				e := s.waitFor(t, "access by cat", and(on(event.FileAccess, f), byPID(pid)))
+				p := e.Process
+				if p.PPID != int64(os.Getpid()) || p.UserName != "root" || p.UserID != "0" ||
+					p.ExecutablePath != catExe || p.CommandLine != "/bin/cat "+f || len(e.Missing) != 0 || e.Mechanism != mech {
+					t.Errorf("short-lived cat %d: actor %+v missing %v", pid, *p, e.Missing)
+				}
+			}
+		})
+	}
+}
+
+// A read flood is counted in the kernel: the counts of the events for the
+// reader add up to exactly the number of opens, with a handful of events.
+func TestFileEBPFCountsEveryOpen(t *testing.T) {
+	for _, mech := range fileEBPFMechanisms(t) {
+		t.Run(mech, func(t *testing.T) {
+			dir := t.TempDir()
+			f := filepath.Join(dir, "f")
+			writeFile(t, f, "data\n")
+			w, s := startFileWatcher(t, []FileRule{{Name: "r", Severity: event.SeverityWarn, Paths: []string{f}}}, mech)
+			const n = 20000
+			// dash opens the file anew for every redirection.
+			pid := run(t, "/bin/sh", "-c", "i=0; while [ $i -lt "+strconv.Itoa(n)+" ]; do read x < "+f+"; i=$((i+1)); done")
+			total := func() (sum int64, events int) {
+				for _, e := range s.all() {
+					if on(event.FileAccess, f)(e) && byPID(pid)(e) {
+						sum += max(e.Count, 1)
+						events++
+					}
+				}
+				return
+			}
+			deadline := time.Now().Add(20 * time.Second)
+			for {
+				sum, events := total()
+				if sum >= n || time.Now().After(deadline) {
+					if sum != n || len(s.lost) != 0 {
+						t.Fatalf("counted %d opens in %d events, want %d; lost %v", sum, events, n, s.lost)
+					}
+					t.Logf("%d opens in %d events", sum, events)
+					if events > 40 {
+						t.Errorf("%d events for one reader: the kernel did not aggregate", events)
+					}
+					break
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			if c := w.(Counters).Counters(); c["records"] != 1 {
+				t.Errorf("want one ring-buffer record for one reader, counters %v", c)
+			}
+		})
+	}
+}
+
+// Directory and recursive rules: the kernel walks up to the watched
+// directory and the event carries the full path.
+func TestFileEBPFDirectories(t *testing.T) {
+	for _, mech := range fileEBPFMechanisms(t) {
+		t.Run(mech, func(t *testing.T) {
+			flat, tree := t.TempDir(), t.TempDir()
+			deep := filepath.Join(tree, "a", "b", "c")
+			if err := os.MkdirAll(deep, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			fFlat, fDeep, fSub := filepath.Join(flat, "x"), filepath.Join(deep, "y"), filepath.Join(flat, "sub")
+			writeFile(t, fFlat, "1")
+			writeFile(t, fDeep, "2")
+			if err := os.Mkdir(fSub, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			writeFile(t, filepath.Join(fSub, "z"), "3")
+			_, s := startFileWatcher(t, []FileRule{
+				{Name: "flat", Severity: event.SeverityWarn, Paths: []string{flat}},
+				{Name: "tree", Severity: event.SeverityWarn, Paths: []string{tree}, Recursive: true},
+			}, mech)
+			p1 := run(t, "/bin/cat", fFlat)
+			p2 := run(t, "/bin/cat", fDeep)
+			p3 := run(t, "/bin/cat", filepath.Join(fSub, "z")) // below a non-recursive rule: not watched
+			s.waitFor(t, "flat", and(on(event.FileAccess, fFlat), byPID(p1), func(e *event.Event) bool { return e.Rule == "flat" }))
+			s.waitFor(t, "deep", and(on(event.FileAccess, fDeep), byPID(p2), func(e *event.Event) bool { return e.Rule == "tree" }))
+			p4 := run(t, "/bin/cat", fFlat)
+			s.waitFor(t, "sentinel", byPID(p4))
+			if c := countOf(s.all(), byPID(p3)); c != 0 {
+				t.Errorf("a file two levels below a non-recursive rule tripped:\n%s", describe(s.all()))
+			}
+		})
+	}
+}

@@ -1,0 +1,437 @@
+//go:build ignore
+
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * TripWire's file tripwires: the LSM hooks of the VFS (file_open and the
+ * inode hooks of unlink, rmdir, create, mkdir, rename and setattr), attached
+ * either as fentry programs on the security_* functions (any kernel with BTF
+ * and ftrace direct calls) or as BPF LSM programs (where "bpf" is an active
+ * LSM). Either way the opener is never held: the program runs inline, counts
+ * and returns, and the agent reads the results later.
+ *
+ * Files are matched by (dev, inode) against file_watches, walking up the
+ * dentry tree for directory rules. A match is counted in file_trips; only
+ * the first trip of a (file, rule, operation, process) reaches the ring
+ * buffer, with everything the agent needs to attribute it, so a read flood
+ * costs one hash update per open.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include "tripwire.h"
+#include "lib/task.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define FMODE_WRITE 0x2
+#define S_IFMT 00170000
+#define S_IFDIR 0040000
+#define ATTR_SIZE (1 << 3)
+
+/* Set by the agent before load. */
+const volatile __u32 self_tgid = 0;  /* the agent's own accesses are not trips */
+const volatile __u32 walk_depth = 1; /* parent levels worth walking: 1 without recursive rules */
+
+/* Watched inodes; see tripwire.h for what each kind covers. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct inode_key);
+	__type(value, struct file_watch);
+} file_watches SEC(".maps");
+
+/* Filesystems holding a watched inode: a file elsewhere costs one lookup. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, __u64);
+	__type(value, __u8);
+} file_devs SEC(".maps");
+
+/* Trip counters; entries live until their process has exited and the agent
+ * has reported their last count. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct file_trip_key);
+	__type(value, struct file_trip_count);
+} file_trips SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 22);
+} file_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TW_STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+const struct file_event *unused_file_event __attribute__((unused));
+const struct file_trip_count *unused_file_trip_count __attribute__((unused));
+const enum tw_watch_kind *unused_tw_watch_kind __attribute__((unused));
+const enum tw_file_op *unused_tw_file_op __attribute__((unused));
+const enum tw_file_flag *unused_tw_file_flag __attribute__((unused));
+const enum tw_record_state *unused_tw_record_state __attribute__((unused));
+
+static __always_inline void stat_inc(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
+	if (v)
+		*v += 1;
+}
+
+/* A match: the watched inode found and how far above the file it is. */
+struct match {
+	struct inode_key anchor;
+	struct file_watch watch;
+	__u32 depth;
+};
+
+/*
+ * match_dentry walks from d up to walk_depth parents and reports the nearest
+ * watched inode whose kind covers that distance. A negative dentry (a name
+ * being created) has no inode of its own; its directory is checked.
+ */
+static __always_inline bool match_dentry(struct dentry *d, __u32 op, struct match *m)
+{
+	__u64 dev = BPF_CORE_READ(d, d_sb, s_dev);
+	if (!bpf_map_lookup_elem(&file_devs, &dev))
+		return false;
+	for (__u32 i = 0; i < TW_FILE_DEPTH; i++) {
+		if (i > walk_depth)
+			return false;
+		struct inode *inode = BPF_CORE_READ(d, d_inode);
+		if (inode) {
+			struct inode_key k = { .dev = dev, .ino = BPF_CORE_READ(inode, i_ino) };
+			struct file_watch *w = bpf_map_lookup_elem(&file_watches, &k);
+			if (w) {
+				__u32 kind = w->kind;
+				bool covers = (i == 0 && kind != TW_WATCH_PARENT) ||
+					      (i == 1 && (kind == TW_WATCH_DIR || kind == TW_WATCH_TREE)) ||
+					      (i == 1 && kind == TW_WATCH_PARENT &&
+					       (op == TW_FILE_CREATE || op == TW_FILE_RENAME)) ||
+					      kind == TW_WATCH_TREE;
+				if (covers) {
+					m->anchor = k;
+					m->watch = *w;
+					m->depth = i;
+					return true;
+				}
+			}
+		}
+		struct dentry *parent = BPF_CORE_READ(d, d_parent);
+		if (parent == d)
+			return false;
+		d = parent;
+	}
+	return false;
+}
+
+/* record_names writes up to max names of d and its parents, leaf first,
+ * stopping at the filesystem root; it returns the names written and sets
+ * *root when the root was reached. */
+static __always_inline __u32 record_names(char names[TW_FILE_DEPTH][TW_FILE_NAME_LEN], struct dentry *d,
+					  __u32 max, bool *root)
+{
+	__u32 i;
+	*root = false;
+	for (i = 0; i < TW_FILE_DEPTH; i++) {
+		if (i >= max)
+			return i;
+		struct dentry *parent = BPF_CORE_READ(d, d_parent);
+		if (parent == d) {
+			*root = true;
+			return i;
+		}
+		if (bpf_probe_read_kernel_str(names[i], TW_FILE_NAME_LEN, BPF_CORE_READ(d, d_name.name)) < 0)
+			names[i][0] = 0;
+		d = parent;
+	}
+	return i;
+}
+
+/* trip counts one matched operation and, for the first of its kind, puts a
+ * record on the ring buffer. to is the new name of a rename. */
+static __always_inline void trip(struct dentry *d, __u32 op, struct match *m, struct dentry *to, __u32 flags)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tgid = pid_tgid >> 32;
+	if (tgid == self_tgid)
+		return;
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task_btf();
+	struct inode *inode = BPF_CORE_READ(d, d_inode);
+	__u64 now = bpf_ktime_get_boot_ns();
+	struct file_trip_key key = {
+		.dev = m->anchor.dev,
+		.ino = inode ? BPF_CORE_READ(inode, i_ino) : 0,
+		.start_ns = BPF_CORE_READ(task, start_boottime),
+		.tgid = tgid,
+		.rule = m->watch.rule,
+		.op = op,
+	};
+
+	/* Creates, deletes and renames are rare and each is its own trip;
+	 * opens and attribute changes come in floods and are counted. */
+	if (op == TW_FILE_ACCESS || op == TW_FILE_MODIFY || op == TW_FILE_ATTRIB) {
+		struct file_trip_count *c = bpf_map_lookup_elem(&file_trips, &key);
+		if (c) {
+			__sync_fetch_and_add(&c->count, 1);
+			c->last_ns = now;
+			return;
+		}
+		struct file_trip_count first = { .count = 1, .last_ns = now, .record = TW_RECORD_PENDING };
+		if (bpf_map_update_elem(&file_trips, &key, &first, BPF_NOEXIST) == 0) {
+			flags |= TW_FILE_AGGREGATED;
+		} else {
+			/* Another CPU inserted it meanwhile, or the map is full. */
+			c = bpf_map_lookup_elem(&file_trips, &key);
+			if (c) {
+				__sync_fetch_and_add(&c->count, 1);
+				c->last_ns = now;
+				return;
+			}
+			stat_inc(TW_STAT_FILE_UNAGGREGATED);
+		}
+	}
+
+	struct file_event *e = bpf_ringbuf_reserve(&file_events, sizeof(*e), 0);
+	if (!e) {
+		if (flags & TW_FILE_AGGREGATED) {
+			struct file_trip_count *c = bpf_map_lookup_elem(&file_trips, &key);
+			if (c)
+				c->record = TW_RECORD_LOST;
+			stat_inc(TW_STAT_FILE_UNDETAILED);
+		} else {
+			stat_inc(TW_STAT_FILE_LOST);
+		}
+		return;
+	}
+	e->boot_ns = now;
+	e->cgroup_id = bpf_get_current_cgroup_id();
+	e->key = key;
+	e->anchor_dev = m->anchor.dev;
+	e->anchor_ino = m->anchor.ino;
+	e->pid = (__u32)pid_tgid;
+	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	__u64 ugid = bpf_get_current_uid_gid();
+	e->uid = (__u32)ugid;
+	e->gid = ugid >> 32;
+	e->kind = m->watch.kind;
+	if (inode && (BPF_CORE_READ(inode, i_mode) & S_IFMT) == S_IFDIR)
+		flags |= TW_FILE_DIR;
+	e->task_flags = 0;
+	e->pad = 0;
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+
+	bool root;
+	/* The watched side's names stop at the anchor, whose path the agent knows. */
+	e->depth = record_names(e->names, d, m->depth, &root);
+	e->to_depth = 0;
+	e->to_dev = 0;
+	if (to) {
+		e->to_dev = BPF_CORE_READ(to, d_sb, s_dev);
+		e->to_depth = record_names(e->to_names, to, TW_FILE_DEPTH, &root);
+		if (root)
+			flags |= TW_FILE_TO_ROOT;
+	}
+
+	struct file *exe = BPF_CORE_READ(task, mm, exe_file);
+	e->exe_n = exe ? tw_resolve_path(e->exe, &e->task_flags, exe) : 0;
+	e->args_len = tw_read_args(e->args, &e->task_flags, task);
+	e->flags = flags;
+
+	if (flags & TW_FILE_AGGREGATED) {
+		struct file_trip_count *c = bpf_map_lookup_elem(&file_trips, &key);
+		if (c)
+			c->record = TW_RECORD_SENT;
+	}
+	bpf_ringbuf_submit(e, 0);
+	stat_inc(TW_STAT_FILE_SENT);
+}
+
+static __always_inline void on_dentry(struct dentry *d, __u32 op)
+{
+	struct match m = {};
+	if (match_dentry(d, op, &m))
+		trip(d, op, &m, NULL, 0);
+}
+
+static __always_inline void on_open(struct file *file)
+{
+	__u32 op = BPF_CORE_READ(file, f_mode) & FMODE_WRITE ? TW_FILE_MODIFY : TW_FILE_ACCESS;
+	on_dentry(BPF_CORE_READ(file, f_path.dentry), op);
+}
+
+static __always_inline void on_setattr(struct dentry *d, struct iattr *attr)
+{
+	on_dentry(d, BPF_CORE_READ(attr, ia_valid) & ATTR_SIZE ? TW_FILE_MODIFY : TW_FILE_ATTRIB);
+}
+
+/* A rename trips if either side is watched: moving a decoy away, or putting
+ * something in its place. The record's names are those of the side that
+ * matched; TW_FILE_INTO says it was the new one. */
+static __always_inline void on_rename(struct dentry *from, struct dentry *to)
+{
+	struct match m = {};
+	if (match_dentry(from, TW_FILE_RENAME, &m))
+		trip(from, TW_FILE_RENAME, &m, to, 0);
+	else if (match_dentry(to, TW_FILE_RENAME, &m))
+		trip(to, TW_FILE_RENAME, &m, from, TW_FILE_INTO);
+}
+
+/* The same hooks twice: fentry on the security_* functions, and BPF LSM.
+ * The agent attaches one set. LSM programs return 0: TripWire never denies. */
+
+SEC("fentry/security_file_open")
+int BPF_PROG(tw_file_open, struct file *file)
+{
+	on_open(file);
+	return 0;
+}
+
+SEC("fentry/security_inode_setattr")
+int BPF_PROG(tw_inode_setattr, struct mnt_idmap *idmap, struct dentry *dentry, struct iattr *attr)
+{
+	on_setattr(dentry, attr);
+	return 0;
+}
+
+SEC("fentry/security_inode_create")
+int BPF_PROG(tw_inode_create, struct inode *dir, struct dentry *dentry)
+{
+	on_dentry(dentry, TW_FILE_CREATE);
+	return 0;
+}
+
+SEC("fentry/security_inode_mkdir")
+int BPF_PROG(tw_inode_mkdir, struct inode *dir, struct dentry *dentry)
+{
+	on_dentry(dentry, TW_FILE_CREATE);
+	return 0;
+}
+
+SEC("fentry/security_inode_unlink")
+int BPF_PROG(tw_inode_unlink, struct inode *dir, struct dentry *dentry)
+{
+	on_dentry(dentry, TW_FILE_DELETE);
+	return 0;
+}
+
+SEC("fentry/security_inode_rmdir")
+int BPF_PROG(tw_inode_rmdir, struct inode *dir, struct dentry *dentry)
+{
+	on_dentry(dentry, TW_FILE_DELETE);
+	return 0;
+}
+
+SEC("fentry/security_inode_rename")
+int BPF_PROG(tw_inode_rename, struct inode *old_dir, struct dentry *old_dentry, struct inode *new_dir,
+	     struct dentry *new_dentry)
+{
+	on_rename(old_dentry, new_dentry);
+	return 0;
+}
+
+SEC("lsm/file_open")
+int BPF_PROG(tw_lsm_file_open, struct file *file)
+{
+	on_open(file);
+	return 0;
+}
+
+SEC("lsm/inode_setattr")
+int BPF_PROG(tw_lsm_inode_setattr, struct mnt_idmap *idmap, struct dentry *dentry, struct iattr *attr)
+{
+	on_setattr(dentry, attr);
+	return 0;
+}
+
+SEC("lsm/inode_create")
+int BPF_PROG(tw_lsm_inode_create, struct inode *dir, struct dentry *dentry)
+{
+	on_dentry(dentry, TW_FILE_CREATE);
+	return 0;
+}
+
+SEC("lsm/inode_mkdir")
+int BPF_PROG(tw_lsm_inode_mkdir, struct inode *dir, struct dentry *dentry)
+{
+	on_dentry(dentry, TW_FILE_CREATE);
+	return 0;
+}
+
+SEC("lsm/inode_unlink")
+int BPF_PROG(tw_lsm_inode_unlink, struct inode *dir, struct dentry *dentry)
+{
+	on_dentry(dentry, TW_FILE_DELETE);
+	return 0;
+}
+
+SEC("lsm/inode_rmdir")
+int BPF_PROG(tw_lsm_inode_rmdir, struct inode *dir, struct dentry *dentry)
+{
+	on_dentry(dentry, TW_FILE_DELETE);
+	return 0;
+}
+
+SEC("lsm/inode_rename")
+int BPF_PROG(tw_lsm_inode_rename, struct inode *old_dir, struct dentry *old_dentry, struct inode *new_dir,
+	     struct dentry *new_dentry)
+{
+	on_rename(old_dentry, new_dentry);
+	return 0;
+}
+
+/*
+ * Where neither fentry nor the BPF LSM may load (a locked-down kernel that
+ * refuses them, as some sandboxes do), opens are caught at the exit of the
+ * open family of system calls: the new descriptor is looked up in the task's
+ * file table. This sees open(2), openat(2), openat2(2) and creat(2) only, not
+ * opens made inside the kernel (exec, io_uring), and no creates, deletes,
+ * renames or attribute changes.
+ */
+#if defined(__TARGET_ARCH_x86)
+#define NR_OPEN 2
+#define NR_CREAT 85
+#define NR_OPENAT 257
+#else
+#define NR_OPEN -1
+#define NR_CREAT -1
+#define NR_OPENAT 56
+#endif
+#define NR_OPENAT2 437
+
+/* arm64's pt_regs, as a CO-RE flavour: vmlinux.h is x86's. */
+struct pt_regs___tw_arm64 {
+	int syscallno;
+} __attribute__((preserve_access_index));
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(tw_sys_exit_open, struct pt_regs *regs, long ret)
+{
+	long nr;
+
+	if (ret < 0)
+		return 0;
+#if defined(__TARGET_ARCH_x86)
+	nr = BPF_CORE_READ(regs, orig_ax);
+#else
+	nr = BPF_CORE_READ((struct pt_regs___tw_arm64 *)regs, syscallno);
+#endif
+	if (nr != NR_OPENAT && nr != NR_OPENAT2 && nr != NR_OPEN && nr != NR_CREAT)
+		return 0;
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task_btf();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	if ((unsigned long)ret >= BPF_CORE_READ(fdt, max_fds))
+		return 0;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *f = NULL;
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[ret]) || !f)
+		return 0;
+	on_open(f);
+	return 0;
+}
