@@ -74,6 +74,7 @@ type Rule struct {
 	Paths     []string
 	Recursive bool
 	Plant     *watcher.Honeyfile
+	HoldOpens bool // planted decoys only: see watcher.FileRule.HoldOpens
 	// process (Paths above holds executable paths)
 	Names   []string
 	Resolve bool

@@ -1,6 +1,11 @@
 package config
 
-import "github.com/tripwire-sec/tripwire/agent/watcher"
+import (
+	"fmt"
+	"strings"
+
+	"github.com/tripwire-sec/tripwire/agent/watcher"
+)
 
 // FileRules returns the enabled file rules for the file watcher.
 func (c *Config) FileRules() []watcher.FileRule {
@@ -8,7 +13,7 @@ func (c *Config) FileRules() []watcher.FileRule {
 	for _, r := range c.enabled(TypeFile) {
 		out = append(out, watcher.FileRule{
 			Name: r.Name, Severity: r.Severity, Paths: r.Paths, Recursive: r.Recursive,
-			Exclude: r.Exclude, Plant: r.Plant,
+			Exclude: r.Exclude, Plant: r.Plant, HoldOpens: r.HoldOpens,
 		})
 	}
 	return out
@@ -43,6 +48,18 @@ func (c *Config) enabled(typ string) []Rule {
 	for _, r := range c.Rules {
 		if r.Enabled && r.Type == typ {
 			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// Warnings lists what is valid but costs the host: rules that hold opens.
+func (c *Config) Warnings() []string {
+	var out []string
+	for _, r := range c.Rules {
+		if r.Enabled && r.Type == TypeFile && r.HoldOpens {
+			out = append(out, fmt.Sprintf("line %d: rule %q: hold_opens makes every open of %s wait for the agent, and blocks it while the agent is stopped (fanotify mechanism only)",
+				r.Line, r.Name, strings.Join(r.Paths, ", ")))
 		}
 	}
 	return out

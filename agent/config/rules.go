@@ -16,7 +16,7 @@ import (
 
 var (
 	commonKeys  = []string{"name", "type", "severity", "enabled", "exclude"}
-	fileKeys    = []string{"paths", "recursive", "plant"}
+	fileKeys    = []string{"paths", "recursive", "plant", "hold_opens"}
 	processKeys = []string{"names", "paths", "resolve"}
 	networkKeys = []string{"ports", "mode", "transport", "address"}
 	typeKeys    = map[string][]string{TypeFile: fileKeys, TypeProcess: processKeys, TypeNetwork: networkKeys}
@@ -119,6 +119,10 @@ func (d *decoder) fileRule(rs *ruleSet, i int, path string, n *yaml.Node, m map[
 	d.boolean(m, "recursive", &r.Recursive)
 	if pf, ok := m["plant"]; ok {
 		r.Plant = d.plant(pf)
+	}
+	d.boolean(m, "hold_opens", &r.HoldOpens)
+	if hf, ok := m["hold_opens"]; ok && r.HoldOpens && r.Plant == nil {
+		d.errorf(hf.value, hf.path, "allowed only on a planted decoy (plant:): it makes every open of the path wait for the agent")
 	}
 	if len(r.Paths) == 0 {
 		d.errorf(n, path+".paths", "a file rule needs at least one path")

@@ -92,7 +92,7 @@ func TestFanotifyBenchReader(t *testing.T) {
 // the open-capture group.
 func startBenchFanotify(b *testing.B, path string, capture bool, sink Sink) *fanotifyWatcher {
 	b.Helper()
-	rs, err := compileFileRules([]FileRule{{Name: "bench", Severity: event.SeverityWarn, Paths: []string{path}}})
+	rs, err := compileFileRules([]FileRule{{Name: "bench", Severity: event.SeverityWarn, Paths: []string{path}, HoldOpens: capture}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -100,9 +100,6 @@ func startBenchFanotify(b *testing.B, path string, capture bool, sink Sink) *fan
 		b.Fatal(err)
 	}
 	w := newFanotifyWatcher(rs, Options{}, slog.New(slog.DiscardHandler))
-	if !capture {
-		w.captureInit = nil
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	b.Cleanup(cancel)
 	if err := w.start(ctx, sink); err != nil {

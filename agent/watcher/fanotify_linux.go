@@ -131,7 +131,8 @@ type fanotifyWatcher struct {
 	sessions map[fanSession]uint8
 	actors   map[int32]fanActor // this batch's actors: one /proc read per process per batch
 
-	// The open-capture group (fanotify_perm_linux.go): -1 when it is off.
+	// The open-capture group (fanotify_perm_linux.go), for rules with
+	// HoldOpens: -1 when it is off.
 	// Its loop closes permFd, under permMu since the read loop adds marks,
 	// before closing captureDone.
 	permMu      sync.Mutex
@@ -152,9 +153,17 @@ type fanotifyWatcher struct {
 }
 
 func newFanotifyWatcher(rs *fileRules, opts Options, log *slog.Logger) *fanotifyWatcher {
-	return &fanotifyWatcher{rules: rs, log: log, procRoot: opts.ProcRoot, self: int32(os.Getpid()), fd: -1, permFd: -1, captureInit: captureInit,
+	w := &fanotifyWatcher{rules: rs, log: log, procRoot: opts.ProcRoot, self: int32(os.Getpid()), fd: -1, permFd: -1,
 		nodes: map[string]*fanNode{}, mounts: map[[8]byte]int{}, sessions: map[fanSession]uint8{},
 		actorCache: map[int32]cachedActor{}}
+	// No permission events unless a rule asks for them: they make every
+	// open of a watched file wait for the agent.
+	for _, r := range rs.rules {
+		if r.HoldOpens {
+			w.captureInit = captureInit
+		}
+	}
+	return w
 }
 
 func (w *fanotifyWatcher) counters() map[string]uint64 {

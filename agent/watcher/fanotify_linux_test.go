@@ -105,16 +105,17 @@ func TestFanotifyCatAccess(t *testing.T) {
 	}
 }
 
-// Short-lived `cat`s, each gone by the time its event is read: the actor was
-// captured while it waited in open(2) (the FAN_OPEN_PERM group), so every
-// field is exact with nothing missing, and each cat is one access event.
+// Short-lived `cat`s of a file whose rule holds opens (HoldOpens), each gone
+// by the time its event is read: the actor was captured while it waited in
+// open(2) (the FAN_OPEN_PERM group), so every field is exact with nothing
+// missing, and each cat is one access event.
 func TestFanotifyShortLivedCat(t *testing.T) {
 	needRoot(t)
 	dir := t.TempDir()
 	f, sentinel := filepath.Join(dir, "f"), filepath.Join(dir, "sentinel")
 	writeFile(t, f, "data")
 	writeFile(t, sentinel, "x")
-	w, s := startFileWatcher(t, []FileRule{{Name: "r", Severity: event.SeverityWarn, Paths: []string{f, sentinel}}}, "")
+	w, s := startFileWatcher(t, []FileRule{{Name: "r", Severity: event.SeverityWarn, Paths: []string{f, sentinel}, HoldOpens: true}}, MechanismFanotify)
 	catExe, _ := filepath.EvalSymlinks("/bin/cat")
 	const n = 20
 	var pids []int
@@ -314,7 +315,7 @@ func TestFanotifyExclusionShortLived(t *testing.T) {
 	f := filepath.Join(dir, "f")
 	writeFile(t, f, "1")
 	w, s := startFileWatcher(t, []FileRule{{Name: "r", Severity: event.SeverityWarn, Paths: []string{f},
-		Exclude: Exclusions{Processes: []string{"cat"}}}}, "")
+		Exclude: Exclusions{Processes: []string{"cat"}}, HoldOpens: true}}, MechanismFanotify)
 	const n = 20
 	for range n {
 		run(t, "/bin/cat", f)

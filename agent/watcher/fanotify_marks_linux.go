@@ -58,7 +58,9 @@ func (w *fanotifyWatcher) markDir(path string, r *fileRule, walked bool) error {
 	if err := unix.FanotifyMark(w.fd, unix.FAN_MARK_ADD|unix.FAN_MARK_ONLYDIR, fanDirMask, fd, ""); err != nil {
 		return fmt.Errorf("marking %s: %w", path, err)
 	}
-	w.permMark(fd, path, unix.FAN_MARK_ONLYDIR, permDirMask, fd, "")
+	if r.HoldOpens {
+		w.permMark(fd, path, unix.FAN_MARK_ONLYDIR, permDirMask, fd, "")
+	}
 	key, fsid, err := fdHandleKey(fd)
 	if err != nil {
 		return fmt.Errorf("marking %s: %w", path, err)
@@ -100,7 +102,9 @@ func (w *fanotifyWatcher) markFile(path string, r *fileRule) error {
 	if err := unix.FanotifyMark(w.fd, unix.FAN_MARK_ADD, fanFileMask, unix.AT_FDCWD, procPath); err != nil {
 		return fmt.Errorf("marking %s: %w", path, err)
 	}
-	w.permMark(fd, path, 0, permFileMask, unix.AT_FDCWD, procPath)
+	if r.HoldOpens {
+		w.permMark(fd, path, 0, permFileMask, unix.AT_FDCWD, procPath)
+	}
 	key, _, err := fdHandleKey(fd)
 	if err != nil {
 		return fmt.Errorf("marking %s: %w", path, err)

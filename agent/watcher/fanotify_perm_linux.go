@@ -11,7 +11,14 @@ import (
 	"github.com/tripwire-sec/tripwire/agent/procfs"
 )
 
-// Open capture: why a second fanotify group.
+// Open capture: why a second fanotify group, and why only on request.
+//
+// It runs only for rules with HoldOpens (planted decoys: the config refuses
+// it elsewhere), because it makes the host wait for the agent: every open of
+// a held file blocks until this loop answers, which costs each open a round
+// trip to user space and, while the agent is stopped (SIGSTOP, a debugger, a
+// frozen cgroup), blocks every opener. The default file mechanisms (eBPF, or
+// fanotify notification events) never hold anyone.
 //
 // The notification group's events are queued and read later, so a process
 // that opens a watched file and exits at once (`cat secret`) is often gone

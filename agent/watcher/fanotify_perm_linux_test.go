@@ -19,7 +19,7 @@ import (
 	"github.com/tripwire-sec/tripwire/internal/event"
 )
 
-// Short-lived actors in watched directories are captured too: a listing of
+// Short-lived actors in held directories are captured too: a listing of
 // the directory itself, a read of an entry, and a read in a subdirectory of a
 // recursive rule that appeared after the watcher started.
 func TestFanotifyShortLivedInDirectories(t *testing.T) {
@@ -27,7 +27,7 @@ func TestFanotifyShortLivedInDirectories(t *testing.T) {
 	dir := t.TempDir()
 	f := filepath.Join(dir, "f")
 	writeFile(t, f, "1")
-	_, s := startFileWatcher(t, []FileRule{{Name: "tree", Severity: event.SeverityWarn, Paths: []string{dir}, Recursive: true}}, "")
+	_, s := startFileWatcher(t, []FileRule{{Name: "tree", Severity: event.SeverityWarn, Paths: []string{dir}, Recursive: true, HoldOpens: true}}, MechanismFanotify)
 	lsExe, _ := filepath.EvalSymlinks("/bin/ls")
 	catExe, _ := filepath.EvalSymlinks("/bin/cat")
 	exact := func(e *event.Event, exe, cmdline string) {
@@ -60,7 +60,7 @@ func TestFanotifyStopDoesNotHangOpens(t *testing.T) {
 	needRoot(t)
 	f := filepath.Join(t.TempDir(), "f")
 	writeFile(t, f, "1")
-	w, err := NewFileWatcher([]FileRule{{Name: "r", Severity: event.SeverityInfo, Paths: []string{f}}}, Options{Mechanism: MechanismFanotify})
+	w, err := NewFileWatcher([]FileRule{{Name: "r", Severity: event.SeverityInfo, Paths: []string{f}, HoldOpens: true}}, Options{Mechanism: MechanismFanotify})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +116,7 @@ func TestFanotifyWithoutOpenCapture(t *testing.T) {
 	needRoot(t)
 	f := filepath.Join(t.TempDir(), "f")
 	writeFile(t, f, "1")
-	rs, err := compileFileRules([]FileRule{{Name: "r", Severity: event.SeverityInfo, Paths: []string{f}}})
+	rs, err := compileFileRules([]FileRule{{Name: "r", Severity: event.SeverityInfo, Paths: []string{f}, HoldOpens: true}})
 	if err != nil {
 		t.Fatal(err)
 	}

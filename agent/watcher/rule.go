@@ -19,6 +19,13 @@ type FileRule struct {
 	Recursive bool     // directories: watch the whole tree
 	Exclude   Exclusions
 	Plant     *Honeyfile // non-nil: create a decoy at Paths[0] first
+	// HoldOpens makes every open of the rule's files wait, on the fanotify
+	// mechanism, until the agent has read the opener from /proc
+	// (FAN_OPEN_PERM), so a process that exits at once is still named in
+	// full. The cost is the host's: each open waits for the agent, and a
+	// stopped agent blocks them all. The config allows it only on a planted
+	// decoy, which nothing legitimate opens. Other mechanisms ignore it.
+	HoldOpens bool
 }
 
 // Honeyfile is a decoy the agent plants; it never overwrites an existing file.

@@ -130,6 +130,9 @@ func validate(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintf(stderr, "%s: warning: %s\n", path, w)
+	}
 	fmt.Fprintf(stdout, "%s: ok: %d file, %d process, %d network rules enabled\n", path,
 		len(cfg.FileRules()), len(cfg.ProcessRules()), len(cfg.NetworkRules()))
 	return 0
