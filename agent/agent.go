@@ -11,8 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -29,6 +27,7 @@ import (
 	"github.com/tripwire-sec/tripwire/agent/watcher"
 	"github.com/tripwire-sec/tripwire/internal/auditchain"
 	"github.com/tripwire-sec/tripwire/internal/event"
+	"github.com/tripwire-sec/tripwire/internal/safefile"
 )
 
 // Options are what the agent takes besides its config.
@@ -52,7 +51,7 @@ type Agent struct {
 	pipe    *pipeline.Pipeline
 	metrics *health.Metrics
 	ship    *shipper.Shipper
-	health  net.Listener
+	health  *health.Server
 
 	started   time.Time
 	lastAlert atomic.Int64 // unix nanos of the last trip chained
@@ -88,10 +87,14 @@ func New(cfg *config.Config, opts Options) (_ *Agent, err error) {
 			a.closeState()
 		}
 	}()
+	// Created and checked without following a symlink: a directory another
+	// user could rearrange would let her redirect the agent's files.
 	for _, dir := range []string{filepath.Dir(cfg.Audit.Path), filepath.Dir(cfg.Spool.Path)} {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
+		d, err := safefile.OpenDir(dir, safefile.DirOptions{Owners: []int{0, os.Geteuid()}, Mkdir: true})
+		if err != nil {
 			return nil, fmt.Errorf("state directory %s: %w", dir, pathErr(err))
 		}
+		d.Close()
 	}
 	if a.chain, err = auditchain.Open(cfg.Audit.Path, auditchain.Options{}); err != nil {
 		return nil, fmt.Errorf("audit log %s: %w (keep it for investigation; tripwire audit verify shows where it breaks)", cfg.Audit.Path, pathErr(err))
@@ -121,12 +124,11 @@ func New(cfg *config.Config, opts Options) (_ *Agent, err error) {
 		return nil, err
 	}
 	a.registerGauges()
-	if a.health, err = net.Listen("tcp", cfg.Health.Address); err != nil {
-		var se *os.SyscallError
-		if errors.As(err, &se) {
-			err = se.Err // "address already in use", without the repeated address
-		}
-		return nil, fmt.Errorf("health address %s (health.address): %w", cfg.Health.Address, err)
+	if a.health, err = health.Listen(health.ListenOptions{
+		Socket: cfg.Health.Socket, SocketGroup: cfg.Health.SocketGroup,
+		Address: cfg.Health.Address, TokenFile: cfg.Health.TokenFile, Logger: a.log,
+	}); err != nil {
+		return nil, err
 	}
 	return a, nil
 }
@@ -154,8 +156,12 @@ func (a *Agent) Spool() *spool.Spool { return a.spool }
 // PipelineStats are the pipeline's counters: trips, coalesced, dropped.
 func (a *Agent) PipelineStats() pipeline.Stats { return a.pipe.Stats() }
 
-// HealthAddress is the address /healthz and /metrics listen on.
-func (a *Agent) HealthAddress() string { return a.health.Addr().String() }
+// HealthAddress is where /healthz and /metrics answer without a token: the
+// socket's path, or the TCP address when there is no socket.
+func (a *Agent) HealthAddress() string { return a.health.Addr() }
+
+// HealthTCPAddress is the opt-in TCP address (bearer token), "" without one.
+func (a *Agent) HealthTCPAddress() string { return a.health.TCPAddr() }
 
 func (a *Agent) closeState() {
 	if a.health != nil {
@@ -178,9 +184,8 @@ func (a *Agent) closeState() {
 // replaces the rules (watchers restart; nothing queued is lost).
 func (a *Agent) Run(ctx context.Context, reload <-chan *config.Config) (err error) {
 	a.pipe.Start()
-	srv := &http.Server{Handler: health.Handler(a.Report, a.metrics.Registry), ReadHeaderTimeout: 5 * time.Second}
 	defer func() {
-		if stopErr := a.stop(srv); err == nil {
+		if stopErr := a.stop(); err == nil {
 			err = stopErr
 		}
 	}()
@@ -198,11 +203,8 @@ func (a *Agent) Run(ctx context.Context, reload <-chan *config.Config) (err erro
 	}
 	a.pipe.Emit(a.startEvent())
 	// Health answers once the watches are in place: ok means watching.
-	go func() {
-		if err := srv.Serve(a.health); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			a.log.Error("serving health", "error", err)
-		}
-	}()
+	a.health.Serve(a.Report, a.metrics.Registry, a.log)
+	a.log.Info("health listening", "server.address", a.HealthAddress(), "tripwire.health.tcp", a.HealthTCPAddress())
 
 	shipDone := make(chan struct{})
 	shipCtx, stopShip := context.WithCancel(context.WithoutCancel(ctx))
@@ -280,7 +282,7 @@ func (a *Agent) identity() (string, string) {
 
 // stop drains in order: watchers (no new trips), pipeline (chain + spool),
 // then the state files.
-func (a *Agent) stop(srv *http.Server) error {
+func (a *Agent) stop() error {
 	a.stopping.Store(true)
 	a.stopWatchers()
 	a.stopExtras()
@@ -295,7 +297,7 @@ func (a *Agent) stop(srv *http.Server) error {
 	}
 	shutCtx, cancelShut := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancelShut()
-	_ = srv.Shutdown(shutCtx)
+	a.health.Shutdown(shutCtx)
 	a.closeState()
 	return err
 }

@@ -3,8 +3,6 @@ package agent
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -46,7 +44,7 @@ func (b *burst) Start(ctx context.Context, sink watcher.Sink) error {
 func loadConfig(t *testing.T, dir, rules string) *config.Config {
 	t.Helper()
 	p := filepath.Join(dir, "agent.yaml")
-	conf := rules + fmt.Sprintf("\nspool: {path: %s/state/spool.db}\naudit: {path: %s/state/audit.log}\nhealth: {address: \"127.0.0.1:0\"}\n", dir, dir)
+	conf := rules + fmt.Sprintf("\nspool: {path: %s/state/spool.db}\naudit: {path: %s/state/audit.log}\nhealth: {socket: %s/health.sock}\n", dir, dir, dir)
 	if err := os.WriteFile(p, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -114,12 +112,10 @@ func TestReloadKeepsQueuedEvents(t *testing.T) {
 	waitFor(t, "a trip of rule-b", func() bool { return countRule(t, dir, "rule-b", b1) > 0 })
 	<-b.done
 
-	resp, err := http.Get("http://" + addr + "/metrics")
+	metrics, _, err := health.Get(context.Background(), addr, "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
-	metrics, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
 	for _, want := range []string{`tripwire_agent_events_total{rule="burst",type="file"}`, "tripwire_agent_spool_depth", "tripwire_agent_watchers{kind=\"file\",mechanism=\"fanotify\"} 1",
 		`tripwire_agent_watcher_counter{kind="file",mechanism="fanotify",name="kernel_overflows"}`} {
 		if !strings.Contains(string(metrics), want) {

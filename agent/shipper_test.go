@@ -3,9 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,7 +41,7 @@ transport:
   key: pki/agents/web-01.key
 spool: {path: state/spool.db}
 audit: {path: state/audit.log}
-health: {address: "127.0.0.1:0"}
+health: {socket: health.sock}
 `, dead)
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
@@ -66,12 +64,10 @@ health: {address: "127.0.0.1:0"}
 	// The shipper registers its metrics when Run starts it, which may be just
 	// after /healthz first answers.
 	metrics := func() string {
-		resp, err := http.Get("http://" + a.HealthAddress() + "/metrics")
+		m, _, err := health.Get(context.Background(), a.HealthAddress(), "/metrics")
 		if err != nil {
 			return ""
 		}
-		defer resp.Body.Close()
-		m, _ := io.ReadAll(resp.Body)
 		return string(m)
 	}
 	waitFor(t, "the shipper's metrics on the agent's registry", func() bool {

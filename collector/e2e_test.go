@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tripwire-sec/tripwire/agent/health"
 	"github.com/tripwire-sec/tripwire/internal/pgtest"
 	"github.com/tripwire-sec/tripwire/internal/pki"
 )
@@ -85,7 +86,7 @@ func (s *stack) startAgent(t testing.TB, host, rules string, dir string) *agentP
 			t.Fatal(err)
 		}
 	}
-	healthAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	healthSock := filepath.Join(dir, "health.sock")
 	conf := filepath.Join(dir, "agent.yaml")
 	err := os.WriteFile(conf, []byte(fmt.Sprintf(`
 host:
@@ -100,10 +101,10 @@ transport:
   server_name: localhost
 spool: {path: %s}
 audit: {path: %s}
-health: {address: "%s"}
+health: {socket: "%s"}
 heartbeat_interval: 5s
 `, host, rules, s.endpoint, filepath.Join(s.pki, pki.CACertFile), certFile, keyFile,
-		filepath.Join(dir, "spool.db"), filepath.Join(dir, "audit.log"), healthAddr)), 0o600)
+		filepath.Join(dir, "spool.db"), filepath.Join(dir, "audit.log"), healthSock)), 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,8 +116,29 @@ heartbeat_interval: 5s
 	}
 	go func() { a.done <- a.cmd.Wait() }()
 	t.Cleanup(func() { a.stop(t) })
-	waitHealthy(t, "agent", "http://"+healthAddr+"/healthz", a.done, a.log)
+	waitAgentHealthy(t, healthSock, a)
 	return a
+}
+
+// waitAgentHealthy waits until the agent answers /healthz on its socket.
+func waitAgentHealthy(t testing.TB, socket string, a *agentProc) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if _, err := health.Fetch(context.Background(), socket); err == nil {
+			return
+		}
+		select {
+		case err := <-a.done:
+			a.done <- err
+			t.Fatalf("agent exited during start: %v\n%s", err, a.log.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agent not healthy after 60s:\n%s", a.log.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func (a *agentProc) stop(t testing.TB) {

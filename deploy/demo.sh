@@ -12,7 +12,6 @@ DEMO=$ROOT/.demo
 PGBIN=/usr/lib/postgresql/15/bin
 PGPORT=${TRIPWIRE_DEMO_PGPORT:-55439}
 OTLP_PORT=${TRIPWIRE_DEMO_OTLP_PORT:-14317}
-HEALTH_PORT=${TRIPWIRE_DEMO_HEALTH_PORT:-19110}
 HONEYPORT=${TRIPWIRE_DEMO_HONEYPORT:-12222}
 SERVICE_PORT=${TRIPWIRE_DEMO_SERVICE_PORT:-18080}
 HOST=$(hostname)
@@ -143,20 +142,20 @@ spool:
 audit:
   path: $DEMO/agent/audit.log
 health:
-  address: 127.0.0.1:$HEALTH_PORT
+  socket: $DEMO/agent/health.sock
 EOF
 mkdir -p "$DEMO/agent"
 bin/tripwire validate --config "$DEMO/agent.yaml" >/dev/null || fail "the demo config does not validate"
 bin/tripwire start --config "$DEMO/agent.yaml" >"$DEMO/agent.log" 2>&1 &
 echo $! >"$DEMO/agent.pid"
 for _ in $(seq 40); do
-  bin/tripwire status --address "127.0.0.1:$HEALTH_PORT" >/dev/null 2>&1 && break
+  bin/tripwire status --socket "$DEMO/agent/health.sock" >/dev/null 2>&1 && break
   kill -0 "$(cat "$DEMO/agent.pid")" 2>/dev/null || fail "the agent exited (see .demo/agent.log)"
   sleep 0.25
 done
-bin/tripwire status --address "127.0.0.1:$HEALTH_PORT" >"$DEMO/status.txt" 2>&1 || fail "the agent is not healthy (see .demo/agent.log)"
+bin/tripwire status --socket "$DEMO/agent/health.sock" >"$DEMO/status.txt" 2>&1 || fail "the agent is not healthy (see .demo/agent.log)"
 grep '^watcher' "$DEMO/status.txt" | sed 's/^/    /'
-ok "agent running, health on 127.0.0.1:$HEALTH_PORT"
+ok "agent running, health on $DEMO/agent/health.sock"
 
 step "Tripping each tripwire"
 sleep 1

@@ -27,7 +27,8 @@ import (
 
 // Defaults for keys a config may leave out.
 const (
-	DefaultHealthAddress     = "127.0.0.1:9110"
+	DefaultHealthSocket      = "/run/tripwire/health.sock"
+	DefaultHealthGroup       = "tripwire"
 	DefaultSpoolPath         = "/var/lib/tripwire/spool.db"
 	DefaultAuditPath         = "/var/lib/tripwire/audit.log"
 	DefaultSpoolMaxEvents    = 1_000_000
@@ -108,9 +109,15 @@ type Audit struct {
 	Path string
 }
 
-// Health is where /healthz and /metrics listen.
+// Health is where /healthz and /metrics listen: a Unix socket that only root
+// and the socket's group may connect to, and, opt-in, a TCP address that
+// answers only requests carrying the bearer token from TokenFile (rule names
+// and trip counts are not for every local user).
 type Health struct {
-	Address     string
+	Socket      string // "" only when Address is set
+	SocketGroup string // group given read-write access to Socket
+	Address     string // host:port; "" serves no TCP
+	TokenFile   string // required with Address; mode 0600, owned by root or the agent
 	AllowRemote bool
 }
 
@@ -167,7 +174,7 @@ func Parse(name string, data []byte) (*Config, error) {
 		File:              name,
 		Spool:             Spool{Path: DefaultSpoolPath, MaxEvents: DefaultSpoolMaxEvents, MaxBytes: DefaultSpoolMaxBytes},
 		Audit:             Audit{Path: DefaultAuditPath},
-		Health:            Health{Address: DefaultHealthAddress},
+		Health:            Health{Socket: DefaultHealthSocket, SocketGroup: DefaultHealthGroup},
 		HeartbeatInterval: DefaultHeartbeatInterval,
 	}
 	top := d.mapping(root, "", "host", "rules", "transport", "spool", "audit", "health", "heartbeat_interval", "watchers")
@@ -190,11 +197,24 @@ func Parse(name string, data []byte) (*Config, error) {
 		d.path(m, "path", dir, &c.Audit.Path)
 	}
 	if f, ok := top["health"]; ok {
-		m := d.mapping(f.value, f.path, "address", "allow_remote")
+		m := d.mapping(f.value, f.path, "socket", "socket_group", "address", "token_file", "allow_remote")
+		if s, ok := m["socket"]; ok && s.value.Tag == "!!str" && s.value.Value == "" {
+			c.Health.Socket = "" // explicitly off: TCP only
+		} else {
+			d.path(m, "socket", dir, &c.Health.Socket)
+		}
+		d.str(m, "socket_group", &c.Health.SocketGroup)
 		d.str(m, "address", &c.Health.Address)
+		d.path(m, "token_file", dir, &c.Health.TokenFile)
 		d.boolean(m, "allow_remote", &c.Health.AllowRemote)
 		if a, ok := m["address"]; ok {
 			d.healthAddress(a, c.Health)
+			if c.Health.TokenFile == "" {
+				d.errorf(a.value, a.path, "a TCP health address needs health.token_file: any local user can reach a TCP port")
+			}
+		}
+		if c.Health.Socket == "" && c.Health.Address == "" {
+			d.errorf(f.value, f.path, "health needs a socket or an address")
 		}
 	}
 	d.duration(top, "heartbeat_interval", time.Second, &c.HeartbeatInterval)

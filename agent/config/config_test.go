@@ -98,7 +98,7 @@ rules:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Health.Address != DefaultHealthAddress || c.Spool.Path != DefaultSpoolPath ||
+	if c.Health.Socket != DefaultHealthSocket || c.Health.Address != "" || c.Spool.Path != DefaultSpoolPath ||
 		c.Spool.MaxEvents != DefaultSpoolMaxEvents || c.HeartbeatInterval != DefaultHeartbeatInterval {
 		t.Errorf("defaults not applied: %+v", c)
 	}
@@ -169,7 +169,7 @@ func TestEmptyFileIsAllDefaults(t *testing.T) {
 			t.Errorf("%q: %v", data, err)
 			continue
 		}
-		if len(c.Rules) != 0 || c.Health.Address != DefaultHealthAddress {
+		if len(c.Rules) != 0 || c.Health.Socket != DefaultHealthSocket || c.Health.Address != "" {
 			t.Errorf("%q: %+v", data, c)
 		}
 	}

@@ -1,9 +1,10 @@
 // Package health serves the agent's /healthz (JSON status) and /metrics
-// (Prometheus) on a loopback address.
+// (Prometheus) on a Unix socket of mode 0660 and, opt-in, on TCP behind a
+// bearer token: both name the rules and count trips.
 //
 // Start with [NewMetrics] for the registry and counters the agent updates,
-// then [Handler] to serve them with a [Report] function, and [Fetch] to read
-// a running agent's /healthz (tripwire status).
+// then [Listen] and [Server.Serve] to serve them with a [Report] function,
+// and [Fetch] to read a running agent's /healthz (tripwire status).
 package health
 
 import (
@@ -11,7 +12,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -67,26 +70,57 @@ func Handler(report func() Report, gatherer prometheus.Gatherer) http.Handler {
 	return mux
 }
 
-// Fetch reads /healthz from a running agent at address (host:port).
-func Fetch(ctx context.Context, address string) (Report, error) {
+// Fetch reads /healthz from a running agent at address: a Unix socket path
+// (starting with /) or, with token, a TCP host:port.
+func Fetch(ctx context.Context, address string, token ...string) (Report, error) {
 	var r Report
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+address+"/healthz", nil)
-	if err != nil {
-		return r, fmt.Errorf("reading agent health: %w", err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return r, fmt.Errorf("reading agent health: %w", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	body, status, err := Get(ctx, address, "/healthz", token...)
 	if err != nil {
 		return r, fmt.Errorf("reading agent health: %w", err)
 	}
 	if err := json.Unmarshal(body, &r); err != nil {
-		return r, fmt.Errorf("reading agent health: %s answered %s: %w", address, resp.Status, err)
+		return r, fmt.Errorf("reading agent health: %s answered %s: %w", address, status, err)
 	}
 	return r, nil
+}
+
+// Get requests path (/healthz or /metrics) from a running agent at address (a
+// Unix socket path or a TCP host:port), with a bearer token if one is given,
+// and returns the body (at most 8 MiB) and the status line.
+func Get(ctx context.Context, address, path string, token ...string) ([]byte, string, error) {
+	client, url := http.DefaultClient, "http://"+address+path
+	if strings.HasPrefix(address, "/") {
+		client = &http.Client{Transport: &http.Transport{
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, "unix", address)
+			},
+		}}
+		url = "http://tripwire" + path
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, "", err
+	}
+	if len(token) > 0 && token[0] != "" {
+		req.Header.Set("Authorization", "Bearer "+token[0])
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, "", err
+	}
+	defer resp.Body.Close()
+	if t, ok := client.Transport.(*http.Transport); ok {
+		defer t.CloseIdleConnections()
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err != nil {
+		return nil, resp.Status, err
+	}
+	if resp.StatusCode == http.StatusUnauthorized {
+		return body, resp.Status, fmt.Errorf("%s answered %s: a valid bearer token is needed", address, resp.Status)
+	}
+	return body, resp.Status, nil
 }
 
 // Metrics are the agent's own counters; the shipper registers its metrics on

@@ -28,6 +28,8 @@ type DirOptions struct {
 	// database, -wal and -shm) need this: the owner of a directory can rename
 	// it between the check and the reopen.
 	Owners []int
-	// Mkdir creates missing directories (mode 0700) instead of failing.
+	// Mkdir creates missing directories instead of failing, with Mode (0:
+	// 0700), set through the descriptor so the umask does not narrow it.
 	Mkdir bool
+	Mode  uint32
 }

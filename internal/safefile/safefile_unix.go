@@ -34,7 +34,7 @@ func OpenDir(dir string, o DirOptions) (*os.File, error) {
 			continue
 		}
 		at = filepath.Join(at, name)
-		next, err := openDirAt(fd, name, at, o.Mkdir)
+		next, err := openDirAt(fd, name, at, o)
 		unix.Close(fd)
 		if err != nil {
 			return nil, err
@@ -48,14 +48,26 @@ func OpenDir(dir string, o DirOptions) (*os.File, error) {
 	return os.NewFile(uintptr(fd), dir), nil
 }
 
-func openDirAt(dirfd int, name, path string, mkdir bool) (int, error) {
+func openDirAt(dirfd int, name, path string, o DirOptions) (int, error) {
 	const flags = unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC
 	fd, err := unix.Openat(dirfd, name, flags, 0)
-	if errors.Is(err, unix.ENOENT) && mkdir {
-		if err := unix.Mkdirat(dirfd, name, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
+	if errors.Is(err, unix.ENOENT) && o.Mkdir {
+		mode := o.Mode
+		if mode == 0 {
+			mode = 0o700
+		}
+		err = unix.Mkdirat(dirfd, name, 0o700)
+		created := err == nil
+		if err != nil && !errors.Is(err, unix.EEXIST) {
 			return -1, &os.PathError{Op: "mkdir", Path: path, Err: err}
 		}
 		fd, err = unix.Openat(dirfd, name, flags, 0)
+		if err == nil && created && mode != 0o700 {
+			if err := unix.Fchmod(fd, mode); err != nil {
+				unix.Close(fd)
+				return -1, &os.PathError{Op: "chmod", Path: path, Err: err}
+			}
+		}
 	}
 	switch {
 	case err == nil:

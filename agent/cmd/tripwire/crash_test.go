@@ -40,7 +40,7 @@ func TestCrashDuringBurst(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	addr := freeAddr(t)
+	addr := filepath.Join(dir, "health.sock")
 	conf := filepath.Join(dir, "agent.yaml")
 	writeFile(t, conf, fmt.Sprintf(`
 rules:
@@ -51,7 +51,7 @@ rules:
     recursive: true
 spool: {path: %s/state/spool.db}
 audit: {path: %s/state/audit.log}
-health: {address: "%s"}
+health: {socket: "%s"}
 `, trips, dir, dir, addr))
 
 	agent := startAgent(t, bin, conf, addr, filepath.Join(dir, "agent1.log"))
@@ -196,14 +196,4 @@ func writeFile(t *testing.T, path, content string) {
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := netListen()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }

@@ -2,7 +2,8 @@
 //
 //	tripwire start --config FILE       run the agent in the foreground
 //	tripwire validate --config FILE    check a config and exit
-//	tripwire status [--address ADDR]   print a running agent's /healthz
+//	tripwire status [--socket PATH | --address ADDR --token-file FILE]
+//	                                   print a running agent's /healthz
 //	tripwire audit verify FILE [--anchor SEQ:HASH]
 //	tripwire pki ...                   certificates for agents and the collector
 //	tripwire version
@@ -37,7 +38,9 @@ const usage = `usage: tripwire <command> [arguments]
 commands:
   start --config FILE                     run the agent in the foreground
   validate --config FILE                  check a config file and exit
-  status [--address HOST:PORT]            print a running agent's health (default 127.0.0.1:9110)
+  status [--socket PATH]                  print a running agent's health (default /run/tripwire/health.sock)
+  status --address HOST:PORT --token-file FILE
+                                          the same over the opt-in TCP address
   audit verify FILE [--anchor SEQ:HASH]   verify an audit log: exit 0 intact, 1 tampered, 2 unreadable
   pki <command>                           certificates for agents and the collector (tripwire pki help)
   version                                 print the version
@@ -202,19 +205,33 @@ func cannotStart(stderr io.Writer, err error) int {
 }
 
 func status(args []string, stdout, stderr io.Writer) int {
-	fs := flags("status", "status [--address HOST:PORT]", stderr)
-	address := fs.String("address", config.DefaultHealthAddress, "the agent's health `address`")
+	fs := flags("status", "status [--socket PATH | --address HOST:PORT --token-file FILE]", stderr)
+	socket := fs.String("socket", config.DefaultHealthSocket, "the agent's health `socket`")
+	address := fs.String("address", "", "the agent's opt-in TCP health `address` instead of the socket")
+	tokenFile := fs.String("token-file", "", "the `file` holding the bearer token for --address")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return 2
 	}
-	if len(pos) > 0 {
+	if len(pos) > 0 || (*tokenFile != "" && *address == "") {
 		fs.Usage()
 		return 2
 	}
+	target, token := *socket, ""
+	if *address != "" {
+		target = *address
+		if *tokenFile != "" {
+			b, err := health.LoadToken(*tokenFile)
+			if err != nil {
+				fmt.Fprintf(stderr, "tripwire status: %v\n", err)
+				return 2
+			}
+			token = string(b)
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	r, err := health.Fetch(ctx, *address)
+	r, err := health.Fetch(ctx, target, token)
 	if err != nil {
 		fmt.Fprintf(stderr, "tripwire status: %v\n", err)
 		return 2

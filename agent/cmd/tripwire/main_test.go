@@ -139,8 +139,6 @@ func cmdEnvsubst(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(os.WriteFile(p, []byte(os.Expand(string(b), ts.Getenv)), 0o600))
 }
 
-func netListen() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
-
 // waitalert ADDR waits until the agent at ADDR reports a last alert.
 func cmdWaitAlert(ts *testscript.TestScript, neg bool, args []string) {
 	deadline := time.Now().Add(60 * time.Second)

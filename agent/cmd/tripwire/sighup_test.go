@@ -28,10 +28,10 @@ func TestSIGHUPReloadsRules(t *testing.T) {
 	for _, f := range []string{"a", "b"} {
 		writeFile(t, filepath.Join(dir, f), "x")
 	}
-	addr := freeAddr(t)
+	addr := filepath.Join(dir, "health.sock")
 	conf := filepath.Join(dir, "agent.yaml")
 	write := func(rule, path string) {
-		writeFile(t, conf, fmt.Sprintf("rules:\n  - {name: %s, type: file, severity: WARN, paths: [%s]}\nspool: {path: %s/state/spool.db}\naudit: {path: %s/state/audit.log}\nhealth: {address: \"%s\"}\n",
+		writeFile(t, conf, fmt.Sprintf("rules:\n  - {name: %s, type: file, severity: WARN, paths: [%s]}\nspool: {path: %s/state/spool.db}\naudit: {path: %s/state/audit.log}\nhealth: {socket: \"%s\"}\n",
 			rule, path, dir, dir, addr))
 	}
 	rules := func() string {
