@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -296,4 +298,32 @@ func BenchmarkTripToCommit(b *testing.B) {
 	b.StopTimer()
 	sp.Close()
 	ch.Close()
+}
+
+// TestHostileStringsAreChained: a trip whose executable path is non-UTF-8
+// and over the limit once escaped, with an over-long command line, is chained
+// with those fields cut and flagged, not dropped as invalid.
+func TestHostileStringsAreChained(t *testing.T) {
+	dir := t.TempDir()
+	r := newRig(t, dir, spool.Options{}, time.Second)
+	e := trip("/srv/decoy", 9)
+	e.Process.ExecutablePath = "/tmp" + strings.Repeat("/"+strings.Repeat("\xff", 200), 8) + "/cat"
+	e.Process.CommandLine = e.Process.ExecutablePath + " /srv/decoy " + strings.Repeat("\xfe", 20000)
+	r.p.Sink("fanotify", nil).Trip(e)
+	r.close(t)
+	s2, _ := spool.Open(spool.Options{Path: filepath.Join(dir, "spool.db")})
+	defer s2.Close()
+	got := verify(t, dir, s2)
+	if len(got) != 1 || got[1].Name != event.FileAccess {
+		t.Fatalf("chained %d events, want the trip alone", len(got))
+	}
+	if want := []string{"process.command_line", "process.executable.path"}; !reflect.DeepEqual(got[1].Truncated, want) {
+		t.Errorf("truncated %v, want %v", got[1].Truncated, want)
+	}
+	if !strings.HasPrefix(got[1].Process.ExecutablePath, `/tmp/\xff\xff`) {
+		t.Errorf("executable path %.40q...", got[1].Process.ExecutablePath)
+	}
+	if st := r.p.Stats(); st.Invalid != 0 {
+		t.Errorf("%d invalid events", st.Invalid)
+	}
 }

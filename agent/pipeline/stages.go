@@ -223,6 +223,9 @@ func (p *Pipeline) commit(batch []*event.Event) error {
 			e.Time = e.ObservedTime
 		}
 		e.Seq = p.nextSeq
+		// Strings are bounded here, the one place every event passes, so
+		// no trip is dropped for what an attacker put in a path or argv.
+		e.Bound()
 		if err := e.Validate(); err != nil {
 			p.invalid.Add(1)
 			p.log.Error("watcher produced an invalid event; counted as loss", "error", err,

@@ -73,6 +73,7 @@ type Event struct {
 	Mechanism    string    // watcher mechanism: fanotify, fsnotify, ebpf, honeyport, sockdiag, ...
 	Missing      []string  // attribute keys the mechanism cannot fill, sorted
 	Count        int64     // identical trips coalesced into this one; 0 or 1 means one
+	Truncated    []string  // attribute keys Bound cut to their limit, sorted
 
 	Process *Process // the actor, when known
 	File    *File

@@ -60,6 +60,8 @@ const (
 	KeyRule     = "tripwire.rule.name"
 	KeyPrevHash = "tripwire.audit.prev_hash"
 	KeyHash     = "tripwire.audit.hash"
+	// KeyTruncated lists the attributes cut to their limit (see [Event.Bound]).
+	KeyTruncated = "tripwire.truncated"
 )
 
 const (
@@ -194,6 +196,9 @@ var fields = []field{
 		func(e *Event) string { return strings.Join(e.Missing, ",") },
 		func(e *Event, s string) { e.Missing = strings.Split(s, ",") }),
 	iField("tripwire.count", func(e *Event) int64 { return e.Count }, func(e *Event, i int64) { e.Count = i }),
+	sField(KeyTruncated, maxLong,
+		func(e *Event) string { return strings.Join(e.Truncated, ",") },
+		func(e *Event, s string) { e.Truncated = strings.Split(s, ",") }),
 
 	iField("process.pid", func(e *Event) int64 { return pOf(e).PID }, func(e *Event, i int64) { proc(e).PID = i }),
 	iField("process.parent_pid", func(e *Event) int64 { return pOf(e).PPID }, func(e *Event, i int64) { proc(e).PPID = i }),
