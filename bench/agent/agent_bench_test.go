@@ -124,7 +124,7 @@ func setup(b *testing.B, n int, extra string) (string, []string) {
 		fmt.Fprintf(&rules, "  - name: rule%d\n    type: file\n    severity: CRITICAL\n    paths: [%s]\n", r, strings.Join(paths, ", "))
 	}
 	conf := filepath.Join(dir, "agent.yaml")
-	body := rules.String() + fmt.Sprintf("spool: {path: %s/state/spool.db}\naudit: {path: %s/state/audit.log}\nhealth: {address: \"127.0.0.1:0\"}\n%s", dir, dir, extra)
+	body := rules.String() + fmt.Sprintf("spool: {path: %s/state/spool.db}\naudit: {path: %s/state/audit.log}\nhealth: {socket: %s/health.sock}\n%s", dir, dir, dir, extra)
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		b.Fatal(err)
 	}
@@ -353,7 +353,7 @@ func BenchmarkBurstDistinct(b *testing.B) {
 		files = append(files, p)
 	}
 	conf := filepath.Join(dir, "agent.yaml")
-	body := rules.String() + fmt.Sprintf("spool: {path: %s/state/spool.db}\naudit: {path: %s/state/audit.log}\nhealth: {address: \"127.0.0.1:0\"}\n", dir, dir)
+	body := rules.String() + fmt.Sprintf("spool: {path: %s/state/spool.db}\naudit: {path: %s/state/audit.log}\nhealth: {socket: %s/health.sock}\n", dir, dir, dir)
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		b.Fatal(err)
 	}
@@ -409,7 +409,7 @@ func BenchmarkHoneyport(b *testing.B) {
 	dir := b.TempDir()
 	conf := filepath.Join(dir, "agent.yaml")
 	body := fmt.Sprintf("rules:\n  - {name: decoy, type: network, severity: CRITICAL, mode: honeyport, address: 127.0.0.1, ports: [%d]}\n"+
-		"spool: {path: %s/state/spool.db}\naudit: {path: %s/state/audit.log}\nhealth: {address: \"127.0.0.1:0\"}\n", port, dir, dir)
+		"spool: {path: %s/state/spool.db}\naudit: {path: %s/state/audit.log}\nhealth: {socket: %s/health.sock}\n", port, dir, dir, dir)
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		b.Fatal(err)
 	}
