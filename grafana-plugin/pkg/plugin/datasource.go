@@ -38,6 +38,7 @@ type Datasource struct {
 	pool      *pgxpool.Pool
 	store     *Store
 	feed      *Feed
+	channels  channelRegistry
 	resources backend.CallResourceHandler
 }
 
@@ -110,24 +111,22 @@ func (d *Datasource) CallResource(ctx context.Context, req *backend.CallResource
 	return d.resources.CallResource(ctx, req, sender)
 }
 
-// SubscribeStream authorises a Grafana Live subscription to
-// ds/<uid>/alerts/... and sends the newest matching alerts as initial data.
-func (d *Datasource) SubscribeStream(ctx context.Context, req *backend.SubscribeStreamRequest) (*backend.SubscribeStreamResponse, error) {
-	if !roleAtLeast(req.PluginContext.User, roleViewer) {
-		return &backend.SubscribeStreamResponse{Status: backend.SubscribeStreamStatusPermissionDenied}, nil
-	}
-	f, err := ParseStreamPath(req.Path)
-	if err != nil || d.ready() != nil {
+// SubscribeStream accepts a Grafana Live subscription to
+// ds/<uid>/alerts/... and answers with the frame's schema only. Grafana has
+// already checked that the user may query this datasource (it resolves the
+// ds/<uid> namespace through its datasource cache, which applies
+// datasources:query), so no role is compared here. No rows go with the
+// schema: Grafana appends subscribe-time data to a panel's query frame and
+// replays it on every reconnect, so rows here would show twice; the Live page
+// reads its first rows from /api/v1/alerts instead.
+func (d *Datasource) SubscribeStream(_ context.Context, req *backend.SubscribeStreamRequest) (*backend.SubscribeStreamResponse, error) {
+	if d.ready() != nil {
 		return &backend.SubscribeStreamResponse{Status: backend.SubscribeStreamStatusNotFound}, nil
 	}
-	filter := Filter{Hosts: f.Hosts, Types: f.Types, Severities: f.Severities, Rules: f.Rules}
-	page, err := d.store.ListAlerts(ctx, &filter, 50, nil, false)
-	if err != nil {
-		return nil, fmt.Errorf("reading initial alerts: %w", err)
+	if _, err := d.channels.Filter(req.Path); err != nil {
+		return &backend.SubscribeStreamResponse{Status: backend.SubscribeStreamStatusNotFound}, nil
 	}
-	// Oldest first, as the stream appends.
-	reverseAlerts(page.Alerts)
-	initial, err := backend.NewInitialFrame(alertStreamFrame(page.Alerts), data.IncludeAll)
+	initial, err := backend.NewInitialFrame(alertStreamFrame(nil), data.IncludeSchemaOnly)
 	if err != nil {
 		return nil, err
 	}
@@ -147,7 +146,7 @@ func (d *Datasource) RunStream(ctx context.Context, req *backend.RunStreamReques
 	if err := d.ready(); err != nil {
 		return err
 	}
-	f, err := ParseStreamPath(req.Path)
+	f, err := d.channels.Filter(req.Path)
 	if err != nil {
 		return err
 	}
@@ -186,30 +185,6 @@ func (d *Datasource) RunStream(ctx context.Context, req *backend.RunStreamReques
 		}
 	}
 }
-
-// Roles as Grafana names them in PluginContext.User.Role.
-const (
-	roleViewer = 1
-	roleEditor = 2
-	roleAdmin  = 3
-)
-
-func roleLevel(u *backend.User) int {
-	if u == nil {
-		return 0
-	}
-	switch u.Role {
-	case "Viewer":
-		return roleViewer
-	case "Editor":
-		return roleEditor
-	case "Admin":
-		return roleAdmin
-	}
-	return 0
-}
-
-func roleAtLeast(u *backend.User, level int) bool { return roleLevel(u) >= level }
 
 // pgErrorText keeps database errors useful without echoing connection
 // strings.

@@ -150,7 +150,7 @@ func (d *Datasource) queryAlerts(ctx context.Context, f *Filter, m *QueryModel, 
 			reverseAlerts(page.Alerts)
 			fr = alertTableFrame("alerts", page.Alerts)
 			fr.Meta = &data.FrameMeta{PreferredVisualization: data.VisTypeTable,
-				Channel: "ds/" + uid + "/" + streamPathFor(StreamFilter{Hosts: f.Hosts, Types: f.Types, Severities: f.Severities, Rules: f.Rules})}
+				Channel: "ds/" + uid + "/" + d.channels.ChannelPath(uid, StreamFilter{Hosts: f.Hosts, Types: f.Types, Severities: f.Severities, Rules: f.Rules})}
 		}
 		return data.Frames{fr}, nil
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/grafana/grafana-plugin-sdk-go/backend"
 	"github.com/grafana/grafana-plugin-sdk-go/data"
+	"github.com/grafana/grafana-plugin-sdk-go/live"
 )
 
 func (e *env) query(t *testing.T, model string, from, to time.Time) backend.DataResponse {
@@ -76,10 +77,13 @@ func TestQueryAlertsLogsAndTable(t *testing.T) {
 	if r.Error != nil {
 		t.Fatal(r.Error)
 	}
-	if ch := r.Frames[0].Meta.Channel; ch != "ds/tw/alerts/host=web-01,db-01/severity=CRITICAL" {
+	if ch := r.Frames[0].Meta.Channel; ch != "ds/tw/alerts/host=db-01/host=web-01/severity=CRITICAL" {
 		t.Fatalf("channel %q", ch)
 	}
-	if _, err := ParseStreamPath(strings.TrimPrefix(r.Frames[0].Meta.Channel, "ds/tw/")); err != nil {
+	if _, err := live.ParseChannel(r.Frames[0].Meta.Channel); err != nil {
+		t.Fatalf("Grafana Live refuses %q: %v", r.Frames[0].Meta.Channel, err)
+	}
+	if _, err := e.ds.channels.Filter(strings.TrimPrefix(r.Frames[0].Meta.Channel, "ds/tw/")); err != nil {
 		t.Fatal(err)
 	}
 

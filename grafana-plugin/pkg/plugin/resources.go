@@ -14,9 +14,11 @@ import (
 )
 
 // The routes are served under the datasource's resource URL,
-// /api/datasources/uid/<uid>/resources/api/v1/..., which Grafana only lets
-// signed-in users with query access reach; each handler still checks the
-// user's org role. Every route is a read: nothing here writes, and every
+// /api/datasources/uid/<uid>/resources/api/v1/..., which Grafana lets only
+// callers holding datasources:query on that datasource reach (a Viewer by
+// default, any role or service account granted it through RBAC, an
+// IdP-issued JWT mapped to such a user). Authorisation is Grafana's: no role
+// is compared here. Every route is a read: nothing here writes, and every
 // other method gets 405 (with Allow) from the mux, an unknown path 404.
 func (d *Datasource) registerRoutes(mux *http.ServeMux) {
 	// GET /api/v1/alerts?host=&type=&severity=&rule=&q=&from=&to=&limit=&cursor=
@@ -31,18 +33,16 @@ func (d *Datasource) registerRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/audit/verify", d.read(d.handleVerify))
 	// GET /api/v1/stats?from=&to=
 	mux.HandleFunc("GET /api/v1/stats", d.read(d.handleStats))
+	// GET /api/v1/live?host=&type=&severity=&rule= → {"channel": "ds/<uid>/alerts/..."}
+	mux.HandleFunc("GET /api/v1/live", d.read(d.handleLive))
 }
 
 // handlerFunc returns the value to encode as JSON, or an error to map.
 type handlerFunc func(r *http.Request) (any, error)
 
-// read wraps a read-only handler: Viewer or above, datasource configured.
+// read wraps a read-only handler: datasource configured, errors mapped.
 func (d *Datasource) read(h handlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if !roleAtLeast(backend.UserFromContext(r.Context()), roleViewer) {
-			writeError(w, http.StatusForbidden, "a Viewer, Editor or Admin role is required")
-			return
-		}
 		if err := d.ready(); err != nil {
 			writeError(w, http.StatusServiceUnavailable, "datasource not configured: "+err.Error())
 			return
@@ -231,4 +231,27 @@ func (d *Datasource) handleStats(r *http.Request) (any, error) {
 		from = to.Add(-24 * time.Hour)
 	}
 	return d.store.Stats(r.Context(), from, to)
+}
+
+// handleLive names the Grafana Live channel for a filter. The backend alone
+// encodes channel paths (channel.go), so the browser subscribes to exactly
+// what SubscribeStream and RunStream decode.
+func (d *Datasource) handleLive(r *http.Request) (any, error) {
+	p := newParams(r, "host", "type", "severity", "rule")
+	f := Filter{Hosts: p.list("host"), Types: p.list("type"), Severities: p.list("severity"), Rules: p.list("rule")}
+	if p.err != nil {
+		return nil, p.err
+	}
+	if err := f.Validate(); err != nil {
+		return nil, err
+	}
+	uid := ""
+	if s := backend.PluginConfigFromContext(r.Context()).DataSourceInstanceSettings; s != nil {
+		uid = s.UID
+	}
+	if uid == "" {
+		return nil, badRequest("no datasource uid in the request context")
+	}
+	path := d.channels.ChannelPath(uid, StreamFilter{Hosts: f.Hosts, Types: f.Types, Severities: f.Severities, Rules: f.Rules})
+	return map[string]string{"channel": "ds/" + uid + "/" + path}, nil
 }

@@ -3,7 +3,6 @@ package plugin
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -19,42 +18,44 @@ import (
 // when alerts commit: each payload is an array of alerts or one alert.
 const NotifyChannel = "tripwire_alerts"
 
-// StreamFilter is the subscription a channel path encodes:
-// alerts[/host=a,b][/type=file][/severity=CRITICAL][/rule=r]. Putting the
-// filters in the path makes each distinct filter its own Grafana Live
-// channel, so Grafana runs one RunStream per filter and fans the frames out
-// to every browser on it.
+// StreamFilter is the subscription a channel path encodes (see channel.go).
+// Putting the filters in the path makes each distinct filter its own Grafana
+// Live channel, so Grafana runs one RunStream per filter and fans the frames
+// out to every browser on it.
 type StreamFilter struct {
 	Hosts, Types, Severities, Rules []string
 }
 
-// ParseStreamPath parses a channel path (the part after ds/<uid>/).
+// ParseStreamPath parses a readable channel path (the part after ds/<uid>/):
+// only the canonical form channel.go writes is accepted, so one filter set
+// is one channel.
 func ParseStreamPath(path string) (StreamFilter, error) {
 	var f StreamFilter
 	parts := strings.Split(path, "/")
-	if parts[0] != "alerts" {
+	if parts[0] != streamRoot {
 		return f, badRequest("unknown stream %q", parts[0])
 	}
-	seen := map[string]bool{}
 	for _, p := range parts[1:] {
-		key, val, ok := strings.Cut(p, "=")
-		if !ok || val == "" || seen[key] {
-			return f, badRequest("stream path segment %q: want key=value, each key once", p)
+		key, enc, ok := strings.Cut(p, "=")
+		val, valid := decodeValue(enc)
+		if !ok || !valid || val == "" {
+			return f, badRequest("stream path segment %q: want key=value", p)
 		}
-		seen[key] = true
-		vals := strings.Split(val, ",")
 		switch key {
 		case "host":
-			f.Hosts = vals
+			f.Hosts = append(f.Hosts, val)
 		case "type":
-			f.Types = vals
+			f.Types = append(f.Types, val)
 		case "severity":
-			f.Severities = vals
+			f.Severities = append(f.Severities, val)
 		case "rule":
-			f.Rules = vals
+			f.Rules = append(f.Rules, val)
 		default:
 			return f, badRequest("stream path: unknown filter %q", key)
 		}
+	}
+	if encodedPath(f.canonical()) != path {
+		return f, badRequest("stream path %q: not in canonical form (keys host, type, severity, rule; values sorted, once)", path)
 	}
 	ff := Filter{Hosts: f.Hosts, Types: f.Types, Severities: f.Severities, Rules: f.Rules}
 	return f, ff.Validate()
@@ -276,20 +277,4 @@ func (fd *Feed) deliver(a *Alert) {
 			}
 		}
 	}
-}
-
-// streamPathFor builds a channel path from a filter, the inverse of
-// ParseStreamPath; the frontend builds the same form.
-func streamPathFor(f StreamFilter) string {
-	var b strings.Builder
-	b.WriteString("alerts")
-	for _, kv := range []struct {
-		k string
-		v []string
-	}{{"host", f.Hosts}, {"type", f.Types}, {"severity", f.Severities}, {"rule", f.Rules}} {
-		if len(kv.v) > 0 {
-			fmt.Fprintf(&b, "/%s=%s", kv.k, strings.Join(kv.v, ","))
-		}
-	}
-	return b.String()
 }

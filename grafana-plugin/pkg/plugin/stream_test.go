@@ -13,10 +13,13 @@ import (
 
 func TestParseStreamPath(t *testing.T) {
 	good := map[string]StreamFilter{
-		"alerts":                                 {},
-		"alerts/severity=CRITICAL/host=web-01":   {Severities: []string{"CRITICAL"}, Hosts: []string{"web-01"}},
-		"alerts/type=file,process/rule=nc-exec":  {Types: []string{"file", "process"}, Rules: []string{"nc-exec"}},
-		"alerts/host=web-01,db-01/severity=WARN": {Hosts: []string{"web-01", "db-01"}, Severities: []string{"WARN"}},
+		"alerts":                                          {},
+		"alerts/host=web-01/severity=CRITICAL":            {Hosts: []string{"web-01"}, Severities: []string{"CRITICAL"}},
+		"alerts/type=file/type=process/rule=nc-exec":      {Types: []string{"file", "process"}, Rules: []string{"nc-exec"}},
+		"alerts/host=db-01/host=web-01/severity=WARN":     {Hosts: []string{"db-01", "web-01"}, Severities: []string{"WARN"}},
+		"alerts/rule=read=20of=20.aws=2Fcredentials=3D1":  {Rules: []string{"read of .aws/credentials=1"}},
+		"alerts/severity=CRITICAL/severity=WARN":          {Severities: []string{"CRITICAL", "WARN"}},
+		"alerts/host=h=C3=A9te.example/rule=ssh_keys-dir": {Hosts: []string{"h\u00e9te.example"}, Rules: []string{"ssh_keys-dir"}},
 	}
 	for path, want := range good {
 		got, err := ParseStreamPath(path)
@@ -27,12 +30,14 @@ func TestParseStreamPath(t *testing.T) {
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("%s: %+v, want %+v", path, got, want)
 		}
-		if back := streamPathFor(got); back != path && path != "alerts/severity=CRITICAL/host=web-01" && path != "alerts/host=web-01,db-01/severity=WARN" {
-			t.Errorf("round trip %s -> %s", path, back)
+		if back := encodedPath(want.canonical()); back != path {
+			t.Errorf("encoding %+v: %s, want %s", want, back, path)
 		}
 	}
 	for _, bad := range []string{"", "hosts", "alerts/", "alerts/host", "alerts/host=", "alerts/severity=critical",
-		"alerts/type=x", "alerts/colour=red", "alerts/host=a/host=b", "alerts/host=a\x00b"} {
+		"alerts/type=x", "alerts/colour=red", "alerts/host=a,b", "alerts/host=a=00b", "alerts/host=a=2",
+		"alerts/host=a=2d", "alerts/host=a=2D", "alerts/host=a=4X", "alerts/host=b/host=a", "alerts/host=a/host=a",
+		"alerts/severity=WARN/host=a", "alerts/f=0123"} {
 		if _, err := ParseStreamPath(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
@@ -43,33 +48,43 @@ func TestSubscribeStream(t *testing.T) {
 	e := newEnv(t)
 	e.seed(t)
 	sub := func(path, role string) *backend.SubscribeStreamResponse {
-		var user *backend.User
-		if role != "" {
-			user = &backend.User{Role: role}
-		}
 		r, err := e.ds.SubscribeStream(t.Context(), &backend.SubscribeStreamRequest{
-			PluginContext: backend.PluginContext{User: user}, Path: path})
+			PluginContext: backend.PluginContext{User: &backend.User{Role: role}}, Path: path})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return r
 	}
-	if r := sub("alerts", ""); r.Status != backend.SubscribeStreamStatusPermissionDenied {
-		t.Errorf("anonymous: %v", r.Status)
+	for _, bad := range []string{"alerts/colour=red", "alerts/severity=WARN,CRITICAL", "alerts/f=00000000000000000000000000000000"} {
+		if r := sub(bad, "Viewer"); r.Status != backend.SubscribeStreamStatusNotFound {
+			t.Errorf("%s: %v", bad, r.Status)
+		}
 	}
-	if r := sub("alerts/colour=red", "Viewer"); r.Status != backend.SubscribeStreamStatusNotFound {
-		t.Errorf("bad path: %v", r.Status)
-	}
-	r := sub("alerts/severity=CRITICAL", "Viewer")
-	if r.Status != backend.SubscribeStreamStatusOK || r.InitialData == nil {
-		t.Fatalf("viewer: %+v", r)
-	}
-	var fr data.Frame
-	if err := json.Unmarshal(r.InitialData.Data(), &fr); err != nil {
-		t.Fatal(err)
-	}
-	if n, _ := fr.RowLen(); n != 10 {
-		t.Fatalf("initial data: %d rows, want the 10 CRITICAL alerts", n)
+	// Grafana let the user through, so datasources:query is granted: the
+	// org role, None for an RBAC-only grant, is not compared again.
+	for _, role := range []string{"Viewer", "None"} {
+		r := sub("alerts/severity=CRITICAL", role)
+		if r.Status != backend.SubscribeStreamStatusOK || r.InitialData == nil {
+			t.Fatalf("%s: %+v", role, r)
+		}
+		// Schema only: Grafana's StreamingDataFrame appends subscribe-time
+		// rows to the panel's query frame, and again on every reconnect.
+		var fr data.Frame
+		if err := json.Unmarshal(r.InitialData.Data(), &fr); err != nil {
+			t.Fatal(err)
+		}
+		if n, _ := fr.RowLen(); n != 0 {
+			t.Fatalf("initial data carries %d rows; they would duplicate the panel's query rows", n)
+		}
+		want := alertTableFrame("alerts", nil)
+		if len(fr.Fields) != len(want.Fields) {
+			t.Fatalf("schema has %d fields, want %d", len(fr.Fields), len(want.Fields))
+		}
+		for i, f := range fr.Fields {
+			if f.Name != want.Fields[i].Name || f.Type() != want.Fields[i].Type() {
+				t.Errorf("field %d: %s %v, want %s %v", i, f.Name, f.Type(), want.Fields[i].Name, want.Fields[i].Type())
+			}
+		}
 	}
 	pub, err := e.ds.PublishStream(t.Context(), &backend.PublishStreamRequest{
 		PluginContext: backend.PluginContext{User: &backend.User{Role: "Admin"}}, Path: "alerts"})
@@ -213,7 +228,7 @@ func TestRunStreamDeliversNotifiedInserts(t *testing.T) {
 	e := newEnv(t)
 	e.seed(t)
 	all := e.stream(t, "alerts")
-	critical := e.stream(t, "alerts/severity=CRITICAL/host=web-01")
+	critical := e.stream(t, "alerts/host=web-01/severity=CRITICAL")
 	e.waitSubscribers(t, 2)
 
 	warn := seedAlert{id: "0190b000-0000-7000-8000-000000000001", host: "web-01", typ: "file",

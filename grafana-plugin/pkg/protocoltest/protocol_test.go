@@ -250,8 +250,10 @@ func TestPluginProtocol(t *testing.T) {
 	if status, _ := call("DELETE", "/api/v1/hosts", "Admin"); status != 405 {
 		t.Fatalf("DELETE hosts: %d", status)
 	}
-	if status, _ := call("GET", "/api/v1/hosts", "None"); status != 403 {
-		t.Fatalf("no role: %d", status)
+	// Grafana checks datasources:query before the call reaches the
+	// plugin; a user granted it through RBAC may have no org role.
+	if status, _ := call("GET", "/api/v1/hosts", "None"); status != 200 {
+		t.Fatalf("RBAC-only user: %d", status)
 	}
 
 	// Streams: subscribe, run, and receive a frame for an INSERT + NOTIFY.

@@ -1,12 +1,16 @@
-import { FieldType, dataFrameToJSON, toDataFrame } from '@grafana/data';
+import { FieldType, dataFrameToJSON, setTimeZoneResolver, toDataFrame } from '@grafana/data';
 
-import { frameToAlerts, streamPath } from './client';
+import { fmtTime } from '../components/time';
+import { frameToAlerts } from './client';
 
-describe('streamPath', () => {
-  it('encodes filters in the channel path the backend parses', () => {
-    expect(streamPath({})).toBe('alerts');
-    expect(streamPath({ host: 'web-01', severity: 'CRITICAL' })).toBe('alerts/host=web-01/severity=CRITICAL');
-    expect(streamPath({ type: 'file,process', rule: 'r' })).toBe('alerts/type=file,process/rule=r');
+describe('fmtTime', () => {
+  afterEach(() => setTimeZoneResolver(() => 'browser'));
+  it("formats in the user's Grafana time zone, not the browser's", () => {
+    // jest runs with TZ=UTC: the browser zone alone would print 12:00.
+    setTimeZoneResolver(() => 'Asia/Tokyo');
+    expect(fmtTime('2026-11-26T12:00:00.123Z')).toBe('2026-11-26 21:00:00.123');
+    setTimeZoneResolver(() => 'utc');
+    expect(fmtTime('2026-11-26T12:00:00.123Z')).toBe('2026-11-26 12:00:00.123');
   });
 });
 

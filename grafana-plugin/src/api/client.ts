@@ -1,7 +1,15 @@
-import { lastValueFrom, Observable } from 'rxjs';
-import { filter, map } from 'rxjs/operators';
-import { DataFrameJSON, dataFrameFromJSON, LiveChannelEventType, LiveChannelScope } from '@grafana/data';
-import { getBackendSrv, getDataSourceSrv, getGrafanaLiveSrv } from '@grafana/runtime';
+import { lastValueFrom, Observable, of } from 'rxjs';
+import { mergeMap } from 'rxjs/operators';
+import {
+  DataFrameJSON,
+  dataFrameFromJSON,
+  isLiveChannelMessageEvent,
+  isLiveChannelStatusEvent,
+  isValidLiveChannelAddress,
+  LiveChannelConnectionState,
+  parseLiveChannelAddress,
+} from '@grafana/data';
+import { getBackendSrv, getDataSourceSrv, getGrafanaLiveSrv, toDataQueryError } from '@grafana/runtime';
 
 import { DS_TYPE } from '../constants';
 import type { AlertFilter, AlertPage, Alert, AuditPage, ChainStatus, HostList, LiveAlert, Stats } from './types';
@@ -66,19 +74,10 @@ export const api = {
   audit: (host: string, cursor?: string, limit = 100) => get<AuditPage>('audit', { host, cursor, limit }),
   verify: (host: string) => get<ChainStatus>('audit/verify', { host }),
   stats: (from?: string, to?: string) => get<Stats>('stats', { from, to }),
+  /** The Grafana Live channel for a filter: only the backend encodes channel paths. */
+  liveChannel: (f: Pick<AlertFilter, 'host' | 'type' | 'severity' | 'rule'>) =>
+    get<{ channel: string }>('live', { host: f.host, type: f.type, severity: f.severity, rule: f.rule }),
 };
-
-/** The Grafana Live channel path for a filter; the backend parses the same form. */
-export function streamPath(f: Pick<AlertFilter, 'host' | 'type' | 'severity' | 'rule'>): string {
-  const parts = ['alerts'];
-  for (const key of ['host', 'type', 'severity', 'rule'] as const) {
-    const v = f[key];
-    if (v) {
-      parts.push(`${key}=${v}`);
-    }
-  }
-  return parts.join('/');
-}
 
 /** Rows of a stream frame as alerts. */
 export function frameToAlerts(json: DataFrameJSON): LiveAlert[] {
@@ -102,12 +101,49 @@ export function frameToAlerts(json: DataFrameJSON): LiveAlert[] {
   return out;
 }
 
-/** Live alerts on a filtered channel, batch by batch, as they are committed. */
-export function liveAlerts(uid: string, path: string): Observable<LiveAlert[]> {
+/** What the Live page learns from a channel, in Grafana Live's own terms. */
+export type LiveFeedEvent =
+  /** Rows to show (from a Message, or a Status carrying subscribe-time data). */
+  | { kind: 'rows'; alerts: LiveAlert[] }
+  /** The connection state changed (pending, connected, disconnected, shutdown, invalid). */
+  | { kind: 'state'; state: LiveChannelConnectionState }
+  /** Grafana reported an error on the channel; the reason is kept. */
+  | { kind: 'error'; message: string };
+
+/**
+ * The events of a Grafana Live channel, read as Grafana's own LiveDataStream
+ * reads them (public/app/features/live/centrifuge/LiveDataStream.ts and
+ * channel.ts): subscribe-time data and subscription errors arrive as *Status*
+ * events, not Messages; a Status in the Connected or Pending state may carry
+ * a frame; a Status with an error carries the reason; Disconnected and then
+ * Connected again is a reconnect.
+ */
+export function liveFeed(channel: string): Observable<LiveFeedEvent> {
+  const addr = parseLiveChannelAddress(channel);
+  if (!addr || !isValidLiveChannelAddress(addr)) {
+    return of({ kind: 'error', message: `invalid channel address ${channel}` } as LiveFeedEvent);
+  }
   return getGrafanaLiveSrv()
-    .getStream<DataFrameJSON>({ scope: LiveChannelScope.DataSource, stream: uid, path })
+    .getStream<DataFrameJSON>(addr)
     .pipe(
-      filter((ev) => ev.type === LiveChannelEventType.Message),
-      map((ev) => frameToAlerts((ev as { message: DataFrameJSON }).message))
+      mergeMap((evt): LiveFeedEvent[] => {
+        if (isLiveChannelMessageEvent(evt)) {
+          return [{ kind: 'rows', alerts: frameToAlerts(evt.message) }];
+        }
+        if (!isLiveChannelStatusEvent(evt)) {
+          return []; // join/leave
+        }
+        const out: LiveFeedEvent[] = [{ kind: 'state', state: evt.state }];
+        if (evt.error) {
+          out.push({ kind: 'error', message: `Streaming channel error: ${toDataQueryError(evt.error).message}` });
+        }
+        if (
+          (evt.state === LiveChannelConnectionState.Connected || evt.state === LiveChannelConnectionState.Pending) &&
+          evt.message
+        ) {
+          out.push({ kind: 'rows', alerts: frameToAlerts(evt.message as DataFrameJSON) });
+        }
+        return out;
+      })
     );
 }

@@ -8,6 +8,7 @@ export const testIds = {
     pause: 'data-testid live-pause',
     resume: 'data-testid live-resume',
     counts: 'data-testid live-counts',
+    state: 'data-testid live-state',
   },
   alerts: {
     table: 'data-testid alerts-table',

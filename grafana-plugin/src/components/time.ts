@@ -1,3 +1,5 @@
+import { dateTimeFormat, getTimeZone } from '@grafana/data';
+
 /** "12 s ago", "3 min ago", ... for last-seen style columns. */
 export function ago(iso: string | undefined, now: number = Date.now()): string {
   if (!iso) {
@@ -16,16 +18,16 @@ export function ago(iso: string | undefined, now: number = Date.now()): string {
   return `${Math.floor(s / 86400)} d ago`;
 }
 
-/** Local date-time with milliseconds, as analysts compare event times. */
+/**
+ * Date-time with milliseconds, as analysts compare event times, in the
+ * signed-in user's time zone: Grafana's own formatter, whose default zone is
+ * the user's (or the org's, or the browser's) preference.
+ */
 export function fmtTime(iso: string | undefined): string {
   if (!iso) {
     return '—';
   }
-  const d = new Date(iso);
-  const pad = (n: number, w = 2) => String(n).padStart(w, '0');
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(
-    d.getSeconds()
-  )}.${pad(d.getMilliseconds(), 3)}`;
+  return dateTimeFormat(iso, { format: 'YYYY-MM-DD HH:mm:ss.SSS', timeZone: getTimeZone() });
 }
 
 /** Days from now until iso (negative when past). */

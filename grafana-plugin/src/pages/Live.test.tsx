@@ -1,65 +1,176 @@
-import React from 'react';
-import { Subject } from 'rxjs';
+import React, { useEffect } from 'react';
+import { MemoryRouter, useLocation } from 'react-router-dom';
+import { of, Subject } from 'rxjs';
 import { act, fireEvent, render, screen, waitFor, within } from '@testing-library/react';
+import {
+  dataFrameToJSON,
+  FieldType,
+  LiveChannelConnectionState,
+  LiveChannelEvent,
+  LiveChannelEventType,
+  toDataFrame,
+} from '@grafana/data';
+import { getGrafanaLiveSrv } from '@grafana/runtime';
 
-import { ApiError, datasourceUid, liveAlerts } from '../api/client';
-import type { LiveAlert } from '../api/types';
+import { api } from '../api/client';
+import type { Alert } from '../api/types';
 import { alert, pending } from '../test/fixtures';
 import { Live } from './Live';
 
+jest.mock('@grafana/runtime', () => ({
+  ...jest.requireActual('@grafana/runtime'),
+  getGrafanaLiveSrv: jest.fn(),
+}));
 jest.mock('../api/client', () => ({
   ...jest.requireActual('../api/client'),
-  datasourceUid: jest.fn(),
-  liveAlerts: jest.fn(),
+  api: { liveChannel: jest.fn(), listAlerts: jest.fn() },
 }));
-const uid = datasourceUid as jest.Mock;
-const live = liveAlerts as jest.Mock;
+const liveSrv = getGrafanaLiveSrv as jest.Mock;
+const liveChannel = api.liveChannel as jest.Mock;
+const listAlerts = api.listAlerts as jest.Mock;
 
-const liveAlert = (i: number, severity: LiveAlert['severity'] = 'CRITICAL'): LiveAlert => {
-  const { event_detail, received_at, ...rest } = alert(i, { severity });
-  return rest;
-};
+const CHANNEL = 'ds/tw-uid/alerts';
 
-describe('Live page', () => {
-  let feed: Subject<LiveAlert[]>;
+/** A stream frame as RunStream sends it (pkg/plugin/query.go alertTableFrame). */
+function frame(alerts: Alert[], schemaOnly = false) {
+  const json = dataFrameToJSON(
+    toDataFrame({
+      name: 'alerts',
+      fields: [
+        { name: 'time', type: FieldType.time, values: alerts.map((a) => Date.parse(a.event_time)) },
+        { name: 'received_at', type: FieldType.time, values: alerts.map((a) => Date.parse(a.received_at)) },
+        { name: 'host', type: FieldType.string, values: alerts.map((a) => a.host_name) },
+        { name: 'type', type: FieldType.string, values: alerts.map((a) => a.tripwire_type) },
+        { name: 'event', type: FieldType.string, values: alerts.map((a) => a.event_name) },
+        { name: 'rule', type: FieldType.string, values: alerts.map((a) => a.rule_name) },
+        { name: 'severity', type: FieldType.string, values: alerts.map((a) => a.severity) },
+        { name: 'seq', type: FieldType.number, values: alerts.map((a) => a.seq) },
+        { name: 'summary', type: FieldType.string, values: alerts.map((a) => a.summary) },
+        { name: 'alert_id', type: FieldType.string, values: alerts.map((a) => a.alert_id) },
+      ],
+    })
+  );
+  return schemaOnly ? { schema: json.schema } : json;
+}
+
+// Events exactly as Grafana's CentrifugeLiveChannel emits them
+// (public/app/features/live/centrifuge/channel.ts).
+const status = (state: LiveChannelConnectionState, extra: object = {}): LiveChannelEvent =>
+  ({ type: LiveChannelEventType.Status, id: CHANNEL, timestamp: Date.now(), state, ...extra }) as LiveChannelEvent;
+const message = (alerts: Alert[]): LiveChannelEvent =>
+  ({ type: LiveChannelEventType.Message, message: frame(alerts) }) as LiveChannelEvent;
+const subscribed = () => status(LiveChannelConnectionState.Connected, { message: frame([], true) });
+
+const probe = { search: '' };
+function LocationProbe() {
+  const loc = useLocation();
+  useEffect(() => {
+    probe.search = loc.search;
+  });
+  return null;
+}
+
+function renderAt(url = '/live') {
+  return render(
+    <MemoryRouter initialEntries={[url]}>
+      <Live />
+      <LocationProbe />
+    </MemoryRouter>
+  );
+}
+
+const rowTexts = () =>
+  within(screen.getByTestId('data-testid live-table'))
+    .getAllByRole('row')
+    .slice(1)
+    .map((r) => r.textContent);
+
+describe('Live page under Grafana Live semantics', () => {
+  let events: Subject<LiveChannelEvent>;
+  let getStream: jest.Mock;
   beforeEach(() => {
-    feed = new Subject();
-    uid.mockReset().mockResolvedValue('tw-uid');
-    live.mockReset().mockReturnValue(feed);
+    events = new Subject();
+    getStream = jest.fn().mockReturnValue(events);
+    liveSrv.mockReset().mockReturnValue({ getStream });
+    liveChannel.mockReset().mockResolvedValue({ channel: CHANNEL });
+    listAlerts.mockReset().mockResolvedValue({ alerts: [] });
   });
 
-  it('shows loading until the datasource is known', () => {
-    uid.mockReturnValue(pending());
-    render(<Live />);
+  it('shows loading until the channel reports a state', async () => {
+    liveChannel.mockReturnValue(pending());
+    renderAt();
     expect(screen.getByText(/Loading the live feed/)).toBeInTheDocument();
   });
 
-  it('waits for trips on an empty feed', async () => {
-    render(<Live />);
+  it('subscribes to the channel the backend names and shows the newest stored trips on connect', async () => {
+    listAlerts.mockResolvedValue({ alerts: [alert(2), alert(1)] });
+    renderAt();
+    await waitFor(() => expect(getStream).toHaveBeenCalledWith({ scope: 'ds', stream: 'tw-uid', path: 'alerts' }));
+    act(() => events.next(status(LiveChannelConnectionState.Pending)));
     expect(await screen.findByText('Waiting for trips…')).toBeInTheDocument();
-    expect(live).toHaveBeenCalledWith('tw-uid', 'alerts');
+    act(() => events.next(subscribed()));
+    await waitFor(() => expect(rowTexts()).toHaveLength(2));
+    expect(listAlerts).toHaveBeenCalledWith({ severity: '', host: '' }, undefined, 50);
+    expect(screen.getByTestId('data-testid live-state').textContent).toBe('connected');
   });
 
-  it('explains a missing datasource', async () => {
-    uid.mockRejectedValue(new ApiError('No TripWire datasource is configured.', 404));
-    render(<Live />);
-    expect(await screen.findByText('No TripWire datasource is configured.')).toBeInTheDocument();
+  it('shows subscribe-time data carried by a Status event, once', async () => {
+    renderAt();
+    await waitFor(() => expect(getStream).toHaveBeenCalled());
+    // A second subscriber in the same browser gets the channel's last frame
+    // with its schema in the first Status event.
+    act(() => events.next(status(LiveChannelConnectionState.Connected, { message: frame([alert(5)]) })));
+    await waitFor(() => expect(rowTexts()).toHaveLength(1));
+    act(() => events.next(message([alert(5), alert(6)])));
+    await waitFor(() => expect(rowTexts()).toHaveLength(2));
   });
 
-  it('shows a stream error', async () => {
-    render(<Live />);
-    await screen.findByText('Waiting for trips…');
-    act(() => feed.error(new Error('channel closed')));
-    expect(await screen.findByText('channel closed')).toBeInTheDocument();
+  it('shows a subscription error with its reason', async () => {
+    renderAt();
+    await waitFor(() => expect(getStream).toHaveBeenCalled());
+    act(() =>
+      events.next(status(LiveChannelConnectionState.Pending, { error: { code: 103, message: 'permission denied' } }))
+    );
+    expect(await screen.findByText('Streaming channel error: permission denied')).toBeInTheDocument();
+    expect(screen.queryByText('Waiting for trips…')).not.toBeInTheDocument();
+  });
+
+  it('shows an invalid channel as Grafana reports it', async () => {
+    getStream.mockReturnValue(of(status(LiveChannelConnectionState.Invalid, { error: 'invalid channel address' })));
+    renderAt();
+    expect(await screen.findByText('Streaming channel error: invalid channel address')).toBeInTheDocument();
+  });
+
+  it('shows a reconnect and fills the gap without duplicates', async () => {
+    listAlerts.mockResolvedValue({ alerts: [alert(1)] });
+    renderAt();
+    await waitFor(() => expect(getStream).toHaveBeenCalled());
+    act(() => events.next(subscribed()));
+    await waitFor(() => expect(rowTexts()).toHaveLength(1));
+    act(() => events.next(message([alert(2)])));
+    act(() => events.next(status(LiveChannelConnectionState.Disconnected)));
+    expect(await screen.findByText(/Connection to Grafana Live lost/)).toBeInTheDocument();
+    // Trip 3 was committed while the browser was away.
+    listAlerts.mockResolvedValue({ alerts: [alert(3), alert(2), alert(1)] });
+    act(() => events.next(subscribed()));
+    await waitFor(() => expect(rowTexts()).toHaveLength(3));
+    expect(screen.queryByText(/Connection to Grafana Live lost/)).not.toBeInTheDocument();
+    expect(screen.getByTestId('data-testid live-state').textContent).toBe('connected, reconnected 1×');
+    expect(rowTexts()).toEqual([
+      expect.stringContaining('#3'),
+      expect.stringContaining('#2'),
+      expect.stringContaining('#1'),
+    ]);
   });
 
   it('prepends trips newest first, counts them, and de-duplicates', async () => {
-    render(<Live />);
-    await screen.findByText('Waiting for trips…');
-    act(() => feed.next([liveAlert(1, 'WARN'), liveAlert(2)]));
-    act(() => feed.next([liveAlert(2), liveAlert(3, 'INFO')]));
-    const rows = within(screen.getByTestId('data-testid live-table')).getAllByRole('row').slice(1);
-    expect(rows.map((r) => r.textContent)).toEqual([
+    renderAt();
+    await waitFor(() => expect(getStream).toHaveBeenCalled());
+    act(() => events.next(subscribed()));
+    act(() => events.next(message([alert(1, { severity: 'WARN' }), alert(2)])));
+    act(() => events.next(message([alert(2), alert(3, { severity: 'INFO' })])));
+    await waitFor(() => expect(rowTexts()).toHaveLength(3));
+    expect(rowTexts()).toEqual([
       expect.stringContaining('#3'),
       expect.stringContaining('#2'),
       expect.stringContaining('#1'),
@@ -71,23 +182,27 @@ describe('Live page', () => {
   });
 
   it('holds new trips while paused and shows them on resume', async () => {
-    render(<Live />);
-    await screen.findByText('Waiting for trips…');
-    act(() => feed.next([liveAlert(1)]));
+    renderAt();
+    await waitFor(() => expect(getStream).toHaveBeenCalled());
+    act(() => events.next(subscribed()));
+    act(() => events.next(message([alert(1)])));
+    await waitFor(() => expect(rowTexts()).toHaveLength(1));
     fireEvent.click(screen.getByTestId('data-testid live-pause'));
-    act(() => feed.next([liveAlert(2), liveAlert(3)]));
-    expect(within(screen.getByTestId('data-testid live-table')).getAllByRole('row')).toHaveLength(2);
+    act(() => events.next(message([alert(2), alert(3)])));
+    expect(rowTexts()).toHaveLength(1);
     expect(screen.getByTestId('data-testid live-resume').textContent).toContain('2 new');
     fireEvent.click(screen.getByTestId('data-testid live-resume'));
-    expect(within(screen.getByTestId('data-testid live-table')).getAllByRole('row')).toHaveLength(4);
+    expect(rowTexts()).toHaveLength(3);
   });
 
-  it('moves to a filtered channel when a filter changes', async () => {
-    render(<Live />);
-    await screen.findByText('Waiting for trips…');
+  it('keeps the filters in the URL and asks the backend for their channel', async () => {
+    renderAt('/live?severity=WARN,CRITICAL&host=web-01');
+    await waitFor(() => expect(liveChannel).toHaveBeenCalledWith({ severity: 'WARN,CRITICAL', host: 'web-01' }));
     const hostInput = screen.getByPlaceholderText('any');
-    fireEvent.change(hostInput, { target: { value: 'web-01' } });
+    expect(hostInput).toHaveValue('web-01');
+    fireEvent.change(hostInput, { target: { value: 'db 01' } });
     fireEvent.keyDown(hostInput, { key: 'Enter' });
-    await waitFor(() => expect(live).toHaveBeenLastCalledWith('tw-uid', 'alerts/host=web-01'));
+    await waitFor(() => expect(liveChannel).toHaveBeenLastCalledWith({ severity: 'WARN,CRITICAL', host: 'db 01' }));
+    expect(new URLSearchParams(probe.search).get('host')).toBe('db 01');
   });
 });

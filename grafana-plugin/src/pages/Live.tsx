@@ -1,10 +1,23 @@
-import React, { useEffect, useMemo, useRef, useState } from 'react';
+import React, { useCallback, useEffect, useMemo, useRef, useState } from 'react';
+import { useSearchParams } from 'react-router-dom';
+import { Subscription } from 'rxjs';
 import { css } from '@emotion/css';
-import { GrafanaTheme2 } from '@grafana/data';
+import { GrafanaTheme2, LiveChannelConnectionState } from '@grafana/data';
 import { PluginPage } from '@grafana/runtime';
-import { Button, InlineField, InlineFieldRow, Input, Select, Stack, useStyles2 } from '@grafana/ui';
+import {
+  Alert as AlertBox,
+  Button,
+  Column,
+  InlineField,
+  InlineFieldRow,
+  Input,
+  InteractiveTable,
+  Select,
+  Stack,
+  useStyles2,
+} from '@grafana/ui';
 
-import { datasourceUid, liveAlerts, streamPath } from '../api/client';
+import { api, liveFeed } from '../api/client';
 import type { LiveAlert } from '../api/types';
 import { StatusBadge } from '../components/Severity';
 import { Empty, ErrorView, Loading } from '../components/States';
@@ -13,25 +26,39 @@ import { testIds } from '../components/testIds';
 
 /** How many alerts the feed keeps on screen. */
 export const LIVE_KEEP = 500;
+/** How many of the newest stored alerts fill the feed on (re)connect. */
+export const LIVE_BACKFILL = 50;
+
+/** The Live page's filters, all in the URL so a view can be shared. */
+export const LIVE_FILTER_KEYS = ['severity', 'host'] as const;
 
 interface FeedState {
-  path: string;
+  key: string; // the filter the rows belong to
   alerts: LiveAlert[]; // shown, newest first
   pending: LiveAlert[]; // arrived while paused, newest first
+  seen: Set<string>;
   counts: Record<string, number>;
 }
 
-const emptyFeed = (path: string): FeedState => ({ path, alerts: [], pending: [], counts: {} });
+const emptyFeed = (key: string): FeedState => ({ key, alerts: [], pending: [], seen: new Set(), counts: {} });
 
-function addToFeed(f: FeedState, fresh: LiveAlert[], paused: boolean): FeedState {
-  const newestFirst = [...fresh].reverse();
+const newestFirst = (a: LiveAlert, b: LiveAlert) =>
+  b.event_time.localeCompare(a.event_time) || b.alert_id.localeCompare(a.alert_id);
+
+/** Adds rows not shown yet; a replayed or backfilled row is never shown twice. */
+function addToFeed(f: FeedState, rows: LiveAlert[], paused: boolean): FeedState {
+  const fresh = rows.filter((a) => !f.seen.has(a.alert_id));
+  if (fresh.length === 0) {
+    return f;
+  }
+  const seen = new Set(f.seen);
   const counts = { ...f.counts };
   for (const a of fresh) {
+    seen.add(a.alert_id);
     counts[a.severity] = (counts[a.severity] ?? 0) + 1;
   }
-  return paused
-    ? { ...f, counts, pending: [...newestFirst, ...f.pending].slice(0, LIVE_KEEP) }
-    : { ...f, counts, alerts: [...newestFirst, ...f.alerts].slice(0, LIVE_KEEP) };
+  const merge = (list: LiveAlert[]) => [...fresh, ...list].sort(newestFirst).slice(0, LIVE_KEEP);
+  return paused ? { ...f, seen, counts, pending: merge(f.pending) } : { ...f, seen, counts, alerts: merge(f.alerts) };
 }
 
 const SEVERITY_OPTIONS = [
@@ -41,45 +68,115 @@ const SEVERITY_OPTIONS = [
   { label: 'INFO', value: 'INFO' },
 ];
 
+const COLUMNS: Array<Column<LiveAlert>> = [
+  { id: 'event_time', header: 'Time', cell: ({ row }) => fmtTime(row.original.event_time), disableGrow: true },
+  { id: 'severity', header: 'Severity', cell: ({ row }) => <StatusBadge value={row.original.severity} /> },
+  { id: 'host_name', header: 'Host' },
+  { id: 'tripwire_type', header: 'Type' },
+  { id: 'rule_name', header: 'Rule' },
+  { id: 'summary', header: 'Summary' },
+];
+
 /**
- * Live: trips as the collector commits them, newest first, through a Grafana
- * Live channel of the datasource whose path carries the filter.
+ * Live: trips as the collector commits them, newest first, through the Grafana
+ * Live channel the backend names for the filter. The newest stored trips fill
+ * the feed when the channel connects and again after a reconnect, so a gap
+ * while disconnected is closed; rows are de-duplicated by alert id.
  */
 export function Live() {
   const s = useStyles2(getStyles);
-  const [uid, setUid] = useState<string>();
-  const [error, setError] = useState<unknown>();
+  const [params, setParams] = useSearchParams();
+  const severity = params.get('severity') ?? '';
+  const host = params.get('host') ?? '';
+  const key = `${severity}\u0000${host}`;
+
+  const [feed, setFeed] = useState<FeedState>(emptyFeed(key));
+  const current = feed.key === key ? feed : emptyFeed(key);
+  const [status, setStatus] = useState<{ key: string; state?: LiveChannelConnectionState; reconnects: number }>({
+    key,
+    reconnects: 0,
+  });
+  const [error, setError] = useState<{ key: string; error: unknown }>();
   const [paused, setPaused] = useState(false);
-  const [severity, setSeverity] = useState('');
-  const [hostInput, setHostInput] = useState('');
-  const [host, setHost] = useState('');
-  const path = useMemo(() => streamPath({ severity, host }), [severity, host]);
-  // The feed belongs to one channel path; a new path starts from empty.
-  const [feed, setFeed] = useState<FeedState>(emptyFeed(''));
-  const current = feed.path === path ? feed : emptyFeed(path);
   const pausedRef = useRef(false);
 
   useEffect(() => {
-    datasourceUid().then(setUid, setError);
-  }, []);
+    let cancelled = false;
+    let sub: Subscription | undefined;
+    const filter = { severity, host };
+    const add = (rows: LiveAlert[]) =>
+      !cancelled && setFeed((f) => addToFeed(f.key === key ? f : emptyFeed(key), rows, pausedRef.current));
+    const fail = (e: unknown) => !cancelled && setError({ key, error: e });
+    const backfill = () => api.listAlerts(filter, undefined, LIVE_BACKFILL).then((p) => add(p.alerts), fail);
 
-  useEffect(() => {
-    if (!uid) {
-      return;
-    }
-    const seen = new Set<string>();
-    const sub = liveAlerts(uid, path).subscribe({
-      next: (batch) => {
-        const fresh = batch.filter((a) => !seen.has(a.alert_id));
-        fresh.forEach((a) => seen.add(a.alert_id));
-        if (fresh.length > 0) {
-          setFeed((f) => addToFeed(f.path === path ? f : emptyFeed(path), fresh, pausedRef.current));
+    api.liveChannel(filter).then(({ channel }) => {
+      if (cancelled) {
+        return;
+      }
+      let connectedOnce = false;
+      let lost = false;
+      sub = liveFeed(channel).subscribe({
+        next: (ev) => {
+          switch (ev.kind) {
+            case 'rows':
+              add(ev.alerts);
+              break;
+            case 'error':
+              fail(new Error(ev.message));
+              break;
+            case 'state':
+              if (ev.state === LiveChannelConnectionState.Disconnected) {
+                lost = true;
+              }
+              if (ev.state === LiveChannelConnectionState.Connected) {
+                // Grafana clears a channel's error once it (re)subscribes.
+                setError(undefined);
+                if (!connectedOnce || lost) {
+                  backfill();
+                }
+                const reconnected = connectedOnce && lost ? 1 : 0;
+                setStatus((st) => ({
+                  key,
+                  state: ev.state,
+                  reconnects: (st.key === key ? st.reconnects : 0) + reconnected,
+                }));
+                connectedOnce = true;
+                lost = false;
+                return;
+              }
+              setStatus((st) => ({ key, state: ev.state, reconnects: st.key === key ? st.reconnects : 0 }));
+              break;
+          }
+        },
+        error: fail,
+        complete: () =>
+          !cancelled &&
+          setStatus((st) => ({
+            key,
+            state: LiveChannelConnectionState.Shutdown,
+            reconnects: st.key === key ? st.reconnects : 0,
+          })),
+      });
+    }, fail);
+    return () => {
+      cancelled = true;
+      sub?.unsubscribe();
+    };
+  }, [key, severity, host]);
+
+  const setFilter = useCallback(
+    (name: (typeof LIVE_FILTER_KEYS)[number], value: string) =>
+      setParams((prev) => {
+        const p = new URLSearchParams(prev);
+        if (value) {
+          p.set(name, value);
+        } else {
+          p.delete(name);
         }
-      },
-      error: setError,
-    });
-    return () => sub.unsubscribe();
-  }, [uid, path]);
+        return p;
+      }),
+    [setParams]
+  );
 
   const pause = () => {
     pausedRef.current = true;
@@ -88,49 +185,41 @@ export function Live() {
   const resume = () => {
     pausedRef.current = false;
     setPaused(false);
-    setFeed((f) => ({ ...f, alerts: [...f.pending, ...f.alerts].slice(0, LIVE_KEEP), pending: [] }));
+    setFeed((f) => ({ ...f, alerts: [...f.pending, ...f.alerts].sort(newestFirst).slice(0, LIVE_KEEP), pending: [] }));
   };
   const { alerts, pending, counts } = current;
+  const st = status.key === key ? status : { state: undefined, reconnects: 0 };
+  const err = error?.key === key ? error.error : undefined;
+  const data = useMemo(() => alerts, [alerts]);
+
+  let connection: React.ReactNode = null;
+  if (st.state === LiveChannelConnectionState.Disconnected) {
+    connection = (
+      <AlertBox severity="warning" title="Connection to Grafana Live lost: reconnecting…">
+        Trips committed meanwhile are loaded when the channel is back.
+      </AlertBox>
+    );
+  } else if (st.state === LiveChannelConnectionState.Shutdown) {
+    connection = <AlertBox severity="warning" title="The live channel was closed by Grafana." />;
+  }
 
   let body: React.ReactNode;
-  if (error) {
-    body = <ErrorView title="The live feed is unavailable" error={error} onRetry={() => window.location.reload()} />;
-  } else if (!uid) {
+  if (err && alerts.length === 0) {
+    body = <ErrorView title="The live feed is unavailable" error={err} onRetry={() => window.location.reload()} />;
+  } else if (st.state === undefined && alerts.length === 0) {
     body = <Loading what="the live feed" />;
   } else if (alerts.length === 0) {
     body = (
       <Empty message="Waiting for trips…">
-        New alerts appear here the moment the collector stores them{path !== 'alerts' ? ' (filtered)' : ''}.
+        New alerts appear here the moment the collector stores them{severity || host ? ' (filtered)' : ''}.
       </Empty>
     );
   } else {
     body = (
-      <table className={s.table} data-testid={testIds.live.table}>
-        <thead>
-          <tr>
-            <th>Time</th>
-            <th>Severity</th>
-            <th>Host</th>
-            <th>Type</th>
-            <th>Rule</th>
-            <th>Summary</th>
-          </tr>
-        </thead>
-        <tbody>
-          {alerts.map((a) => (
-            <tr key={a.alert_id} className={s.row(a.severity)}>
-              <td className={s.nowrap}>{fmtTime(a.event_time)}</td>
-              <td>
-                <StatusBadge value={a.severity} />
-              </td>
-              <td>{a.host_name}</td>
-              <td>{a.tripwire_type}</td>
-              <td>{a.rule_name}</td>
-              <td>{a.summary}</td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
+      <div data-testid={testIds.live.table}>
+        {err ? <ErrorView title="The live feed is interrupted" error={err} /> : null}
+        <InteractiveTable columns={COLUMNS} data={data} getRowId={(a) => a.alert_id} />
+      </div>
     );
   }
 
@@ -144,17 +233,20 @@ export function Live() {
               width={20}
               options={SEVERITY_OPTIONS}
               value={severity}
-              onChange={(v) => setSeverity(v.value ?? '')}
+              onChange={(v) => setFilter('severity', v.value ?? '')}
             />
           </InlineField>
           <InlineField label="Host" labelWidth={8}>
+            {/* Uncontrolled, keyed by the URL's value: typing is not a
+                subscription, Enter or leaving the field commits, and a URL
+                change (back button) resets it. */}
             <Input
+              key={`host=${host}`}
               width={20}
               placeholder="any"
-              value={hostInput}
-              onChange={(e) => setHostInput(e.currentTarget.value)}
-              onBlur={() => setHost(hostInput.trim())}
-              onKeyDown={(e) => e.key === 'Enter' && setHost(hostInput.trim())}
+              defaultValue={host}
+              onBlur={(e) => setFilter('host', e.currentTarget.value.trim())}
+              onKeyDown={(e) => e.key === 'Enter' && setFilter('host', e.currentTarget.value.trim())}
             />
           </InlineField>
           {paused ? (
@@ -174,7 +266,12 @@ export function Live() {
             </span>
           ))}
           <span>since opened</span>
+          <span data-testid={testIds.live.state}>
+            {st.state ?? 'connecting'}
+            {st.reconnects > 0 ? `, reconnected ${st.reconnects}×` : ''}
+          </span>
         </div>
+        {connection}
         {body}
       </Stack>
     </PluginPage>
@@ -182,26 +279,6 @@ export function Live() {
 }
 
 const getStyles = (theme: GrafanaTheme2) => ({
-  table: css({
-    width: '100%',
-    borderCollapse: 'collapse',
-    'th, td': {
-      padding: theme.spacing(0.5, 1),
-      textAlign: 'left',
-      borderBottom: `1px solid ${theme.colors.border.weak}`,
-    },
-  }),
-  row: (severity: string) =>
-    css({
-      borderLeft: `4px solid ${
-        severity === 'CRITICAL'
-          ? theme.colors.error.main
-          : severity === 'WARN'
-            ? theme.colors.warning.main
-            : theme.colors.info.main
-      }`,
-    }),
-  nowrap: css({ whiteSpace: 'nowrap' }),
   counts: css({ display: 'flex', gap: theme.spacing(2), alignItems: 'center', color: theme.colors.text.secondary }),
 });
 

@@ -8,7 +8,7 @@ import App from './App';
 jest.mock('../../api/client', () => ({
   ...jest.requireActual('../../api/client'),
   datasourceUid: jest.fn(() => new Promise(() => {})),
-  api: { hosts: jest.fn(() => new Promise(() => {})) },
+  api: { hosts: jest.fn(() => new Promise(() => {})), liveChannel: jest.fn(() => new Promise(() => {})) },
 }));
 
 const props = {
