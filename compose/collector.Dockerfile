@@ -1,11 +1,21 @@
-# Builds tripwire-collector with OCB from this repository.
+# Builds tripwire-collector with OCB from this repository (context: the
+# repository root; .dockerignore keeps keys, secrets and node_modules out).
 FROM golang:1.26-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN ./collector/build.sh
+RUN ./collector/build.sh \
+ && CGO_ENABLED=0 go build -trimpath -o /out/healthcheck ./compose/healthcheck \
+ && mkdir -p /out/queue
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /src/bin/tripwire-collector /usr/bin/tripwire-collector
-USER nonroot
+COPY --from=build /out/healthcheck /usr/bin/healthcheck
+# The persistent queue's directory exists in the image, owned by the image's
+# user: Docker fills a new named volume mounted here from the image's
+# directory, ownership included, so uid 65532 can create its queue files on
+# the first `up` (a path missing from the image would be created root-owned).
+COPY --from=build --chown=65532:65532 --chmod=0700 /out/queue /var/lib/tripwire-collector/queue
+USER 65532:65532
 EXPOSE 4317 13133
+HEALTHCHECK --interval=10s --timeout=5s --retries=6 CMD ["/usr/bin/healthcheck", "http://127.0.0.1:13133/"]
 ENTRYPOINT ["/usr/bin/tripwire-collector"]
