@@ -84,6 +84,7 @@ type Rule struct {
 	Mode      string // observe, honeyport
 	Transport string // tcp, udp
 	Address   string
+	Flood     watcher.Flood // honeyport only
 
 	Exclude watcher.Exclusions
 }

@@ -37,7 +37,7 @@ func (c *Config) NetworkRules() []watcher.NetworkRule {
 	for _, r := range c.enabled(TypeNetwork) {
 		out = append(out, watcher.NetworkRule{
 			Name: r.Name, Severity: r.Severity, Ports: r.Ports, Mode: r.Mode, Transport: r.Transport,
-			Address: r.Address, Exclude: r.Exclude,
+			Address: r.Address, Flood: r.Flood, Exclude: r.Exclude,
 		})
 	}
 	return out

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -18,7 +19,7 @@ var (
 	commonKeys  = []string{"name", "type", "severity", "enabled", "exclude"}
 	fileKeys    = []string{"paths", "recursive", "plant", "hold_opens"}
 	processKeys = []string{"names", "paths", "resolve"}
-	networkKeys = []string{"ports", "mode", "transport", "address"}
+	networkKeys = []string{"ports", "mode", "transport", "address", "flood"}
 	typeKeys    = map[string][]string{TypeFile: fileKeys, TypeProcess: processKeys, TypeNetwork: networkKeys}
 )
 
@@ -243,6 +244,16 @@ func (d *decoder) networkRule(rs *ruleSet, i int, path string, n *yaml.Node, m m
 			d.errorf(af.key, af.path, "address is only used in honeyport mode")
 		case net.ParseIP(r.Address) == nil:
 			d.errorf(af.value, af.path, "want an IP address, got %q", r.Address)
+		}
+	}
+	if ff, ok := m["flood"]; ok {
+		fm := d.mapping(ff.value, ff.path, "sources", "window")
+		sources := int64(watcher.DefaultFloodSources)
+		d.integer(fm, "sources", 1, 1<<16, &sources)
+		r.Flood.Sources = int(sources)
+		d.duration(fm, "window", time.Second, &r.Flood.Window)
+		if r.Mode != "honeyport" {
+			d.errorf(ff.key, ff.path, "flood is only used in honeyport mode")
 		}
 	}
 	pf, ok := m["ports"]

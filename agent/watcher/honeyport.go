@@ -52,9 +52,12 @@ type honeyport struct {
 	targets []netTarget
 	log     *slog.Logger
 
-	connections, tripped, dropped atomic.Uint64
-	mu                            sync.Mutex
-	addrs                         []net.Addr // bound, for tests and logs
+	// connections = tripped (each its own trip) + aggregated (counted into
+	// one of the floods aggregate trips); dropped never reached the agent.
+	connections, tripped, aggregated, floods, dropped atomic.Uint64
+	flood                                             floodGate
+	mu                                                sync.Mutex
+	addrs                                             []net.Addr // bound, for tests and logs
 
 	// Tests only: a shorter accept queue, and a gate the accept loops wait
 	// on, so a test can overflow the queue on purpose.
@@ -80,7 +83,8 @@ func (h *honeyport) Mechanism() string { return netMechHoneyport }
 func (h *honeyport) Missing() []string { return nil }
 
 func (h *honeyport) Counters() map[string]uint64 {
-	return map[string]uint64{"connections": h.connections.Load(), "tripped": h.tripped.Load(), "dropped": h.dropped.Load()}
+	return map[string]uint64{"connections": h.connections.Load(), "tripped": h.tripped.Load(),
+		"aggregated": h.aggregated.Load(), "floods": h.floods.Load(), "dropped": h.dropped.Load()}
 }
 
 // Addrs returns the addresses the honeyport listens on once started.
@@ -135,9 +139,11 @@ func (h *honeyport) Start(ctx context.Context, sink Sink) error {
 		}
 	}
 	h.log.Info("network watcher started", "mechanism", netMechHoneyport, "listening", len(closers))
+	go h.expireFloods(ctx, sink)
 	go func() {
 		h.watchDrops(ctx, sockets, sink)
 		closeAll()
+		h.emitFloods(sink, h.flood.close())
 	}()
 	return nil
 }
@@ -256,12 +262,41 @@ func (h *honeyport) packetLoop(pc *net.UDPConn, t netTarget, sink Sink) {
 
 func (h *honeyport) trip(sink Sink, t netTarget, remote, local net.Addr, first []byte, at time.Time) {
 	src, dst := honeyAddrPort(remote), honeyAddrPort(local)
+	own, ended := h.flood.admit(t, src, dst, first, at)
+	h.emitFloods(sink, ended)
+	if !own {
+		h.aggregated.Add(1)
+		return
+	}
 	e := netTrip(event.NetworkConnection, t, netMechHoneyport, src, dst, at, nil, nil)
+	// A datagram's source is whatever the sender wrote: anyone can forge it.
+	e.Network.SourceUnverified = t.transport == "udp"
 	if len(first) > 0 {
 		e.Network.FirstBytes = strconv.Quote(string(first))
 	}
 	h.tripped.Add(1)
 	sink.Trip(e)
+}
+
+// expireFloods emits the aggregates of flood windows as they end.
+func (h *honeyport) expireFloods(ctx context.Context, sink Sink) {
+	t := time.NewTicker(floodTick(h.targets))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			h.emitFloods(sink, h.flood.expire(now))
+		}
+	}
+}
+
+func (h *honeyport) emitFloods(sink Sink, aggregates []*event.Event) {
+	for _, e := range aggregates {
+		h.floods.Add(1)
+		sink.Trip(e)
+	}
 }
 
 func honeyAddrPort(a net.Addr) netip.AddrPort {

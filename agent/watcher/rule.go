@@ -1,6 +1,10 @@
 package watcher
 
-import "github.com/tripwire-sec/tripwire/internal/event"
+import (
+	"time"
+
+	"github.com/tripwire-sec/tripwire/internal/event"
+)
 
 // Rules are what the config hands to watchers: already validated, enabled
 // only, with paths cleaned and absolute.
@@ -56,5 +60,21 @@ type NetworkRule struct {
 	Mode      string // "observe" (a real service's port) or "honeyport" (the agent listens)
 	Transport string // "tcp" (default) or "udp" (honeyport only)
 	Address   string // honeyport listen address; default all interfaces
+	Flood     Flood  // honeyport only
 	Exclude   Exclusions
 }
+
+// Flood says when a honeyport stops reporting each probe on its own: above
+// Sources distinct sources on one port within Window, further probes in the
+// window are counted into one aggregate event. Zero values take the defaults.
+type Flood struct {
+	Sources int
+	Window  time.Duration
+}
+
+// Defaults of Flood: a scan of a port from a few hosts is still reported
+// source by source; a flood of forged sources costs one event per window.
+const (
+	DefaultFloodSources = 20
+	DefaultFloodWindow  = 10 * time.Second
+)

@@ -116,6 +116,12 @@ type Network struct {
 	Type               string // ipv4, ipv6
 	Mode               string // observe, honeyport
 	FirstBytes         string // Go-quoted prefix of what a honeyport client sent
+	// SourceUnverified: the source address was not confirmed by a handshake
+	// (UDP), so anyone could have forged it.
+	SourceUnverified bool
+	// Sources is the number of distinct source addresses of an aggregate
+	// (tripwire.count probes from many sources, source.address empty).
+	Sources int64
 }
 
 // Agent describes agent events: losses, heartbeats, certificate expiry.

@@ -221,6 +221,8 @@ var fields = []field{
 	sField("network.type", maxShort, func(e *Event) string { return nOf(e).Type }, func(e *Event, s string) { netw(e).Type = s }),
 	sField("tripwire.network.mode", maxShort, func(e *Event) string { return nOf(e).Mode }, func(e *Event, s string) { netw(e).Mode = s }),
 	sField("tripwire.network.first_bytes", maxLong, func(e *Event) string { return nOf(e).FirstBytes }, func(e *Event, s string) { netw(e).FirstBytes = s }),
+	bField("tripwire.network.source_unverified", func(e *Event) bool { return nOf(e).SourceUnverified }, func(e *Event, b bool) { netw(e).SourceUnverified = b }),
+	iField("tripwire.network.sources", func(e *Event) int64 { return nOf(e).Sources }, func(e *Event, i int64) { netw(e).Sources = i }),
 
 	iField("tripwire.loss.count", func(e *Event) int64 { return aOf(e).LossCount }, func(e *Event, i int64) { agent(e).LossCount = i }),
 	sField("tripwire.loss.reason", maxShort, func(e *Event) string { return aOf(e).LossReason }, func(e *Event, s string) { agent(e).LossReason = s }),
