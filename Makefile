@@ -18,6 +18,7 @@ test: lint bpf-check collector test-go test-plugin ## everything CI runs
 
 test-go:
 	$(GO) test -count=1 -timeout 40m ./...
+	cd contract && $(GO) test -count=1 ./...
 
 # The plugin's frontend needs Node 22 (installed from npm into .tools/ when the
 # machine has an older one) and its backend mage.
@@ -32,7 +33,7 @@ $(MAGE):
 	$(GO) install github.com/magefile/mage@v1.17.2
 
 test-plugin: plugin
-	cd grafana-plugin && $(GO) vet ./pkg/... ./internal/... && $(GO) test -count=1 ./pkg/... ./internal/...
+	cd grafana-plugin && $(GO) vet ./pkg/... && $(GO) test -count=1 ./pkg/...
 	cd grafana-plugin && TRIPWIRE_PLUGIN_BINARY=dist/datasource/gpx_tripwire_linux_amd64 $(GO) test -count=1 ./pkg/protocoltest/
 	cd grafana-plugin && $(PLUGIN_ENV) sh -c 'npm run typecheck && npm run lint && npm run test:ci'
 	cd grafana-plugin && for f in dist/plugin.json dist/module.js dist/datasource/plugin.json dist/datasource/module.js \
@@ -46,6 +47,7 @@ bench: ## benchmarks; each prints its figures (bench/run.sh SECTION runs one)
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^grafana-plugin/')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	cd contract && $(GO) vet ./...
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

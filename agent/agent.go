@@ -244,9 +244,9 @@ func (a *Agent) startShipper(ctx context.Context, done chan struct{}) error {
 			ServiceVersion: a.opts.Version},
 		Status: func() (string, string, string) {
 			r := a.Report()
-			status := shipper.StatusOnline
+			status := event.StatusOnline
 			if r.Status != health.StatusOK {
-				status = shipper.StatusDegraded
+				status = event.StatusDegraded
 			}
 			return status, a.watcherModes(), strings.Join(r.Unserved, "; ")
 		},
@@ -349,6 +349,6 @@ func (a *Agent) startEvent() *event.Event {
 	a.mu.Unlock()
 	return &event.Event{
 		Name: event.AgentStart, Severity: event.SeverityInfo, Time: time.Now().UTC(),
-		Agent: &event.Agent{Watchers: a.watcherModes(), Status: "ONLINE", Unserved: unserved},
+		Agent: &event.Agent{Watchers: a.watcherModes(), Status: event.StatusOnline, Unserved: unserved},
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tripwire-sec/tripwire/agent/health"
-	"github.com/tripwire-sec/tripwire/agent/pipeline"
 	"github.com/tripwire-sec/tripwire/agent/watcher"
 	"github.com/tripwire-sec/tripwire/internal/event"
 )
@@ -23,9 +22,9 @@ func (a *Agent) observe(batch []*event.Event) {
 		if e.Name == event.AgentLoss && e.Agent != nil {
 			a.metrics.Losses.WithLabelValues(e.Agent.LossReason).Add(float64(e.Agent.LossCount))
 			switch e.Agent.LossReason {
-			case "kernel_overflow", "ringbuf":
+			case event.LossKernelOverflow, event.LossRingbuf:
 				a.metrics.KernelOverflow.Add(float64(e.Agent.LossCount))
-			case pipeline.ReasonInvalidEvent:
+			case event.LossInvalidEvent:
 				a.metrics.WatcherErrors.WithLabelValues(a.kindOf(e.Mechanism), e.Mechanism).Add(float64(e.Agent.LossCount))
 			}
 		}

@@ -23,9 +23,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/tripwire-sec/tripwire/internal/auditchain"
+	"github.com/tripwire-sec/tripwire/contract/pgtest"
 	"github.com/tripwire-sec/tripwire/internal/event"
-	"github.com/tripwire-sec/tripwire/internal/pgtest"
 	"github.com/tripwire-sec/tripwire/internal/pki"
 	"github.com/tripwire-sec/tripwire/migrations"
 )
@@ -38,7 +37,7 @@ import (
 //
 // Knobs: BENCH_AGENTS (default 50), BENCH_EVENTS per agent (4000),
 // BENCH_BATCH events per request (500), BENCH_CONNS for the connection
-// benchmark (1000). PostgreSQL runs with fsync off (internal/pgtest's
+// benchmark (1000). PostgreSQL runs with fsync off (contract/pgtest's
 // default; PGTEST_DURABLE=1 turns it on) for both the collector and the COPY
 // baseline.
 
@@ -88,7 +87,7 @@ func (a *simAgent) eventsAt(ts []time.Time, rule string) []*event.Event {
 				ExecutablePath: "/usr/bin/cat", CommandLine: "cat /srv/data/file"},
 		}
 		e.PrevHash = a.prev
-		e.Hash = auditchain.Hash(a.prev, e.Canonical())
+		e.Hash = event.ChainHash(a.prev, e.Canonical())
 		a.prev = e.Hash
 		out[i] = e
 	}

@@ -7,7 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/tripwire-sec/tripwire/internal/auditchain"
+	"github.com/tripwire-sec/tripwire/internal/event"
 )
 
 // The chain tests of the delivery issue, through the real collector: a
@@ -95,7 +95,7 @@ func TestRewrittenLogRaisesChainBreak(t *testing.T) {
 	for _, e := range evs {
 		e.File.Path = "/srv/data/innocent"
 		e.PrevHash = prev
-		e.Hash = auditchain.Hash(prev, e.Canonical())
+		e.Hash = event.ChainHash(prev, e.Canonical())
 		prev = e.Hash
 	}
 	if err := a.send(ctx, a.logs(evs)); err != nil {
@@ -107,7 +107,7 @@ func TestRewrittenLogRaisesChainBreak(t *testing.T) {
 	if err := pool.QueryRow(ctx, `SELECT kind, got_seq FROM chain_breaks ORDER BY break_id LIMIT 1`).Scan(&kind, &got); err != nil {
 		t.Fatal(err)
 	}
-	if kind != "fork" || got != 6 {
+	if kind != string(event.BreakFork) || got != 6 {
 		t.Errorf("chain break %s at seq %d, want a fork at seq 6", kind, got)
 	}
 }

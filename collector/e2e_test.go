@@ -14,7 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tripwire-sec/tripwire/agent/health"
-	"github.com/tripwire-sec/tripwire/internal/pgtest"
+	"github.com/tripwire-sec/tripwire/contract/pgtest"
 	"github.com/tripwire-sec/tripwire/internal/pki"
 )
 

@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tripwire-sec/tripwire/contract/pgtest"
 	"github.com/tripwire-sec/tripwire/internal/auditchain"
 	"github.com/tripwire-sec/tripwire/internal/event"
-	"github.com/tripwire-sec/tripwire/internal/pgtest"
 	"github.com/tripwire-sec/tripwire/internal/pki"
 )
 

@@ -97,13 +97,13 @@ service:
 		rls := req.Logs().ResourceLogs()
 		for i := 0; i < rls.Len(); i++ {
 			attrs := rls.At(i).Resource().Attributes()
-			if h, _ := attrs.Get("host.name"); h.Str() != "web-01" {
+			if h, _ := attrs.Get(event.ResourceHostName); h.Str() != "web-01" {
 				t.Errorf("forwarded host.name %q, want web-01", h.Str())
 			}
-			if a, _ := attrs.Get("client.address"); a.Str() != "127.0.0.1" {
+			if a, _ := attrs.Get(event.ResourceClientAddress); a.Str() != "127.0.0.1" {
 				t.Errorf("forwarded client.address %q", a.Str())
 			}
-			if _, ok := attrs.Get("tripwire.client.cert_not_after"); !ok {
+			if _, ok := attrs.Get(event.ResourceClientCertNotAfter); !ok {
 				t.Error("forwarded resource lacks tripwire.client.cert_not_after")
 			}
 		}

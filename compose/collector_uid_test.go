@@ -24,8 +24,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/tripwire-sec/tripwire/contract/pgtest"
 	"github.com/tripwire-sec/tripwire/internal/event"
-	"github.com/tripwire-sec/tripwire/internal/pgtest"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }

@@ -8,6 +8,7 @@ require (
 	github.com/hashicorp/go-plugin v1.8.0
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/magefile/mage v1.17.2
+	github.com/tripwire-sec/tripwire/contract v0.0.0
 )
 
 require (
@@ -90,3 +91,5 @@ require (
 	google.golang.org/protobuf v1.36.12 // indirect
 	gopkg.in/fsnotify/fsnotify.v1 v1.4.7 // indirect
 )
+
+replace github.com/tripwire-sec/tripwire/contract => ../contract

@@ -8,13 +8,14 @@ import (
 	"embed"
 	"fmt"
 	"io/fs"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tripwire-sec/tripwire/contract/schema"
 )
 
 //go:embed *.sql
@@ -84,19 +85,8 @@ func Apply(ctx context.Context, pool *pgxpool.Pool) error {
 // partitionKey serialises partition maintenance among collectors.
 const partitionKey = lockKey + 1
 
-// partitionName matches the monthly partitions EnsurePartitions creates.
-var partitionName = regexp.MustCompile(`^alerts_(\d{4})_(\d{2})$`)
-
 // PartitionName is the name of the alerts partition holding t's month (UTC).
-func PartitionName(t time.Time) string {
-	t = t.UTC()
-	return fmt.Sprintf("alerts_%04d_%02d", t.Year(), int(t.Month()))
-}
-
-func monthStart(t time.Time) time.Time {
-	t = t.UTC()
-	return time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC)
-}
+func PartitionName(t time.Time) string { return schema.PartitionName(t) }
 
 // EnsurePartitions creates the monthly alerts partitions from now's month to
 // monthsAhead months later (UTC), and returns the names it created.
@@ -114,11 +104,9 @@ func EnsurePartitions(ctx context.Context, pool *pgxpool.Pool, now time.Time, mo
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", partitionKey); err != nil {
 			return fmt.Errorf("locking partitions: %w", err)
 		}
-		first := monthStart(now)
+		first := schema.MonthStart(now)
 		for i := 0; i <= monthsAhead; i++ {
-			from := first.AddDate(0, i, 0)
-			to := from.AddDate(0, 1, 0)
-			name := PartitionName(from)
+			name, steps := schema.Partition(first.AddDate(0, i, 0))
 			var exists bool
 			if err := tx.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", name).Scan(&exists); err != nil {
 				return fmt.Errorf("looking up %s: %w", name, err)
@@ -126,8 +114,10 @@ func EnsurePartitions(ctx context.Context, pool *pgxpool.Pool, now time.Time, mo
 			if exists {
 				continue
 			}
-			if err := createPartition(ctx, tx, name, from, to); err != nil {
-				return err
+			for _, sql := range steps {
+				if _, err := tx.Exec(ctx, sql); err != nil {
+					return fmt.Errorf("creating partition %s: %w", name, err)
+				}
 			}
 			created = append(created, name)
 		}
@@ -137,28 +127,6 @@ func EnsurePartitions(ctx context.Context, pool *pgxpool.Pool, now time.Time, mo
 		return nil, err
 	}
 	return created, nil
-}
-
-func createPartition(ctx context.Context, tx pgx.Tx, name string, from, to time.Time) error {
-	// DDL takes no parameters; the bounds are our own formatted times and
-	// the name matches partitionName.
-	const layout = "2006-01-02 15:04:05+00"
-	steps := []string{
-		"CREATE TEMP TABLE alerts_moving (LIKE alerts) ON COMMIT DROP",
-		`WITH moved AS (DELETE FROM alerts_default
-		                WHERE event_time >= '` + from.Format(layout) + `' AND event_time < '` + to.Format(layout) + `'
-		                RETURNING *)
-		 INSERT INTO alerts_moving SELECT * FROM moved`,
-		"CREATE TABLE " + name + " PARTITION OF alerts FOR VALUES FROM ('" + from.Format(layout) + "') TO ('" + to.Format(layout) + "')",
-		"INSERT INTO alerts SELECT * FROM alerts_moving",
-		"DROP TABLE alerts_moving",
-	}
-	for _, sql := range steps {
-		if _, err := tx.Exec(ctx, sql); err != nil {
-			return fmt.Errorf("creating partition %s: %w", name, err)
-		}
-	}
-	return nil
 }
 
 // DropExpired drops the monthly alerts partitions whose whole month ended
@@ -194,12 +162,8 @@ func DropExpired(ctx context.Context, pool *pgxpool.Pool, now time.Time, retenti
 		}
 		sort.Strings(names)
 		for _, name := range names {
-			m := partitionName.FindStringSubmatch(name)
-			if m == nil {
-				continue
-			}
-			from, err := time.Parse("2006-01", m[1]+"-"+m[2])
-			if err != nil {
+			from, ok := schema.PartitionMonth(name)
+			if !ok {
 				continue
 			}
 			if end := from.AddDate(0, 1, 0); end.After(cutoff) {

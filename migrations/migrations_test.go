@@ -10,7 +10,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/tripwire-sec/tripwire/internal/pgtest"
+	"github.com/tripwire-sec/tripwire/contract/pgtest"
 	"github.com/tripwire-sec/tripwire/migrations"
 )
 

@@ -15,8 +15,8 @@ import (
 	"go.opentelemetry.io/collector/exporter/exportertest"
 	"go.opentelemetry.io/collector/pdata/plog"
 
+	"github.com/tripwire-sec/tripwire/contract/pgtest"
 	"github.com/tripwire-sec/tripwire/internal/event"
-	"github.com/tripwire-sec/tripwire/internal/pgtest"
 	"github.com/tripwire-sec/tripwire/migrations"
 	"github.com/tripwire-sec/tripwire/tripwireexporter/internal/metadata"
 )

@@ -1,24 +1,10 @@
 package tripwireexporter
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"sort"
 	"time"
 
 	"github.com/tripwire-sec/tripwire/internal/event"
-)
-
-// genesisHash is the prev_hash of a chain's first entry.
-const genesisHash = "0000000000000000000000000000000000000000000000000000000000000000"
-
-// Kinds of chain breaks, as stored in chain_breaks.kind and in the alert's
-// tripwire.audit.break.kind.
-const (
-	breakMismatch     = "mismatch"      // the entry's hash is not SHA-256(prev_hash ‖ canonical)
-	breakGap          = "gap"           // seqs missing before the entry
-	breakFork         = "fork"          // a second, different entry for a seq, or a link to a hash that is not the head
-	breakAccountedGap = "accounted_gap" // seqs missing, all reported shed by the agent: no alert
 )
 
 // chainHead is the verified end of a host's chain.
@@ -60,7 +46,7 @@ type lossRecord struct {
 // chainBreak is one break found; alert says whether it raises a CRITICAL
 // tripwire.audit.chain_break alert (every kind but accounted_gap).
 type chainBreak struct {
-	kind                  string
+	kind                  event.BreakKind // stored in chain_breaks.kind and the alert's tripwire.audit.break.kind; never BreakLink: a mislink is a fork here
 	expectedSeq, gotSeq   int64
 	expectedHash, gotHash string
 	alert                 bool
@@ -88,15 +74,6 @@ type chainOutcome struct {
 	forks   []*chainEntry // new entries for chain_forks
 	replays []*chainEntry // batch entries stored before
 	losses  []lossRecord  // shed ranges of this batch's loss events, to remember
-}
-
-// entryHash is the audit chain's hash of an event: hex(SHA-256(prev_hash ‖
-// canonical)), as internal/auditchain computes it on the agent.
-func entryHash(prev string, canonical []byte) string {
-	h := sha256.New()
-	h.Write([]byte(prev))
-	h.Write(canonical)
-	return hex.EncodeToString(h.Sum(nil))
 }
 
 // walk checks a host's chain. The rules:
@@ -133,7 +110,7 @@ func walk(s *chainState) chainOutcome {
 		s.forkTips = map[forkTip]bool{}
 	}
 	raise := func(b chainBreak) {
-		b.alert = b.kind != breakAccountedGap
+		b.alert = b.kind.Tampering()
 		out.breaks = append(out.breaks, b)
 	}
 
@@ -161,9 +138,9 @@ func walk(s *chainState) chainOutcome {
 			continue // twice in this batch: the first copy is stored
 		}
 		mismatched := false
-		if got := entryHash(b.prev, b.canon); got != b.hash {
+		if got := event.ChainHash(b.prev, b.canon); got != b.hash {
 			mismatched = true
-			raise(chainBreak{kind: breakMismatch, expectedSeq: b.seq, gotSeq: b.seq, expectedHash: got, gotHash: b.hash})
+			raise(chainBreak{kind: event.BreakMismatch, expectedSeq: b.seq, gotSeq: b.seq, expectedHash: got, gotHash: b.hash})
 		}
 		if r, ok := shedRange(b); ok && !mismatched && !haveKnown {
 			s.losses = append(s.losses, r)
@@ -172,7 +149,7 @@ func walk(s *chainState) chainOutcome {
 		switch {
 		case haveKnown:
 			if !s.forkTips[forkTip{b.seq - 1, b.prev}] {
-				raise(chainBreak{kind: breakFork, expectedSeq: b.seq, gotSeq: b.seq, expectedHash: known, gotHash: b.hash})
+				raise(chainBreak{kind: event.BreakFork, expectedSeq: b.seq, gotSeq: b.seq, expectedHash: known, gotHash: b.hash})
 			}
 			s.forkTips[forkTip{b.seq, b.hash}] = true
 			out.forks = append(out.forks, b)
@@ -210,12 +187,12 @@ func walk(s *chainState) chainOutcome {
 		case c.seq == next && c.prev == out.head.hash:
 		case c.seq == next:
 			if !s.forkTips[forkTip{c.seq - 1, c.prev}] {
-				raise(chainBreak{kind: breakFork, expectedSeq: next, gotSeq: c.seq, expectedHash: out.head.hash, gotHash: c.prev})
+				raise(chainBreak{kind: event.BreakFork, expectedSeq: next, gotSeq: c.seq, expectedHash: out.head.hash, gotHash: c.prev})
 			}
 		case covered(s.losses, next, c.seq-1):
-			raise(chainBreak{kind: breakAccountedGap, expectedSeq: next, gotSeq: c.seq, expectedHash: out.head.hash, gotHash: c.prev})
+			raise(chainBreak{kind: event.BreakAccountedGap, expectedSeq: next, gotSeq: c.seq, expectedHash: out.head.hash, gotHash: c.prev})
 		case overdue[i]:
-			raise(chainBreak{kind: breakGap, expectedSeq: next, gotSeq: c.seq, expectedHash: out.head.hash, gotHash: c.prev})
+			raise(chainBreak{kind: event.BreakGap, expectedSeq: next, gotSeq: c.seq, expectedHash: out.head.hash, gotHash: c.prev})
 		default:
 			goto wait
 		}
@@ -242,7 +219,7 @@ func shedRange(en *chainEntry) (seqRange, bool) {
 	}
 	a := en.ev.Agent
 	r := seqRange{a.LossFirstSeq, a.LossLastSeq, a.LossCount}
-	ok := a.LossReason == "spool_shed" && r.first > 0 && r.first <= r.last && r.last < en.seq &&
+	ok := a.LossReason == event.LossSpoolShed && r.first > 0 && r.first <= r.last && r.last < en.seq &&
 		r.count > 0 && r.count <= r.last-r.first+1
 	return r, ok
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/tripwire-sec/tripwire/internal/event"
 )
 
 func TestCovered(t *testing.T) {
@@ -50,13 +52,13 @@ func kinds(out chainOutcome) string {
 func TestWalkDuplicatesInOneBatch(t *testing.T) {
 	es := entries(t, 3)
 	// The same entry twice in one batch is a replay of itself.
-	out := walk(&chainState{head: chainHead{0, genesisHash}, batch: []*chainEntry{es[0], es[1], es[1], es[2]}})
+	out := walk(&chainState{head: chainHead{0, event.GenesisHash}, batch: []*chainEntry{es[0], es[1], es[1], es[2]}})
 	if kinds(out) != "[]" || out.head.seq != 3 || len(out.replays) != 0 || len(out.entries) != 3 {
 		t.Errorf("breaks %s head %d replays %d entries %d", kinds(out), out.head.seq, len(out.replays), len(out.entries))
 	}
 	// Two different entries for one seq in one batch: the second is a fork.
 	other := entries(t, 2)
-	out = walk(&chainState{head: chainHead{0, genesisHash}, batch: []*chainEntry{es[0], es[1], other[1]}})
+	out = walk(&chainState{head: chainHead{0, event.GenesisHash}, batch: []*chainEntry{es[0], es[1], other[1]}})
 	if kinds(out) != "[fork:2:2]" || len(out.forks) != 1 {
 		t.Errorf("breaks %s forks %d", kinds(out), len(out.forks))
 	}

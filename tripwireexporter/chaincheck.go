@@ -49,7 +49,7 @@ func (e *tripwireExporter) checkChains(ctx context.Context, tx pgx.Tx, chains ma
 
 	b := &pgx.Batch{}
 	b.Queue(`INSERT INTO chain_heads (host_id, seq, hash) SELECT id, 0, $2 FROM unnest($1::uuid[]) AS id
-		ON CONFLICT DO NOTHING`, ids, genesisHash)
+		ON CONFLICT DO NOTHING`, ids, event.GenesisHash)
 	heads := b.Queue(`SELECT c.host_id, c.seq, c.hash, now(), h.host_name FROM chain_heads c
 		JOIN hosts h USING (host_id) WHERE c.host_id = ANY($1::uuid[]) ORDER BY c.host_id FOR UPDATE OF c`, ids)
 	parked := b.Queue(`SELECT a.host_id, a.seq, a.prev_hash, a.hash, a.received_at
@@ -177,15 +177,15 @@ func (e *tripwireExporter) queueOutcome(ctx context.Context, w *writes, c *hostC
 			w.alerts.add(c.id, c.name, ev, breakSummary(c.name, br), ev.Canonical())
 		}
 		bw := &w.breaks
-		bw.hosts, bw.kinds, bw.alertIDs = append(bw.hosts, c.id), append(bw.kinds, br.kind), append(bw.alertIDs, alertID)
+		bw.hosts, bw.kinds, bw.alertIDs = append(bw.hosts, c.id), append(bw.kinds, string(br.kind)), append(bw.alertIDs, alertID)
 		bw.expSeqs, bw.gotSeqs = append(bw.expSeqs, br.expectedSeq), append(bw.gotSeqs, br.gotSeq)
 		bw.expHashes, bw.gotHashes = append(bw.expHashes, br.expectedHash), append(bw.gotHashes, br.gotHash)
-		e.breaks.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", br.kind)))
+		e.breaks.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", string(br.kind))))
 		log := e.logger.Error
 		if !br.alert {
 			log = e.logger.Info
 		}
-		log("audit chain break", zap.String(event.ResourceHostName, c.name), zap.String("kind", br.kind),
+		log("audit chain break", zap.String(event.ResourceHostName, c.name), zap.String("kind", string(br.kind)),
 			zap.Int64("expected_seq", br.expectedSeq), zap.Int64("got_seq", br.gotSeq))
 	}
 	if out.moved {
@@ -197,11 +197,11 @@ func (e *tripwireExporter) queueOutcome(ctx context.Context, w *writes, c *hostC
 
 func breakSummary(host string, br chainBreak) string {
 	switch br.kind {
-	case breakGap:
+	case event.BreakGap:
 		return fmt.Sprintf("audit chain gap on %s: seq %d..%d missing", host, br.expectedSeq, br.gotSeq-1)
-	case breakMismatch:
+	case event.BreakMismatch:
 		return fmt.Sprintf("audit chain mismatch on %s: entry %d does not hash to its claimed hash", host, br.gotSeq)
-	case breakFork:
+	case event.BreakFork:
 		return fmt.Sprintf("audit chain fork on %s at seq %d", host, br.gotSeq)
 	}
 	return fmt.Sprintf("audit chain %s on %s at seq %d", br.kind, host, br.gotSeq)

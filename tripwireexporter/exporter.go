@@ -28,12 +28,6 @@ import (
 	"github.com/tripwire-sec/tripwire/tripwireexporter/internal/metadata"
 )
 
-// Resource attributes the tripwire receiver adds besides the agent's own.
-const (
-	resourceClientAddress = "client.address"
-	resourceCertNotAfter  = "tripwire.client.cert_not_after"
-)
-
 // How often partitions are created ahead and expired ones dropped.
 const partitionInterval = time.Hour
 
@@ -366,14 +360,14 @@ func (h *hostBatch) merge(attrs pcommon.Map) {
 	set(&h.osType, event.ResourceOSType)
 	set(&h.arch, event.ResourceHostArch)
 	set(&h.version, event.ResourceServiceVersion)
-	if v := strAttr(attrs, resourceClientAddress); v != "" {
+	if v := strAttr(attrs, event.ResourceClientAddress); v != "" {
 		if ap, err := netip.ParseAddrPort(v); err == nil {
 			h.addr = ap.Addr().Unmap().String()
 		} else if a, err := netip.ParseAddr(v); err == nil {
 			h.addr = a.Unmap().String()
 		}
 	}
-	if v := strAttr(attrs, resourceCertNotAfter); v != "" {
+	if v := strAttr(attrs, event.ResourceClientCertNotAfter); v != "" {
 		if t, err := time.Parse(time.RFC3339, v); err == nil {
 			h.certNotAfter = t
 		}

@@ -16,8 +16,8 @@ import (
 	"go.opentelemetry.io/collector/consumer/consumererror"
 	"go.opentelemetry.io/collector/pdata/plog"
 
+	"github.com/tripwire-sec/tripwire/contract/pgtest"
 	"github.com/tripwire-sec/tripwire/internal/event"
-	"github.com/tripwire-sec/tripwire/internal/pgtest"
 	"github.com/tripwire-sec/tripwire/migrations"
 )
 
@@ -28,7 +28,7 @@ func listen(t *testing.T, dsn string) *pgx.Conn {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close(context.Background()) })
-	if _, err := conn.Exec(context.Background(), "LISTEN "+notifyChannel); err != nil {
+	if _, err := conn.Exec(context.Background(), "LISTEN "+event.NotifyChannel); err != nil {
 		t.Fatal(err)
 	}
 	return conn
@@ -52,17 +52,12 @@ func notifications(t *testing.T, conn *pgx.Conn, want int) []map[string]any {
 		if len(n.Payload) >= 8000 {
 			t.Fatalf("payload of %d bytes: PostgreSQL's limit is 8000", len(n.Payload))
 		}
-		// An array of alerts, or one alert.
+		// Every payload is an array of alerts, whichever path stored them.
 		var batch []map[string]any
-		if err := json.Unmarshal([]byte(n.Payload), &batch); err == nil {
-			got = append(got, batch...)
-			continue
+		if err := json.Unmarshal([]byte(n.Payload), &batch); err != nil || len(batch) == 0 {
+			t.Fatalf("payload %q is not a non-empty JSON array: %v", n.Payload, err)
 		}
-		var m map[string]any
-		if err := json.Unmarshal([]byte(n.Payload), &m); err != nil {
-			t.Fatalf("payload %q is not JSON: %v", n.Payload, err)
-		}
-		got = append(got, m)
+		got = append(got, batch...)
 	}
 }
 
@@ -112,7 +107,7 @@ func TestTripLandsWithItsFields(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if platform != "linux" || arch != "amd64" || version != "0.1.0-test" || ip != "127.0.0.1" || status != "ONLINE" ||
+	if platform != "linux" || arch != "amd64" || version != "0.1.0-test" || ip != "127.0.0.1" || status != event.StatusOnline ||
 		!certNotAfter.Equal(time.Date(2027, 11, 26, 12, 0, 0, 0, time.UTC)) || !lastAlert.Equal(ev.Time) {
 		t.Errorf("host = %s %s %s %s %s %s %s", platform, arch, version, ip, status, certNotAfter, lastAlert)
 	}
@@ -203,7 +198,7 @@ func TestRewrittenEventIsOneMismatch(t *testing.T) {
 	var seq *int64
 	err := pool.QueryRow(context.Background(), `SELECT event_detail->>'tripwire.audit.break.kind', seq FROM alerts
 		WHERE event_name = 'tripwire.audit.chain_break'`).Scan(&kind, &seq)
-	if err != nil || kind != "mismatch" || seq != nil {
+	if err != nil || kind != string(event.BreakMismatch) || seq != nil {
 		t.Errorf("chain_break alert: kind %q seq %v err %v", kind, seq, err)
 	}
 }
@@ -419,12 +414,12 @@ func TestHeartbeatUpdatesHostOnly(t *testing.T) {
 	e := startExporter(t, testConfig(dsn))
 	pool := openPool(t, dsn)
 	a := newAgent(t, "hb-1")
-	push(t, e, a.logs(a.heartbeat("DEGRADED", "file=fsnotify,process=proc_connector")))
+	push(t, e, a.logs(a.heartbeat(event.StatusDegraded, "file=fsnotify,process=proc_connector")))
 	var status, watchers string
 	if err := pool.QueryRow(context.Background(), "SELECT status, watchers FROM hosts WHERE host_name = 'hb-1'").Scan(&status, &watchers); err != nil {
 		t.Fatal(err)
 	}
-	if status != "DEGRADED" || watchers != "file=fsnotify,process=proc_connector" {
+	if status != event.StatusDegraded || watchers != "file=fsnotify,process=proc_connector" {
 		t.Errorf("host status %q watchers %q", status, watchers)
 	}
 	if n := queryInt(t, pool, "SELECT count(*) FROM alerts"); n != 0 {
@@ -433,8 +428,8 @@ func TestHeartbeatUpdatesHostOnly(t *testing.T) {
 	if n := queryInt(t, pool, "SELECT count(*) FROM audit_entries"); n != 0 {
 		t.Errorf("a heartbeat made %d audit entries", n)
 	}
-	push(t, e, a.logs(a.heartbeat("ONLINE", "file=fanotify")))
-	if err := pool.QueryRow(context.Background(), "SELECT status FROM hosts WHERE host_name = 'hb-1'").Scan(&status); err != nil || status != "ONLINE" {
+	push(t, e, a.logs(a.heartbeat(event.StatusOnline, "file=fanotify")))
+	if err := pool.QueryRow(context.Background(), "SELECT status FROM hosts WHERE host_name = 'hb-1'").Scan(&status); err != nil || status != event.StatusOnline {
 		t.Errorf("status %q after an ONLINE heartbeat (%v)", status, err)
 	}
 }
@@ -459,14 +454,14 @@ func TestSweepMarksSilentHostsOffline(t *testing.T) {
 		pool.QueryRow(context.Background(), "SELECT status FROM hosts WHERE host_name = $1", host).Scan(&s)
 		return s
 	}
-	if s := status("quiet-1"); s != "OFFLINE" {
+	if s := status("quiet-1"); s != event.StatusOffline {
 		t.Errorf("silent host is %s", s)
 	}
-	if s := status("busy-1"); s != "ONLINE" {
+	if s := status("busy-1"); s != event.StatusOnline {
 		t.Errorf("active host is %s", s)
 	}
 	push(t, e, a.logs(a.trips(1)...))
-	if s := status("quiet-1"); s != "ONLINE" {
+	if s := status("quiet-1"); s != event.StatusOnline {
 		t.Errorf("host is %s after sending again", s)
 	}
 }
@@ -488,7 +483,7 @@ func TestInvalidRecordsAreDroppedNotTheBatch(t *testing.T) {
 	wrongType.Attributes().PutStr("process.pid", "not a number")
 	forged := lrs.AppendEmpty()
 	(&event.Event{Name: event.AuditChainBreak, AlertID: event.NewAlertID(), Severity: event.SeverityCritical,
-		Time: baseTime, ObservedTime: baseTime, Audit: &event.AuditBreak{Kind: "gap"}}).CopyTo(forged)
+		Time: baseTime, ObservedTime: baseTime, Audit: &event.AuditBreak{Kind: event.BreakGap}}).CopyTo(forged)
 	// Records of a resource without a bound host.
 	anon := ld.ResourceLogs().AppendEmpty()
 	a.trip().CopyTo(anon.ScopeLogs().AppendEmpty().LogRecords().AppendEmpty())
@@ -525,7 +520,7 @@ func TestNULBytesAreStored(t *testing.T) {
 	if err := pool.QueryRow(context.Background(), "SELECT payload, prev_hash, hash FROM audit_entries").Scan(&payload, &prev, &hash); err != nil {
 		t.Fatal(err)
 	}
-	if payload != string(ev.Canonical()) || entryHash(prev, []byte(payload)) != hash {
+	if payload != string(ev.Canonical()) || event.ChainHash(prev, []byte(payload)) != hash {
 		t.Errorf("audit entry payload %q is not the canonical event that hashes to %s", payload, hash)
 	}
 }

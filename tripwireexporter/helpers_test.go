@@ -15,9 +15,9 @@ import (
 	"go.opentelemetry.io/collector/exporter/exporterhelper"
 	"go.opentelemetry.io/collector/pdata/plog"
 
+	"github.com/tripwire-sec/tripwire/contract/pgtest"
 	"github.com/tripwire-sec/tripwire/internal/auditchain"
 	"github.com/tripwire-sec/tripwire/internal/event"
-	"github.com/tripwire-sec/tripwire/internal/pgtest"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -125,7 +125,7 @@ func (a *agent) lossCounted(first, last, count int64) *event.Event {
 	ev := &event.Event{
 		Name: event.AgentLoss, AlertID: event.NewAlertID(), Severity: event.SeverityWarn,
 		Time: at, ObservedTime: at,
-		Agent: &event.Agent{LossCount: count, LossReason: "spool_shed", LossFirstSeq: first, LossLastSeq: last},
+		Agent: &event.Agent{LossCount: count, LossReason: event.LossSpoolShed, LossFirstSeq: first, LossLastSeq: last},
 	}
 	return a.chained(ev)[0]
 }

@@ -8,42 +8,25 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/tripwire-sec/tripwire/internal/event"
 )
 
-// notifyChannel is the channel of the live feed; the Grafana plugin LISTENs on it.
-const notifyChannel = "tripwire_alerts"
-
-// notifyPayload is the live feed's message, one per new alert row. The
-// Grafana plugin decodes it; keep the two in step. event_detail is left out
-// and the summary cut to 512 characters: PostgreSQL refuses a payload over
-// 8000 bytes, and JSON escaping can make each character of a hostile file
-// name six bytes.
-type notifyPayload struct {
-	AlertID      string `json:"alert_id"`
-	EventTime    string `json:"event_time"`  // RFC 3339, UTC, microseconds: the row's exact value
-	ReceivedAt   string `json:"received_at"` // likewise
-	HostName     string `json:"host_name"`
-	EventName    string `json:"event_name"`
-	TripwireType string `json:"tripwire_type"`
-	RuleName     string `json:"rule_name"`
-	Severity     string `json:"severity"`
-	Seq          *int64 `json:"seq"` // null for central events
-	Summary      string `json:"summary"`
-}
-
-// payloadTime formats a stored time as the payload carries it.
-const payloadTime = "2006-01-02T15:04:05.000000Z"
-
+// maxPayloadSummary cuts an alert's summary in its notification:
+// PostgreSQL refuses a payload over 8000 bytes, and JSON escaping can make
+// each character of a hostile file name six bytes.
 const maxPayloadSummary = 512
 
+// payloads encodes each alert row as an event.Notification; notifyBatches
+// then packs them into the arrays that are sent.
 func (a *alertRows) payloads(received time.Time) ([]string, error) {
 	out := make([]string, len(a.ids))
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	for i := range a.ids {
-		p := notifyPayload{
-			AlertID: uuid.UUID(a.ids[i].Bytes).String(), EventTime: a.times[i].UTC().Format(payloadTime), ReceivedAt: received.UTC().Format(payloadTime),
+		p := event.Notification{
+			AlertID: uuid.UUID(a.ids[i].Bytes).String(), EventTime: a.times[i].UTC().Format(event.NotifyTimeLayout), ReceivedAt: received.UTC().Format(event.NotifyTimeLayout),
 			HostName: a.hostNames[i], EventName: a.names[i], TripwireType: a.types[i], RuleName: a.rules[i],
 			Severity: a.sevs[i], Summary: a.summaries[i],
 		}

@@ -14,7 +14,7 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
-	"github.com/tripwire-sec/tripwire/internal/pgtest"
+	"github.com/tripwire-sec/tripwire/contract/pgtest"
 	"github.com/tripwire-sec/tripwire/tripwireexporter/internal/metadata"
 )
 

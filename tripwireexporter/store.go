@@ -29,7 +29,7 @@ ON CONFLICT (host_name) DO UPDATE SET
     cert_not_after = COALESCE(EXCLUDED.cert_not_after, h.cert_not_after),
     last_alert_at  = GREATEST(h.last_alert_at, EXCLUDED.last_alert_at),
     last_seen      = GREATEST(h.last_seen, EXCLUDED.last_seen),
-    status         = CASE WHEN h.status = 'OFFLINE' THEN 'ONLINE' ELSE h.status END
+    status         = CASE WHEN h.status = '` + event.StatusOffline + `' THEN '` + event.StatusOnline + `' ELSE h.status END
 RETURNING host_id, host_name`
 
 const heartbeatSQL = `
@@ -41,7 +41,8 @@ FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS u(id, s, w, un)
 WHERE h.host_id = u.id`
 
 // insertAlertsSQL inserts idempotently and NOTIFYs the payload of each row
-// that is new; the notifications are delivered when the transaction commits.
+// that is new, as a one-element array (every payload is an array); the
+// notifications are delivered when the transaction commits.
 // The payloads are built here rather than in SQL: json_build_object and
 // to_char for every row doubled the cost of the insert.
 const insertAlertsSQL = `
@@ -56,7 +57,7 @@ WITH ins AS (
     RETURNING alert_id, event_time, host_id
 )
 SELECT count(*) FROM (
-    SELECT pg_notify('` + notifyChannel + `', u.p)
+    SELECT pg_notify('` + event.NotifyChannel + `', '[' || u.p || ']')
     FROM ins JOIN unnest($1::uuid[], $2::timestamptz[], $3::uuid[], $13::text[]) AS u(id, t, h, p)
          ON u.id = ins.alert_id AND u.t = ins.event_time AND u.h = ins.host_id
 ) AS notified`
@@ -266,9 +267,9 @@ func queueHeartbeats(b *pgx.Batch, hosts []*hostBatch) {
 		if a == nil {
 			a = &event.Agent{}
 		}
-		s := "ONLINE"
-		if a.Status == "DEGRADED" {
-			s = "DEGRADED"
+		s := event.StatusOnline
+		if a.Status == event.StatusDegraded {
+			s = event.StatusDegraded
 		}
 		ids = append(ids, h.id)
 		status = append(status, s)
@@ -374,7 +375,7 @@ func copyAlerts(ctx context.Context, tx pgx.Tx, b *pgx.Batch, a *alertRows, know
 	if err != nil {
 		return 0, fmt.Errorf("storing alerts: %w", err)
 	}
-	b.Queue(`SELECT count(*) FROM (SELECT pg_notify('`+notifyChannel+`', p) FROM unnest($1::text[]) AS p) AS notified`,
+	b.Queue(`SELECT count(*) FROM (SELECT pg_notify('`+event.NotifyChannel+`', p) FROM unnest($1::text[]) AS p) AS notified`,
 		notifyBatches(notify))
 	return n, nil
 }
@@ -386,8 +387,8 @@ func (e *tripwireExporter) sweep(ctx context.Context) error {
 		return nil
 	}
 	if e.cfg.HostOfflineAfter > 0 {
-		_, err := e.pool.Exec(ctx, `UPDATE hosts SET status = 'OFFLINE'
-			WHERE status <> 'OFFLINE' AND last_seen < now() - make_interval(secs => $1)`,
+		_, err := e.pool.Exec(ctx, `UPDATE hosts SET status = '`+event.StatusOffline+`'
+			WHERE status <> '`+event.StatusOffline+`' AND last_seen < now() - make_interval(secs => $1)`,
 			e.cfg.HostOfflineAfter.Seconds())
 		if err != nil {
 			return fmt.Errorf("marking hosts offline: %w", err)

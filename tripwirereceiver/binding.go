@@ -10,13 +10,6 @@ import (
 	"github.com/tripwire-sec/tripwire/internal/event"
 )
 
-// Resource attributes the receiver sets from the connection for the exporter
-// (and any other consumer); whatever the agent put there is overwritten.
-const (
-	ResourceClientAddress = "client.address"
-	ResourceCertNotAfter  = "tripwire.client.cert_not_after"
-)
-
 // Rejection reasons, the `reason` attribute of the rejected-records metric.
 const (
 	reasonHostMismatch   = "host_mismatch"
@@ -93,8 +86,8 @@ func bindAndValidate(ld plog.Logs, id identity) verdict {
 			return true
 		}
 		res.PutStr(event.ResourceHostName, id.host)
-		res.PutStr(ResourceClientAddress, id.address)
-		res.PutStr(ResourceCertNotAfter, id.notAfter)
+		res.PutStr(event.ResourceClientAddress, id.address)
+		res.PutStr(event.ResourceClientCertNotAfter, id.notAfter)
 
 		rl.ScopeLogs().RemoveIf(func(sl plog.ScopeLogs) bool {
 			sl.LogRecords().RemoveIf(func(lr plog.LogRecord) bool {

@@ -21,12 +21,14 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+
 	// OTLP clients may gzip their requests (the collector's exporters do by default).
 	_ "google.golang.org/grpc/encoding/gzip"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/tripwire-sec/tripwire/internal/event"
 	"github.com/tripwire-sec/tripwire/tripwirereceiver/internal/metadata"
 )
 
@@ -149,7 +151,7 @@ func (r *tripwireReceiver) Export(ctx context.Context, req plogotlp.ExportReques
 	}
 	if v.rejected > 0 {
 		r.settings.Logger.Warn("rejected log records",
-			zap.String("host.name", peerID.host), zap.String("client.address", peerID.address),
+			zap.String(event.ResourceHostName, peerID.host), zap.String(event.ResourceClientAddress, peerID.address),
 			zap.Int("rejected", v.rejected), zap.Int("received", total), zap.String("first", v.first))
 	}
 

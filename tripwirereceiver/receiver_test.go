@@ -185,7 +185,7 @@ func TestBindsIdentityFromCertificate(t *testing.T) {
 	// certificate's CN is what is stored. client.address and cert_not_after
 	// sent by the agent are overwritten.
 	ld := logs(map[string][]*event.Event{"WEB-01": {trip("/etc/shadow")}, "": {trip("/etc/passwd")}})
-	ld.ResourceLogs().At(0).Resource().Attributes().PutStr(ResourceClientAddress, "10.9.9.9")
+	ld.ResourceLogs().At(0).Resource().Attributes().PutStr(event.ResourceClientAddress, "10.9.9.9")
 	resp, err := export(t, c, ld)
 	require.NoError(t, err)
 	require.Equal(t, int64(0), resp.PartialSuccess().RejectedLogRecords())
@@ -199,9 +199,9 @@ func TestBindsIdentityFromCertificate(t *testing.T) {
 		attrs := got[0].ResourceLogs().At(i).Resource().Attributes()
 		h, _ := attrs.Get(event.ResourceHostName)
 		require.Equal(t, "web-01", h.Str())
-		a, _ := attrs.Get(ResourceClientAddress)
+		a, _ := attrs.Get(event.ResourceClientAddress)
 		require.Equal(t, "127.0.0.1", a.Str())
-		na, _ := attrs.Get(ResourceCertNotAfter)
+		na, _ := attrs.Get(event.ResourceClientCertNotAfter)
 		require.Equal(t, leaf.NotAfter.UTC().Format(time.RFC3339), na.Str())
 	}
 	// The events survive the trip unchanged.
@@ -372,7 +372,7 @@ func TestMalformedRecordRejectedRestAccepted(t *testing.T) {
 		{"bad_value", func(lr plog.LogRecord) { lr.Attributes().PutStr(event.KeyHash, "not-a-hash") }},
 		{"forbidden_event", func(lr plog.LogRecord) {
 			e := &event.Event{Name: event.AuditChainBreak, AlertID: event.NewAlertID(), Severity: event.SeverityCritical,
-				Time: time.Now(), ObservedTime: time.Now(), Audit: &event.AuditBreak{Kind: "gap"}}
+				Time: time.Now(), ObservedTime: time.Now(), Audit: &event.AuditBreak{Kind: event.BreakGap}}
 			e.CopyTo(lr)
 		}},
 	}

@@ -23,13 +23,6 @@ import (
 	"github.com/tripwire-sec/tripwire/internal/event"
 )
 
-// Loss reasons the pipeline itself reports.
-const (
-	ReasonSpoolShed    = "spool_shed"
-	ReasonPipelineFull = "pipeline_full" // a Trip waited TripTimeout and was dropped
-	ReasonInvalidEvent = "invalid_event" // a watcher produced an event that fails validation
-)
-
 // Options configure a pipeline.
 type Options struct {
 	Chain     *auditchain.Writer
@@ -281,7 +274,7 @@ func (p *Pipeline) trip(e *event.Event, sink uint64) {
 	p.sendMu.RLock()
 	defer p.sendMu.RUnlock()
 	if p.closed {
-		p.lost(ReasonPipelineFull, e.Mechanism, 1)
+		p.lost(event.LossPipelineFull, e.Mechanism, 1)
 		p.dropped.Add(1)
 		return
 	}
@@ -297,7 +290,7 @@ func (p *Pipeline) trip(e *event.Event, sink uint64) {
 	case p.intake <- in:
 	case <-t.C:
 		p.dropped.Add(1)
-		p.lost(ReasonPipelineFull, e.Mechanism, 1)
+		p.lost(event.LossPipelineFull, e.Mechanism, 1)
 	}
 }
 
@@ -369,7 +362,7 @@ func (p *Pipeline) takeLosses(now time.Time) []*event.Event {
 	if p.shed.Count > 0 {
 		out = append(out, &event.Event{
 			Name: event.AgentLoss, Severity: event.SeverityWarn, Time: now,
-			Agent: &event.Agent{LossCount: p.shed.Count, LossReason: ReasonSpoolShed,
+			Agent: &event.Agent{LossCount: p.shed.Count, LossReason: event.LossSpoolShed,
 				LossFirstSeq: int64(p.shed.FirstSeq), LossLastSeq: int64(p.shed.LastSeq)},
 		})
 		p.shed = spool.Shed{}

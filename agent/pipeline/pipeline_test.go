@@ -151,7 +151,7 @@ func TestLossesBecomeEvents(t *testing.T) {
 	dir := t.TempDir()
 	r := newRig(t, dir, spool.Options{}, time.Second)
 	sink := r.p.Sink("fanotify", nil)
-	sink.Lost("kernel_overflow", 5)
+	sink.Lost(event.LossKernelOverflow, 5)
 	sink.Trip(&event.Event{Name: event.FileAccess, Severity: event.SeverityWarn}) // no rule, no path: invalid
 	r.close(t)
 	s2, _ := spool.Open(spool.Options{Path: filepath.Join(dir, "spool.db")})
@@ -167,7 +167,7 @@ func TestLossesBecomeEvents(t *testing.T) {
 			t.Errorf("loss event without the watcher's mechanism: %s", e.Canonical())
 		}
 	}
-	if reasons["kernel_overflow"] != 5 || reasons[ReasonInvalidEvent] != 1 {
+	if reasons[event.LossKernelOverflow] != 5 || reasons[event.LossInvalidEvent] != 1 {
 		t.Errorf("losses %v, want kernel_overflow 5 and invalid_event 1", reasons)
 	}
 }
@@ -192,7 +192,7 @@ func TestShedsAreReportedInTheChain(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if e.Name == event.AgentLoss && e.Agent.LossReason == ReasonSpoolShed {
+		if e.Name == event.AgentLoss && e.Agent.LossReason == event.LossSpoolShed {
 			shed += e.Agent.LossCount
 			if e.Agent.LossFirstSeq < 1 || e.Agent.LossLastSeq < e.Agent.LossFirstSeq || e.Agent.LossLastSeq >= int64(en.Seq) {
 				return fmt.Errorf("bad shed range in %s", en.Payload)

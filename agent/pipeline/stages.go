@@ -231,7 +231,7 @@ func (p *Pipeline) commit(batch []*event.Event) error {
 			p.log.Error("watcher produced an invalid event; counted as loss", "error", err,
 				"event.name", string(e.Name), "tripwire.rule.name", e.Rule, "tripwire.watcher.mechanism", e.Mechanism)
 			p.lossMu.Lock()
-			p.losses[lossKey{ReasonInvalidEvent, e.Mechanism}]++
+			p.losses[lossKey{event.LossInvalidEvent, e.Mechanism}]++
 			p.lossMu.Unlock()
 			p.wakeSequencer()
 			continue

@@ -22,7 +22,6 @@ import (
 	"google.golang.org/grpc/peer"
 
 	"github.com/tripwire-sec/tripwire/agent/spool"
-	"github.com/tripwire-sec/tripwire/internal/auditchain"
 	"github.com/tripwire-sec/tripwire/internal/event"
 	"github.com/tripwire-sec/tripwire/internal/pki"
 )
@@ -244,7 +243,7 @@ type chain struct {
 	prev string
 }
 
-func newChain() *chain { return &chain{prev: auditchain.Genesis} }
+func newChain() *chain { return &chain{prev: event.GenesisHash} }
 
 func (c *chain) next(n int, sev event.Severity) []*event.Event {
 	out := make([]*event.Event, n)
@@ -265,7 +264,7 @@ func (c *chain) next(n int, sev event.Severity) []*event.Event {
 			File: &event.File{Path: "/root/.ssh/id_ed25519"},
 		}
 		e.PrevHash = c.prev
-		e.Hash = auditchain.Hash(c.prev, e.Canonical())
+		e.Hash = event.ChainHash(c.prev, e.Canonical())
 		c.prev = e.Hash
 		out[i] = e
 	}

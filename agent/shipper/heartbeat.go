@@ -49,11 +49,11 @@ func (s *Shipper) heartbeat(ctx context.Context) {
 }
 
 func (s *Shipper) heartbeatEvent(now time.Time) *event.Event {
-	st, watchers, unserved := StatusOnline, "", ""
+	st, watchers, unserved := event.StatusOnline, "", ""
 	if s.cfg.Status != nil {
 		st, watchers, unserved = s.cfg.Status()
 		if st == "" {
-			st = StatusOnline
+			st = event.StatusOnline
 		}
 	}
 	return &event.Event{

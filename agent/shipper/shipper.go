@@ -63,12 +63,6 @@ const (
 	maxRequestBytes = 4 << 20
 )
 
-// Heartbeat status values (tripwire.agent.status).
-const (
-	StatusOnline   = "ONLINE"
-	StatusDegraded = "DEGRADED"
-)
-
 // Config says where and how to ship.
 type Config struct {
 	// Endpoint is the collector's OTLP/gRPC address, host:port.

@@ -15,7 +15,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/tripwire-sec/tripwire/internal/auditchain"
 	"github.com/tripwire-sec/tripwire/internal/event"
 )
 
@@ -41,7 +40,7 @@ func checkDelivered(t *testing.T, got []received, want []*event.Event) {
 		if r.ev.PrevHash != w.PrevHash || r.ev.Hash != w.Hash {
 			t.Fatalf("seq %d: hashes differ", w.Seq)
 		}
-		if h := auditchain.Hash(r.ev.PrevHash, r.ev.Canonical()); h != r.ev.Hash {
+		if h := event.ChainHash(r.ev.PrevHash, r.ev.Canonical()); h != r.ev.Hash {
 			t.Fatalf("seq %d: recomputed hash %s, carried %s", w.Seq, h, r.ev.Hash)
 		}
 	}
@@ -66,7 +65,7 @@ func TestShipDeliversEventsWithResource(t *testing.T) {
 			Transport: "tcp", Type: "ipv6", Mode: "honeyport", FirstBytes: `"SSH-2.0-x\r\n"`},
 	}), withChain(ch, &event.Event{
 		Name: event.AgentLoss, Severity: event.SeverityWarn,
-		Agent: &event.Agent{LossCount: 3, LossReason: "spool_shed", LossFirstSeq: 1, LossLastSeq: 3},
+		Agent: &event.Agent{LossCount: 3, LossReason: event.LossSpoolShed, LossFirstSeq: 1, LossLastSeq: 3},
 	}))
 	put(t, sp, evs)
 
@@ -103,7 +102,7 @@ func withChain(c *chain, e *event.Event) *event.Event {
 	now := time.Now().UTC()
 	e.AlertID, e.Seq, e.Time, e.ObservedTime = event.NewAlertID(), c.seq, now, now
 	e.PrevHash = c.prev
-	e.Hash = auditchain.Hash(c.prev, e.Canonical())
+	e.Hash = event.ChainHash(c.prev, e.Canonical())
 	c.prev = e.Hash
 	return e
 }
@@ -492,7 +491,7 @@ func TestHeartbeats(t *testing.T) {
 	cfg := testConfig(p, c)
 	cfg.HeartbeatInterval = 50 * time.Millisecond
 	cfg.Status = func() (string, string, string) {
-		return StatusDegraded, "file=fsnotify,process=proc_connector", "honey-ssh: needs CAP_NET_BIND_SERVICE"
+		return event.StatusDegraded, "file=fsnotify,process=proc_connector", "honey-ssh: needs CAP_NET_BIND_SERVICE"
 	}
 	reg := prometheus.NewRegistry()
 	runShipper(t, cfg, sp, reg)
@@ -507,7 +506,7 @@ func TestHeartbeats(t *testing.T) {
 			t.Fatalf("heartbeat is chained: seq %d hash %q", e.Seq, e.Hash)
 		}
 		a := e.Agent
-		if a == nil || a.Status != StatusDegraded || a.Watchers != "file=fsnotify,process=proc_connector" ||
+		if a == nil || a.Status != event.StatusDegraded || a.Watchers != "file=fsnotify,process=proc_connector" ||
 			a.Unserved != "honey-ssh: needs CAP_NET_BIND_SERVICE" || a.CertNotAfter.IsZero() {
 			t.Fatalf("heartbeat agent fields: %+v", a)
 		}

@@ -9,14 +9,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tripwire-sec/tripwire/internal/auditchain"
 	"github.com/tripwire-sec/tripwire/internal/event"
 )
 
 // chain builds n chained file events from seq first on, with severities
 // taken in turn from sevs.
 func chain(first uint64, n int, sevs ...event.Severity) []*event.Event {
-	prev := auditchain.Genesis
+	prev := event.GenesisHash
 	var out []*event.Event
 	now := time.Now().UTC()
 	for i := 0; i < n; i++ {
@@ -27,7 +26,7 @@ func chain(first uint64, n int, sevs ...event.Severity) []*event.Event {
 			Process: &event.Process{PID: 42, CommandLine: "cat secret", UserName: "root", UserID: "0"},
 		}
 		e.PrevHash = prev
-		e.Hash = auditchain.Hash(prev, e.Canonical())
+		e.Hash = event.ChainHash(prev, e.Canonical())
 		prev = e.Hash
 		out = append(out, e)
 	}
@@ -167,9 +166,9 @@ func TestLossEventsComeFirst(t *testing.T) {
 	s := open(t, Options{})
 	events := chain(1, 5, event.SeverityWarn)
 	loss := &event.Event{Name: event.AgentLoss, AlertID: event.NewAlertID(), Seq: 6, Severity: event.SeverityWarn,
-		Time: time.Now(), ObservedTime: time.Now(), Agent: &event.Agent{LossCount: 3, LossReason: "spool_shed"}}
+		Time: time.Now(), ObservedTime: time.Now(), Agent: &event.Agent{LossCount: 3, LossReason: event.LossSpoolShed}}
 	loss.PrevHash = events[4].Hash
-	loss.Hash = auditchain.Hash(loss.PrevHash, loss.Canonical())
+	loss.Hash = event.ChainHash(loss.PrevHash, loss.Canonical())
 	put(t, s, append(events, loss))
 	items, err := s.Oldest(context.Background(), 3)
 	if err != nil {

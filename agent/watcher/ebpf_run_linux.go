@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf/ringbuf"
+
+	"github.com/tripwire-sec/tripwire/internal/event"
 )
 
 // runEBPF runs a loaded and attached eBPF watcher until ctx ends: read
@@ -88,7 +90,7 @@ func readRingbuf[T any](rd *ringbuf.Reader, log *slog.Logger, what string, malfo
 // counted since the last report.
 func reportRingbufLoss(sink Sink, log *slog.Logger, msg string, lost uint64, reported *uint64) {
 	if lost > *reported {
-		sink.Lost("ringbuf", int64(lost-*reported))
+		sink.Lost(event.LossRingbuf, int64(lost-*reported))
 		log.Warn(msg, "count", lost-*reported)
 		*reported = lost
 	}

@@ -74,7 +74,7 @@ func (w *execFanotify) Mechanism() string { return procMechFanotify }
 func (w *execFanotify) Missing() []string { return nil }
 
 func (w *execFanotify) Counters() map[string]uint64 {
-	return map[string]uint64{"exec_seen": w.seen.Load(), "kernel_overflow": w.overflows.Load(),
+	return map[string]uint64{"exec_seen": w.seen.Load(), event.LossKernelOverflow: w.overflows.Load(),
 		"tripped": w.tripped.Load(), "exec_unconfirmed": w.unconfirmed.Load()}
 }
 
@@ -163,7 +163,7 @@ func (w *execFanotify) Start(ctx context.Context, sink Sink) error {
 				}
 				if md.Mask&unix.FAN_Q_OVERFLOW != 0 {
 					w.overflows.Add(1)
-					sink.Lost("kernel_overflow", 1)
+					sink.Lost(event.LossKernelOverflow, 1)
 					continue
 				}
 				if md.Fd < 0 {
@@ -186,7 +186,7 @@ func (w *execFanotify) Start(ctx context.Context, sink Sink) error {
 				default:
 					// Workers are behind: count it as a loss, never block the
 					// kernel queue into overflow silently.
-					sink.Lost("exec_backlog", 1)
+					sink.Lost(event.LossExecBacklog, 1)
 				}
 			}
 		}

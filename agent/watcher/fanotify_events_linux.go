@@ -17,7 +17,7 @@ func (w *fanotifyWatcher) handleEvent(m fanMeta, info []byte, now time.Time, see
 		w.overflows.Add(1)
 		// The kernel drops events past its queue limit without counting them;
 		// at least one was lost. Open sessions may have lost their close.
-		sink.Lost("kernel_overflow", 1)
+		sink.Lost(event.LossKernelOverflow, 1)
 		clear(w.sessions)
 		return
 	}

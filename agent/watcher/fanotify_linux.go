@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tripwire-sec/tripwire/agent/procfs"
+	"github.com/tripwire-sec/tripwire/internal/event"
 )
 
 // fanotify in notification mode with file handles: FAN_REPORT_DFID_NAME_TARGET
@@ -318,7 +319,7 @@ func (w *fanotifyWatcher) drain(buf []byte, sink Sink) bool {
 func (w *fanotifyWatcher) fail(op string, err error, sink Sink) {
 	w.readErrors.Add(1)
 	w.log.Error("fanotify "+op+" failed; file watcher stopped", "tripwire.watcher.mechanism", MechanismFanotify, "error", err.Error())
-	sink.Lost("watcher_stopped", 1)
+	sink.Lost(event.LossWatcherStopped, 1)
 }
 
 func (w *fanotifyWatcher) handleBatch(b []byte, sink Sink) {

@@ -54,7 +54,7 @@ func TestFanotifyOverflowIsLoss(t *testing.T) {
 	s := newTripSink()
 	w.sessions[fanSession{pid: 1, path: "/x"}] = sessAccessed
 	w.handleBatch(fanMetaBytes(uint32(fanMetaSize), unix.FAN_Q_OVERFLOW, 0), s)
-	if s.lost["kernel_overflow"] != 1 || w.overflows.Load() != 1 || len(w.sessions) != 0 {
+	if s.lost[event.LossKernelOverflow] != 1 || w.overflows.Load() != 1 || len(w.sessions) != 0 {
 		t.Errorf("lost %v overflows %d sessions %d", s.lost, w.overflows.Load(), len(w.sessions))
 	}
 }
@@ -93,7 +93,7 @@ func TestFanotifyMalformedRecords(t *testing.T) {
 	ev := append(fanMetaBytes(uint32(fanMetaSize+4), unix.FAN_OPEN, 99999), 2, 0, 2, 0)
 	overflow := fanMetaBytes(uint32(fanMetaSize), unix.FAN_Q_OVERFLOW, 0)
 	w.handleBatch(append(append([]byte(nil), ev...), overflow...), s)
-	if w.malformed.Load() != 1 || s.lost["kernel_overflow"] != 1 {
+	if w.malformed.Load() != 1 || s.lost[event.LossKernelOverflow] != 1 {
 		t.Errorf("malformed %d lost %v", w.malformed.Load(), s.lost)
 	}
 	for what, b := range map[string][]byte{

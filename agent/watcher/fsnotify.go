@@ -130,7 +130,7 @@ func (w *fsnotifyWatcher) run(ctx context.Context, fw *fsnotify.Watcher, sink Si
 			}
 			if errors.Is(err, fsnotify.ErrEventOverflow) {
 				w.overflows.Add(1)
-				sink.Lost("kernel_overflow", 1)
+				sink.Lost(event.LossKernelOverflow, 1)
 				continue
 			}
 			w.watchErrs.Add(1)

@@ -87,7 +87,7 @@ func (w *execProcConn) Mechanism() string { return procMechProcConn }
 func (w *execProcConn) Missing() []string { return nil }
 
 func (w *execProcConn) Counters() map[string]uint64 {
-	return map[string]uint64{"exec_seen": w.seen.Load(), "netlink_overflow": w.overflows.Load(),
+	return map[string]uint64{"exec_seen": w.seen.Load(), event.LossNetlinkOverflow: w.overflows.Load(),
 		"tripped": w.tripped.Load(), "exec_gone": w.gone.Load()}
 }
 
@@ -132,7 +132,7 @@ func (w *execProcConn) Start(ctx context.Context, sink Sink) error {
 			if errors.Is(err, unix.ENOBUFS) {
 				// The socket overflowed: the count is unknown, at least one.
 				w.overflows.Add(1)
-				sink.Lost("netlink_overflow", 1)
+				sink.Lost(event.LossNetlinkOverflow, 1)
 				continue
 			}
 			if err != nil {
@@ -154,7 +154,7 @@ func (w *execProcConn) Start(ctx context.Context, sink Sink) error {
 				select {
 				case jobs <- job{pid: pid, at: time.Now()}:
 				default:
-					sink.Lost("exec_backlog", 1)
+					sink.Lost(event.LossExecBacklog, 1)
 				}
 			}
 		}

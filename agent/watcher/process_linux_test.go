@@ -298,7 +298,7 @@ func TestProcessExecShortLived(t *testing.T) {
 
 // TestProcessExecRingbufLoss shrinks the exec ring buffer below one record,
 // so every reserve fails in the kernel, and checks each lost exec is counted
-// there and reported to the sink as a "ringbuf" loss, never dropped silently.
+// there and reported to the sink as a event.LossRingbuf loss, never dropped silently.
 func TestProcessExecRingbufLoss(t *testing.T) {
 	needRootFor(t)
 	execRingBytes = uint32(os.Getpagesize())
@@ -317,7 +317,7 @@ func TestProcessExecRingbufLoss(t *testing.T) {
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		sink.mu.Lock()
-		lost := sink.lost["ringbuf"]
+		lost := sink.lost[event.LossRingbuf]
 		sink.mu.Unlock()
 		if lost == n {
 			break

@@ -38,8 +38,7 @@ type Sink interface {
 	// pipeline assigns AlertID, Seq and ObservedTime if unset.
 	Trip(e *event.Event)
 	// Lost reports n events the mechanism lost (kernel queue overflow, ring
-	// buffer reserve failures, ...) with a short reason such as
-	// "kernel_overflow" or "ringbuf".
+	// buffer reserve failures, ...) with one of the event.Loss* reasons.
 	Lost(reason string, n int64)
 }
 

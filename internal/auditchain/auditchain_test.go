@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tripwire-sec/tripwire/contract"
 	"github.com/tripwire-sec/tripwire/internal/event"
 )
 
@@ -76,7 +77,7 @@ func rehash(t *testing.T, line []byte) []byte {
 		t.Fatal(err)
 	}
 	e.Payload = append([]byte(nil), e.Payload...)
-	e.Hash = Hash(e.PrevHash, e.Payload)
+	e.Hash = contract.ChainHash(e.PrevHash, e.Payload)
 	return appendLine(nil, &e)
 }
 
@@ -106,7 +107,7 @@ func TestAppendAndVerifyIntact(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.Close()
-	if e.Seq != 1001 || e.PrevHash != rep.LastHash || e.Hash != Hash(e.PrevHash, e.Canonical()) {
+	if e.Seq != 1001 || e.PrevHash != rep.LastHash || e.Hash != contract.ChainHash(e.PrevHash, e.Canonical()) {
 		t.Fatalf("appended event not chained: seq %d prev %s", e.Seq, e.PrevHash)
 	}
 	rep, err = VerifyFile(path, &Anchor{Seq: 1001, Hash: e.Hash})
@@ -121,34 +122,34 @@ func TestTamperDetected(t *testing.T) {
 		name   string
 		tamper func(t *testing.T, lines [][]byte) [][]byte
 		anchor func(lines [][]byte) string
-		want   BreakKind
+		want   contract.BreakKind
 		seq    uint64
 	}{
 		{"modified payload", func(t *testing.T, l [][]byte) [][]byte {
 			l[19] = bytes.Replace(l[19], []byte("/etc/shadow"), []byte("/etc/hosts!"), 1)
 			return l
-		}, nil, Modified, 20},
+		}, nil, contract.BreakMismatch, 20},
 		{"modified seq field", func(t *testing.T, l [][]byte) [][]byte {
 			l[9] = bytes.Replace(l[9], []byte(`{"seq":10,`), []byte(`{"seq":11,`), 1)
 			return l
-		}, nil, Modified, 11},
+		}, nil, contract.BreakMismatch, 11},
 		{"rewritten with recomputed hash", func(t *testing.T, l [][]byte) [][]byte {
 			l[29] = rehash(t, bytes.Replace(l[29], []byte("root"), []byte("eve!"), 1))
 			return l
-		}, nil, Rewritten, 30},
+		}, nil, contract.BreakLink, 30},
 		{"inserted entry", func(t *testing.T, l [][]byte) [][]byte {
 			return append(l[:25], append([][]byte{l[24]}, l[25:]...)...)
-		}, nil, Inserted, 25},
+		}, nil, contract.BreakFork, 25},
 		{"deleted entry", func(t *testing.T, l [][]byte) [][]byte {
 			return append(l[:40], l[41:]...)
-		}, nil, Deleted, 41},
+		}, nil, contract.BreakGap, 41},
 		{"reordered entries", func(t *testing.T, l [][]byte) [][]byte {
 			l[14], l[15] = l[15], l[14]
 			return l
-		}, nil, Reordered, 15},
+		}, nil, contract.BreakReordered, 15},
 		{"truncated against anchor", func(t *testing.T, l [][]byte) [][]byte {
 			return l[:45]
-		}, anchorAt(n), Truncated, 46},
+		}, anchorAt(n), contract.BreakTruncated, 46},
 		{"tail rewritten against anchor", func(t *testing.T, l [][]byte) [][]byte {
 			// Drop the last 5 entries and append 5 forged ones that chain correctly.
 			l = l[:45]
@@ -166,16 +167,16 @@ func TestTamperDetected(t *testing.T) {
 			}
 			w.Close()
 			return readLines(t, path)
-		}, anchorAt(n), Forked, n},
-		{"first entry cut", func(t *testing.T, l [][]byte) [][]byte { return l[1:] }, nil, Deleted, 1},
+		}, anchorAt(n), contract.BreakFork, n},
+		{"first entry cut", func(t *testing.T, l [][]byte) [][]byte { return l[1:] }, nil, contract.BreakGap, 1},
 		{"garbage line", func(t *testing.T, l [][]byte) [][]byte {
 			l[4] = []byte("hello\n")
 			return l
-		}, nil, Malformed, 5},
+		}, nil, contract.BreakMalformed, 5},
 		{"torn last line", func(t *testing.T, l [][]byte) [][]byte {
 			l[n-1] = l[n-1][:20]
 			return l
-		}, nil, Malformed, n},
+		}, nil, contract.BreakMalformed, n},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -291,12 +292,12 @@ func TestMillionEntries(t *testing.T) {
 }
 
 func TestParseAnchor(t *testing.T) {
-	for _, bad := range []string{"", "12", "x:" + Genesis, "0:" + Genesis, "5:abc", "5:" + strings.ToUpper(Genesis[:63]) + "A"} {
+	for _, bad := range []string{"", "12", "x:" + contract.GenesisHash, "0:" + contract.GenesisHash, "5:abc", "5:" + strings.ToUpper(contract.GenesisHash[:63]) + "A"} {
 		if _, err := ParseAnchor(bad); err == nil {
 			t.Errorf("ParseAnchor(%q) accepted", bad)
 		}
 	}
-	if a, err := ParseAnchor("5:" + Genesis); err != nil || a.Seq != 5 {
+	if a, err := ParseAnchor("5:" + contract.GenesisHash); err != nil || a.Seq != 5 {
 		t.Fatalf("valid anchor: %v %v", a, err)
 	}
 }

@@ -5,21 +5,20 @@
 //	hash = hex(SHA-256(prev_hash ‖ event.Canonical()))
 //
 // with prev_hash as 64 lowercase hex digits and a genesis prev_hash of 64
-// zeros. Start with [Open] to append and [Verify] to check a log.
+// zeros (contract.ChainHash and contract.GenesisHash). Start with [Open] to
+// append and [Verify] to check a log.
 package auditchain
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
+
 	"errors"
-	"hash"
+
 	"strconv"
 	"time"
-)
 
-// Genesis is the prev_hash of the first entry.
-const Genesis = "0000000000000000000000000000000000000000000000000000000000000000"
+	"github.com/tripwire-sec/tripwire/contract"
+)
 
 // Entry is one line of the log. Payload is the event's canonical JSON, stored
 // verbatim so the verifier hashes the bytes without re-encoding them.
@@ -31,38 +30,12 @@ type Entry struct {
 	Payload  []byte
 }
 
-// Hash returns hex(SHA-256(prevHash ‖ canonical)).
-func Hash(prevHash string, canonical []byte) string {
-	var sum [sha256.Size]byte
-	hashInto(&sum, prevHash, canonical)
-	return hex.EncodeToString(sum[:])
-}
+// hasher checks entries' hashes without allocating.
+type hasher struct{ contract.ChainHasher }
 
-func hashInto(sum *[sha256.Size]byte, prevHash string, canonical []byte) {
-	h := sha256.New()
-	h.Write([]byte(prevHash))
-	h.Write(canonical)
-	h.Sum(sum[:0])
-}
-
-// hasher hashes entries without allocating.
-type hasher struct {
-	h   hash.Hash
-	sum [sha256.Size]byte
-	hex [2 * sha256.Size]byte
-}
-
-// matches reports whether hash is hex(SHA-256(prevHash ‖ payload)).
+// matches reports whether hash is contract.ChainHash(prevHash, payload).
 func (h *hasher) matches(prevHash, payload, hash []byte) bool {
-	if h.h == nil {
-		h.h = sha256.New()
-	}
-	h.h.Reset()
-	h.h.Write(prevHash)
-	h.h.Write(payload)
-	h.h.Sum(h.sum[:0])
-	hex.Encode(h.hex[:], h.sum[:])
-	return bytes.Equal(h.hex[:], hash)
+	return bytes.Equal(h.Hex(prevHash, payload), hash)
 }
 
 // The fixed line layout. The writer emits exactly this; the parser accepts

@@ -3,12 +3,14 @@ package auditchain
 import (
 	"bytes"
 	"testing"
+
+	"github.com/tripwire-sec/tripwire/contract"
 )
 
 // FuzzParseLine: the parser never panics, and whatever it accepts re-encodes
 // to the same line.
 func FuzzParseLine(f *testing.F) {
-	f.Add([]byte(`{"seq":1,"time":"2026-11-26T12:00:00Z","prev_hash":"` + Genesis + `","hash":"` + Genesis + `","payload":{"a":1}}`))
+	f.Add([]byte(`{"seq":1,"time":"2026-11-26T12:00:00Z","prev_hash":"` + contract.GenesisHash + `","hash":"` + contract.GenesisHash + `","payload":{"a":1}}`))
 	f.Add([]byte(`{"seq":18446744073709551615,"time":"x","prev_hash":"","hash":"","payload":{}}`))
 	f.Add([]byte(`{}`))
 	f.Fuzz(func(t *testing.T, line []byte) {
@@ -42,6 +44,6 @@ func FuzzVerify(f *testing.F) {
 	f.Add([]byte(""), uint8(3))
 	f.Fuzz(func(t *testing.T, data []byte, cut uint8) {
 		_, _ = Verify(bytes.NewReader(data), nil)
-		_, _ = Verify(bytes.NewReader(data), &Anchor{Seq: uint64(cut) + 1, Hash: Genesis})
+		_, _ = Verify(bytes.NewReader(data), &Anchor{Seq: uint64(cut) + 1, Hash: contract.GenesisHash})
 	})
 }

@@ -9,25 +9,21 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+
+	"github.com/tripwire-sec/tripwire/contract"
 )
 
-// BreakKind classifies the first break a verification finds.
-type BreakKind string
-
-const (
-	Malformed BreakKind = "malformed" // a line that is not an entry
-	Modified  BreakKind = "modified"  // an entry's content no longer matches its hash
-	Rewritten BreakKind = "rewritten" // an entry was replaced with a rehashed one: the next entry no longer links to it
-	Inserted  BreakKind = "inserted"  // an entry whose seq was already seen
-	Deleted   BreakKind = "deleted"   // seqs missing between two entries
-	Reordered BreakKind = "reordered" // entries out of order
-	Truncated BreakKind = "truncated" // the log ends before the anchor's seq
-	Forked    BreakKind = "forked"    // the entry at the anchor's seq has another hash: the tail was rewritten
-)
+// The kinds of break a verification reports are contract.BreakKind values:
+// malformed (a line that is not an entry), mismatch (content no longer
+// matches its hash), link (an entry replaced with a rehashed one, so the
+// next no longer links to it, or a first entry not linking to genesis), fork
+// (a seq seen twice, or the anchor's seq with another hash: the tail was
+// rewritten), gap (seqs missing), reordered, truncated (the log ends before
+// the anchor's seq).
 
 // Break is the first place a log stops being intact.
 type Break struct {
-	Kind   BreakKind
+	Kind   contract.BreakKind
 	Seq    uint64 // the seq where the break is (for deletions: the first missing one)
 	Line   int64  // 1-based line number; 0 when the break is about the log's end
 	Detail string
@@ -74,7 +70,7 @@ type Report struct {
 // links in order.
 func Verify(r io.Reader, anchor *Anchor) (Report, error) {
 	v := verifier{anchor: anchor}
-	copy(v.prevHash[:], Genesis)
+	copy(v.prevHash[:], contract.GenesisHash)
 	stop := make(chan struct{})
 	defer close(stop)
 	blocks, readErr := checkBlocks(r, stop)
@@ -88,7 +84,7 @@ func Verify(r io.Reader, anchor *Anchor) (Report, error) {
 		}
 		if v.brk == nil && blk.torn {
 			v.line++
-			v.fail(Malformed, v.prevSeq+1, "last line is incomplete (no newline)")
+			v.fail(contract.BreakMalformed, v.prevSeq+1, "last line is incomplete (no newline)")
 		}
 		if v.brk != nil && v.pending == nil {
 			return v.report(), nil
@@ -194,7 +190,7 @@ type verifier struct {
 	brk      *Break
 }
 
-func (v *verifier) fail(kind BreakKind, seq uint64, format string, args ...any) {
+func (v *verifier) fail(kind contract.BreakKind, seq uint64, format string, args ...any) {
 	v.brk = &Break{Kind: kind, Seq: seq, Line: v.line, Detail: fmt.Sprintf(format, args...)}
 }
 
@@ -260,7 +256,7 @@ func (v *verifier) link(c *checked) {
 		// The entry after a jump in seq tells a deletion from a reordering.
 		want := v.prevSeq + 1
 		if c.status != checkedMalformed && e.seq == want && bytes.Equal(e.prevHash, v.prevHash[:]) {
-			v.brk = &Break{Kind: Reordered, Seq: want, Line: v.line,
+			v.brk = &Break{Kind: contract.BreakReordered, Seq: want, Line: v.line,
 				Detail: fmt.Sprintf("seq %d comes after seq %d (line %d)", want, v.pending.seq, v.pendLine)}
 		}
 		v.pending = nil
@@ -268,13 +264,13 @@ func (v *verifier) link(c *checked) {
 	}
 	switch c.status {
 	case checkedMalformed:
-		v.fail(Malformed, v.prevSeq+1, "line is not an audit entry")
+		v.fail(contract.BreakMalformed, v.prevSeq+1, "line is not an audit entry")
 		return
 	case checkedHashMismatch:
-		v.fail(Modified, e.seq, "content does not match its hash")
+		v.fail(contract.BreakMismatch, e.seq, "content does not match its hash")
 		return
 	case checkedSeqMismatch:
-		v.fail(Modified, e.seq, "entry seq differs from the payload's tripwire.seq")
+		v.fail(contract.BreakMismatch, e.seq, "entry seq differs from the payload's tripwire.seq")
 		return
 	}
 	want := v.prevSeq + 1
@@ -282,17 +278,17 @@ func (v *verifier) link(c *checked) {
 	case e.seq == want && bytes.Equal(e.prevHash, v.prevHash[:]):
 		// intact link
 	case e.seq == want && v.prevSeq == 0:
-		v.fail(Modified, e.seq, "first entry does not link to the genesis hash")
+		v.fail(contract.BreakLink, e.seq, "first entry does not link to the genesis hash")
 		return
 	case e.seq == want:
-		v.fail(Rewritten, v.prevSeq, "replaced by a rehashed entry: seq %d links to %s, not %s", e.seq, short(string(e.prevHash)), short(string(v.prevHash[:])))
+		v.fail(contract.BreakLink, v.prevSeq, "replaced by a rehashed entry: seq %d links to %s, not %s", e.seq, short(string(e.prevHash)), short(string(v.prevHash[:])))
 		v.brk.Line = v.line - 1
 		return
 	case e.seq < want:
-		v.fail(Inserted, e.seq, "seq %d appears again after seq %d", e.seq, v.prevSeq)
+		v.fail(contract.BreakFork, e.seq, "seq %d appears again after seq %d", e.seq, v.prevSeq)
 		return
 	default: // e.seq > want: deleted, unless the missing entries follow (reordered)
-		v.fail(Deleted, want, "seq %d follows seq %d: %d entries missing", e.seq, v.prevSeq, e.seq-want)
+		v.fail(contract.BreakGap, want, "seq %d follows seq %d: %d entries missing", e.seq, v.prevSeq, e.seq-want)
 		v.pending = &rawEntry{seq: e.seq}
 		v.pendLine = v.line
 		return
@@ -302,7 +298,7 @@ func (v *verifier) link(c *checked) {
 	copy(v.prevHash[:], e.hash)
 	if v.anchor != nil && e.seq == v.anchor.Seq {
 		if string(e.hash) != v.anchor.Hash {
-			v.fail(Forked, e.seq, "hash %s differs from the anchor's %s: the log was rewritten from here or earlier", short(string(e.hash)), short(v.anchor.Hash))
+			v.fail(contract.BreakFork, e.seq, "hash %s differs from the anchor's %s: the log was rewritten from here or earlier", short(string(e.hash)), short(v.anchor.Hash))
 			return
 		}
 		v.anchored = true
@@ -312,7 +308,7 @@ func (v *verifier) link(c *checked) {
 // end checks the anchor once the log is read.
 func (v *verifier) end() {
 	if v.anchor != nil && !v.anchored && v.prevSeq < v.anchor.Seq {
-		v.brk = &Break{Kind: Truncated, Seq: v.prevSeq + 1,
+		v.brk = &Break{Kind: contract.BreakTruncated, Seq: v.prevSeq + 1,
 			Detail: fmt.Sprintf("log ends at seq %d but the anchor says seq %d exists", v.prevSeq, v.anchor.Seq)}
 	}
 }

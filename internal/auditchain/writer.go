@@ -8,6 +8,7 @@ import (
 	"os"
 	"sync"
 
+	"github.com/tripwire-sec/tripwire/contract"
 	"github.com/tripwire-sec/tripwire/internal/event"
 	"github.com/tripwire-sec/tripwire/internal/safefile"
 )
@@ -52,7 +53,7 @@ func Open(path string, opts Options) (*Writer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening audit log: %w", err)
 	}
-	w := &Writer{f: f, opts: opts, hash: Genesis}
+	w := &Writer{f: f, opts: opts, hash: contract.GenesisHash}
 	if err := w.readHead(); err != nil {
 		f.Close()
 		return nil, err
@@ -118,7 +119,7 @@ func lastLine(f *os.File, size int64) ([]byte, int64, error) {
 // TornTail is the number of bytes of a torn last entry cut off at Open.
 func (w *Writer) TornTail() int64 { return w.tornTail }
 
-// Head returns the last appended seq and hash (0 and Genesis for an empty log).
+// Head returns the last appended seq and hash (0 and contract.GenesisHash for an empty log).
 func (w *Writer) Head() (uint64, string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -148,7 +149,7 @@ func (w *Writer) Append(events []*event.Event) error {
 		}
 		canon = e.AppendCanonical(canon[:0])
 		e.PrevHash = hash
-		e.Hash = Hash(hash, canon)
+		e.Hash = contract.ChainHash(hash, canon)
 		hash = e.Hash
 		buf = appendLine(buf, &Entry{Seq: seq, Time: e.Time, PrevHash: e.PrevHash, Hash: e.Hash, Payload: canon})
 	}

@@ -140,7 +140,7 @@ type Agent struct {
 
 // AuditBreak describes a break found in a host's audit chain.
 type AuditBreak struct {
-	Kind         string // gap, fork, mismatch
+	Kind         BreakKind
 	ExpectedSeq  int64
 	GotSeq       int64
 	ExpectedHash string

@@ -53,8 +53,8 @@ func randomEvent(r *rand.Rand) *Event {
 			DestinationPort: 1 + n()%65535, Transport: "tcp", Type: "ipv6", Mode: "observe", FirstBytes: s()}
 	case TypeAgent:
 		e.Rule = ""
-		e.Agent = &Agent{LossCount: n(), LossReason: "spool_shed", LossFirstSeq: n(), LossLastSeq: n(),
-			Watchers: "file=fanotify", Status: "DEGRADED", CertNotAfter: time.Unix(r.Int64N(1<<33), 0).UTC(), Unserved: s()}
+		e.Agent = &Agent{LossCount: n(), LossReason: LossSpoolShed, LossFirstSeq: n(), LossLastSeq: n(),
+			Watchers: "file=fanotify", Status: StatusDegraded, CertNotAfter: time.Unix(r.Int64N(1<<33), 0).UTC(), Unserved: s()}
 	}
 	if r.IntN(2) == 0 {
 		e.PrevHash = strings.Repeat("0", 64)

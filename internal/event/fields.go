@@ -248,7 +248,7 @@ var fields = []field{
 			return nil
 		}},
 
-	sField("tripwire.audit.break.kind", maxShort, func(e *Event) string { return bOf(e).Kind }, func(e *Event, s string) { audit(e).Kind = s }),
+	sField("tripwire.audit.break.kind", maxShort, func(e *Event) string { return string(bOf(e).Kind) }, func(e *Event, s string) { audit(e).Kind = BreakKind(s) }),
 	iField("tripwire.audit.break.expected_seq", func(e *Event) int64 { return bOf(e).ExpectedSeq }, func(e *Event, i int64) { audit(e).ExpectedSeq = i }),
 	iField("tripwire.audit.break.got_seq", func(e *Event) int64 { return bOf(e).GotSeq }, func(e *Event, i int64) { audit(e).GotSeq = i }),
 	sField("tripwire.audit.break.expected_hash", maxShort, func(e *Event) string { return bOf(e).ExpectedHash }, func(e *Event, s string) { audit(e).ExpectedHash = s }),

@@ -10,20 +10,6 @@ import (
 	otellog "go.opentelemetry.io/otel/log"
 )
 
-// Resource attribute keys set by the agent; the receiver overwrites the host
-// identity ones from the client certificate.
-const (
-	ResourceHostName       = "host.name"
-	ResourceHostID         = "host.id"
-	ResourceOSType         = "os.type"
-	ResourceHostArch       = "host.arch"
-	ResourceServiceName    = "service.name"
-	ResourceServiceVersion = "service.version"
-
-	// ServiceName is the service.name of every agent.
-	ServiceName = "tripwire-agent"
-)
-
 // CopyTo writes the event into an OTLP LogRecord (pdata), replacing what was
 // there.
 func (e *Event) CopyTo(lr plog.LogRecord) {

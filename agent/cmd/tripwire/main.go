@@ -27,6 +27,7 @@ import (
 	"github.com/tripwire-sec/tripwire/agent/config"
 	"github.com/tripwire-sec/tripwire/agent/health"
 	"github.com/tripwire-sec/tripwire/internal/auditchain"
+	"github.com/tripwire-sec/tripwire/internal/event"
 	"github.com/tripwire-sec/tripwire/internal/pki"
 )
 
@@ -148,7 +149,7 @@ func start(args []string, stderr io.Writer) int {
 	}
 	restrictUmask()
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).
-		With("service.name", "tripwire-agent", "service.version", version)
+		With(event.ResourceServiceName, event.ServiceName, event.ResourceServiceVersion, version)
 	cfg, err := config.Load(path)
 	if err != nil {
 		return cannotStart(stderr, fmt.Errorf("invalid config: %w", err))

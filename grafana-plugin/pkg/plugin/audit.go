@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/tripwire-sec/tripwire/contract"
 )
 
 // AuditEntry is one received link of a host's audit chain.
@@ -98,15 +99,15 @@ FROM audit_entries`+w.sql()+` ORDER BY seq DESC LIMIT `+w.param(limit+1), w.args
 // ChainBreak is a break, either found now by recomputation or recorded by
 // the collector in chain_breaks.
 type ChainBreak struct {
-	Kind         string     `json:"kind"` // gap, link, mismatch, payload, head, or the collector's kind
-	Seq          int64      `json:"seq,omitempty"`
-	ExpectedSeq  *int64     `json:"expected_seq,omitempty"`
-	GotSeq       *int64     `json:"got_seq,omitempty"`
-	ExpectedHash *string    `json:"expected_hash,omitempty"`
-	GotHash      *string    `json:"got_hash,omitempty"`
-	Detail       string     `json:"detail,omitempty"`
-	DetectedAt   *time.Time `json:"detected_at,omitempty"`
-	AlertID      *string    `json:"alert_id,omitempty"`
+	Kind         contract.BreakKind `json:"kind"`
+	Seq          int64              `json:"seq,omitempty"`
+	ExpectedSeq  *int64             `json:"expected_seq,omitempty"`
+	GotSeq       *int64             `json:"got_seq,omitempty"`
+	ExpectedHash *string            `json:"expected_hash,omitempty"`
+	GotHash      *string            `json:"got_hash,omitempty"`
+	Detail       string             `json:"detail,omitempty"`
+	DetectedAt   *time.Time         `json:"detected_at,omitempty"`
+	AlertID      *string            `json:"alert_id,omitempty"`
 }
 
 // ChainStatus is the result of re-verifying a host's chain from audit_entries.
@@ -130,7 +131,7 @@ type ChainStatus struct {
 const maxReportedBreaks = 100
 
 // VerifyChain recomputes every hash of a host's stored chain: hash =
-// SHA-256(prev_hash ‖ canonical(payload)), each prev_hash equal to the hash
+// contract.ChainHash(prev_hash, payload) over the stored canonical bytes, each prev_hash equal to the hash
 // before it, seqs without gaps, genesis at seq 1, and the last entry equal to
 // the collector's chain head. Rows are streamed, so memory does not grow with
 // the chain.
@@ -148,11 +149,12 @@ func (s *Store) VerifyChain(ctx context.Context, host string) (*ChainStatus, err
 		}
 	}
 	rows, err := s.pool.Query(ctx,
-		`SELECT seq, prev_hash, hash, payload::text FROM audit_entries WHERE host_id = $1::uuid ORDER BY seq`, id)
+		`SELECT seq, prev_hash, hash, payload FROM audit_entries WHERE host_id = $1::uuid ORDER BY seq`, id)
 	if err != nil {
 		return nil, fmt.Errorf("reading audit entries: %w", err)
 	}
 	var (
+		hasher         contract.ChainHasher
 		seq            int64
 		prevHash, hash string
 		payload        []byte
@@ -169,27 +171,24 @@ func (s *Store) VerifyChain(ctx context.Context, host string) (*ChainStatus, err
 			// A chain stored from seq 1 must start at genesis; one stored
 			// from later (the collector joined mid-chain) is anchored on its
 			// first prev_hash.
-			if seq == 1 && prevHash != genesisHash {
+			if seq == 1 && prevHash != contract.GenesisHash {
 				ok = false
-				addBreak(ChainBreak{Kind: "link", Seq: seq, ExpectedHash: ptr(genesisHash), GotHash: ptr(prevHash),
+				addBreak(ChainBreak{Kind: contract.BreakLink, Seq: seq, ExpectedHash: ptr(contract.GenesisHash), GotHash: ptr(prevHash),
 					Detail: "first entry does not start at genesis"})
 			}
 		case seq != lastSeq+1:
 			ok = false
-			addBreak(ChainBreak{Kind: "gap", Seq: seq, ExpectedSeq: ptr(lastSeq + 1), GotSeq: ptr(seq),
+			addBreak(ChainBreak{Kind: contract.BreakGap, Seq: seq, ExpectedSeq: ptr(lastSeq + 1), GotSeq: ptr(seq),
 				Detail: fmt.Sprintf("%d entries missing", seq-lastSeq-1)})
 		case prevHash != lastHash:
 			ok = false
-			addBreak(ChainBreak{Kind: "link", Seq: seq, ExpectedHash: ptr(lastHash), GotHash: ptr(prevHash),
+			addBreak(ChainBreak{Kind: contract.BreakLink, Seq: seq, ExpectedHash: ptr(lastHash), GotHash: ptr(prevHash),
 				Detail: "prev_hash does not match the previous entry's hash"})
 		}
-		canon, err := canonicalFromJSON(payload)
-		if err != nil {
+		// payload holds the exact canonical bytes the agent hashed.
+		if got := hasher.Hex([]byte(prevHash), payload); string(got) != hash {
 			ok = false
-			addBreak(ChainBreak{Kind: "payload", Seq: seq, Detail: err.Error()})
-		} else if got := chainHash(prevHash, canon); got != hash {
-			ok = false
-			addBreak(ChainBreak{Kind: "mismatch", Seq: seq, ExpectedHash: ptr(got), GotHash: ptr(hash),
+			addBreak(ChainBreak{Kind: contract.BreakMismatch, Seq: seq, ExpectedHash: ptr(string(got)), GotHash: ptr(hash),
 				Detail: "stored hash does not match the recomputed hash"})
 		}
 		if !ok {
@@ -216,7 +215,7 @@ func (s *Store) VerifyChain(ctx context.Context, host string) (*ChainStatus, err
 		st.HeadSeq, st.HeadHash = &headSeq, &headHash
 		if st.Entries > 0 && (headSeq != lastSeq || headHash != lastHash) {
 			broken = true
-			addBreak(ChainBreak{Kind: "head", Seq: headSeq, ExpectedSeq: ptr(headSeq), GotSeq: ptr(lastSeq),
+			addBreak(ChainBreak{Kind: contract.BreakHead, Seq: headSeq, ExpectedSeq: ptr(headSeq), GotSeq: ptr(lastSeq),
 				ExpectedHash: ptr(headHash), GotHash: ptr(lastHash),
 				Detail: "the stored entries do not end at the collector's chain head"})
 		}
@@ -238,10 +237,9 @@ FROM chain_breaks WHERE host_id = $1::uuid ORDER BY detected_at DESC, break_id D
 	if st.Recorded == nil {
 		st.Recorded = []ChainBreak{}
 	}
-	// accounted_gap is the agent's own report of shed events, not tampering.
 	recordedTampering := false
 	for _, b := range st.Recorded {
-		if b.Kind != "accounted_gap" {
+		if b.Kind.Tampering() {
 			recordedTampering = true
 		}
 	}

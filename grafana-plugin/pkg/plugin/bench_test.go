@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/grafana/grafana-plugin-sdk-go/backend"
+
+	"github.com/tripwire-sec/tripwire/contract"
 )
 
 // benchAlerts is how many alerts BenchmarkAlertsAPI seeds:
@@ -38,7 +40,7 @@ func seedBench(b *testing.B) *env {
 		n := benchAlerts()
 		start := time.Now()
 		e.exec(b, `INSERT INTO hosts (host_name, status, last_seen)
-SELECT 'host-' || lpad(g::text, 3, '0'), 'ONLINE', now() FROM generate_series(1, 200) g`)
+SELECT 'host-' || lpad(g::text, 3, '0'), $1, now() FROM generate_series(1, 200) g`, contract.StatusOnline)
 		const batch = 500_000
 		for lo := 0; lo < n; lo += batch {
 			hi := min(lo+batch, n)

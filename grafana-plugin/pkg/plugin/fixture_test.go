@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -13,46 +12,12 @@ import (
 	"github.com/grafana/grafana-plugin-sdk-go/backend"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/tripwire-sec/tripwire/grafana-plugin/internal/pgtest"
+	"github.com/tripwire-sec/tripwire/contract"
+	"github.com/tripwire-sec/tripwire/contract/golden"
+	"github.com/tripwire-sec/tripwire/contract/pgtest"
 )
 
-var cluster *pgtest.Cluster
-
-func TestMain(m *testing.M) {
-	var err error
-	cluster, err = pgtest.Start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "starting PostgreSQL for the tests:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	if err := cluster.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, "stopping PostgreSQL:", err)
-	}
-	os.Exit(code)
-}
-
-// golden is one entry of testdata/canonical_golden.json, written by the root
-// module's internal/event and internal/auditchain (see cmd in the report):
-// the exact canonical bytes and chain hashes the agent produces.
-type golden struct {
-	Canonical string `json:"canonical"`
-	PrevHash  string `json:"prev_hash"`
-	Hash      string `json:"hash"`
-}
-
-func loadGolden(t testing.TB) []golden {
-	t.Helper()
-	b, err := os.ReadFile("testdata/canonical_golden.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var g []golden
-	if err := json.Unmarshal(b, &g); err != nil {
-		t.Fatal(err)
-	}
-	return g
-}
+func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // env is one test's database and datasource.
 type env struct {
@@ -70,7 +35,7 @@ func settingsJSON(dsn string) []byte {
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	dsn := cluster.NewDB(t)
+	dsn := pgtest.NewSchemaDB(t)
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
@@ -113,9 +78,9 @@ var seedHosts = []struct {
 	name, status string
 	lastSeenAgo  time.Duration
 }{
-	{"web-01", "ONLINE", 5 * time.Second},
-	{"db-01", "ONLINE", 10 * time.Minute}, // silent: derived OFFLINE
-	{"mac-01", "DEGRADED", 2 * time.Second},
+	{"web-01", contract.StatusOnline, 5 * time.Second},
+	{"db-01", contract.StatusOnline, 10 * time.Minute}, // silent: derived OFFLINE
+	{"mac-01", contract.StatusDegraded, 2 * time.Second},
 }
 
 // seedAlerts is the fixture every test sees: 3 hosts, every type and
@@ -174,9 +139,9 @@ SELECT $1, $2, $2, host_id, host_name, $4, $5, $6, $7, $8, $9, $10 FROM hosts WH
 }
 
 // seedChain stores the golden chain as web-01's audit entries and head.
-func (e *env) seedChain(t testing.TB, host string) []golden {
+func (e *env) seedChain(t testing.TB, host string) []golden.Entry {
 	t.Helper()
-	g := loadGolden(t)
+	g := golden.Chain()
 	for i, entry := range g {
 		var p struct {
 			ID   string `json:"tripwire.alert_id"`

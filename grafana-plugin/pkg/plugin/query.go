@@ -10,6 +10,8 @@ import (
 	"github.com/grafana/grafana-plugin-sdk-go/backend"
 	"github.com/grafana/grafana-plugin-sdk-go/backend/log"
 	"github.com/grafana/grafana-plugin-sdk-go/data"
+
+	"github.com/tripwire-sec/tripwire/contract"
 )
 
 // Query types a panel or an alert rule can ask for.
@@ -273,7 +275,7 @@ func (d *Datasource) queryHosts(ctx context.Context) (data.Frames, error) {
 		name[i], status[i], lastSeen[i] = h.HostName, h.Status, h.LastSeen
 		platform[i], version[i], watchers[i] = deref(h.Platform), deref(h.AgentVersion), deref(h.Watchers)
 		lastAlert[i], certExp[i], alerts24[i] = h.LastAlertAt, h.CertNotAfter, h.Alerts24h
-		if h.Status == "OFFLINE" {
+		if h.Status == contract.StatusOffline {
 			offline[i] = 1
 		}
 	}
@@ -311,7 +313,7 @@ func (d *Datasource) queryHostOffline(ctx context.Context) (data.Frames, error) 
 	frames := make(data.Frames, 0, len(hosts))
 	for _, h := range hosts {
 		v := int64(0)
-		if h.Status == "OFFLINE" {
+		if h.Status == contract.StatusOffline {
 			v = 1
 		}
 		fr := data.NewFrame("offline", data.NewField("offline", data.Labels{"host": h.HostName}, []int64{v}))

@@ -1,13 +1,16 @@
 package plugin
 
 import (
-	"github.com/grafana/grafana-plugin-sdk-go/backend"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/grafana/grafana-plugin-sdk-go/backend"
+
+	"github.com/tripwire-sec/tripwire/contract"
 )
 
 func TestResourceStatusCodes(t *testing.T) {
@@ -264,7 +267,7 @@ func TestHostsDerivedStatus(t *testing.T) {
 	if resp.OfflineAfter != 45 {
 		t.Errorf("offline after %v s, want 45 (3 × the fixture's 15 s heartbeat)", resp.OfflineAfter)
 	}
-	want := map[string]string{"web-01": "ONLINE", "db-01": "OFFLINE", "mac-01": "DEGRADED"}
+	want := map[string]string{"web-01": contract.StatusOnline, "db-01": contract.StatusOffline, "mac-01": contract.StatusDegraded}
 	if len(resp.Hosts) != len(want) {
 		t.Fatalf("%d hosts", len(resp.Hosts))
 	}
@@ -313,7 +316,7 @@ func TestAuditEntriesAndVerify(t *testing.T) {
 	// Modify a payload: seq 2 no longer hashes to its stored hash.
 	e.exec(t, `UPDATE audit_entries SET payload = jsonb_set(payload::jsonb, '{process.pid}', '1')::text WHERE seq = 2`)
 	st = verify()
-	if st.Intact || st.VerifiedUpTo != 1 || len(st.Breaks) != 1 || st.Breaks[0].Kind != "mismatch" || st.Breaks[0].Seq != 2 {
+	if st.Intact || st.VerifiedUpTo != 1 || len(st.Breaks) != 1 || st.Breaks[0].Kind != contract.BreakMismatch || st.Breaks[0].Seq != 2 {
 		t.Fatalf("modified payload: %+v", st)
 	}
 	e.exec(t, `UPDATE audit_entries SET payload = $1 WHERE seq = 2`, g[1].Canonical)
@@ -324,14 +327,14 @@ func TestAuditEntriesAndVerify(t *testing.T) {
 	// Delete an entry: a gap at 3.
 	e.exec(t, `DELETE FROM audit_entries WHERE seq = 2`)
 	st = verify()
-	if st.Intact || st.VerifiedUpTo != 1 || st.Breaks[0].Kind != "gap" || st.Breaks[0].Seq != 3 {
+	if st.Intact || st.VerifiedUpTo != 1 || st.Breaks[0].Kind != contract.BreakGap || st.Breaks[0].Seq != 3 {
 		t.Fatalf("deleted entry: %+v", st)
 	}
 
 	// Truncate the tail: the stored entries end before the chain head.
 	e.exec(t, `DELETE FROM audit_entries WHERE seq = 3`)
 	st = verify()
-	if st.Intact || st.VerifiedUpTo != 1 || st.Breaks[len(st.Breaks)-1].Kind != "head" {
+	if st.Intact || st.VerifiedUpTo != 1 || st.Breaks[len(st.Breaks)-1].Kind != contract.BreakHead {
 		t.Fatalf("truncated tail: %+v", st)
 	}
 
@@ -339,10 +342,10 @@ func TestAuditEntriesAndVerify(t *testing.T) {
 	e2 := newEnv(t)
 	e2.seed(t)
 	e2.seedChain(t, "web-01")
-	e2.exec(t, `INSERT INTO chain_breaks (host_id, kind, expected_seq, got_seq) SELECT host_id, 'fork', 4, 4 FROM hosts WHERE host_name='web-01'`)
+	e2.exec(t, `INSERT INTO chain_breaks (host_id, kind, expected_seq, got_seq) SELECT host_id, $1, 4, 4 FROM hosts WHERE host_name='web-01'`, contract.BreakFork)
 	status, body = e2.call(t, "GET", "/api/v1/audit/verify?host=web-01", "Viewer")
 	st = decode[ChainStatus](t, body)
-	if status != 200 || st.Intact || st.VerifiedUpTo != 3 || len(st.Recorded) != 1 || st.Recorded[0].Kind != "fork" {
+	if status != 200 || st.Intact || st.VerifiedUpTo != 3 || len(st.Recorded) != 1 || st.Recorded[0].Kind != contract.BreakFork {
 		t.Fatalf("recorded break: %d %+v", status, st)
 	}
 }
@@ -362,7 +365,7 @@ func TestStats(t *testing.T) {
 	for _, c := range st.HostStatus {
 		statuses[c.Key] = c.Count
 	}
-	if statuses["OFFLINE"] != 1 || statuses["ONLINE"] != 1 || statuses["DEGRADED"] != 1 {
+	if statuses[contract.StatusOffline] != 1 || statuses[contract.StatusOnline] != 1 || statuses[contract.StatusDegraded] != 1 {
 		t.Fatalf("host status counts: %v", statuses)
 	}
 }

@@ -2,7 +2,6 @@ package plugin
 
 import (
 	"context"
-	"encoding/json"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -12,11 +11,9 @@ import (
 	"github.com/grafana/grafana-plugin-sdk-go/backend/log"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-)
 
-// NotifyChannel is the PostgreSQL channel the tripwire exporter NOTIFYs on
-// when alerts commit: each payload is an array of alerts or one alert.
-const NotifyChannel = "tripwire_alerts"
+	"github.com/tripwire-sec/tripwire/contract"
+)
 
 // StreamFilter is the subscription a channel path encodes (see channel.go).
 // Putting the filters in the path makes each distinct filter its own Grafana
@@ -165,7 +162,7 @@ func (fd *Feed) run(ctx context.Context) {
 	for first := true; ctx.Err() == nil; first = false {
 		conn, err := pgx.ConnectConfig(ctx, fd.cfg.ConnConfig)
 		if err == nil {
-			_, err = conn.Exec(ctx, "LISTEN "+NotifyChannel)
+			_, err = conn.Exec(ctx, "LISTEN "+contract.NotifyChannel)
 		}
 		if err != nil {
 			if conn != nil {
@@ -223,28 +220,27 @@ func (fd *Feed) run(ctx context.Context) {
 	}
 }
 
-// decodeNotification reads a notification's payload: an array of alerts
-// (the exporter packs the alerts of a batch into as few notifications as fit
-// PostgreSQL's 8000-byte limit) or a single alert object.
+// decodeNotification reads a notification's payload: an array of
+// contract.Notification (the exporter packs the alerts of a batch into as
+// few notifications as fit PostgreSQL's 8000-byte limit).
 func decodeNotification(payload string) ([]Alert, bool) {
-	var alerts []Alert
-	if strings.HasPrefix(payload, "[") {
-		if err := json.Unmarshal([]byte(payload), &alerts); err != nil {
-			return nil, false
-		}
-	} else {
-		var a Alert
-		if err := json.Unmarshal([]byte(payload), &a); err != nil {
-			return nil, false
-		}
-		alerts = []Alert{a}
+	ns, err := contract.DecodeNotifications([]byte(payload))
+	if err != nil {
+		return nil, false
 	}
-	for i := range alerts {
-		if alerts[i].AlertID == "" {
+	alerts := make([]Alert, len(ns))
+	for i, n := range ns {
+		a := &alerts[i]
+		a.AlertID, a.HostName, a.EventName, a.Type = n.AlertID, n.HostName, n.EventName, n.TripwireType
+		a.Rule, a.Severity, a.Seq, a.Summary = n.RuleName, n.Severity, n.Seq, n.Summary
+		if a.EventTime, err = time.Parse(time.RFC3339Nano, n.EventTime); err != nil {
+			return nil, false
+		}
+		if a.ReceivedAt, err = time.Parse(time.RFC3339Nano, n.ReceivedAt); err != nil {
 			return nil, false
 		}
 	}
-	return alerts, len(alerts) > 0
+	return alerts, true
 }
 
 func (fd *Feed) deliver(a *Alert) {

@@ -9,6 +9,9 @@ import (
 
 	"github.com/grafana/grafana-plugin-sdk-go/backend"
 	"github.com/grafana/grafana-plugin-sdk-go/data"
+
+	"github.com/tripwire-sec/tripwire/contract"
+	"github.com/tripwire-sec/tripwire/contract/golden"
 )
 
 func TestParseStreamPath(t *testing.T) {
@@ -167,7 +170,7 @@ func (e *env) notifyAlerts(t testing.TB, packed bool, alerts ...seedAlert) {
 		t.Fatal(err)
 	}
 	defer tx.Rollback(ctx)
-	var payloads []map[string]any
+	var payloads []contract.Notification
 	for _, a := range alerts {
 		at := e.now.Add(-a.ago)
 		var received time.Time
@@ -178,10 +181,10 @@ SELECT $1, $2, host_id, host_name, $4, $5, $6, $7, $8, $9, '{}' FROM hosts WHERE
 		if err != nil {
 			t.Fatal(err)
 		}
-		payloads = append(payloads, map[string]any{
-			"alert_id": a.id, "event_time": at.Format(time.RFC3339Nano), "received_at": received.Format(time.RFC3339Nano),
-			"host_name": a.host, "event_name": a.event, "tripwire_type": a.typ, "rule_name": a.rule,
-			"severity": a.severity, "seq": a.seq, "summary": a.summary,
+		payloads = append(payloads, contract.Notification{
+			AlertID: a.id, EventTime: at.UTC().Format(contract.NotifyTimeLayout), ReceivedAt: received.UTC().Format(contract.NotifyTimeLayout),
+			HostName: a.host, EventName: a.event, TripwireType: a.typ, RuleName: a.rule,
+			Severity: a.severity, Seq: &a.seq, Summary: a.summary,
 		})
 	}
 	var notes [][]byte
@@ -190,12 +193,12 @@ SELECT $1, $2, host_id, host_name, $4, $5, $6, $7, $8, $9, '{}' FROM hosts WHERE
 		notes = append(notes, b)
 	} else {
 		for _, p := range payloads {
-			b, _ := json.Marshal(p)
+			b, _ := json.Marshal([]contract.Notification{p})
 			notes = append(notes, b)
 		}
 	}
 	for _, n := range notes {
-		if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, NotifyChannel, string(n)); err != nil {
+		if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, contract.NotifyChannel, string(n)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -255,9 +258,10 @@ func TestRunStreamDeliversNotifiedInserts(t *testing.T) {
 	}
 
 	// A malformed notification (an array is malformed as a whole when one
-	// entry is not an alert) is counted and skipped.
-	for i, bad := range []string{`not json`, `[{"alert_id":"x"},{"severity":"CRITICAL"}]`} {
-		e.exec(t, `SELECT pg_notify($1, $2)`, NotifyChannel, bad)
+	// entry is not an alert; a lone object is not the contract's shape) is
+	// counted and skipped.
+	for i, bad := range []string{`not json`, `[{"alert_id":"x"},{"severity":"CRITICAL"}]`, `{"alert_id":"x"}`} {
+		e.exec(t, `SELECT pg_notify($1, $2)`, contract.NotifyChannel, bad)
 		next := crit
 		next.id, next.seq = fmt.Sprintf("0190b000-0000-7000-8000-%012d", 3+i), int64(102+i)
 		e.notifyAlert(t, next)
@@ -272,8 +276,8 @@ func TestRunStreamDeliversNotifiedInserts(t *testing.T) {
 	// Alerts packed into one notification, as the exporter sends a batch,
 	// arrive one by one and in order.
 	fifth, sixth := crit, crit
-	fifth.id, fifth.seq = "0190b000-0000-7000-8000-000000000005", 104
-	sixth.id, sixth.seq = "0190b000-0000-7000-8000-000000000006", 105
+	fifth.id, fifth.seq = "0190b000-0000-7000-8000-000000000010", 110
+	sixth.id, sixth.seq = "0190b000-0000-7000-8000-000000000011", 111
 	e.notifyAlerts(t, true, fifth, sixth)
 	var packed []string
 	for len(packed) < 2 {
@@ -338,4 +342,49 @@ WHERE query LIKE 'LISTEN %' AND datname = current_database()`).Scan(&killed); er
 	if e.ds.feed.Reconnects.Load() < 1 {
 		t.Fatal("no reconnect counted")
 	}
+}
+
+// The payload the exporter's test pinned in contract/golden reaches a
+// subscriber field for field: the two modules agree on the NOTIFY shape.
+func TestRunStreamReadsTheExportersPayload(t *testing.T) {
+	want, err := contract.DecodeNotifications(golden.Notify())
+	if err != nil {
+		t.Fatalf("contract/golden/notify.json: %v", err)
+	}
+	e := newEnv(t)
+	e.seed(t)
+	frames := e.stream(t, "alerts")
+	e.waitSubscribers(t, 1)
+	e.exec(t, `SELECT pg_notify($1, $2)`, contract.NotifyChannel, string(golden.Notify()))
+	var got []Alert
+	for len(got) < len(want) {
+		got = append(got, frameAlerts(t, nextFrame(t, frames))...)
+	}
+	if n := e.ds.feed.Malformed.Load(); n != 0 {
+		t.Fatalf("%d notifications counted malformed", n)
+	}
+	for i, w := range want {
+		g := got[i]
+		if g.AlertID != w.AlertID || g.HostName != w.HostName || g.EventName != w.EventName || g.Type != w.TripwireType ||
+			g.Rule != w.RuleName || g.Severity != w.Severity || g.Summary != w.Summary ||
+			g.EventTime.UTC().Format(contract.NotifyTimeLayout) != w.EventTime || (g.Seq == nil) != (w.Seq == nil) {
+			t.Errorf("alert %d: got %+v, want %+v", i, g, w)
+		}
+	}
+}
+
+// frameAlerts reads alerts back from an alertTableFrame.
+func frameAlerts(t *testing.T, fr *data.Frame) []Alert {
+	t.Helper()
+	out := make([]Alert, fr.Rows())
+	for i := range out {
+		a := &out[i]
+		a.EventTime = fr.Fields[0].At(i).(time.Time)
+		a.ReceivedAt = fr.Fields[1].At(i).(time.Time)
+		a.HostName, a.Type, a.EventName = fr.Fields[2].At(i).(string), fr.Fields[3].At(i).(string), fr.Fields[4].At(i).(string)
+		a.Rule, a.Severity = fr.Fields[5].At(i).(string), fr.Fields[6].At(i).(string)
+		a.Seq = fr.Fields[7].At(i).(*int64)
+		a.Summary, a.AlertID = fr.Fields[8].At(i).(string), fr.Fields[9].At(i).(string)
+	}
+	return out
 }

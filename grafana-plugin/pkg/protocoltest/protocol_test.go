@@ -25,24 +25,11 @@ import (
 	goplugin "github.com/hashicorp/go-plugin"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/tripwire-sec/tripwire/grafana-plugin/internal/pgtest"
+	"github.com/tripwire-sec/tripwire/contract"
+	"github.com/tripwire-sec/tripwire/contract/pgtest"
 )
 
-var cluster *pgtest.Cluster
-
-func TestMain(m *testing.M) {
-	var err error
-	cluster, err = pgtest.Start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "starting PostgreSQL for the tests:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	if err := cluster.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, "stopping PostgreSQL:", err)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // pluginBinary is $TRIPWIRE_PLUGIN_BINARY (CI points it at the mage-built
 // dist/datasource/gpx_tripwire_linux_amd64), else a binary built now from
@@ -145,7 +132,7 @@ func seed(t *testing.T, dsn string) *pgx.Conn {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close(ctx) })
-	_, err = conn.Exec(ctx, `INSERT INTO hosts (host_name, status, last_seen) VALUES ('web-01', 'ONLINE', now());
+	_, err = conn.Exec(ctx, `INSERT INTO hosts (host_name, status, last_seen) VALUES ('web-01', '`+contract.StatusOnline+`', now());
 INSERT INTO alerts (alert_id, event_time, host_id, host_name, event_name, tripwire_type, rule_name, severity, seq, summary, event_detail)
 SELECT ('0190d000-0000-7000-8000-00000000000' || g)::uuid, now() - g * interval '1 minute', host_id, host_name,
        'tripwire.file.access', 'file', 'shadow-read', CASE WHEN g % 2 = 0 THEN 'CRITICAL' ELSE 'WARN' END, g,
@@ -158,7 +145,7 @@ FROM hosts, generate_series(1, 6) g`)
 }
 
 func TestPluginProtocol(t *testing.T) {
-	dsn := cluster.NewDB(t)
+	dsn := pgtest.NewSchemaDB(t)
 	conn := seed(t, dsn)
 	g := start(t, settingsFor(dsn))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -306,9 +293,10 @@ func TestPluginProtocol(t *testing.T) {
 			return
 		case <-tick.C:
 			id := fmt.Sprintf("0190d000-0000-7000-8000-1000000%05d", i)
-			payload := fmt.Sprintf(`{"alert_id":%q,"event_time":%q,"received_at":%q,"host_name":"web-01","event_name":"tripwire.file.access","tripwire_type":"file","rule_name":"shadow-read","severity":"CRITICAL","seq":%d,"summary":"streamed"}`,
-				id, time.Now().UTC().Format(time.RFC3339Nano), time.Now().UTC().Format(time.RFC3339Nano), 100+i)
-			if _, err := conn.Exec(ctx, `SELECT pg_notify('tripwire_alerts', $1)`, payload); err != nil {
+			now, seq := time.Now().UTC().Format(contract.NotifyTimeLayout), int64(100+i)
+			payload, _ := json.Marshal([]contract.Notification{{AlertID: id, EventTime: now, ReceivedAt: now, HostName: "web-01",
+				EventName: "tripwire.file.access", TripwireType: "file", RuleName: "shadow-read", Severity: "CRITICAL", Seq: &seq, Summary: "streamed"}})
+			if _, err := conn.Exec(ctx, `SELECT pg_notify($1, $2)`, contract.NotifyChannel, string(payload)); err != nil {
 				t.Fatal(err)
 			}
 		case <-deadline:

@@ -1,3 +1,5 @@
+import type { AgentStatus, BreakKind } from './contract.gen';
+
 /** JSON shapes of /api/v1 (pkg/plugin/store.go). */
 export interface Alert {
   alert_id: string;
@@ -43,7 +45,7 @@ export interface Host {
   first_seen: string;
   last_seen: string;
   last_alert_at?: string;
-  status: 'ONLINE' | 'OFFLINE' | 'DEGRADED';
+  status: AgentStatus;
   chain_head_seq?: number;
   alerts_24h: number;
 }
@@ -70,7 +72,7 @@ export interface AuditPage {
 }
 
 export interface ChainBreak {
-  kind: string;
+  kind: BreakKind;
   seq?: number;
   expected_seq?: number;
   got_seq?: number;

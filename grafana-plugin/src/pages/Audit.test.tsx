@@ -3,6 +3,7 @@ import { MemoryRouter } from 'react-router-dom';
 import { render, screen, within } from '@testing-library/react';
 
 import { api, ApiError } from '../api/client';
+import { BREAK_KIND } from '../api/contract.gen';
 import { host, intactChain, pending } from '../test/fixtures';
 import { Audit } from './Audit';
 
@@ -66,12 +67,12 @@ describe('Audit page', () => {
       ...intactChain('web-01'),
       intact: false,
       verified_up_to_seq: 1,
-      breaks: [{ kind: 'mismatch', seq: 2, detail: 'stored hash does not match the recomputed hash' }],
+      breaks: [{ kind: BREAK_KIND.Mismatch, seq: 2, detail: 'stored hash does not match the recomputed hash' }],
     });
     audit.mockResolvedValue({ host: 'web-01', entries: [] });
     renderAt('/audit?host=web-01');
     expect(await screen.findByText('Chain broken')).toBeInTheDocument();
-    expect(screen.getByText('mismatch')).toBeInTheDocument();
+    expect(screen.getByText(BREAK_KIND.Mismatch)).toBeInTheDocument();
     expect(screen.getByText(/at seq 2/)).toBeInTheDocument();
     expect(screen.getByText('No audit entries stored for web-01')).toBeInTheDocument();
   });

@@ -3,6 +3,7 @@ import { MemoryRouter } from 'react-router-dom';
 import { render, screen, within } from '@testing-library/react';
 
 import { api, ApiError } from '../api/client';
+import { AGENT_STATUS } from '../api/contract.gen';
 import { host, pending } from '../test/fixtures';
 import { Hosts } from './Hosts';
 
@@ -39,8 +40,11 @@ describe('Hosts page', () => {
     hosts.mockResolvedValue({
       hosts: [
         host('web-01'),
-        host('db-01', { status: 'OFFLINE', cert_not_after: new Date(Date.now() + 5 * 86400e3).toISOString() }),
-        host('mac-01', { status: 'DEGRADED', unserved_rules: 'nc-exec: no eBPF' }),
+        host('db-01', {
+          status: AGENT_STATUS.Offline,
+          cert_not_after: new Date(Date.now() + 5 * 86400e3).toISOString(),
+        }),
+        host('mac-01', { status: AGENT_STATUS.Degraded, unserved_rules: 'nc-exec: no eBPF' }),
       ],
       offline_after_seconds: 45,
     });
@@ -52,8 +56,8 @@ describe('Hosts page', () => {
     const table = await screen.findByTestId('data-testid hosts-table');
     const rows = within(table).getAllByRole('row');
     expect(rows).toHaveLength(4);
-    expect(within(rows[2]).getByText('OFFLINE')).toBeInTheDocument();
-    expect(within(rows[3]).getByText('DEGRADED')).toBeInTheDocument();
+    expect(within(rows[2]).getByText(AGENT_STATUS.Offline)).toBeInTheDocument();
+    expect(within(rows[3]).getByText(AGENT_STATUS.Degraded)).toBeInTheDocument();
     expect(within(rows[1]).getByText('0.1.0')).toBeInTheDocument();
     expect(within(rows[1]).getByText('file=fanotify,process=ebpf')).toBeInTheDocument();
     expect(screen.getByText(/OFFLINE after 45 s/)).toBeInTheDocument();

@@ -1,4 +1,5 @@
 import type { Alert, ChainStatus, Host } from '../api/types';
+import { AGENT_STATUS } from '../api/contract.gen';
 
 export const alert = (i: number, patch: Partial<Alert> = {}): Alert => ({
   alert_id: `0190a000-0000-7000-8000-${String(i).padStart(12, '0')}`,
@@ -18,7 +19,7 @@ export const host = (name: string, patch: Partial<Host> = {}): Host => ({
   host_name: name,
   first_seen: new Date(Date.now() - 86400e3).toISOString(),
   last_seen: new Date(Date.now() - 5e3).toISOString(),
-  status: 'ONLINE',
+  status: AGENT_STATUS.Online,
   agent_version: '0.1.0',
   platform: 'linux',
   arch: 'amd64',

@@ -1,10 +1,15 @@
-// Package pgtest runs throwaway PostgreSQL 15 clusters for tests, from the
-// server binaries installed on the machine (Debian's postgresql package).
+// Package pgtest runs throwaway PostgreSQL 15 clusters for the tests of both
+// Go modules (the root and the Grafana plugin), from the server binaries
+// installed on the machine (Debian's postgresql package). It needs nothing
+// but those binaries: the server is driven with pg_isready and psql.
 //
 // Start with [NewDB]: it returns the URL of a fresh, empty database on a
 // cluster shared by the whole test binary, and drops the database when the
-// test ends. Call [Main] from TestMain so the shared cluster is stopped and
-// its directory removed when the tests are done:
+// test ends. [NewSchemaDB] returns one with TripWire's schema instead: the
+// repository's migrations/*.sql in order, and the monthly alerts partitions
+// built by contract/schema as the exporter builds them. Call [Main] from
+// TestMain so the shared cluster is stopped and its directory removed when
+// the tests are done:
 //
 //	func TestMain(m *testing.M) { pgtest.Main(m) }
 //
@@ -35,6 +40,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,7 +49,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/tripwire-sec/tripwire/contract/schema"
 )
 
 // DefaultBinDir is where Debian's postgresql-15 package puts the server.
@@ -68,6 +74,9 @@ type Cluster struct {
 	cmd *exec.Cmd
 	// exited is closed when the running server process has been reaped.
 	exited chan struct{}
+
+	templateOnce sync.Once
+	templateErr  error
 }
 
 var (
@@ -244,12 +253,13 @@ func (c *Cluster) Start() error {
 	deadline := time.Now().Add(startTimeout)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		conn, err := pgx.Connect(ctx, c.url("postgres"))
+		out, err := exec.CommandContext(ctx, filepath.Join(c.binDir, "pg_isready"),
+			"-h", "127.0.0.1", "-p", strconv.Itoa(c.port), "-U", "postgres", "-d", "postgres").CombinedOutput()
 		cancel()
 		if err == nil {
-			conn.Close(context.Background())
 			break
 		}
+		err = fmt.Errorf("%w: %s", err, bytes.TrimSpace(out))
 		select {
 		case <-exited:
 			return fmt.Errorf("postgres exited during start: %s", c.logSince(logStart))
@@ -331,10 +341,15 @@ func (c *Cluster) url(database string) string {
 // ends (closing sessions still open on it), and returns its URL.
 func (c *Cluster) NewDB(t testing.TB) string {
 	t.Helper()
+	return c.newDB(t, "")
+}
+
+func (c *Cluster) newDB(t testing.TB, options string) string {
+	t.Helper()
 	name := fmt.Sprintf("t%d_%d", os.Getpid(), dbCounter.Add(1))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := c.admin(ctx, "CREATE DATABASE "+name); err != nil {
+	if err := c.admin(ctx, "CREATE DATABASE "+name+options); err != nil {
 		t.Fatalf("pgtest: creating database: %v", err)
 	}
 	t.Cleanup(func() {
@@ -354,13 +369,123 @@ func (c *Cluster) NewDB(t testing.TB) string {
 }
 
 func (c *Cluster) admin(ctx context.Context, sql string) error {
-	conn, err := pgx.Connect(ctx, c.url("postgres"))
+	_, err := c.psql(ctx, c.url("postgres"), sql, false)
+	return err
+}
+
+// psql runs sql on the database at url, in one transaction if atomic (not
+// possible for CREATE or DROP DATABASE), and returns what it printed:
+// unaligned, tuples only.
+func (c *Cluster) psql(ctx context.Context, url, sql string, atomic bool) (string, error) {
+	args := []string{"-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-f", "-"}
+	if atomic {
+		args = append(args, "-1")
+	}
+	cmd := exec.CommandContext(ctx, filepath.Join(c.binDir, "psql"), append(args, url)...)
+	cmd.Stdin = strings.NewReader(sql)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("psql: %w: %s", err, bytes.TrimSpace(stderr.Bytes()))
+	}
+	return strings.TrimSpace(stdout.String()), nil
+}
+
+// Query runs sql on the database at url (a URL this package gave) and
+// returns psql's unaligned output: one line per row, columns separated by
+// "|". It fails the test on an error. For tests of this package and quick
+// checks; tests of the product use their own driver.
+func (c *Cluster) Query(t testing.TB, url, sql string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := c.psql(ctx, url, sql, true)
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	return out
+}
+
+// templateName is the database NewSchemaDB copies.
+const templateName = "tripwire_template"
+
+// NewSchemaDB creates a database with TripWire's schema on the shared
+// cluster, drops it when the test ends, and returns its URL.
+func NewSchemaDB(t testing.TB) string {
+	t.Helper()
+	return Shared(t).NewSchemaDB(t)
+}
+
+// NewSchemaDB creates a database with TripWire's schema on this cluster:
+// a copy of a template built once per cluster from the repository's
+// migrations (found above the working directory) and the alerts partitions
+// from 13 months back to 2 ahead.
+func (c *Cluster) NewSchemaDB(t testing.TB) string {
+	t.Helper()
+	c.templateOnce.Do(func() { c.templateErr = c.buildTemplate() })
+	if c.templateErr != nil {
+		t.Fatalf("pgtest: %v", c.templateErr)
+	}
+	return c.newDB(t, " TEMPLATE "+templateName)
+}
+
+func (c *Cluster) buildTemplate() error {
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	dir, err := MigrationsDir()
 	if err != nil {
 		return err
 	}
-	defer conn.Close(context.Background())
-	_, err = conn.Exec(ctx, sql)
-	return err
+	files, err := filepath.Glob(filepath.Join(dir, "*.sql"))
+	if err != nil {
+		return err
+	}
+	sort.Strings(files)
+	var sql strings.Builder
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		sql.Write(b)
+		sql.WriteString("\n;\n")
+	}
+	now := time.Now().UTC()
+	for m := schema.MonthStart(now.AddDate(0, -13, 0)); !m.After(now.AddDate(0, 2, 0)); m = m.AddDate(0, 1, 0) {
+		_, steps := schema.Partition(m)
+		for _, s := range steps {
+			sql.WriteString(s)
+			sql.WriteString(";\n")
+		}
+	}
+	if err := c.admin(ctx, "CREATE DATABASE "+templateName); err != nil {
+		return fmt.Errorf("creating the template database: %w", err)
+	}
+	if _, err := c.psql(ctx, c.url(templateName), sql.String(), true); err != nil {
+		return fmt.Errorf("loading the migrations in %s: %w", dir, err)
+	}
+	return nil
+}
+
+// MigrationsDir finds the repository's migrations directory by walking up
+// from the working directory, so tests of either module run from any
+// package.
+func MigrationsDir() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		p := filepath.Join(dir, "migrations")
+		if _, err := os.Stat(filepath.Join(p, "0001_schema.sql")); err == nil {
+			return p, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("migrations/0001_schema.sql not found above the working directory")
+		}
+		dir = parent
+	}
 }
 
 func (c *Cluster) dataDir() string { return filepath.Join(c.dir, "data") }

@@ -1,7 +1,6 @@
 package pgtest_test
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -10,48 +9,41 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
-	"github.com/tripwire-sec/tripwire/internal/pgtest"
+	"github.com/tripwire-sec/tripwire/contract/pgtest"
+	"github.com/tripwire-sec/tripwire/contract/schema"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-func connect(t *testing.T, url string) *pgx.Conn {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatalf("connecting to %s: %v", url, err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
-	return conn
-}
-
 func TestNewDBIsFreshAndPrivate(t *testing.T) {
-	ctx := context.Background()
+	c := pgtest.Shared(t)
 	a, b := pgtest.NewDB(t), pgtest.NewDB(t)
 	if a == b {
 		t.Fatalf("two tests got the same database %s", a)
 	}
-	ca, cb := connect(t, a), connect(t, b)
-	if _, err := ca.Exec(ctx, "CREATE TABLE only_in_a (x int)"); err != nil {
-		t.Fatal(err)
+	c.Query(t, a, "CREATE TABLE only_in_a (x int)")
+	if n := c.Query(t, b, "SELECT count(*) FROM pg_tables WHERE tablename = 'only_in_a'"); n != "0" {
+		t.Fatalf("a table created in one database is visible in another (count %s)", n)
 	}
-	var n int
-	if err := cb.QueryRow(ctx, "SELECT count(*) FROM pg_tables WHERE tablename = 'only_in_a'").Scan(&n); err != nil {
-		t.Fatal(err)
+	if v := c.Query(t, a, "SHOW server_version"); !strings.HasPrefix(v, "15.") {
+		t.Fatalf("server_version = %s, want 15.x", v)
 	}
-	if n != 0 {
-		t.Fatalf("a table created in one database is visible in another")
+}
+
+// The schema database has every migration and this month's partition, made
+// by the same statements the exporter runs.
+func TestNewSchemaDBHasTheSchema(t *testing.T) {
+	c := pgtest.Shared(t)
+	url := pgtest.NewSchemaDB(t)
+	for _, table := range []string{"hosts", "alerts", "alerts_default", "audit_entries", "chain_heads", "chain_breaks",
+		schema.PartitionName(time.Now())} {
+		if got := c.Query(t, url, "SELECT to_regclass('"+table+"') IS NOT NULL"); got != "t" {
+			t.Errorf("table %s missing from the schema database", table)
+		}
 	}
-	var version string
-	if err := ca.QueryRow(ctx, "SHOW server_version").Scan(&version); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.HasPrefix(version, "15.") {
-		t.Fatalf("server_version = %s, want 15.x", version)
+	c.Query(t, url, "CREATE TABLE only_here (x int)")
+	if got := c.Query(t, pgtest.NewSchemaDB(t), "SELECT to_regclass('only_here') IS NOT NULL"); got != "f" {
+		t.Fatal("a table created in one schema database is visible in the next")
 	}
 }
 
@@ -59,45 +51,42 @@ func TestDatabaseIsDroppedAfterTest(t *testing.T) {
 	var url string
 	t.Run("inner", func(t *testing.T) {
 		url = pgtest.NewDB(t)
-		connect(t, url) // left open: the drop must force it closed
+		// A session left open: the drop must force it closed.
+		psql := exec.Command(pgtest.DefaultBinDir+"/psql", "-X", "-q", "-c", "SELECT pg_sleep(600)", url)
+		if err := psql.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { psql.Process.Kill(); psql.Wait() })
+		deadline := time.Now().Add(30 * time.Second)
+		for pgtest.Shared(t).Query(t, url, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(600)%' AND pid <> pg_backend_pid()") == "0" {
+			if time.Now().After(deadline) {
+				t.Fatal("the open session never showed up")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 	})
 	name := url[strings.LastIndex(url, "/")+1 : strings.Index(url, "?")]
-	admin := connect(t, pgtest.Shared(t).URL("postgres"))
-	var n int
-	if err := admin.QueryRow(context.Background(), "SELECT count(*) FROM pg_database WHERE datname = $1", name).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	if n != 0 {
+	c := pgtest.Shared(t)
+	if n := c.Query(t, c.URL("postgres"), "SELECT count(*) FROM pg_database WHERE datname = '"+name+"'"); n != "0" {
 		t.Fatalf("database %s still exists after its test ended", name)
 	}
 }
 
 func TestStopStartKeepsData(t *testing.T) {
-	ctx := context.Background()
 	c := pgtest.NewCluster(t)
 	url := c.NewDB(t)
-	conn := connect(t, url)
-	if _, err := conn.Exec(ctx, "CREATE TABLE kept (x int); INSERT INTO kept VALUES (42)"); err != nil {
-		t.Fatal(err)
-	}
+	c.Query(t, url, "CREATE TABLE kept (x int); INSERT INTO kept VALUES (42)")
 	if err := c.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if c2, err := pgx.Connect(cctx, url); err == nil {
-		c2.Close(ctx)
-		t.Fatal("connected to a stopped cluster")
+	if out, err := exec.Command(pgtest.DefaultBinDir+"/psql", "-X", "-c", "SELECT 1", url).CombinedOutput(); err == nil {
+		t.Fatalf("connected to a stopped cluster: %s", out)
 	}
 	if err := c.Start(); err != nil {
 		t.Fatal(err)
 	}
-	var x int
-	if err := connect(t, url).QueryRow(ctx, "SELECT x FROM kept").Scan(&x); err != nil {
-		t.Fatal(err)
-	}
-	if x != 42 {
-		t.Fatalf("x = %d after restart, want 42", x)
+	if x := c.Query(t, url, "SELECT x FROM kept"); x != "42" {
+		t.Fatalf("x = %s after restart, want 42", x)
 	}
 }
 

@@ -1,0 +1,74 @@
+// Package contract is the one copy of every name and format that crosses a
+// boundary between TripWire's programs: the agent, the collector's receiver
+// and exporter, and the Grafana plugin, which is its own Go module. It has no
+// dependencies, so both modules can require it (through a replace to this
+// directory) without pulling each other's.
+//
+// Start with the constants below; [ChainHash] and [GenesisHash] define the
+// audit chain's links, [NotifyChannel] and [Notification] the live feed. The
+// root module reaches these names through internal/event, which re-exports
+// them beside the event schema; the plugin imports this package directly.
+package contract
+
+// Loss reasons: tripwire.loss.reason of a tripwire.agent.loss event, and the
+// reason label of the agent's loss metric. Every reason the agent sends is
+// here and in [LossReasons].
+const (
+	// LossSpoolShed: the spool was full and shed INFO/WARN events; the
+	// event carries the shed seq range, so the collector can tell the gap
+	// in the chain from tampering.
+	LossSpoolShed = "spool_shed"
+	// LossPipelineFull: a trip waited too long for the pipeline and was
+	// dropped.
+	LossPipelineFull = "pipeline_full"
+	// LossInvalidEvent: a watcher produced an event that fails validation.
+	LossInvalidEvent = "invalid_event"
+	// LossKernelOverflow: the kernel's fanotify/inotify queue overflowed.
+	LossKernelOverflow = "kernel_overflow"
+	// LossRingbuf: the eBPF ring buffer was full and the kernel dropped
+	// records.
+	LossRingbuf = "ringbuf"
+	// LossNetlinkOverflow: the proc connector's netlink socket overflowed.
+	LossNetlinkOverflow = "netlink_overflow"
+	// LossExecBacklog: more execs waited for inspection than the watcher
+	// holds.
+	LossExecBacklog = "exec_backlog"
+	// LossWatcherStopped: a watcher stopped with events still unread.
+	LossWatcherStopped = "watcher_stopped"
+)
+
+// LossReasons lists every loss reason, in the order documented.
+func LossReasons() []string {
+	return []string{LossSpoolShed, LossPipelineFull, LossInvalidEvent, LossKernelOverflow,
+		LossRingbuf, LossNetlinkOverflow, LossExecBacklog, LossWatcherStopped}
+}
+
+// Agent statuses: tripwire.agent.status of heartbeats and starts, and
+// hosts.status. OFFLINE is never sent: the collector and the plugin derive
+// it from silence.
+const (
+	StatusOnline   = "ONLINE"
+	StatusDegraded = "DEGRADED"
+	StatusOffline  = "OFFLINE"
+)
+
+// Resource attribute keys the agent sets; the receiver overwrites the host
+// identity ones from the client certificate.
+const (
+	ResourceHostName       = "host.name"
+	ResourceHostID         = "host.id"
+	ResourceOSType         = "os.type"
+	ResourceHostArch       = "host.arch"
+	ResourceServiceName    = "service.name"
+	ResourceServiceVersion = "service.version"
+
+	// ServiceName is the service.name of every agent.
+	ServiceName = "tripwire-agent"
+)
+
+// Resource attributes the tripwire receiver adds from the connection: the
+// peer's address and its client certificate's expiry (RFC 3339).
+const (
+	ClientAddress      = "client.address"
+	ClientCertNotAfter = "tripwire.client.cert_not_after"
+)

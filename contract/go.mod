@@ -1,0 +1,3 @@
+module github.com/tripwire-sec/tripwire/contract
+
+go 1.26.0

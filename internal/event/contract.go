@@ -1,0 +1,80 @@
+package event
+
+import "github.com/tripwire-sec/tripwire/contract"
+
+// The names below cross module boundaries: the Grafana plugin, its own Go
+// module, reads them too. Their one copy is the dependency-free contract
+// module; the root module uses them from here, beside the event schema.
+
+// Resource attribute keys set by the agent; the receiver overwrites the host
+// identity ones from the client certificate.
+const (
+	ResourceHostName       = contract.ResourceHostName
+	ResourceHostID         = contract.ResourceHostID
+	ResourceOSType         = contract.ResourceOSType
+	ResourceHostArch       = contract.ResourceHostArch
+	ResourceServiceName    = contract.ResourceServiceName
+	ResourceServiceVersion = contract.ResourceServiceVersion
+
+	// ServiceName is the service.name of every agent.
+	ServiceName = contract.ServiceName
+)
+
+// Resource attributes the tripwire receiver adds from the connection.
+const (
+	ResourceClientAddress      = contract.ClientAddress
+	ResourceClientCertNotAfter = contract.ClientCertNotAfter
+)
+
+// Loss reasons (tripwire.loss.reason); see contract for what each means.
+const (
+	LossSpoolShed       = contract.LossSpoolShed
+	LossPipelineFull    = contract.LossPipelineFull
+	LossInvalidEvent    = contract.LossInvalidEvent
+	LossKernelOverflow  = contract.LossKernelOverflow
+	LossRingbuf         = contract.LossRingbuf
+	LossNetlinkOverflow = contract.LossNetlinkOverflow
+	LossExecBacklog     = contract.LossExecBacklog
+	LossWatcherStopped  = contract.LossWatcherStopped
+)
+
+// Agent statuses (tripwire.agent.status, hosts.status).
+const (
+	StatusOnline   = contract.StatusOnline
+	StatusDegraded = contract.StatusDegraded
+	StatusOffline  = contract.StatusOffline
+)
+
+// BreakKind names a break in an audit chain (tripwire.audit.break.kind).
+type BreakKind = contract.BreakKind
+
+// Chain-break kinds; see contract for what each means.
+const (
+	BreakMismatch     = contract.BreakMismatch
+	BreakLink         = contract.BreakLink
+	BreakGap          = contract.BreakGap
+	BreakAccountedGap = contract.BreakAccountedGap
+	BreakFork         = contract.BreakFork
+	BreakReordered    = contract.BreakReordered
+	BreakTruncated    = contract.BreakTruncated
+	BreakMalformed    = contract.BreakMalformed
+	BreakHead         = contract.BreakHead
+)
+
+// GenesisHash is the prev_hash of the first entry of every audit chain.
+const GenesisHash = contract.GenesisHash
+
+// ChainHash is the audit chain's link: hex(SHA-256(prevHash ‖ canonical)).
+func ChainHash(prevHash string, canonical []byte) string {
+	return contract.ChainHash(prevHash, canonical)
+}
+
+// NotifyChannel is the PostgreSQL channel of the live feed.
+const NotifyChannel = contract.NotifyChannel
+
+// Notification is one new alert in a NOTIFY payload, which is always a JSON
+// array of them.
+type Notification = contract.Notification
+
+// NotifyTimeLayout formats a Notification's times.
+const NotifyTimeLayout = contract.NotifyTimeLayout
