@@ -18,11 +18,6 @@ import (
 // contract names out: all of them (nil), or only the words listed, which
 // there mean something else.
 var spelledOutAllowed = map[string][]string{
-	// Applied migrations are history: a deployed database ran them as they
-	// are, so they are never edited.
-	"migrations/0001_schema.sql":         nil,
-	"migrations/0002_chain_tracking.sql": nil,
-	"migrations/0003_ingest.sql":         nil,
 	// The frontend's copy, generated from this package by TestFrontendContract.
 	"grafana-plugin/src/api/contract.gen.ts": nil,
 	// Ordinary words that are not chain-break kinds there: counters and
@@ -33,6 +28,7 @@ var spelledOutAllowed = map[string][]string{
 	"agent/watcher/network_ebpf_linux.go":  {"malformed"},
 	"tripwirereceiver/binding.go":          {"malformed"},
 	"agent/watcher/honeyfile_test.go":      {"link"},
+	"internal/safefile/safefile_test.go":   {"link"},
 	"agent/watcher/fanotify_linux_test.go": {"head"},
 }
 
@@ -113,6 +109,11 @@ func TestNamesSpelledOutOnlyHere(t *testing.T) {
 			return nil
 		}
 		allowed, listed := spelledOutAllowed[rel]
+		// Migrations are history: a deployed database ran them as they
+		// are, so they are never edited, and SQL cannot import a constant.
+		if strings.HasPrefix(rel, "migrations/") && filepath.Ext(rel) == ".sql" {
+			listed, allowed = true, nil
+		}
 		if !slices.Contains(exts, filepath.Ext(path)) || listed && allowed == nil {
 			return nil
 		}

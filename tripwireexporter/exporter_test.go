@@ -824,7 +824,7 @@ func TestForkTipMatchesSeqAsWellAsHash(t *testing.T) {
 	// Seq 8 rewritten, linked to the fork's seq-5 hash.
 	ev := a.trip()
 	ev.Seq, ev.PrevHash = 8, other[4].Hash
-	ev.Hash = entryHash(ev.PrevHash, ev.Canonical())
+	ev.Hash = event.ChainHash(ev.PrevHash, ev.Canonical())
 	push(t, e, a.logs(ev))
 	if n := breakAlerts(t, pool, "tip-1"); n != 2 {
 		t.Errorf("%d chain_break alerts after rewriting seq 8, want 2 (breaks %v)", n, breakKinds(t, pool, "tip-1"))

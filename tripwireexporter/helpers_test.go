@@ -155,8 +155,8 @@ func appendResource(ld plog.Logs, host string, events ...*event.Event) {
 	attrs.PutStr(event.ResourceHostArch, "amd64")
 	attrs.PutStr(event.ResourceServiceName, event.ServiceName)
 	attrs.PutStr(event.ResourceServiceVersion, "0.1.0-test")
-	attrs.PutStr(resourceClientAddress, "127.0.0.1")
-	attrs.PutStr(resourceCertNotAfter, "2027-11-26T12:00:00Z")
+	attrs.PutStr(event.ResourceClientAddress, "127.0.0.1")
+	attrs.PutStr(event.ResourceClientCertNotAfter, "2027-11-26T12:00:00Z")
 	lrs := rl.ScopeLogs().AppendEmpty().LogRecords()
 	for _, ev := range events {
 		ev.CopyTo(lrs.AppendEmpty())
