@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tripwire-sec/tripwire/agent/pipeline"
 	"github.com/tripwire-sec/tripwire/internal/auditchain"
 	"github.com/tripwire-sec/tripwire/internal/event"
 )
@@ -89,7 +88,7 @@ func TestHostileReaderTrips(t *testing.T) {
 		if e.Rule == "decoy" && trip == nil {
 			trip = e
 		}
-		if e.Name == event.AgentLoss && e.Agent.LossReason == pipeline.ReasonInvalidEvent {
+		if e.Name == event.AgentLoss && e.Agent.LossReason == event.LossInvalidEvent {
 			invalid += e.Agent.LossCount
 		}
 		return nil

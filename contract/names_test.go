@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,22 +16,18 @@ import (
 )
 
 // spelledOutAllowed are the files outside this module that may spell
-// contract names out: all of them (nil), or only the words listed, which
-// there mean something else.
-var spelledOutAllowed = map[string][]string{
+// contract names out.
+var spelledOutAllowed = map[string]bool{
 	// The frontend's copy, generated from this package by TestFrontendContract.
-	"grafana-plugin/src/api/contract.gen.ts": nil,
-	// Ordinary words that are not chain-break kinds there: counters and
-	// rejection reasons named "malformed", a file named "link", a marker
-	// named "head".
-	"agent/procfs/parse.go":                {"malformed"},
-	"agent/watcher/exec_ebpf_linux.go":     {"malformed"},
-	"agent/watcher/network_ebpf_linux.go":  {"malformed"},
-	"tripwirereceiver/binding.go":          {"malformed"},
-	"agent/watcher/honeyfile_test.go":      {"link"},
-	"internal/safefile/safefile_test.go":   {"link"},
-	"agent/watcher/fanotify_linux_test.go": {"head"},
+	"grafana-plugin/src/api/contract.gen.ts": true,
 }
+
+// plainWord matches names that are ordinary words ("gap", "link",
+// "malformed"): elsewhere they are file names, counters and markers too, so
+// they count as a spelled-out contract name only on a line that speaks of a
+// kind or a break.
+var plainWord = regexp.MustCompile(`^[a-z]+$`)
+var kindLine = regexp.MustCompile(`(?i)kind|break`)
 
 // skipDirs are never searched: dependencies, build output, VCS data.
 var skipDirs = map[string]bool{".git": true, "node_modules": true, "dist": true, "_build": true, ".tools": true, "bin": true}
@@ -108,13 +105,10 @@ func TestNamesSpelledOutOnlyHere(t *testing.T) {
 			}
 			return nil
 		}
-		allowed, listed := spelledOutAllowed[rel]
 		// Migrations are history: a deployed database ran them as they
 		// are, so they are never edited, and SQL cannot import a constant.
-		if strings.HasPrefix(rel, "migrations/") && filepath.Ext(rel) == ".sql" {
-			listed, allowed = true, nil
-		}
-		if !slices.Contains(exts, filepath.Ext(path)) || listed && allowed == nil {
+		migration := strings.HasPrefix(rel, "migrations/") && filepath.Ext(rel) == ".sql"
+		if !slices.Contains(exts, filepath.Ext(path)) || spelledOutAllowed[rel] || migration {
 			return nil
 		}
 		b, err := os.ReadFile(path)
@@ -122,17 +116,25 @@ func TestNamesSpelledOutOnlyHere(t *testing.T) {
 			return err
 		}
 		for i, q := range quoted {
-			if slices.Contains(allowed, word[i]) {
-				continue
-			}
 			for off := 0; ; {
 				j := bytes.Index(b[off:], q)
 				if j < 0 {
 					break
 				}
-				line := 1 + bytes.Count(b[:off+j], []byte("\n"))
+				at := off + j
+				off = at + len(q)
+				if plainWord.MatchString(word[i]) {
+					start := bytes.LastIndexByte(b[:at], '\n') + 1
+					end := bytes.IndexByte(b[at:], '\n')
+					if end < 0 {
+						end = len(b) - at
+					}
+					if !kindLine.Match(b[start : at+end]) {
+						continue
+					}
+				}
+				line := 1 + bytes.Count(b[:at], []byte("\n"))
 				found = append(found, rel+":"+strconv.Itoa(line)+": "+string(q)+" (use contract."+owner[i]+")")
-				off += j + len(q)
 			}
 		}
 		return nil
