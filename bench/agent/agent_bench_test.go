@@ -302,6 +302,42 @@ func BenchmarkLatency(b *testing.B) {
 	}
 	b.ReportMetric(float64(p(0.50).Microseconds())/1000, "p50_ms")
 	b.ReportMetric(float64(p(0.99).Microseconds())/1000, "p99_ms")
+	// The baseline in the same run: the disk's own fsync after a small
+	// append, at the same rate, next to the audit log. The chain fsyncs
+	// once per batch and a trip is committed only after its batch's fsync,
+	// so a stalled fsync holds every trip behind it.
+	fs := fsyncProbe(b, filepath.Join(filepath.Dir(conf), "state"), rate, secs)
+	fmt.Printf("  baseline, this disk: fsync after a 300-byte append at %d/s for %d s: p50 %v, p99 %v, max %v\n",
+		rate, secs, fs[len(fs)/2].Round(10*time.Microsecond), fs[len(fs)*99/100].Round(10*time.Microsecond), fs[len(fs)-1].Round(10*time.Microsecond))
+	b.ReportMetric(float64(fs[len(fs)*99/100].Microseconds())/1000, "fsync_p99_ms")
+}
+
+// fsyncProbe appends 300 bytes and fsyncs, rate times a second for secs
+// seconds, in dir; it returns the fsync durations, sorted.
+func fsyncProbe(b *testing.B, dir string, rate, secs int) []time.Duration {
+	f, err := os.OpenFile(filepath.Join(dir, "fsync-probe"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	line := make([]byte, 300)
+	var d []time.Duration
+	start := time.Now()
+	for i := 0; i < rate*secs; i++ {
+		if w := time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(rate))); w > 0 {
+			time.Sleep(w)
+		}
+		if _, err := f.Write(line); err != nil {
+			b.Fatal(err)
+		}
+		t := time.Now()
+		if err := f.Sync(); err != nil {
+			b.Fatal(err)
+		}
+		d = append(d, time.Since(t))
+	}
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	return d
 }
 
 // BenchmarkBurst: one process reads the 50 watched files round-robin at
