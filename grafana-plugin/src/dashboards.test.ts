@@ -14,11 +14,16 @@ const root = path.resolve(__dirname, '../../dashboards');
 const read = (p: string) => fs.readFileSync(path.join(root, p), 'utf8');
 const yaml = (p: string) => parse(read(p));
 
-const QUERY_TYPES = ['alerts', 'counts', 'hosts', 'host_offline'];
+const QUERY_TYPES = ['alerts', 'counts', 'hosts', 'host_offline', 'host_health'];
+// pkg/plugin/health.go
+const HOST_METRICS = ['offline', 'degraded', 'cert_days_left', 'delivery_lag_seconds', 'loss_events'];
 const GROUP_BY = ['', 'type', 'severity', 'host', 'rule'];
 
 function checkModel(model: Record<string, unknown>, where: string) {
   expect({ where, queryType: QUERY_TYPES.includes(String(model.queryType)) }).toEqual({ where, queryType: true });
+  if (model.queryType === 'host_health') {
+    expect({ where, metric: HOST_METRICS.includes(String(model.metric)) }).toEqual({ where, metric: true });
+  }
   if (model.groupBy !== undefined) {
     expect(GROUP_BY).toContain(model.groupBy);
   }
@@ -80,7 +85,7 @@ describe('provisioning', () => {
     expect(live.targets[0]).toMatchObject({ queryType: 'alerts', format: 'table', live: true });
   });
 
-  it('has the three alert rules, each querying the TripWire datasource', () => {
+  it('has the SOC alert rules, each querying the TripWire datasource', () => {
     const rules = yaml('provisioning/alerting/tripwire.yaml');
     expect(rules.apiVersion).toBe(1);
     const all = rules.groups.flatMap((g: { rules: unknown[] }) => g.rules);
@@ -88,6 +93,10 @@ describe('provisioning', () => {
       'TripWire CRITICAL trip',
       'TripWire host offline',
       'TripWire audit chain break',
+      'TripWire agent lost events',
+      'TripWire host degraded',
+      'TripWire agent certificate expires within 30 days',
+      'TripWire spool backlog',
     ]);
     for (const rule of all) {
       const refIds = rule.data.map((d: { refId: string }) => d.refId);
@@ -107,5 +116,33 @@ describe('provisioning', () => {
     expect(critical).toMatchObject({ queryType: 'counts', severity: 'CRITICAL', groupBy: 'host' });
     expect(all[1].data[0].model.queryType).toBe('host_offline');
     expect(all[2].data[0].model).toMatchObject({ queryType: 'counts', type: 'audit' });
+    const metricOf = (title: string) => all.find((r: { title: string }) => r.title === title).data[0].model.metric;
+    expect(metricOf('TripWire agent lost events')).toBe('loss_events');
+    expect(metricOf('TripWire host degraded')).toBe('degraded');
+    expect(metricOf('TripWire agent certificate expires within 30 days')).toBe('cert_days_left');
+    expect(metricOf('TripWire spool backlog')).toBe('delivery_lag_seconds');
+    const cert = all.find((r: { uid: string }) => r.uid === 'tripwire-cert-expiry');
+    expect(cert.data.find((d: { refId: string }) => d.refId === 'C').model.conditions[0].evaluator).toEqual({
+      type: 'lt',
+      params: [30],
+    });
+    for (const rule of all) {
+      expect(rule.labels.source).toBe('tripwire');
+    }
+  });
+
+  it('ships the SOC webhook and its policy disabled, enabled by renaming one file', () => {
+    const dir = fs.readdirSync(path.join(root, 'provisioning/alerting'));
+    // Grafana loads only .yaml, .yml and .json files from this directory.
+    const loaded = dir.filter((f) => /\.(ya?ml|json)$/.test(f));
+    expect(loaded).toEqual(['tripwire.yaml']);
+    expect(dir).toContain('soc-webhook.yaml.disabled');
+    const soc = yaml('provisioning/alerting/soc-webhook.yaml.disabled');
+    expect(soc.apiVersion).toBe(1);
+    const receiver = soc.contactPoints[0].receivers[0];
+    expect(receiver).toMatchObject({ type: 'webhook', settings: { url: '${TRIPWIRE_SOC_WEBHOOK_URL}' } });
+    const route = soc.policies[0].routes[0];
+    expect(route.receiver).toBe(soc.contactPoints[0].name);
+    expect(route.object_matchers).toEqual([['source', '=', 'tripwire']]);
   });
 });

@@ -22,6 +22,9 @@ const (
 	// QueryHostOffline is one numeric series per host, 1 when OFFLINE, for
 	// the "host offline" alert rule.
 	QueryHostOffline = "host_offline"
+	// QueryHostHealth is one numeric series per host of the metric named
+	// in the query (health.go), for a SOC's alert rules.
+	QueryHostHealth = "host_health"
 )
 
 // stringList accepts "a,b", ["a","b"] or null, since template variables and
@@ -63,6 +66,7 @@ type QueryModel struct {
 	Text      string     `json:"text"`
 	GroupBy   string     `json:"groupBy"` // counts: type, severity, host, rule or ""
 	Limit     int        `json:"limit"`   // alerts: row cap, default 1000
+	Metric    string     `json:"metric"`  // host_health: offline, degraded, cert_days_left, ...
 	// Live (alerts, table format) makes the panel subscribe to the
 	// matching Grafana Live channel after the initial rows.
 	Live bool `json:"live"`
@@ -110,8 +114,10 @@ func (d *Datasource) query(ctx context.Context, uid string, q backend.DataQuery)
 		frames, err = d.queryHosts(ctx)
 	case QueryHostOffline:
 		frames, err = d.queryHostOffline(ctx)
+	case QueryHostHealth:
+		frames, err = d.queryHostHealth(ctx, m.Metric, q.TimeRange.From, q.TimeRange.To)
 	default:
-		err = badRequest("unknown queryType %q (want alerts, counts, hosts or host_offline)", m.QueryType)
+		err = badRequest("unknown queryType %q (want alerts, counts, hosts, host_offline or host_health)", m.QueryType)
 	}
 	switch {
 	case err == nil:

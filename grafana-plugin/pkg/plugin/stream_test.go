@@ -16,8 +16,8 @@ import (
 
 func TestParseStreamPath(t *testing.T) {
 	good := map[string]StreamFilter{
-		"alerts":                                          {},
-		"alerts/host=web-01/severity=CRITICAL":            {Hosts: []string{"web-01"}, Severities: []string{"CRITICAL"}},
+		"alerts":                               {},
+		"alerts/host=web-01/severity=CRITICAL": {Hosts: []string{"web-01"}, Severities: []string{"CRITICAL"}},
 		"alerts/type=file/type=process/rule=nc-exec":      {Types: []string{"file", "process"}, Rules: []string{"nc-exec"}},
 		"alerts/host=db-01/host=web-01/severity=WARN":     {Hosts: []string{"db-01", "web-01"}, Severities: []string{"WARN"}},
 		"alerts/rule=read=20of=20.aws=2Fcredentials=3D1":  {Rules: []string{"read of .aws/credentials=1"}},
