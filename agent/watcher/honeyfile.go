@@ -20,6 +20,18 @@ import (
 // only, like a real secret.
 const defaultHoneyfileMode = 0o600
 
+// PlantHoneyfiles plants the decoys of rules and returns: what the file
+// watcher does at start, run on its own by `tripwire plant` so a privileged
+// one-shot step (systemd's ExecStartPre=+) can plant where the unprivileged
+// agent may not write.
+func PlantHoneyfiles(rules []FileRule, log *slog.Logger) error {
+	rs, err := compileFileRules(rules)
+	if err != nil {
+		return err
+	}
+	return plantHoneyfiles(rs, log)
+}
+
 // plantHoneyfiles creates the decoy of every rule with Plant, before any watch
 // is placed so planting itself trips nothing. It never overwrites: a file
 // already at the path is watched as it is, with a warning when it is not the

@@ -2,6 +2,7 @@
 //
 //	tripwire start --config FILE       run the agent in the foreground
 //	tripwire validate --config FILE    check a config and exit
+//	tripwire plant --config FILE       plant the config's honeyfiles and exit
 //	tripwire status [--socket PATH | --address ADDR --token-file FILE]
 //	                                   print a running agent's /healthz
 //	tripwire audit verify FILE [--anchor SEQ:HASH]
@@ -26,6 +27,7 @@ import (
 	"github.com/tripwire-sec/tripwire/agent"
 	"github.com/tripwire-sec/tripwire/agent/config"
 	"github.com/tripwire-sec/tripwire/agent/health"
+	"github.com/tripwire-sec/tripwire/agent/watcher"
 	"github.com/tripwire-sec/tripwire/internal/auditchain"
 	"github.com/tripwire-sec/tripwire/internal/event"
 	"github.com/tripwire-sec/tripwire/internal/pki"
@@ -39,6 +41,7 @@ const usage = `usage: tripwire <command> [arguments]
 commands:
   start --config FILE                     run the agent in the foreground
   validate --config FILE                  check a config file and exit
+  plant --config FILE                     plant the config's honeyfiles and exit (as root, before start)
   status [--socket PATH]                  print a running agent's health (default /run/tripwire/health.sock)
   status --address HOST:PORT --token-file FILE
                                           the same over the opt-in TCP address
@@ -62,6 +65,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return start(rest, stderr)
 	case "validate":
 		return validate(rest, stdout, stderr)
+	case "plant":
+		return plant(rest, stderr)
 	case "status":
 		return status(rest, stdout, stderr)
 	case "audit":
@@ -139,6 +144,30 @@ func validate(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "%s: ok: %d file, %d process, %d network rules enabled\n", path,
 		len(cfg.FileRules()), len(cfg.ProcessRules()), len(cfg.NetworkRules()))
+	return 0
+}
+
+// plant creates the honeyfiles of a config, as the file watcher would at
+// start, and exits: the packaged unit runs it as root (ExecStartPre=+) so
+// the agent itself needs neither write access to the decoys' directories
+// nor CAP_CHOWN for their owner.
+func plant(args []string, stderr io.Writer) int {
+	path, ok := configFlag("plant", args, stderr)
+	if !ok {
+		return 2
+	}
+	restrictUmask()
+	cfg, err := config.Load(path)
+	if err != nil {
+		fmt.Fprintf(stderr, "tripwire plant: %v\n", err)
+		return 1
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).
+		With("service.name", "tripwire-agent", "service.version", version)
+	if err := watcher.PlantHoneyfiles(cfg.FileRules(), log); err != nil {
+		fmt.Fprintf(stderr, "tripwire plant: %v\n", err)
+		return 1
+	}
 	return 0
 }
 
