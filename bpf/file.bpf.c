@@ -169,6 +169,7 @@ static __always_inline void trip(struct dentry *d, __u32 op, struct match *m, st
 		.dev = m->anchor.dev,
 		.ino = inode ? BPF_CORE_READ(inode, i_ino) : 0,
 		.start_ns = BPF_CORE_READ(task, start_boottime),
+		.exec_id = BPF_CORE_READ(task, self_exec_id),
 		.tgid = tgid,
 		.rule = m->watch.rule,
 		.op = op,

@@ -53,6 +53,7 @@ type FileFileTripKey struct {
 	Dev     uint64
 	Ino     uint64
 	StartNs uint64
+	ExecId  uint64
 	Tgid    uint32
 	Rule    uint32
 	Op      uint32

@@ -159,12 +159,14 @@ enum tw_file_flag {
  * process) within the agent's lifetime share one counter, so a read flood
  * costs a map update per open and one ring-buffer record in all.
  * start_ns (the task's start_boottime, as /proc/PID/stat shows it in clock
- * ticks) tells a reused PID from its first owner.
+ * ticks) tells a reused PID from its first owner, exec_id an exec'd program
+ * from the one before.
  */
 struct file_trip_key {
 	__u64 dev;
 	__u64 ino;
 	__u64 start_ns;
+	__u64 exec_id; /* the task's self_exec_id: a process that execs is another actor */
 	__u32 tgid;
 	__u32 rule;
 	__u32 op;

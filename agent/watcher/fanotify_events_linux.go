@@ -295,9 +295,15 @@ func (w *fanotifyWatcher) adopt(n *fanNode, name, path string, mask uint64, t *f
 			w.markErrors.Add(1)
 			w.log.Warn("cannot watch replaced file", "file.path", path, "error", err.Error())
 		}
+		if w.replaced != nil {
+			w.replaced()
+		}
 		return
 	}
 	if r := n.roots[name]; r != nil && mask&unix.FAN_ONDIR != 0 {
+		if w.replaced != nil {
+			defer w.replaced()
+		}
 		if err := w.markDir(path, r, true); err != nil {
 			w.markErrors.Add(1)
 			w.log.Warn("cannot watch replaced directory", "file.path", path, "error", err.Error())

@@ -36,6 +36,10 @@ const (
 	// reports both names of a rename in one event, which the older
 	// FAN_MOVED_FROM/FAN_MOVED_TO pair cannot do (fanotify has no cookie).
 	fanDirMask = fanFileMask | fanDirentMask | unix.FAN_ONDIR | unix.FAN_EVENT_ON_CHILD
+	// Beside the eBPF open watcher (ebpf_syscall), which reports opens
+	// itself: only attribute changes and directory entries.
+	fanNoOpenFileMask = unix.FAN_ATTRIB
+	fanNoOpenDirMask  = fanNoOpenFileMask | fanDirentMask | unix.FAN_ONDIR | unix.FAN_EVENT_ON_CHILD
 	// The directory of a watched file: only entry events, filtered by name, so
 	// a decoy's deletion, renaming or replacement is seen without reporting
 	// every read of its siblings.
@@ -124,6 +128,12 @@ type fanotifyWatcher struct {
 	log      *slog.Logger
 	procRoot string
 	self     int32
+	// The marks' masks: everything, or (noOpens) all but opens, reads and
+	// writes, which another watcher reports.
+	fileMask, dirMask uint64
+	// replaced, if set, is told when a watched path now names another file
+	// (before the trip that says so is reported).
+	replaced func()
 
 	// Owned by the read loop once start returns.
 	fd       int
@@ -155,6 +165,7 @@ type fanotifyWatcher struct {
 
 func newFanotifyWatcher(rs *fileRules, opts Options, log *slog.Logger) *fanotifyWatcher {
 	w := &fanotifyWatcher{rules: rs, log: log, procRoot: opts.ProcRoot, self: int32(os.Getpid()), fd: -1, permFd: -1,
+		fileMask: fanFileMask, dirMask: fanDirMask,
 		nodes: map[string]*fanNode{}, mounts: map[[8]byte]int{}, sessions: map[fanSession]uint8{},
 		actorCache: map[int32]cachedActor{}}
 	// No permission events unless a rule asks for them: they make every
@@ -164,6 +175,14 @@ func newFanotifyWatcher(rs *fileRules, opts Options, log *slog.Logger) *fanotify
 			w.captureInit = captureInit
 		}
 	}
+	return w
+}
+
+// newFanotifyNoOpens is the fanotify half of ebpf_syscall: attribute
+// changes, creates, deletes and renames, never holding an opener.
+func newFanotifyNoOpens(rs *fileRules, opts Options, log *slog.Logger) *fanotifyWatcher {
+	w := newFanotifyWatcher(rs, opts, log)
+	w.fileMask, w.dirMask, w.captureInit = fanNoOpenFileMask, fanNoOpenDirMask, nil
 	return w
 }
 

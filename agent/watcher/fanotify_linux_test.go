@@ -57,16 +57,27 @@ func countOf(es []*event.Event, pred func(*event.Event) bool) int {
 	return n
 }
 
-// A `cat` kept alive (reading stdin after the file) is read from /proc while
-// it runs: every actor field must be exact, and it is one access event.
+// A `cat` kept alive (reading stdin after the file): every actor field must
+// be exact, and it is one access event, with the default mechanism and with
+// each one that reports reads.
 func TestFanotifyCatAccess(t *testing.T) {
 	needRoot(t)
+	for _, mech := range readingMechanisms(t) {
+		name := mech
+		if name == "" {
+			name = "default"
+		}
+		t.Run(name, func(t *testing.T) { testCatAccess(t, mech) })
+	}
+}
+
+func testCatAccess(t *testing.T, mech string) {
 	dir := t.TempDir()
 	f, sentinel := filepath.Join(dir, "secret"), filepath.Join(dir, "sentinel")
 	writeFile(t, f, "top secret\n")
 	writeFile(t, sentinel, "x")
-	w, s := startFileWatcher(t, []FileRule{{Name: "secrets", Severity: event.SeverityCritical, Paths: []string{f, sentinel}}}, "")
-	if w.Mechanism() != MechanismFanotify || w.Missing() != nil {
+	w, s := startFileWatcher(t, []FileRule{{Name: "secrets", Severity: event.SeverityCritical, Paths: []string{f, sentinel}}}, mech)
+	if (mech != "" && w.Mechanism() != mech) || w.Missing() != nil {
 		t.Fatalf("mechanism %s missing %v", w.Mechanism(), w.Missing())
 	}
 	cmd := exec.Command("/bin/cat", f, "-")
@@ -90,7 +101,7 @@ func TestFanotifyCatAccess(t *testing.T) {
 	if !strings.HasPrefix(p.Ancestry, strconv.Itoa(os.Getpid())+":"+self) {
 		t.Errorf("ancestry %q does not start with this test process", p.Ancestry)
 	}
-	if e.Rule != "secrets" || e.Severity != event.SeverityCritical || e.Mechanism != MechanismFanotify || e.Time.IsZero() {
+	if e.Rule != "secrets" || e.Severity != event.SeverityCritical || e.Mechanism != w.Mechanism() || e.Time.IsZero() {
 		t.Errorf("event: %+v", e)
 	}
 	stdin.Close()
@@ -103,6 +114,21 @@ func TestFanotifyCatAccess(t *testing.T) {
 	if n := countOf(got, func(e *event.Event) bool { return e.File.Path == f }); n != 1 {
 		t.Errorf("want exactly one event for the watched file, got %d:\n%s", n, describe(got))
 	}
+}
+
+// readingMechanisms are the default ("") and every forced file mechanism
+// this host can run that reports reads.
+func readingMechanisms(t *testing.T) []string {
+	t.Helper()
+	out := []string{""}
+	for _, m := range []string{MechanismEBPF, MechanismEBPFLSM, MechanismEBPFSyscall, MechanismFanotify} {
+		if err := probeFileMechanism(m); err != nil {
+			t.Logf("%s unavailable: %v", m, err)
+			continue
+		}
+		out = append(out, m)
+	}
+	return out
 }
 
 // Short-lived `cat`s of a file whose rule holds opens (HoldOpens), each gone

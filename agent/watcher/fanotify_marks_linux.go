@@ -55,7 +55,7 @@ func (w *fanotifyWatcher) markDir(path string, r *fileRule, walked bool) error {
 			unix.Close(fd)
 		}
 	}()
-	if err := unix.FanotifyMark(w.fd, unix.FAN_MARK_ADD|unix.FAN_MARK_ONLYDIR, fanDirMask, fd, ""); err != nil {
+	if err := unix.FanotifyMark(w.fd, unix.FAN_MARK_ADD|unix.FAN_MARK_ONLYDIR, w.dirMask, fd, ""); err != nil {
 		return fmt.Errorf("marking %s: %w", path, err)
 	}
 	if r.HoldOpens {
@@ -99,7 +99,7 @@ func (w *fanotifyWatcher) markFile(path string, r *fileRule) error {
 	}
 	defer unix.Close(fd)
 	procPath := "/proc/self/fd/" + strconv.Itoa(fd)
-	if err := unix.FanotifyMark(w.fd, unix.FAN_MARK_ADD, fanFileMask, unix.AT_FDCWD, procPath); err != nil {
+	if err := unix.FanotifyMark(w.fd, unix.FAN_MARK_ADD, w.fileMask, unix.AT_FDCWD, procPath); err != nil {
 		return fmt.Errorf("marking %s: %w", path, err)
 	}
 	if r.HoldOpens {

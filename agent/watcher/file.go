@@ -26,21 +26,18 @@ const (
 	// MechanismEBPFLSM: the same programs as BPF LSM hooks, where "bpf" is an
 	// active LSM.
 	MechanismEBPFLSM = "ebpf_lsm"
-	// MechanismEBPFSyscall: opens only, caught at the exit of the open
-	// system calls (a BTF tracepoint), for kernels that refuse fentry and
-	// LSM programs; creates, deletes, renames and attribute changes are not
-	// seen.
+	// MechanismEBPFSyscall: for kernels that refuse fentry and LSM programs.
+	// Opens are caught by the same eBPF program at the exit of the open
+	// system calls (a BTF tracepoint); attribute changes, creates, deletes
+	// and renames come from fanotify notification events (their events say
+	// fanotify).
 	MechanismEBPFSyscall = "ebpf_syscall"
 	MechanismFanotify    = "fanotify"
 	MechanismFsnotify    = "fsnotify"
 )
 
 // fileMechanisms is the order NewFileWatcher tries them in.
-var fileMechanisms = []string{MechanismEBPF, MechanismEBPFLSM, MechanismFanotify, MechanismFsnotify}
-
-// fileForcedOnly can be asked for but is never picked on its own: it sees
-// opens and nothing else.
-var fileForcedOnly = []string{MechanismEBPFSyscall}
+var fileMechanisms = []string{MechanismEBPF, MechanismEBPFLSM, MechanismEBPFSyscall, MechanismFanotify, MechanismFsnotify}
 
 // fsnotifyMissing is what fsnotify cannot tell: who did it.
 var fsnotifyMissing = []string{"process.command_line", "process.executable.path", "process.parent_pid",
@@ -49,8 +46,13 @@ var fsnotifyMissing = []string{"process.command_line", "process.executable.path"
 // probeFileMechanism reports why mech cannot run here, or nil.
 func probeFileMechanism(mech string) error {
 	switch mech {
-	case MechanismEBPF, MechanismEBPFLSM, MechanismEBPFSyscall:
+	case MechanismEBPF, MechanismEBPFLSM:
 		return fileEBPFProbe(mech)
+	case MechanismEBPFSyscall:
+		if err := fileEBPFProbe(mech); err != nil {
+			return err
+		}
+		return fanotifyProbe()
 	case MechanismFanotify:
 		return fanotifyProbe()
 	}
@@ -80,9 +82,8 @@ func NewFileWatcher(rules []FileRule, opts Options) (Watcher, error) {
 		w.opts.ProcRoot = procfs.DefaultRoot
 	}
 	if opts.Mechanism != "" {
-		if !slices.Contains(fileMechanisms, opts.Mechanism) && !slices.Contains(fileForcedOnly, opts.Mechanism) {
-			return nil, fmt.Errorf("file watcher: unknown mechanism %q: want one of %s", opts.Mechanism,
-				strings.Join(append(slices.Clone(fileMechanisms), fileForcedOnly...), ", "))
+		if !slices.Contains(fileMechanisms, opts.Mechanism) {
+			return nil, fmt.Errorf("file watcher: unknown mechanism %q: want one of %s", opts.Mechanism, strings.Join(fileMechanisms, ", "))
 		}
 		if err := probeFileMechanism(opts.Mechanism); err != nil {
 			return nil, fmt.Errorf("file watcher: %s was asked for: %w", opts.Mechanism, err)
@@ -182,15 +183,43 @@ func (w *fileWatcher) Start(ctx context.Context, sink Sink) error {
 
 func (w *fileWatcher) startBackend(ctx context.Context, mech string, sink Sink) (interface{ counters() map[string]uint64 }, error) {
 	switch mech {
-	case MechanismEBPF, MechanismEBPFLSM, MechanismEBPFSyscall:
+	case MechanismEBPF, MechanismEBPFLSM:
 		b := newFileEBPF(w.rules, mech, w.opts, w.log)
 		return b, b.start(ctx, sink)
+	case MechanismEBPFSyscall:
+		// The eBPF half gets its own context: if the fanotify half cannot
+		// start, it must stop before the next mechanism starts.
+		octx, stopOpens := context.WithCancel(ctx)
+		opens := newFileEBPF(w.rules, mech, w.opts, w.log)
+		if err := opens.start(octx, sink); err != nil {
+			stopOpens()
+			return nil, err
+		}
+		rest := newFanotifyNoOpens(w.rules, w.opts, w.log)
+		rest.replaced = opens.rewatch
+		if err := rest.start(ctx, sink); err != nil {
+			stopOpens()
+			return nil, fmt.Errorf("ebpf_syscall's fanotify half: %w", err)
+		}
+		context.AfterFunc(ctx, stopOpens)
+		return pairedBackends{opens, rest}, nil
 	case MechanismFanotify:
 		b := newFanotifyWatcher(w.rules, w.opts, w.log)
 		return b, b.start(ctx, sink)
 	}
 	b := newFsnotifyWatcher(w.rules, w.log)
 	return b, b.start(ctx, sink)
+}
+
+// pairedBackends reports the counters of both halves of ebpf_syscall.
+type pairedBackends [2]interface{ counters() map[string]uint64 }
+
+func (p pairedBackends) counters() map[string]uint64 {
+	out := p[0].counters()
+	for k, v := range p[1].counters() {
+		out["fanotify_"+k] = v
+	}
+	return out
 }
 
 func (w *fileWatcher) setBackend(b interface{ counters() map[string]uint64 }) {

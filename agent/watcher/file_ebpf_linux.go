@@ -2,16 +2,18 @@ package watcher
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -153,10 +155,16 @@ type fileEBPF struct {
 	procRoot string
 	log      *slog.Logger
 
-	// Owned by the loop once start returns.
+	coll *ebpf.Collection
+	// anchors is replaced whole by watch, under mu: the fanotify half of
+	// ebpf_syscall calls rewatch from its own goroutine.
+	mu      sync.Mutex
 	anchors map[bpf.FileInodeKey]fileAnchor
-	trips   map[bpf.FileFileTripKey]*fileTripState
-	resolve bool // a watched path was deleted, renamed or created: resolve the watches again
+	// Owned by the loop once start returns.
+	trips      map[bpf.FileFileTripKey]*fileTripState
+	ancestries map[[2]uint64]string                      // (tgid, start) → ancestry
+	inodes     map[*fileRule]map[bpf.FileInodeKey]string // files under directory rules, found when a record was lost
+	resolve    bool                                      // a watched path was deleted, renamed or created: resolve again at the next summary
 
 	records, summaries, excluded, unmatched, malformed atomic.Uint64
 	undetailed, unaggregated, lost, reaped, markErrors atomic.Uint64
@@ -164,7 +172,8 @@ type fileEBPF struct {
 
 func newFileEBPF(rs *fileRules, mech string, opts Options, log *slog.Logger) *fileEBPF {
 	return &fileEBPF{rules: rs, ruleIDs: rs.rules, mech: mech, procRoot: opts.ProcRoot, log: log,
-		anchors: map[bpf.FileInodeKey]fileAnchor{}, trips: map[bpf.FileFileTripKey]*fileTripState{}}
+		anchors: map[bpf.FileInodeKey]fileAnchor{}, trips: map[bpf.FileFileTripKey]*fileTripState{},
+		ancestries: map[[2]uint64]string{}}
 }
 
 func (w *fileEBPF) counters() map[string]uint64 {
@@ -194,7 +203,8 @@ func (w *fileEBPF) start(ctx context.Context, sink Sink) error {
 	if err != nil {
 		return err
 	}
-	if err := w.watch(coll); err != nil {
+	w.coll = coll
+	if err := w.watch(); err != nil {
 		coll.Close()
 		return err
 	}
@@ -235,7 +245,10 @@ func (w *fileEBPF) start(ctx context.Context, sink Sink) error {
 // watch fills file_watches and file_devs from the rules. A recursive rule
 // also anchors every filesystem mounted below its root, since the kernel's
 // walk stays on one filesystem.
-func (w *fileEBPF) watch(coll *ebpf.Collection) error {
+func (w *fileEBPF) watch() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	coll := w.coll
 	anchors := map[bpf.FileInodeKey]fileAnchor{}
 	add := func(path string, rule int, kind bpf.FileTwWatchKind) error {
 		var st unix.Stat_t
@@ -312,6 +325,22 @@ func (w *fileEBPF) watch(coll *ebpf.Collection) error {
 	return nil
 }
 
+// rewatch resolves the watched paths again: one may name another file now.
+func (w *fileEBPF) rewatch() {
+	if err := w.watch(); err != nil {
+		w.markErrors.Add(1)
+		w.log.Warn("resolving watched paths again", "error", err.Error())
+	}
+}
+
+// anchor looks a watched inode up.
+func (w *fileEBPF) anchor(k bpf.FileInodeKey) (fileAnchor, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	a, ok := w.anchors[k]
+	return a, ok
+}
+
 // mountPoints lists this mount namespace's mount points.
 func mountPoints() []string {
 	b, err := os.ReadFile("/proc/self/mountinfo")
@@ -344,17 +373,6 @@ func unescapeMountPath(s string) string {
 	return b.String()
 }
 
-// decodeRecord decodes a ring-buffer record into *T; false if it is too
-// short.
-func decodeRecord[T any](raw []byte, v *T) bool {
-	size := binary.Size(v)
-	if size < 0 || len(raw) < size {
-		return false
-	}
-	_, err := binary.Decode(raw[:size], binary.NativeEndian, v)
-	return err == nil
-}
-
 // loop reads records and, every fileSummaryInterval, reports the counts'
 // growth, in one goroutine so a record and the counter it started are never
 // reported twice. It ends when the reader is flushed empty after detaching
@@ -379,9 +397,7 @@ func (w *fileEBPF) loop(rd *ringbuf.Reader, coll *ebpf.Collection, sink Sink) {
 		}
 		if w.resolve {
 			w.resolve = false
-			if err := w.watch(coll); err != nil {
-				w.log.Warn("resolving watched paths again", "error", err.Error())
-			}
+			w.rewatch()
 		}
 		w.summarise(trips, sink, n%fileReapEvery == 0, false)
 		n++
@@ -391,8 +407,15 @@ func (w *fileEBPF) loop(rd *ringbuf.Reader, coll *ebpf.Collection, sink Sink) {
 
 // handle turns one record into a trip.
 func (w *fileEBPF) handle(raw []byte, sink Sink) {
-	var ev bpf.FileFileEvent
-	if !decodeRecord(raw, &ev) || ev.Depth > fileEBPFDepth || ev.ToDepth > fileEBPFDepth ||
+	if len(raw) < int(unsafe.Sizeof(bpf.FileFileEvent{})) {
+		w.malformed.Add(1)
+		return
+	}
+	// A copy of the record as the C struct lays it out (the Go type is
+	// generated from it with the same layout); binary.Decode would walk
+	// its 14 KB one byte at a time.
+	ev := *(*bpf.FileFileEvent)(unsafe.Pointer(&raw[0]))
+	if ev.Depth > fileEBPFDepth || ev.ToDepth > fileEBPFDepth ||
 		ev.ArgsLen > uint32(len(ev.Args)) || ev.ExeN > uint32(len(ev.Exe)) {
 		w.malformed.Add(1)
 		return
@@ -413,6 +436,10 @@ func (w *fileEBPF) handle(raw []byte, sink Sink) {
 	}
 	op := bpf.FileTwFileOp(ev.Key.Op)
 	if op == bpf.FileTwFileOpTW_FILE_CREATE || op == bpf.FileTwFileOpTW_FILE_DELETE || op == bpf.FileTwFileOpTW_FILE_RENAME {
+		// The hooks run before the change: it has most likely happened by
+		// now, and whoever sees the trip should find the new file watched;
+		// once more at the next summary in case it had not.
+		w.rewatch()
 		w.resolve = true
 	}
 	if r.excl.excludes(e.Process, bpfCString(ev.Comm[:])) {
@@ -459,7 +486,7 @@ func (w *fileEBPF) tripOf(ev *bpf.FileFileEvent) (*event.Event, *fileRule) {
 	if !ok {
 		return nil, nil
 	}
-	a, ok := w.anchors[bpf.FileInodeKey{Dev: ev.AnchorDev, Ino: ev.AnchorIno}]
+	a, ok := w.anchor(bpf.FileInodeKey{Dev: ev.AnchorDev, Ino: ev.AnchorIno})
 	if !ok {
 		return nil, nil // watches changed since
 	}
@@ -495,6 +522,8 @@ func (w *fileEBPF) otherPath(ev *bpf.FileFileEvent) string {
 	if ev.Flags&uint32(bpf.FileTwFileFlagTW_FILE_TO_ROOT) == 0 {
 		return "..." + rel // deeper than the walk: the leading directories are unknown
 	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	for k, a := range w.anchors {
 		if k.Dev == ev.ToDev {
 			if root := fsRoot(a.path, k.Dev); root != "" {
@@ -561,10 +590,26 @@ func (w *fileEBPF) actorOf(ev *bpf.FileFileEvent) (*event.Process, []string) {
 	if p.UserName == "" {
 		missing = append(missing, procfs.KeyUserName)
 	}
-	if p.PPID > 0 {
-		p.Ancestry = procfs.AncestryFrom(w.procRoot, int(p.PPID), fanAncestryDepth)
-	}
+	p.Ancestry = w.ancestry(ev.Key, p.PPID)
 	return p, missing
+}
+
+// ancestry reads the actor's parents from /proc, once per process while
+// it keeps tripping (a process reading a whole tree is one actor).
+func (w *fileEBPF) ancestry(k bpf.FileFileTripKey, ppid int64) string {
+	if ppid <= 0 {
+		return ""
+	}
+	id := [2]uint64{uint64(k.Tgid), k.StartNs}
+	if a, ok := w.ancestries[id]; ok {
+		return a
+	}
+	if len(w.ancestries) >= fanActorCacheSize {
+		clear(w.ancestries)
+	}
+	a := procfs.AncestryFrom(w.procRoot, int(ppid), fanAncestryDepth)
+	w.ancestries[id] = a
+	return a
 }
 
 // joinSlots joins path components the kernel wrote leaf first.
@@ -582,6 +627,7 @@ func joinSlots(slots [][64]int8) string {
 // reap, counters of processes that have exited are read a last time and
 // removed; at shutdown (final) everything is reported.
 func (w *fileEBPF) summarise(m *ebpf.Map, sink Sink, reap, final bool) {
+	w.inodes = nil
 	var k bpf.FileFileTripKey
 	var v bpf.FileFileTripCount
 	type entry struct {
@@ -665,19 +711,49 @@ func (w *fileEBPF) undetailedTrip(k bpf.FileFileTripKey) *event.Event {
 		return nil
 	}
 	r := w.ruleIDs[k.Rule]
-	path := ""
-	for ak, a := range w.anchors {
-		if ak.Dev == k.Dev && ak.Ino == k.Ino {
-			path = a.path
-		}
-	}
+	a, _ := w.anchor(bpf.FileInodeKey{Dev: k.Dev, Ino: k.Ino})
+	path := a.path
 	if path == "" {
-		path = r.Paths[0] // inside this directory rule; which file is unknown
+		path = w.pathOfInode(r, bpf.FileInodeKey{Dev: k.Dev, Ino: k.Ino})
 	}
 	name := fileOpNames[bpf.FileTwFileOp(k.Op)]
 	p, err := procfs.Read(w.procRoot, int(k.Tgid))
 	p.PID = int64(k.Tgid)
 	return fileTrip(name, r, w.mech, path, "", time.Now(), &p, procfs.MissingKeys(err))
+}
+
+// pathOfInode finds a file of a directory rule by its inode, walking the
+// rule's directories once per summary round that needs it: the ring buffer
+// overflowed, so the record that named the file is gone. If the file is no
+// longer there, the rule's directory stands for it.
+func (w *fileEBPF) pathOfInode(r *fileRule, k bpf.FileInodeKey) string {
+	if w.inodes == nil {
+		w.inodes = map[*fileRule]map[bpf.FileInodeKey]string{}
+	}
+	found, ok := w.inodes[r]
+	if !ok {
+		found = map[bpf.FileInodeKey]string{}
+		w.inodes[r] = found
+		for _, root := range r.Paths {
+			filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+				if err != nil {
+					return nil
+				}
+				if d.IsDir() && p != root && !r.Recursive {
+					return fs.SkipDir
+				}
+				var st unix.Stat_t
+				if unix.Lstat(p, &st) == nil {
+					found[bpf.FileInodeKey{Dev: kernelDev(st.Dev), Ino: st.Ino}] = p
+				}
+				return nil
+			})
+		}
+	}
+	if p, ok := found[k]; ok {
+		return p
+	}
+	return r.Paths[0]
 }
 
 // exited reports whether the process of a counter has exited: its PID is

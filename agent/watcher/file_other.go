@@ -18,14 +18,20 @@ func newFileEBPF(*fileRules, string, Options, *slog.Logger) *fileEBPF { return &
 
 func (*fileEBPF) start(context.Context, Sink) error { return fileEBPFProbe("") }
 
+func (*fileEBPF) rewatch() {}
+
 func (*fileEBPF) counters() map[string]uint64 { return map[string]uint64{} }
 
 func fanotifyProbe() error { return fmt.Errorf("fanotify unsupported on %s", runtime.GOOS) }
 
 // fanotifyWatcher never starts off Linux; NewFileWatcher picks fsnotify.
-type fanotifyWatcher struct{}
+type fanotifyWatcher struct{ replaced func() }
 
 func newFanotifyWatcher(*fileRules, Options, *slog.Logger) *fanotifyWatcher {
+	return &fanotifyWatcher{}
+}
+
+func newFanotifyNoOpens(*fileRules, Options, *slog.Logger) *fanotifyWatcher {
 	return &fanotifyWatcher{}
 }
 
