@@ -163,7 +163,7 @@ func plant(args []string, stderr io.Writer) int {
 		return 1
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).
-		With("service.name", "tripwire-agent", "service.version", version)
+		With(event.ResourceServiceName, event.ServiceName, event.ResourceServiceVersion, version)
 	if err := watcher.PlantHoneyfiles(cfg.FileRules(), log); err != nil {
 		fmt.Fprintf(stderr, "tripwire plant: %v\n", err)
 		return 1
