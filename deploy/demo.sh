@@ -202,9 +202,8 @@ if [ -n "$grafana_bin" ]; then
   G=$DEMO/grafana
   mkdir -p "$G/plugins" "$G/data" "$G/provisioning"
   ln -s "$ROOT/grafana-plugin/dist" "$G/plugins/tripwiresec-tripwire-app"
+  # The overview dashboard comes with the app (its plugin.json includes it).
   cp -r dashboards/provisioning/. "$G/provisioning/"
-  # The provisioned dashboards path points at this checkout instead of /etc.
-  sed -i "s#/etc/grafana/dashboards/tripwire#$ROOT/dashboards#" "$G/provisioning/dashboards/tripwire.yaml"
   admin_password=$(head -c 12 /dev/urandom | base64 | tr -d '/+=')
   args=(); [ "$(basename "$grafana_bin")" = grafana ] && args=(server)
   # Grafana's home holds conf/defaults.ini: beside its binary, or the packages' place.

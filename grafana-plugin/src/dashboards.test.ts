@@ -56,14 +56,24 @@ describe('provisioning', () => {
     expect(apps.apps[0].disabled).toBe(false);
   });
 
-  it('loads dashboards from a file provider', () => {
-    const p = yaml('provisioning/dashboards/tripwire.yaml');
-    expect(p.providers[0].type).toBe('file');
-    expect(p.providers[0].options.path).toBeTruthy();
-  });
-
-  it('has the overview dashboard, every panel on the TripWire datasource', () => {
-    const dash = JSON.parse(read('tripwire-overview.json'));
+  it('ships the overview dashboard with the app, every panel on the chosen TripWire datasource', () => {
+    const include = appPlugin.includes.find((i: { type: string }) => i.type === 'dashboard') as { path: string };
+    expect(include.path).toBe('dashboards/tripwire-overview.json');
+    const dash = JSON.parse(fs.readFileSync(path.join(__dirname, include.path), 'utf8'));
+    // No provisioning of its own: Grafana imports an app's dashboards.
+    expect(fs.existsSync(path.join(root, 'provisioning/dashboards'))).toBe(false);
+    const [dsVar, hostVar] = dash.templating.list;
+    expect(dsVar).toMatchObject({ type: 'datasource', name: 'ds', query: dsPlugin.id });
+    // A pick list from the datasource's metricFindQuery, not a text box.
+    expect(hostVar).toMatchObject({
+      type: 'query',
+      name: 'host',
+      query: { query: 'hosts' },
+      multi: true,
+      includeAll: true,
+    });
+    expect(hostVar.datasource).toEqual({ type: dsPlugin.id, uid: '${ds}' });
+    const dsRef = { type: dsPlugin.id, uid: '${ds}' };
     expect(dash.title).toBe('TripWire overview');
     expect(dash.uid).toBe('tripwire-overview');
     const titles = dash.panels.map((p: { title: string }) => p.title);
@@ -74,10 +84,10 @@ describe('provisioning', () => {
     for (const panel of dash.panels) {
       expect(ids.has(panel.id)).toBe(false);
       ids.add(panel.id);
-      expect(panel.datasource).toEqual({ type: dsPlugin.id, uid });
+      expect(panel.datasource).toEqual(dsRef);
       expect(panel.targets.length).toBeGreaterThan(0);
       for (const t of panel.targets) {
-        expect(t.datasource).toEqual({ type: dsPlugin.id, uid });
+        expect(t.datasource).toEqual(dsRef);
         checkModel(t, `${panel.title}/${t.refId}`);
       }
     }

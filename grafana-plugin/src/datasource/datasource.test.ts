@@ -27,4 +27,17 @@ describe('TripWire DataSource', () => {
     expect(ds.filterQuery({ refId: 'A', hide: true })).toBe(false);
     expect(ds.filterQuery({ refId: 'A' })).toBe(true);
   });
+
+  it('feeds a host variable from the hosts that reported', async () => {
+    const getResource = jest
+      .spyOn(ds, 'getResource')
+      .mockResolvedValue({ hosts: [{ host_name: 'db-01' }, { host_name: 'web-01' }], offline_after_seconds: 90 });
+    expect(await ds.metricFindQuery('hosts')).toEqual([
+      { text: 'db-01', value: 'db-01' },
+      { text: 'web-01', value: 'web-01' },
+    ]);
+    expect(await ds.metricFindQuery({ query: '' })).toHaveLength(2);
+    expect(getResource).toHaveBeenCalledWith('api/v1/hosts');
+    await expect(ds.metricFindQuery('rules')).rejects.toThrow('want hosts');
+  });
 });

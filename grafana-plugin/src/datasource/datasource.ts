@@ -1,6 +1,7 @@
-import { CoreApp, DataSourceInstanceSettings, ScopedVars } from '@grafana/data';
+import { CoreApp, DataSourceInstanceSettings, MetricFindValue, ScopedVars } from '@grafana/data';
 import { DataSourceWithBackend, getTemplateSrv } from '@grafana/runtime';
 
+import type { HostList } from '../api/types';
 import { DEFAULT_QUERY, TripWireOptions, TripWireQuery } from './types';
 
 const FILTER_KEYS = ['host', 'type', 'severity', 'rule', 'text'] as const;
@@ -28,6 +29,19 @@ export class DataSource extends DataSourceWithBackend<TripWireQuery, TripWireOpt
       }
     }
     return out;
+  }
+
+  /**
+   * Values for a query template variable. "hosts" (the default) lists every
+   * host that has reported, so a dashboard's host variable is a pick list.
+   */
+  async metricFindQuery(query: string | { query?: string }): Promise<MetricFindValue[]> {
+    const what = (typeof query === 'string' ? query : query?.query)?.trim() || 'hosts';
+    if (what !== 'hosts') {
+      throw new Error(`unknown variable query "${what}" (want hosts)`);
+    }
+    const list = await this.getResource<HostList>('api/v1/hosts');
+    return list.hosts.map((h) => ({ text: h.host_name, value: h.host_name }));
   }
 
   filterQuery(query: TripWireQuery): boolean {
