@@ -88,6 +88,13 @@ func (a *Agent) startWatchers(ctx context.Context, cfg *config.Config) error {
 	for _, u := range unserved {
 		a.log.Warn("rule cannot be served with this agent's capabilities", "tripwire.agent.unserved_rules", u)
 	}
+	// Rules a watcher dropped at start (a decoy it could not plant safely), logged
+	// by the watcher.
+	for _, r := range ws {
+		if u, ok := r.w.(interface{ Unserved() []string }); ok {
+			unserved = append(unserved, u.Unserved()...)
+		}
+	}
 	a.mu.Lock()
 	old := a.watchers
 	a.watchers, a.unserved = ws, unserved

@@ -242,6 +242,7 @@ type fileRules struct {
 	dirs      map[string]*fileRule // configured directories: their direct children
 	recursive map[string]*fileRule // recursive directories: every descendant
 	files     map[string]*fileRule // configured files
+	refused   []string             // decoys not planted because another user could redirect them (plantHoneyfiles)
 }
 
 func compileFileRules(rules []FileRule) (*fileRules, error) {

@@ -11,6 +11,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 
 	"github.com/tripwire-sec/tripwire/internal/safefile"
@@ -20,31 +21,52 @@ import (
 // only, like a real secret.
 const defaultHoneyfileMode = 0o600
 
-// PlantHoneyfiles plants the decoys of rules and returns: what the file
-// watcher does at start, run on its own by `tripwire plant` so a privileged
-// one-shot step (systemd's ExecStartPre=+) can plant where the unprivileged
-// agent may not write.
-func PlantHoneyfiles(rules []FileRule, log *slog.Logger) error {
+// PlantHoneyfiles plants the decoys of rules and returns those it refused
+// (see plantHoneyfiles): what the file watcher does at start, run on its own
+// by `tripwire plant` so a privileged one-shot step (systemd's
+// ExecStartPre=+) can plant where the unprivileged agent may not write.
+func PlantHoneyfiles(rules []FileRule, log *slog.Logger) (refused []string, err error) {
 	rs, err := compileFileRules(rules)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return plantHoneyfiles(rs, log)
+	err = plantHoneyfiles(rs, log)
+	return rs.refused, err
 }
+
+// Unserved lists the file rules the watcher dropped at Start because their
+// decoy could not be planted safely; the agent reports them as unserved.
+func (w *fileWatcher) Unserved() []string { return slices.Clone(w.rules.refused) }
 
 // plantHoneyfiles creates the decoy of every rule with Plant, before any watch
 // is placed so planting itself trips nothing. It never overwrites: a file
 // already at the path is watched as it is, with a warning when it is not the
 // decoy (other content, another owner, not a regular file).
+//
+// A decoy whose path another user could redirect (safefile.ErrUnsafe: a
+// symlinked or shared parent) is not planted and its rule is dropped and
+// listed in rs.refused, not an error: a user who can write her own home
+// directory must not be able to stop the agent, and with it every other
+// rule, by swapping ~/.aws for a symlink. Any other failure is an error.
 func plantHoneyfiles(rs *fileRules, log *slog.Logger) error {
+	kept := rs.rules[:0]
 	for _, r := range rs.rules {
 		if r.Plant == nil {
+			kept = append(kept, r)
 			continue
 		}
 		planted, same, err := plantHoneyfile(r.Paths[0], r.Plant)
+		if errors.Is(err, safefile.ErrUnsafe) {
+			log.Error("honeyfile not planted: another user could redirect it; its rule is not served",
+				"file.path", r.Paths[0], "tripwire.rule.name", r.Name, "error", err)
+			rs.refused = append(rs.refused, fmt.Sprintf("file rule %q: decoy not planted: %v", r.Name, err))
+			delete(rs.exact, r.Paths[0])
+			continue
+		}
 		if err != nil {
 			return fmt.Errorf("file rule %q: %w", r.Name, err)
 		}
+		kept = append(kept, r)
 		switch {
 		case planted:
 			log.Info("honeyfile planted", "file.path", r.Paths[0], "tripwire.rule.name", r.Name)
@@ -55,6 +77,7 @@ func plantHoneyfiles(rs *fileRules, log *slog.Logger) error {
 				"file.path", r.Paths[0], "tripwire.rule.name", r.Name)
 		}
 	}
+	rs.rules = kept
 	return nil
 }
 

@@ -55,15 +55,28 @@ func TestHoneyfileRefusesSymlinkedParent(t *testing.T) {
 
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	decoy := filepath.Join(home, ".aws", "credentials")
-	err := plantHoneyfiles(plantRules(t, decoy, &Honeyfile{Content: "[default]\n"}), log)
-	if err == nil {
-		t.Error("planted through a symlinked parent")
+	rs := plantRules(t, decoy, &Honeyfile{Content: "[default]\n"})
+	if err := plantHoneyfiles(rs, log); err != nil {
+		t.Errorf("a refused decoy failed planting as a whole: %v", err)
+	}
+	if len(rs.refused) != 1 || len(rs.rules) != 0 || rs.exact[decoy] != nil {
+		t.Errorf("the rule was not dropped and listed: rules %d, refused %q", len(rs.rules), rs.refused)
 	} else {
-		t.Logf("refused: %v", err)
+		t.Logf("refused: %s", rs.refused[0])
 	}
 	if ents, _ := os.ReadDir(protected); len(ents) != 0 {
 		t.Errorf("the decoy landed in the symlink's target: %v", ents)
 	}
+}
+
+// refused plants one decoy at path and reports whether it was refused.
+func refused(t *testing.T, path string) bool {
+	t.Helper()
+	rs := plantRules(t, path, &Honeyfile{Content: "x"})
+	if err := plantHoneyfiles(rs, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return len(rs.refused) > 0
 }
 
 // A directory anyone may write without the sticky bit lets another user swap
@@ -71,7 +84,6 @@ func TestHoneyfileRefusesSymlinkedParent(t *testing.T) {
 // (/tmp) is fine: others cannot rename or remove what they do not own there.
 func TestHoneyfileParentWritableByOthers(t *testing.T) {
 	base := t.TempDir()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	shared := filepath.Join(base, "shared")
 	if err := os.Mkdir(shared, 0o777); err != nil {
 		t.Fatal(err)
@@ -79,7 +91,7 @@ func TestHoneyfileParentWritableByOthers(t *testing.T) {
 	if err := os.Chmod(shared, 0o777); err != nil {
 		t.Fatal(err)
 	}
-	if err := plantHoneyfiles(plantRules(t, filepath.Join(shared, "d"), &Honeyfile{Content: "x"}), log); err == nil {
+	if !refused(t, filepath.Join(shared, "d")) {
 		t.Error("planted in a directory writable by everyone")
 	}
 	sticky := filepath.Join(base, "sticky")
@@ -90,14 +102,14 @@ func TestHoneyfileParentWritableByOthers(t *testing.T) {
 		t.Fatal(err)
 	}
 	if os.Geteuid() == 0 {
-		if err := plantHoneyfiles(plantRules(t, filepath.Join(sticky, "d"), &Honeyfile{Content: "x"}), log); err != nil {
-			t.Errorf("root-owned sticky directory refused: %v", err)
+		if refused(t, filepath.Join(sticky, "d")) {
+			t.Error("root-owned sticky directory refused")
 		}
 		// The same directory owned by a user is hers to rearrange.
 		if err := os.Chown(sticky, 65534, 65534); err != nil {
 			t.Fatal(err)
 		}
-		if err := plantHoneyfiles(plantRules(t, filepath.Join(sticky, "e"), &Honeyfile{Content: "x"}), log); err == nil {
+		if !refused(t, filepath.Join(sticky, "e")) {
 			t.Error("planted in a user's world-writable sticky directory")
 		}
 	}

@@ -164,7 +164,10 @@ func plant(args []string, stderr io.Writer) int {
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).
 		With(event.ResourceServiceName, event.ServiceName, event.ResourceServiceVersion, version)
-	if err := watcher.PlantHoneyfiles(cfg.FileRules(), log); err != nil {
+	// A refused decoy is logged and is not a failure: the agent starts
+	// without that rule and reports it unserved (degraded), rather than a
+	// user's symlink keeping the whole agent from starting.
+	if _, err := watcher.PlantHoneyfiles(cfg.FileRules(), log); err != nil {
 		fmt.Fprintf(stderr, "tripwire plant: %v\n", err)
 		return 1
 	}
