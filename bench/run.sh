@@ -2,7 +2,7 @@
 # `make bench`: every benchmark, each printing its own figures. Needs root
 # (fanotify, eBPF) and, for the exec storm's comparison, auditd
 # (apt-get install auditd). Takes about 15 minutes; pass a section name to run
-# one: chain, event, agent, exec, shipper, exporter, ingest, plugin.
+# one: chain, event, agent, file, exec, shipper, exporter, ingest, plugin.
 set -eu
 cd "$(dirname "$0")/.."
 want=${1:-all}
@@ -19,6 +19,10 @@ fi
 if section agent; then
   echo "== agent: idle RSS/CPU, read → spool latency, burst"
   ./bench/agent/run.sh
+fi
+if section file; then
+  echo "== file: getpwnam vs auditd, stopped agent, short-lived cat, 100,000 reads counted, idle"
+  ./bench/file/run.sh
 fi
 if section exec; then
   echo "== exec storm: eBPF process watcher vs no watcher vs auditd"

@@ -1,0 +1,385 @@
+// Package file benchmarks the file tripwire as a host sees it: the real agent
+// binary on the default mechanism, against the same work with no agent and
+// with auditd, in the same run. Each benchmark prints its figures; none
+// asserts a timing. Run with `make bench` (section file) or bench/file/run.sh.
+package file
+
+import (
+	"bufio"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tripwire-sec/tripwire/agent/health"
+	"github.com/tripwire-sec/tripwire/internal/auditchain"
+	"github.com/tripwire-sec/tripwire/internal/event"
+)
+
+func needRoot(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("the agent's file watcher needs root")
+	}
+}
+
+// buildAgent builds the release binary once per benchmark.
+func buildAgent(b *testing.B) string {
+	b.Helper()
+	bin := filepath.Join(b.TempDir(), "tripwire")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "github.com/tripwire-sec/tripwire/agent/cmd/tripwire")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		b.Fatal(err)
+	}
+	return bin
+}
+
+// agentProc is the real agent running as its own process.
+type agentProc struct {
+	cmd   *exec.Cmd
+	dir   string
+	sock  string
+	log   string
+	mech  string
+	audit string
+}
+
+// startAgent writes a config with rules (YAML list items) and starts the
+// agent, waiting for /healthz.
+func startAgent(b *testing.B, bin, rules string) *agentProc {
+	b.Helper()
+	dir := b.TempDir()
+	a := &agentProc{dir: dir, sock: filepath.Join(dir, "health.sock"), log: filepath.Join(dir, "agent.log"),
+		audit: filepath.Join(dir, "state", "audit.log")}
+	conf := filepath.Join(dir, "agent.yaml")
+	body := "rules:\n" + rules + fmt.Sprintf("spool: {path: %s/state/spool.db}\naudit: {path: %s}\nhealth: {socket: %s}\n", dir, a.audit, a.sock)
+	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	logf, err := os.Create(a.log)
+	if err != nil {
+		b.Fatal(err)
+	}
+	a.cmd = exec.Command(bin, "start", "--config", conf)
+	a.cmd.Stdout, a.cmd.Stderr = logf, logf
+	if err := a.cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		if a.cmd.ProcessState == nil {
+			a.cmd.Process.Kill()
+			a.cmd.Wait()
+		}
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		rep, err := health.Fetch(b.Context(), a.sock)
+		if err == nil {
+			for _, w := range rep.Watchers {
+				if w.Kind == "file" {
+					a.mech = w.Mechanism
+				}
+			}
+			return a
+		}
+		if time.Now().After(deadline) {
+			raw, _ := os.ReadFile(a.log)
+			b.Fatalf("agent did not start: %v\n%s", err, raw)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// stop ends the agent with SIGTERM, which drains the pipeline into the chain.
+func (a *agentProc) stop(b *testing.B) {
+	b.Helper()
+	a.cmd.Process.Signal(syscall.SIGTERM)
+	if err := a.cmd.Wait(); err != nil {
+		raw, _ := os.ReadFile(a.log)
+		b.Fatalf("agent: %v\n%s", err, raw)
+	}
+}
+
+// events reads the agent's audit chain.
+func (a *agentProc) events(b *testing.B) []*event.Event {
+	b.Helper()
+	var out []*event.Event
+	err := auditchain.ReadEntries(a.audit, 1, func(en auditchain.Entry) error {
+		e, err := event.ParseCanonical(en.Payload)
+		if err != nil {
+			return err
+		}
+		out = append(out, e)
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return out
+}
+
+// getpwnamRate runs a python3 getpwnam("root") loop for secs seconds and
+// returns calls per second.
+func getpwnamRate(b *testing.B, secs float64) float64 {
+	b.Helper()
+	prog := `import pwd, time, sys
+d = float(sys.argv[1]); n = 0; end = time.monotonic() + d; start = time.monotonic()
+while time.monotonic() < end:
+    for _ in range(200):
+        pwd.getpwnam("root")
+    n += 200
+print(n / (time.monotonic() - start))`
+	out, err := exec.Command("python3", "-c", prog, strconv.FormatFloat(secs, 'f', 1, 64)).Output()
+	if err != nil {
+		b.Fatal(err)
+	}
+	r, err := strconv.ParseFloat(strings.TrimSpace(string(out)), 64)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return r
+}
+
+func median(xs []float64) float64 {
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	return s[len(s)/2]
+}
+
+// auditd starts auditd with a read watch on path; the returned function
+// removes the rule, disables auditing and stops auditd.
+func auditd(b *testing.B, path string) func() {
+	b.Helper()
+	if out, err := exec.Command("service", "auditd", "start").CombinedOutput(); err != nil {
+		b.Skipf("auditd: %v %s", err, out)
+	}
+	for _, args := range [][]string{{"-D"}, {"-e", "1"}, {"-w", path, "-p", "r", "-k", "tripwire_bench"}} {
+		if out, err := exec.Command("auditctl", args...).CombinedOutput(); err != nil {
+			b.Fatalf("auditctl %v: %v %s", args, err, out)
+		}
+	}
+	return func() {
+		exec.Command("auditctl", "-D").Run()
+		exec.Command("auditctl", "-e", "0").Run()
+		exec.Command("service", "auditd", "stop").Run()
+	}
+}
+
+// BenchmarkGetpwnam: a getpwnam("root") loop (it opens and reads
+// /etc/passwd on every call) with nothing watching, with the agent watching
+// /etc/passwd on its default mechanism, and with auditd's `-w /etc/passwd
+// -p r`, in three alternating rounds of the same run; medians.
+func BenchmarkGetpwnam(b *testing.B) {
+	needRoot(b)
+	const secs, rounds = 5.0, 3
+	bin := buildAgent(b)
+	var none, agent, audit []float64
+	mech := ""
+	for range rounds {
+		none = append(none, getpwnamRate(b, secs))
+		a := startAgent(b, bin, "  - {name: passwd, type: file, severity: WARN, paths: [/etc/passwd]}\n")
+		mech = a.mech
+		agent = append(agent, getpwnamRate(b, secs))
+		a.stop(b)
+		stop := auditd(b, "/etc/passwd")
+		audit = append(audit, getpwnamRate(b, secs))
+		stop()
+	}
+	n, ag, au := median(none), median(agent), median(audit)
+	ns := func(r float64) float64 { return 1e9/r - 1e9/n }
+	fmt.Printf("getpwnam(\"root\") loop, median of %d × %.0f s: no agent %.0f/s; agent (%s) %.0f/s = %.1f %% (+%.0f ns per call); auditd -w -p r %.0f/s = %.1f %% (+%.0f ns per call)\n",
+		rounds, secs, n, mech, ag, ag/n*100, ns(ag), au, au/n*100, ns(au))
+	fmt.Printf("  rounds: none %v agent %v auditd %v\n", rounds3(none), rounds3(agent), rounds3(audit))
+	b.ReportMetric(ag/n*100, "agent_%")
+	b.ReportMetric(au/n*100, "auditd_%")
+}
+
+func rounds3(xs []float64) string {
+	var s []string
+	for _, x := range xs {
+		s = append(s, strconv.FormatFloat(math.Round(x), 'f', 0, 64))
+	}
+	return strings.Join(s, " ")
+}
+
+// opener is the child process that opens and reads a file in a loop: n
+// times, or for d if n is 0; it prints the slowest open+read+close in ns and
+// the count.
+const opener = `import os, sys, time
+path, n, d = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+worst = 0; i = 0; end = time.monotonic() + d
+while (n and i < n) or (not n and time.monotonic() < end):
+    t = time.monotonic_ns()
+    fd = os.open(path, os.O_RDONLY); os.read(fd, 4096); os.close(fd)
+    worst = max(worst, time.monotonic_ns() - t); i += 1
+print(worst, i, os.getpid())`
+
+func runOpener(b *testing.B, path string, n int, d time.Duration) (worst time.Duration, count, pid int) {
+	b.Helper()
+	out, err := exec.Command("python3", "-c", opener, path, strconv.Itoa(n), strconv.FormatFloat(d.Seconds(), 'f', 1, 64)).Output()
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := strings.Fields(string(out))
+	w, _ := strconv.ParseInt(f[0], 10, 64)
+	count, _ = strconv.Atoi(f[1])
+	pid, _ = strconv.Atoi(f[2])
+	return time.Duration(w), count, pid
+}
+
+// BenchmarkStoppedAgent: the agent is SIGSTOPped for 10 s while another
+// process opens and reads a watched file in a loop: the slowest open, beside
+// the slowest of the same loop with no agent (the machine's own scheduling
+// delays, in the same run).
+func BenchmarkStoppedAgent(b *testing.B) {
+	needRoot(b)
+	bin := buildAgent(b)
+	f := filepath.Join(b.TempDir(), "watched")
+	if err := os.WriteFile(f, []byte("secret\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	base, bn, _ := runOpener(b, f, 0, 10*time.Second)
+	a := startAgent(b, bin, fmt.Sprintf("  - {name: w, type: file, severity: WARN, paths: [%s]}\n", f))
+	a.cmd.Process.Signal(syscall.SIGSTOP)
+	worst, n, _ := runOpener(b, f, 0, 10*time.Second)
+	a.cmd.Process.Signal(syscall.SIGCONT)
+	a.stop(b)
+	fmt.Printf("agent (%s) SIGSTOPped for 10 s: %d opens of the watched file, slowest %v; no agent: %d opens, slowest %v\n",
+		a.mech, n, worst.Round(time.Microsecond), bn, base.Round(time.Microsecond))
+	b.ReportMetric(float64(worst.Microseconds()), "worst_open_us")
+}
+
+// BenchmarkShortLivedCat: `cat` of a watched file, 2,500 times, each gone
+// before the agent could read /proc: how many trips in the chain name the
+// actor in full (PID, parent, user, executable, command line).
+func BenchmarkShortLivedCat(b *testing.B) {
+	needRoot(b)
+	const n = 2500
+	bin := buildAgent(b)
+	f := filepath.Join(b.TempDir(), "watched")
+	if err := os.WriteFile(f, []byte("secret\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	a := startAgent(b, bin, fmt.Sprintf("  - {name: w, type: file, severity: WARN, paths: [%s]}\n", f))
+	catExe, _ := filepath.EvalSymlinks("/bin/cat")
+	pids := map[int64]bool{}
+	for range n {
+		cmd := exec.Command("/bin/cat", f)
+		if err := cmd.Run(); err != nil {
+			b.Fatal(err)
+		}
+		pids[int64(cmd.Process.Pid)] = true
+	}
+	time.Sleep(2 * time.Second)
+	a.stop(b)
+	full, seen := 0, 0
+	for _, e := range a.events(b) {
+		if e.Name != event.FileAccess || e.Process == nil || !pids[e.Process.PID] {
+			continue
+		}
+		seen++
+		p := e.Process
+		if p.PPID == int64(os.Getpid()) && p.UserID == "0" && p.UserName == "root" && p.ExecutablePath == catExe &&
+			p.CommandLine == "/bin/cat "+f && len(e.Missing) == 0 {
+			full++
+		}
+		delete(pids, e.Process.PID)
+	}
+	fmt.Printf("short-lived cat × %d on %s: %d/%d trips attributed in full (pid, ppid, user, exe, command line), %d with fields missing, %d cats without a trip\n",
+		n, a.mech, full, n, seen-full, len(pids))
+	b.ReportMetric(float64(full), "full")
+}
+
+// BenchmarkReadCount: 100,000 open+read+close of a watched file by one
+// process; the sum of tripwire.count over its chained events, plus any loss
+// the agent reported, against 100,000.
+func BenchmarkReadCount(b *testing.B) {
+	needRoot(b)
+	const n = 100000
+	bin := buildAgent(b)
+	f := filepath.Join(b.TempDir(), "watched")
+	if err := os.WriteFile(f, []byte("secret\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	a := startAgent(b, bin, fmt.Sprintf("  - {name: w, type: file, severity: WARN, paths: [%s]}\n", f))
+	start := time.Now()
+	_, done, pid := runOpener(b, f, n, 0)
+	took := time.Since(start)
+	time.Sleep(3 * time.Second) // the last summaries
+	a.stop(b)
+	var sum, events int64
+	lost := map[string]int64{}
+	for _, e := range a.events(b) {
+		if e.Name == event.AgentLoss && e.Agent != nil {
+			lost[e.Agent.LossReason] += e.Agent.LossCount
+		}
+		if e.Name == event.FileAccess && e.Process != nil && e.Process.PID == int64(pid) {
+			sum += max(e.Count, 1)
+			events++
+		}
+	}
+	fmt.Printf("%d reads of a watched file in %v (%s): chained tripwire.count sum %d in %d events, losses reported %v\n",
+		done, took.Round(time.Millisecond), a.mech, sum, events, lost)
+	b.ReportMetric(float64(sum), "counted")
+}
+
+// BenchmarkIdleRealistic: the agent with a recursive /etc rule and one rule
+// of each other kind, idle for 60 s: RSS and CPU.
+func BenchmarkIdleRealistic(b *testing.B) {
+	needRoot(b)
+	bin := buildAgent(b)
+	decoy := filepath.Join(b.TempDir(), "decoy")
+	a := startAgent(b, bin, fmt.Sprintf(`  - {name: etc, type: file, severity: WARN, paths: [/etc], recursive: true}
+  - {name: decoy, type: file, severity: CRITICAL, paths: [%s], plant: {content: "x"}}
+  - {name: tools, type: process, severity: WARN, names: [nc, ncat, socat]}
+  - {name: ssh-observe, type: network, severity: INFO, mode: observe, ports: [22]}
+  - {name: honey, type: network, severity: CRITICAL, mode: honeyport, ports: [2323]}
+`, decoy))
+	time.Sleep(5 * time.Second)
+	pid := a.cmd.Process.Pid
+	cpu0, t0 := cpuTicks(b, pid), time.Now()
+	time.Sleep(60 * time.Second)
+	cpu1, t1 := cpuTicks(b, pid), time.Now()
+	rss, hwm := memKB(b, pid, "VmRSS:"), memKB(b, pid, "VmHWM:")
+	a.stop(b)
+	const hz = 100
+	cpuPct := float64(cpu1-cpu0) / hz / t1.Sub(t0).Seconds() * 100
+	fmt.Printf("idle 60 s, recursive /etc + planted decoy + process + observed port + honeyport (file: %s): RSS %.1f MB (peak %.1f MB), CPU %.3f %% of one core\n",
+		a.mech, float64(rss)/1024, float64(hwm)/1024, cpuPct)
+	b.ReportMetric(float64(rss)/1024, "RSS_MB")
+	b.ReportMetric(cpuPct, "cpu_%")
+}
+
+func cpuTicks(b *testing.B, pid int) int64 {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+2:]))
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return ut + st
+}
+
+func memKB(b *testing.B, pid int, key string) int64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), key); ok {
+			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return n
+		}
+	}
+	return 0
+}
