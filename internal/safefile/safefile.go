@@ -1,10 +1,13 @@
 // Package safefile opens the files the agent creates — decoys, its spool and
-// its audit log — without following a symlink anywhere on their path.
+// its audit log — without following a symlink another user could have put
+// anywhere on their path.
 //
 // Start with [OpenDir] for a directory reached by a walk from / that opens
 // one component at a time with O_NOFOLLOW|O_DIRECTORY and checks each, then
 // create inside it relative to that descriptor; [OpenPrivate] does both for a
-// file only the agent may own.
+// file only the agent may own. The walk follows a symlink only where root
+// alone could have made it (/var -> private/var on macOS, /var/run -> /run);
+// the file itself is never reached through a symlink.
 //
 // Why a walk and a check of every directory, not just O_NOFOLLOW on the last
 // component: a user who can write any directory on the path can swap the

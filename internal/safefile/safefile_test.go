@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -54,10 +55,6 @@ func TestOpenPrivateRefuses(t *testing.T) {
 	if err := os.Symlink(other, link); err != nil {
 		t.Fatal(err)
 	}
-	dirLink := filepath.Join(base, "dirlink")
-	if err := os.Symlink(base, dirLink); err != nil {
-		t.Fatal(err)
-	}
 	open := filepath.Join(base, "open")
 	if err := os.Mkdir(open, 0o755); err != nil {
 		t.Fatal(err)
@@ -67,7 +64,7 @@ func TestOpenPrivateRefuses(t *testing.T) {
 	}
 	for what, p := range map[string]string{
 		"hard link": hard, "fifo": fifo, "symlink": link,
-		"symlinked parent": filepath.Join(dirLink, "x"), "group-writable parent": filepath.Join(open, "x"),
+		"group-writable parent": filepath.Join(open, "x"),
 	} {
 		f, err := OpenPrivate(p, os.O_RDWR)
 		if err == nil {
@@ -81,5 +78,60 @@ func TestOpenPrivateRefuses(t *testing.T) {
 	}
 	if fi, _ := os.Stat(other); fi.Mode().Perm() != 0o644 {
 		t.Errorf("a link's target was chmodded to %v", fi.Mode())
+	}
+}
+
+// A symlink is followed only where root alone could have made it.
+func TestOpenDirSymlinks(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to own directories as root and as another user")
+	}
+	base := t.TempDir()
+	real := filepath.Join(base, "real")
+	if err := os.Mkdir(real, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	link := func(dir string) string {
+		p := filepath.Join(dir, "link")
+		if err := os.Symlink(real, p); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	mkdir := func(name string, mode os.FileMode, uid int) string {
+		p := filepath.Join(base, name)
+		if err := os.Mkdir(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(p, uid, uid); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	rootDir := link(mkdir("root", 0o755, 0))
+	userDir := link(mkdir("user", 0o755, 65534))
+	sticky := mkdir("sticky", os.ModeSticky|0o777, 0)
+	rootInSticky := link(sticky)
+	userInSticky := filepath.Join(sticky, "userlink")
+	if err := os.Symlink(real, userInSticky); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Lchown(userInSticky, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	for path, follow := range map[string]bool{rootDir: true, rootInSticky: true, userDir: false, userInSticky: false} {
+		d, err := OpenDir(path, DirOptions{})
+		if follow && err != nil {
+			t.Errorf("%s: %v", path, err)
+		}
+		if !follow && (err == nil || !errors.Is(err, ErrUnsafe) || !strings.Contains(err.Error(), "is a symlink")) {
+			t.Errorf("%s: followed or wrong error: %v", path, err)
+		}
+		if d != nil {
+			d.Close()
+		}
 	}
 }

@@ -13,39 +13,101 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// maxSymlinks bounds the root-owned symlinks a walk follows, as the kernel's
+// own limit does.
+const maxSymlinks = 40
+
+// errSymlink: a component of the walk is a symlink.
+var errSymlink = errors.New("is a symlink")
+
 // OpenDir opens the directory dir (made absolute and cleaned) by a walk from
-// / that never follows a symlink, checking each directory on the way.
+// / that checks each directory on the way and follows no symlink another
+// user could have made: only a symlink in a root-owned directory nobody else
+// may write (/var -> private/var on macOS, /var/run -> /run), or a root-owned
+// one in a root-owned sticky directory, is followed, by walking its target
+// from / again.
 func OpenDir(dir string, o DirOptions) (*os.File, error) {
 	dir, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
 	}
+	for hops := 0; ; hops++ {
+		f, resolved, err := walk(dir, o)
+		if resolved == "" || err != nil {
+			return f, err
+		}
+		if hops == maxSymlinks {
+			return nil, fmt.Errorf("%w: %s: too many levels of symlinks", ErrUnsafe, dir)
+		}
+		dir = resolved
+	}
+}
+
+// walk opens dir one component at a time. At a symlink root alone controls
+// it returns dir with that symlink replaced by its target, to walk again.
+func walk(dir string, o DirOptions) (_ *os.File, resolved string, _ error) {
 	fd, err := unix.Open("/", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("opening /: %w", err)
+		return nil, "", fmt.Errorf("opening /: %w", err)
 	}
 	if err := checkDir(fd, "/", o); err != nil {
 		unix.Close(fd)
-		return nil, err
+		return nil, "", err
 	}
 	at := "/"
-	for _, name := range strings.Split(strings.TrimPrefix(dir, "/"), "/") {
+	names := strings.Split(strings.TrimPrefix(dir, "/"), "/")
+	for i, name := range names {
 		if name == "" {
 			continue
 		}
+		parent := at
 		at = filepath.Join(at, name)
 		next, err := openDirAt(fd, name, at, o)
+		if errors.Is(err, errSymlink) {
+			target, terr := rootsSymlink(fd, name)
+			unix.Close(fd)
+			if terr != nil {
+				return nil, "", fmt.Errorf("%w: %s %w", ErrUnsafe, at, terr)
+			}
+			if !filepath.IsAbs(target) {
+				target = filepath.Join(parent, target)
+			}
+			return nil, filepath.Join(append([]string{target}, names[i+1:]...)...), nil
+		}
 		unix.Close(fd)
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		if err := checkDir(next, at, o); err != nil {
 			unix.Close(next)
-			return nil, err
+			return nil, "", err
 		}
 		fd = next
 	}
-	return os.NewFile(uintptr(fd), dir), nil
+	return os.NewFile(uintptr(fd), dir), "", nil
+}
+
+// rootsSymlink returns the target of the symlink name in dirfd if only root
+// could have made or replaced it: dirfd belongs to root and nobody else may
+// write it, or it is sticky and the symlink belongs to root. (checkDir has
+// already refused a directory others may write without the sticky bit.)
+func rootsSymlink(dirfd int, name string) (string, error) {
+	var dst, lst unix.Stat_t
+	if err := unix.Fstat(dirfd, &dst); err != nil {
+		return "", err
+	}
+	if err := unix.Fstatat(dirfd, name, &lst, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return "", err
+	}
+	if dst.Uid != 0 || (uint32(dst.Mode)&0o022 != 0 && lst.Uid != 0) {
+		return "", errSymlink
+	}
+	buf := make([]byte, unix.PathMax)
+	n, err := unix.Readlinkat(dirfd, name, buf)
+	if err != nil {
+		return "", err
+	}
+	return string(buf[:n]), nil
 }
 
 func openDirAt(dirfd int, name, path string, o DirOptions) (int, error) {
@@ -73,7 +135,7 @@ func openDirAt(dirfd int, name, path string, o DirOptions) (int, error) {
 	case err == nil:
 		return fd, nil
 	case errors.Is(err, unix.ELOOP), errors.Is(err, unix.ENOTDIR) && isSymlink(dirfd, name):
-		return -1, fmt.Errorf("%w: %s is a symlink", ErrUnsafe, path)
+		return -1, errSymlink
 	default:
 		return -1, &os.PathError{Op: "open", Path: path, Err: err}
 	}
