@@ -28,6 +28,11 @@ test-scripts:
 	./deploy/test/node_test.sh
 	./deploy/test/deps_test.sh
 
+# make demo's port checks against real listeners on each demo port (root;
+# ~2.5 min warm on a busy machine, so .ci/run calls it after make test).
+test-demo:
+	./deploy/test/demo_ports_test.sh
+
 # The plugin's frontend needs Node 22 (the machine's when it has it, else
 # installed from npm into .tools/ by deploy/node.sh) and its backend mage.
 MAGE     := $(shell $(GO) env GOPATH)/bin/mage
