@@ -27,7 +27,6 @@ import (
 
 // Defaults for keys a config may leave out.
 const (
-	DefaultHealthSocket      = "/run/tripwire/health.sock"
 	DefaultHealthGroup       = "tripwire"
 	DefaultSpoolPath         = "/var/lib/tripwire/spool.db"
 	DefaultAuditPath         = "/var/lib/tripwire/audit.log"

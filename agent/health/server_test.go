@@ -83,12 +83,25 @@ func TestSocketPathChecks(t *testing.T) {
 	if _, err := Listen(ListenOptions{Socket: file}); err == nil {
 		t.Error("a regular file was replaced by the socket")
 	}
-	link := filepath.Join(dir, "linked")
-	if err := os.Symlink(dir, link); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := Listen(ListenOptions{Socket: filepath.Join(link, "h.sock")}); err == nil {
-		t.Error("a socket was bound through a symlinked directory")
+	// A symlink another user could have made (in her directory) is not
+	// followed; nor is a socket bound in her directory.
+	if os.Geteuid() == 0 {
+		user := filepath.Join(dir, "user")
+		if err := os.Mkdir(user, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		link := filepath.Join(user, "linked")
+		if err := os.Symlink(dir, link); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(user, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range []string{filepath.Join(link, "h.sock"), filepath.Join(user, "h.sock")} {
+			if _, err := Listen(ListenOptions{Socket: p}); err == nil {
+				t.Errorf("a socket was bound at %s", p)
+			}
+		}
 	}
 }
 
