@@ -419,7 +419,8 @@ int BPF_PROG(tw_sys_exit_open, struct pt_regs *regs, long ret)
 	if (ret < 0)
 		return 0;
 #if defined(__TARGET_ARCH_x86)
-	nr = BPF_CORE_READ(regs, orig_ax);
+	/* A direct load, not a helper call: this runs at every system call's exit. */
+	nr = regs->orig_ax;
 #else
 	nr = BPF_CORE_READ((struct pt_regs___tw_arm64 *)regs, syscallno);
 #endif
