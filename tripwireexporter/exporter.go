@@ -219,11 +219,38 @@ func (e *tripwireExporter) pushLogs(ctx context.Context, ld plog.Logs) error {
 		return fmt.Errorf("preparing PostgreSQL schema: %w", err)
 	}
 	err := e.store(ctx, hosts)
-	if isDataError(err) && (len(hosts) > 1 || len(hosts[0].events) > 1) {
+	if isDataError(err) && len(hosts) > 1 {
+		e.logger.Warn("PostgreSQL refused a batch; storing it host by host to find the bad ones", zap.Error(err))
+		err = e.storeByHost(ctx, hosts)
+	} else if isDataError(err) && len(hosts[0].events) > 1 {
 		e.logger.Warn("PostgreSQL refused a batch; storing it record by record to drop only the bad ones", zap.Error(err))
 		err = e.storeEach(ctx, hosts)
 	}
 	return classify(err)
+}
+
+// storeByHost stores each host's part of a refused batch in its own
+// transaction, and only a part PostgreSQL refuses again goes record by
+// record: one host's bad data costs the others one transaction each, not
+// one per record.
+func (e *tripwireExporter) storeByHost(ctx context.Context, hosts []*hostBatch) error {
+	for _, h := range hosts {
+		err := e.store(ctx, []*hostBatch{h})
+		if isDataError(err) && len(h.events) > 1 {
+			e.logger.Warn("PostgreSQL refused a host's records; storing them one by one",
+				zap.String(event.ResourceHostName, h.name), zap.Error(err))
+			err = e.storeEach(ctx, []*hostBatch{h})
+		}
+		if isDataError(err) {
+			e.rejected.Add(ctx, int64(max(len(h.events), 1)), metric.WithAttributes(attribute.String("reason", "refused")))
+			e.logger.Error("PostgreSQL refused a host's record; dropped", zap.String(event.ResourceHostName, h.name), zap.Error(err))
+			continue
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // store stores a batch in one transaction, retrying it on a deadlock or
@@ -348,11 +375,16 @@ func (e *tripwireExporter) reject(ctx context.Context, reason string, sls plog.S
 	e.logger.Warn("dropping records without a bound host identity", append(fields, zap.Int("records", n))...)
 }
 
+// maxDescriptive bounds a descriptive resource attribute stored in hosts.
+const maxDescriptive = 256
+
 // merge takes the resource's descriptive attributes; the last non-empty
-// value wins.
+// value wins. A value that is not short valid text is ignored: the receiver
+// drops such values, but the exporter may sit behind another receiver, and
+// one host's bad os.type must not fail the hosts upsert of a whole batch.
 func (h *hostBatch) merge(attrs pcommon.Map) {
 	set := func(dst *string, key string) {
-		if v := strAttr(attrs, key); v != "" {
+		if v := strAttr(attrs, key); v != "" && len(v) <= maxDescriptive && utf8.ValidString(v) && !strings.ContainsRune(v, 0) {
 			*dst = v
 		}
 	}

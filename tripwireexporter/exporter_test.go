@@ -830,3 +830,58 @@ func TestForkTipMatchesSeqAsWellAsHash(t *testing.T) {
 		t.Errorf("%d chain_break alerts after rewriting seq 8, want 2 (breaks %v)", n, breakKinds(t, pool, "tip-1"))
 	}
 }
+
+// Issue 12 item 3: one host's bad resource must not cost the other hosts of
+// a batch their events or turn the batch into a transaction per record.
+func TestBadHostIsIsolatedFromTheBatch(t *testing.T) {
+	const hosts, perHost = 20, 100
+	build := func(prefix, badOS string) plog.Logs {
+		ld := plog.NewLogs()
+		for h := range hosts {
+			a := newAgent(t, fmt.Sprintf("%s-%02d", prefix, h))
+			appendResource(ld, a.host, a.trips(perHost)...)
+			if h == 7 {
+				ld.ResourceLogs().At(h).Resource().Attributes().PutStr(event.ResourceOSType, badOS)
+			}
+		}
+		return ld
+	}
+	dsn := pgtest.NewDB(t)
+	e := startExporter(t, testConfig(dsn))
+	pool := openPool(t, dsn)
+	// Count the hosts upserts, one per transaction tried; a sequence is not
+	// rolled back with the transaction.
+	for _, sql := range []string{
+		`CREATE SEQUENCE upserts`,
+		`CREATE FUNCTION count_upsert() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN PERFORM nextval('upserts'); RETURN NULL; END$$`,
+		`CREATE TRIGGER count_upsert BEFORE INSERT ON hosts FOR EACH STATEMENT EXECUTE FUNCTION count_upsert()`,
+		`ALTER TABLE hosts ADD CONSTRAINT no_evil CHECK (platform <> 'evil')`,
+	} {
+		if _, err := pool.Exec(context.Background(), sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	upserts := func() int64 {
+		return queryInt(t, pool, `SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM upserts`)
+	}
+
+	// Invalid UTF-8 in os.type: stored without it, nothing lost.
+	push(t, e, build("utf8", "linux\xff"))
+	if n := queryInt(t, pool, "SELECT count(*) FROM alerts WHERE host_name LIKE 'utf8-%'"); n != hosts*perHost {
+		t.Errorf("%d alerts stored, want %d", n, hosts*perHost)
+	}
+	if n := upserts(); n != 1 {
+		t.Errorf("%d transactions for a batch with a bad os.type, want 1", n)
+	}
+
+	// A value PostgreSQL refuses (a DBA's CHECK): the other hosts keep
+	// their events, and only the bad host goes record by record.
+	before := upserts()
+	push(t, e, build("check", "evil"))
+	if n := queryInt(t, pool, "SELECT count(*) FROM alerts WHERE host_name LIKE 'check-%'"); n != (hosts-1)*perHost {
+		t.Errorf("%d alerts stored, want the other hosts' %d", n, (hosts-1)*perHost)
+	}
+	if n := upserts() - before; n > 1+hosts+perHost {
+		t.Errorf("%d transactions, want at most %d (the batch, each host, the bad host's records)", n, 1+hosts+perHost)
+	}
+}

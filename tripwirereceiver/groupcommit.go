@@ -18,6 +18,10 @@ var errShuttingDown = errors.New("receiver shutting down")
 // batches above 5,000 records again.
 const maxGroupRecords = 5000
 
+// maxGroupBytes caps a group's encoded size, so that a group of large
+// records is not one write and one transaction the size of many requests.
+const maxGroupBytes = 16 << 20
+
 // groupCommit hands the records of concurrent requests to the next consumer
 // together. Behind the receiver sits a persistent queue that pays an fsync'd
 // write per ConsumeLogs call, so a fleet of agents each sending a few records
@@ -40,11 +44,14 @@ type groupCommit struct {
 
 type commitRequest struct {
 	ld    plog.Logs
+	size  int // encoded size of ld
 	first int // index of its first resource in the group's plog.Logs
 	count int // its resources
 	err   error
 	done  chan struct{}
 }
+
+var sizer plog.ProtoMarshaler
 
 func newGroupCommit(next consumer.Logs) *groupCommit {
 	g := &groupCommit{next: next, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
@@ -57,7 +64,7 @@ func newGroupCommit(next consumer.Logs) *groupCommit {
 // hold ld, whose memory belongs to the gRPC request until the handler
 // returns.
 func (g *groupCommit) consume(ld plog.Logs) error {
-	req := &commitRequest{ld: ld, done: make(chan struct{})}
+	req := &commitRequest{ld: ld, size: sizer.LogsSize(ld), done: make(chan struct{})}
 	g.mu.Lock()
 	if g.closed {
 		g.mu.Unlock()
@@ -105,13 +112,13 @@ func (g *groupCommit) run() {
 // and reports whether there was one.
 func (g *groupCommit) commitNext() bool {
 	g.mu.Lock()
-	n, records := 0, 0
+	n, records, size := 0, 0, 0
 	for n < len(g.pending) {
-		r := g.pending[n].ld.LogRecordCount()
-		if n > 0 && records+r > maxGroupRecords {
+		r, b := g.pending[n].ld.LogRecordCount(), g.pending[n].size
+		if n > 0 && (records+r > maxGroupRecords || size+b > maxGroupBytes) {
 			break
 		}
-		n, records = n+1, records+r
+		n, records, size = n+1, records+r, size+b
 	}
 	group := g.pending[:n]
 	g.pending = append([]*commitRequest(nil), g.pending[n:]...)

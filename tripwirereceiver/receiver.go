@@ -87,6 +87,13 @@ func (r *tripwireReceiver) Start(ctx context.Context, host component.Host) (err 
 	r.server = grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(r.policy.tlsConfig())),
 		grpc.MaxRecvMsgSize(r.cfg.MaxRecvMsgSize),
+		grpc.MaxConcurrentStreams(r.cfg.MaxConcurrentStreams),
+		grpc.ForceServerCodecV2(newLimitedCodec(&requestLimits{
+			records:         r.cfg.MaxRecordsPerRequest,
+			attrsPerElement: r.cfg.MaxAttributesPerRecord,
+			attrsPerRequest: r.cfg.MaxAttributesPerRequest,
+			maxValueDepth:   maxValueDepth,
+		})),
 		// Agents hold one long-lived connection each and may ping it
 		// while idle so that a dead link is noticed.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
@@ -144,10 +151,14 @@ func (r *tripwireReceiver) Export(ctx context.Context, req plogotlp.ExportReques
 	}
 	ld := req.Logs()
 	total := ld.LogRecordCount()
-	v := bindAndValidate(ld, peerID)
+	v := bindAndValidate(ld, peerID, r.cfg.MaxEventBytes)
 	for reason, n := range v.byReason {
 		r.telemetry.TripwireReceiverRejectedLogRecords.Add(ctx, int64(n),
 			metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", reason))))
+	}
+	if v.droppedResourceAttrs > 0 {
+		r.settings.Logger.Warn("dropped resource attributes outside the allowlist or not valid short text",
+			zap.String("host.name", peerID.host), zap.Int("dropped", v.droppedResourceAttrs))
 	}
 	if v.rejected > 0 {
 		r.settings.Logger.Warn("rejected log records",

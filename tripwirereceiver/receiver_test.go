@@ -69,6 +69,21 @@ func start(t testing.TB, dir string) *fixture {
 // startWith starts the receiver with next behind it.
 func startWith(t testing.TB, dir string, next consumer.Logs) *fixture {
 	t.Helper()
+	return startConfiguredWith(t, dir, next, nil)
+}
+
+// startConfigured is start with the configuration changed by tweak.
+func startConfigured(t testing.TB, dir string, tweak func(*Config)) *fixture {
+	t.Helper()
+	sink := new(consumertest.LogsSink)
+	f := startConfiguredWith(t, dir, sink, tweak)
+	f.sink = sink
+	return f
+}
+
+// startConfiguredWith is startWith with the configuration changed by tweak.
+func startConfiguredWith(t testing.TB, dir string, next consumer.Logs, tweak func(*Config)) *fixture {
+	t.Helper()
 	f := &fixture{dir: dir, tt: componenttest.NewTelemetry()}
 	t.Cleanup(func() { require.NoError(t, f.tt.Shutdown(context.Background())) })
 	cfg := createDefaultConfig().(*Config)
@@ -78,6 +93,9 @@ func startWith(t testing.TB, dir string, next consumer.Logs) *fixture {
 		KeyFile:      filepath.Join(dir, pki.ServerKeyFile),
 		ClientCAFile: filepath.Join(dir, pki.CACertFile),
 		CRLFile:      filepath.Join(dir, pki.CRLFile),
+	}
+	if tweak != nil {
+		tweak(cfg)
 	}
 	require.NoError(t, cfg.Validate())
 	r, err := newTripwireReceiver(cfg, metadatatest.NewSettings(f.tt), next)
@@ -580,11 +598,23 @@ func TestConcurrentRequestsAreConsumedAsOneGroup(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			g := newGatedConsumer(tc.err, tc.poison)
 			f := startWith(t, newPKI(t), g.consumer(t))
-			clients := map[string]plogotlp.GRPCClient{}
-			for _, h := range []string{"web-01", "web-02", "db-01"} {
-				clients[h] = f.client(t, nil, f.agent(t, h))
-			}
+			var open sync.Once
+			t.Cleanup(func() { open.Do(func() { close(g.gate) }) }) // shutdown waits for the consumer
+			// One connection per request, as agents make: a connection
+			// carries at most max_concurrent_streams requests at once.
 			hosts := []string{"web-01", "web-02", "db-01"}
+			certs := map[string]tls.Certificate{}
+			for _, h := range hosts {
+				certs[h] = f.agent(t, h)
+			}
+			conns := make([]plogotlp.GRPCClient, waiting+1)
+			for i := range conns {
+				h := hosts[i%3]
+				if i == waiting {
+					h = "web-01"
+				}
+				conns[i] = f.client(t, nil, certs[h])
+			}
 			first := logs(map[string][]*event.Event{"": {trip("/first")}})
 			reqs := make([]plog.Logs, waiting)
 			for i := range reqs {
@@ -595,21 +625,21 @@ func TestConcurrentRequestsAreConsumedAsOneGroup(t *testing.T) {
 				code codes.Code
 			}
 			results := make(chan result, waiting+1)
-			send := func(host, path string, ld plog.Logs) {
-				_, err := export(t, clients[host], ld)
+			send := func(c plogotlp.GRPCClient, path string, ld plog.Logs) {
+				_, err := export(t, c, ld)
 				results <- result{path, status.Code(err)}
 			}
-			go send("web-01", "/first", first)
+			go send(conns[waiting], "/first", first)
 			<-g.entered // the first request's group is being consumed
 			for i := range waiting {
-				go send(hosts[i%3], fmt.Sprintf("/p%d", i), reqs[i])
+				go send(conns[i], fmt.Sprintf("/p%d", i), reqs[i])
 			}
 			require.Eventually(t, func() bool {
 				f.rcv.group.mu.Lock()
 				defer f.rcv.group.mu.Unlock()
 				return len(f.rcv.group.pending) == waiting
 			}, 20*time.Second, 5*time.Millisecond)
-			close(g.gate)
+			open.Do(func() { close(g.gate) })
 			for range waiting + 1 {
 				r := <-results
 				want := tc.want
