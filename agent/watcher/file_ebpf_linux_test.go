@@ -1,9 +1,14 @@
 package watcher
 
 import (
+	"bufio"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -131,4 +136,74 @@ func TestFileEBPFDirectories(t *testing.T) {
 			}
 		})
 	}
+}
+
+// With the watcher's process stopped (SIGSTOP: equally a debugger or a
+// frozen cgroup), opens of a watched file still complete: no default
+// mechanism makes the opener wait for the agent. The bound is generous (a
+// held open would wait until the watcher resumes); the figure is in
+// bench/file (BenchmarkStoppedAgent).
+func TestFileWatcherStoppedDoesNotBlock(t *testing.T) {
+	if os.Getenv("TRIPWIRE_STOPPED_CHILD") != "" {
+		t.Skip("child")
+	}
+	needRoot(t)
+	for _, mech := range []string{"", MechanismFanotify} {
+		name := mech
+		if name == "" {
+			name = "default"
+		}
+		t.Run(name, func(t *testing.T) {
+			f := filepath.Join(t.TempDir(), "f")
+			writeFile(t, f, "1")
+			child := exec.Command(os.Args[0], "-test.run=^TestFileWatcherStoppedChild$", "-test.v")
+			child.Env = append(os.Environ(), "TRIPWIRE_STOPPED_CHILD="+f, "TRIPWIRE_STOPPED_MECH="+mech)
+			out, err := child.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := child.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { child.Process.Signal(syscall.SIGCONT); child.Process.Kill(); child.Wait() })
+			sc := bufio.NewScanner(out)
+			for sc.Scan() && !strings.HasPrefix(sc.Text(), "watching ") {
+			}
+			t.Log(sc.Text())
+			if err := child.Process.Signal(syscall.SIGSTOP); err != nil {
+				t.Fatal(err)
+			}
+			var worst time.Duration
+			end := time.Now().Add(2 * time.Second)
+			for n := 0; time.Now().Before(end); n++ {
+				done := make(chan time.Duration, 1)
+				go func() {
+					start := time.Now()
+					if b, err := exec.Command("/bin/cat", f).Output(); err != nil || string(b) != "1" {
+						t.Errorf("cat: %v %q", err, b)
+					}
+					done <- time.Since(start)
+				}()
+				select {
+				case d := <-done:
+					worst = max(worst, d)
+				case <-time.After(10 * time.Second):
+					t.Fatalf("open %d of the watched file still blocked after 10 s with the watcher stopped", n)
+				}
+			}
+			t.Logf("slowest cat of the watched file with the watcher stopped: %v", worst)
+		})
+	}
+}
+
+// TestFileWatcherStoppedChild runs a file watcher until killed, for
+// TestFileWatcherStoppedDoesNotBlock.
+func TestFileWatcherStoppedChild(t *testing.T) {
+	f := os.Getenv("TRIPWIRE_STOPPED_CHILD")
+	if f == "" {
+		t.Skip("child of TestFileWatcherStoppedDoesNotBlock")
+	}
+	w, _ := startFileWatcher(t, []FileRule{{Name: "r", Severity: event.SeverityWarn, Paths: []string{f}}}, os.Getenv("TRIPWIRE_STOPPED_MECH"))
+	fmt.Printf("watching %s with %s\n", f, w.Mechanism())
+	select {}
 }
