@@ -21,3 +21,7 @@ if (!global.IntersectionObserver) {
     }
   };
 }
+
+// findBy/waitFor wait up to 5 s: the CI machine runs other suites in
+// parallel, and the default 1 s fails on load, not on behaviour.
+require('@testing-library/react').configure({ asyncUtilTimeout: 5000 });

@@ -71,7 +71,8 @@ export const api = {
   listAlerts: (f: AlertFilter, cursor?: string, limit = 200) => get<AlertPage>('alerts', { ...f, cursor, limit }),
   getAlert: (id: string) => get<Alert>(`alerts/${encodeURIComponent(id)}`),
   hosts: () => get<HostList>('hosts'),
-  audit: (host: string, cursor?: string, limit = 100) => get<AuditPage>('audit', { host, cursor, limit }),
+  audit: (host: string, cursor?: string, limit = 100, from?: string, to?: string) =>
+    get<AuditPage>('audit', { host, cursor, limit, from, to }),
   verify: (host: string) => get<ChainStatus>('audit/verify', { host }),
   stats: (from?: string, to?: string) => get<Stats>('stats', { from, to }),
   /** The Grafana Live channel for a filter: only the backend encodes channel paths. */

@@ -1,6 +1,7 @@
 import React, { useEffect } from 'react';
 import { MemoryRouter, useLocation } from 'react-router-dom';
 import { act, fireEvent, render, screen, waitFor } from '@testing-library/react';
+import { setTimeZoneResolver } from '@grafana/data';
 
 import { api, ApiError } from '../api/client';
 import { alert, pending } from '../test/fixtures';
@@ -25,7 +26,7 @@ function LocationProbe() {
 function renderAt(url: string) {
   return render(
     <MemoryRouter initialEntries={[url]}>
-      <Alerts height={400} />
+      <Alerts />
       <LocationProbe />
     </MemoryRouter>
   );
@@ -49,10 +50,37 @@ describe('Alerts page', () => {
     expect(await screen.findByText('No alert matches these filters')).toBeInTheDocument();
   });
 
-  it('says when there are no alerts at all', async () => {
+  it('says when there are no alerts in the time range', async () => {
     listAlerts.mockResolvedValue({ alerts: [] });
     renderAt('/alerts');
-    expect(await screen.findByText('No alerts yet')).toBeInTheDocument();
+    expect(await screen.findByText('No alerts in this time range')).toBeInTheDocument();
+  });
+
+  it("reads the last 24 hours by default, as Grafana's time range", async () => {
+    listAlerts.mockResolvedValue({ alerts: [] });
+    const before = Date.now();
+    renderAt('/alerts');
+    await waitFor(() => expect(listAlerts).toHaveBeenCalled());
+    const { from, to } = listAlerts.mock.calls[0][0];
+    expect(Number(to)).toBeGreaterThanOrEqual(before);
+    expect(Number(to) - Number(from)).toBe(86400e3);
+  });
+
+  it("takes the time range from the URL in Grafana's forms", async () => {
+    listAlerts.mockResolvedValue({ alerts: [] });
+    renderAt('/alerts?from=1764000000000&to=1764003600000&severity=CRITICAL');
+    await waitFor(() =>
+      expect(listAlerts).toHaveBeenCalledWith(
+        { severity: 'CRITICAL', from: '1764000000000', to: '1764003600000' },
+        undefined,
+        200
+      )
+    );
+    listAlerts.mockClear();
+    renderAt('/alerts?from=now-1h&to=now');
+    await waitFor(() => expect(listAlerts).toHaveBeenCalled());
+    const { from, to } = listAlerts.mock.calls[0][0];
+    expect(Number(to) - Number(from)).toBe(3600e3);
   });
 
   it('shows the server message on error', async () => {
@@ -63,10 +91,10 @@ describe('Alerts page', () => {
 
   it('reads its filters from the URL', async () => {
     listAlerts.mockResolvedValue({ alerts: [alert(1)] });
-    renderAt('/alerts?host=web-01&severity=CRITICAL&q=shadow&rule=r1&type=file');
+    renderAt('/alerts?host=web-01&severity=CRITICAL&q=shadow&rule=r1&type=file&from=1&to=2');
     await screen.findByTestId('data-testid alerts-table');
     expect(listAlerts).toHaveBeenCalledWith(
-      { host: 'web-01', severity: 'CRITICAL', q: 'shadow', rule: 'r1', type: 'file' },
+      { host: 'web-01', severity: 'CRITICAL', q: 'shadow', rule: 'r1', type: 'file', from: '1', to: '2' },
       undefined,
       200
     );
@@ -75,7 +103,7 @@ describe('Alerts page', () => {
 
   it('writes filter changes to the URL and queries again', async () => {
     listAlerts.mockResolvedValue({ alerts: [alert(1)] });
-    renderAt('/alerts?severity=WARN');
+    renderAt('/alerts?severity=WARN&from=1&to=2');
     await screen.findByTestId('data-testid alerts-table');
     const hostInput = screen.getByLabelText('host filter');
     fireEvent.change(hostInput, { target: { value: 'db-01' } });
@@ -83,7 +111,11 @@ describe('Alerts page', () => {
     await waitFor(() => expect(new URLSearchParams(probe.search).get('host')).toBe('db-01'));
     expect(new URLSearchParams(probe.search).get('severity')).toBe('WARN');
     await waitFor(() =>
-      expect(listAlerts).toHaveBeenLastCalledWith({ host: 'db-01', severity: 'WARN' }, undefined, 200)
+      expect(listAlerts).toHaveBeenLastCalledWith(
+        { host: 'db-01', severity: 'WARN', from: '1', to: '2' },
+        undefined,
+        200
+      )
     );
     // Clearing a filter removes it from the URL. (The input is re-created
     // for the new URL value, so look it up again.)
@@ -94,19 +126,20 @@ describe('Alerts page', () => {
     await waitFor(() => expect(new URLSearchParams(probe.search).has('host')).toBe(false));
   });
 
-  it('renders only the visible rows of a long list and pages with the cursor', async () => {
-    const first = Array.from({ length: 200 }, (_, i) => alert(i + 1));
+  it("shows rows in Grafana's table, times in the user's zone, and pages with the cursor", async () => {
+    setTimeZoneResolver(() => 'Asia/Tokyo');
+    const first = Array.from({ length: 20 }, (_, i) => alert(i + 1));
     listAlerts.mockResolvedValueOnce({ alerts: first, next_cursor: 'CUR1' });
     listAlerts.mockResolvedValueOnce({ alerts: [alert(1001)] });
-    renderAt('/alerts');
+    renderAt('/alerts?from=1&to=2');
     await screen.findByTestId('data-testid alerts-table');
-    const rows = screen.getAllByTestId('data-testid alerts-row');
-    // 400 px of 36 px rows plus overscan: far fewer than 200.
-    expect(rows.length).toBeGreaterThan(5);
-    expect(rows.length).toBeLessThan(30);
+    expect(screen.getAllByTestId('data-testid alerts-row')).toHaveLength(20);
+    // alert(1) happened at 12:00:01 UTC: 21:00:01 in Tokyo.
+    expect(screen.getByText('2026-11-26 21:00:01.000')).toBeInTheDocument();
+    setTimeZoneResolver(() => 'browser');
     await act(async () => screen.getByTestId('data-testid alerts-load-more').click());
-    await waitFor(() => expect(listAlerts).toHaveBeenLastCalledWith({}, 'CUR1', 200));
-    expect(await screen.findByText('201 alerts shown')).toBeInTheDocument();
+    await waitFor(() => expect(listAlerts).toHaveBeenLastCalledWith({ from: '1', to: '2' }, 'CUR1', 200));
+    expect(await screen.findByText('21 alerts shown')).toBeInTheDocument();
   });
 
   it('opens the detail drawer from a row and puts it in the URL', async () => {
@@ -131,9 +164,6 @@ describe('Alerts page', () => {
 
 describe('filterFromParams', () => {
   it('keeps only known, non-empty filters', () => {
-    expect(filterFromParams(new URLSearchParams('host=a&type=&x=1&alert=z&from=2026-01-01T00:00:00Z'))).toEqual({
-      host: 'a',
-      from: '2026-01-01T00:00:00Z',
-    });
+    expect(filterFromParams(new URLSearchParams('host=a&type=&x=1&alert=z&from=now-1h'))).toEqual({ host: 'a' });
   });
 });

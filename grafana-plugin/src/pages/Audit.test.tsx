@@ -60,6 +60,10 @@ describe('Audit page', () => {
     expect(within(status).getByText(/verified up to seq 3/)).toBeInTheDocument();
     expect(within(screen.getByTestId('data-testid audit-entries')).getAllByRole('row')).toHaveLength(4);
     expect(verify).toHaveBeenCalledWith('web-01');
+    // The entries of the time range in the URL (Grafana's default: 24 h).
+    const [, cursor, limit, from, to] = audit.mock.calls[0];
+    expect([cursor, limit]).toEqual([undefined, 100]);
+    expect(Number(to) - Number(from)).toBe(86400e3);
   });
 
   it('shows where a broken chain breaks', async () => {
@@ -74,7 +78,7 @@ describe('Audit page', () => {
     expect(await screen.findByText('Chain broken')).toBeInTheDocument();
     expect(screen.getByText(BREAK_KIND.Mismatch)).toBeInTheDocument();
     expect(screen.getByText(/at seq 2/)).toBeInTheDocument();
-    expect(screen.getByText('No audit entries stored for web-01')).toBeInTheDocument();
+    expect(screen.getByText('No audit entries of web-01 in this time range')).toBeInTheDocument();
   });
 
   it('shows errors', async () => {

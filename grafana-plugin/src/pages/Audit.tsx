@@ -1,34 +1,51 @@
-import React, { useState } from 'react';
+import React, { useMemo, useState } from 'react';
+import { useAsyncRetry } from 'react-use';
 import { useSearchParams } from 'react-router-dom';
 import { css } from '@emotion/css';
 import { GrafanaTheme2 } from '@grafana/data';
 import { PluginPage } from '@grafana/runtime';
-import { Alert as AlertBox, Button, InlineField, Select, Stack, useStyles2 } from '@grafana/ui';
+import {
+  Alert as AlertBox,
+  Button,
+  Column,
+  InlineField,
+  InteractiveTable,
+  Select,
+  Stack,
+  useStyles2,
+} from '@grafana/ui';
 
 import { api } from '../api/client';
 import type { AuditEntry, ChainStatus } from '../api/types';
 import { Empty, ErrorView, Loading } from '../components/States';
 import { fmtTime } from '../components/time';
-import { useAsync } from '../components/useAsync';
+import { apiRange, PageTimeRangePicker, useUrlTimeRange } from '../components/TimeRange';
 import { testIds } from '../components/testIds';
 
-/** Audit: a host's chain recomputed from the stored entries, and the entries themselves. */
+/**
+ * Audit: a host's chain recomputed from the stored entries, and the entries
+ * of the chosen time range. The host and the range live in the URL.
+ */
 export function Audit() {
   const s = useStyles2(getStyles);
   const [params, setParams] = useSearchParams();
   const host = params.get('host') ?? '';
-  const hostList = useAsync(() => api.hosts(), 'hosts');
-  const hosts = hostList.data?.hosts;
+  const time = useUrlTimeRange();
+  const { from, to } = apiRange(time.range);
+  const hostList = useAsyncRetry(() => api.hosts(), []);
+  const hosts = hostList.value?.hosts;
   const hostsError = hostList.error;
-  const chain = useAsync(
-    () => (host ? Promise.all([api.verify(host), api.audit(host)]) : Promise.resolve(undefined)),
-    host
+  const key = `${host}\u0000${from}\u0000${to}`;
+  const chain = useAsyncRetry(
+    () =>
+      host ? Promise.all([api.verify(host), api.audit(host, undefined, 100, from, to)]) : Promise.resolve(undefined),
+    [key]
   );
-  const [status, firstPage] = chain.data ?? [];
+  const [status, firstPage] = chain.value ?? [];
   const error = chain.error;
   // Older pages, kept with the request they extend.
   const [older, setOlder] = useState<{ key: string; entries: AuditEntry[]; next?: string }>();
-  const extra = older?.key === chain.key ? older : undefined;
+  const extra = older?.key === key ? older : undefined;
   const entries = firstPage ? [...firstPage.entries, ...(extra?.entries ?? [])] : undefined;
   const next = extra ? extra.next : firstPage?.next_cursor;
 
@@ -36,12 +53,37 @@ export function Audit() {
     if (!next) {
       return;
     }
-    const key = chain.key;
     const have = extra?.entries ?? [];
     api
-      .audit(host, next)
+      .audit(host, next, 100, from, to)
       .then((page) => setOlder({ key, entries: [...have, ...page.entries], next: page.next_cursor }));
   };
+  const columns = useMemo<Array<Column<AuditEntry>>>(
+    () => [
+      { id: 'seq', header: 'Seq' },
+      { id: 'event_time', header: 'Event time', cell: ({ row }) => fmtTime(row.original.event_time) },
+      { id: 'event', header: 'Event', cell: ({ row }) => String(row.original.payload['event.name'] ?? '') },
+      {
+        id: 'prev_hash',
+        header: 'Prev hash',
+        cell: ({ row }) => (
+          <span className={s.hash} title={row.original.prev_hash}>
+            {row.original.prev_hash.slice(0, 16)}…
+          </span>
+        ),
+      },
+      {
+        id: 'hash',
+        header: 'Hash',
+        cell: ({ row }) => (
+          <span className={s.hash} title={row.original.hash}>
+            {row.original.hash.slice(0, 16)}…
+          </span>
+        ),
+      },
+    ],
+    [s]
+  );
 
   let body: React.ReactNode;
   if (hostsError) {
@@ -61,34 +103,11 @@ export function Audit() {
       <>
         <ChainSummary status={status} />
         {entries.length === 0 ? (
-          <Empty message={`No audit entries stored for ${host}`} />
+          <Empty message={`No audit entries of ${host} in this time range`} />
         ) : (
-          <table className={s.table} data-testid={testIds.audit.entries}>
-            <thead>
-              <tr>
-                <th>Seq</th>
-                <th>Event time</th>
-                <th>Event</th>
-                <th>Prev hash</th>
-                <th>Hash</th>
-              </tr>
-            </thead>
-            <tbody>
-              {entries.map((e) => (
-                <tr key={e.seq}>
-                  <td>{e.seq}</td>
-                  <td>{fmtTime(e.event_time)}</td>
-                  <td>{String(e.payload['event.name'] ?? '')}</td>
-                  <td className={s.hash} title={e.prev_hash}>
-                    {e.prev_hash.slice(0, 16)}…
-                  </td>
-                  <td className={s.hash} title={e.hash}>
-                    {e.hash.slice(0, 16)}…
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
+          <div data-testid={testIds.audit.entries}>
+            <InteractiveTable columns={columns} data={entries} getRowId={(e) => String(e.seq)} />
+          </div>
         )}
         {next && (
           <Button size="sm" variant="secondary" onClick={more}>
@@ -100,7 +119,7 @@ export function Audit() {
   }
 
   return (
-    <PluginPage>
+    <PluginPage actions={<PageTimeRangePicker {...time} />}>
       <Stack direction="column" gap={2}>
         <InlineField label="Host" labelWidth={8}>
           <Select
@@ -109,7 +128,17 @@ export function Audit() {
             isLoading={!hosts && !hostsError}
             options={(hosts ?? []).map((h) => ({ label: h.host_name, value: h.host_name }))}
             value={host || null}
-            onChange={(v) => setParams(v?.value ? { host: v.value } : {})}
+            onChange={(v) =>
+              setParams((prev) => {
+                const p = new URLSearchParams(prev);
+                if (v?.value) {
+                  p.set('host', v.value);
+                } else {
+                  p.delete('host');
+                }
+                return p;
+              })
+            }
           />
         </InlineField>
         {body}
@@ -143,15 +172,6 @@ function ChainSummary({ status }: { status: ChainStatus }) {
 }
 
 const getStyles = (theme: GrafanaTheme2) => ({
-  table: css({
-    width: '100%',
-    borderCollapse: 'collapse',
-    'th, td': {
-      padding: theme.spacing(0.5, 1),
-      textAlign: 'left',
-      borderBottom: `1px solid ${theme.colors.border.weak}`,
-    },
-  }),
   hash: css({ fontFamily: theme.typography.fontFamilyMonospace }),
 });
 

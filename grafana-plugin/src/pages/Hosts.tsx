@@ -1,16 +1,16 @@
-import React from 'react';
+import React, { useMemo } from 'react';
+import { useAsyncRetry } from 'react-use';
 import { Link } from 'react-router-dom';
 import { css } from '@emotion/css';
 import { GrafanaTheme2 } from '@grafana/data';
 import { PluginPage } from '@grafana/runtime';
-import { Icon, Stack, Tooltip, useStyles2 } from '@grafana/ui';
+import { Column, Icon, InteractiveTable, Stack, Tooltip, useStyles2 } from '@grafana/ui';
 
 import { api } from '../api/client';
-import type { HostList } from '../api/types';
+import type { Host, HostList } from '../api/types';
 import { StatusBadge } from '../components/Severity';
 import { Empty, ErrorView, Loading } from '../components/States';
 import { ago, daysUntil, fmtTime } from '../components/time';
-import { useAsync } from '../components/useAsync';
 import { testIds } from '../components/testIds';
 import { prefixRoute } from '../utils/utils.routing';
 import { ROUTES } from '../constants';
@@ -20,7 +20,66 @@ const CERT_WARN_DAYS = 30;
 /** Hosts: every agent with its derived status, versions, watcher modes and certificate. */
 export function Hosts() {
   const s = useStyles2(getStyles);
-  const { data, error, retry } = useAsync<HostList>(() => api.hosts(), 'hosts');
+  const { value: data, error, retry } = useAsyncRetry<HostList>(() => api.hosts(), []);
+  const columns = useMemo<Array<Column<Host>>>(
+    () => [
+      { id: 'host_name', header: 'Host' },
+      { id: 'status', header: 'Status', cell: ({ row }) => <StatusBadge value={row.original.status} /> },
+      {
+        id: 'last_seen',
+        header: 'Last seen',
+        cell: ({ row }) => <span title={fmtTime(row.original.last_seen)}>{ago(row.original.last_seen)}</span>,
+      },
+      { id: 'agent_version', header: 'Agent', cell: ({ row }) => row.original.agent_version ?? '—' },
+      {
+        id: 'platform',
+        header: 'Platform',
+        cell: ({ row }) => [row.original.platform, row.original.arch].filter(Boolean).join('/') || '—',
+      },
+      {
+        id: 'watchers',
+        header: 'Watchers',
+        cell: ({ row: { original: h } }) => (
+          <>
+            {h.watchers ?? '—'}
+            {h.unserved_rules && (
+              <Tooltip content={`Rules this agent cannot serve: ${h.unserved_rules}`}>
+                <Icon name="exclamation-triangle" className={s.warn} />
+              </Tooltip>
+            )}
+          </>
+        ),
+      },
+      {
+        id: 'cert_not_after',
+        header: 'Certificate expires',
+        cell: ({ row: { original: h } }) => {
+          const certDays = h.cert_not_after ? daysUntil(h.cert_not_after) : undefined;
+          return (
+            <span className={certDays !== undefined && certDays < CERT_WARN_DAYS ? s.warnText : undefined}>
+              {h.cert_not_after ? fmtTime(h.cert_not_after).slice(0, 10) : '—'}
+            </span>
+          );
+        },
+      },
+      { id: 'last_alert_at', header: 'Last alert', cell: ({ row }) => ago(row.original.last_alert_at) },
+      { id: 'alerts_24h', header: 'Alerts 24 h' },
+      {
+        id: 'links',
+        cell: ({ row: { original: h } }) => (
+          <>
+            <Link className={s.link} to={`${prefixRoute(ROUTES.Alerts)}?host=${encodeURIComponent(h.host_name)}`}>
+              Alerts
+            </Link>{' '}
+            <Link className={s.link} to={`${prefixRoute(ROUTES.Audit)}?host=${encodeURIComponent(h.host_name)}`}>
+              Audit
+            </Link>
+          </>
+        ),
+      },
+    ],
+    [s]
+  );
 
   let body: React.ReactNode;
   if (error) {
@@ -35,59 +94,9 @@ export function Hosts() {
     );
   } else {
     body = (
-      <table className={s.table} data-testid={testIds.hosts.table}>
-        <thead>
-          <tr>
-            <th>Host</th>
-            <th>Status</th>
-            <th>Last seen</th>
-            <th>Agent</th>
-            <th>Platform</th>
-            <th>Watchers</th>
-            <th>Certificate expires</th>
-            <th>Last alert</th>
-            <th>Alerts 24 h</th>
-            <th />
-          </tr>
-        </thead>
-        <tbody>
-          {data.hosts.map((h) => {
-            const certDays = h.cert_not_after ? daysUntil(h.cert_not_after) : undefined;
-            return (
-              <tr key={h.host_name}>
-                <td>{h.host_name}</td>
-                <td>
-                  <StatusBadge value={h.status} />
-                </td>
-                <td title={fmtTime(h.last_seen)}>{ago(h.last_seen)}</td>
-                <td>{h.agent_version ?? '—'}</td>
-                <td>{[h.platform, h.arch].filter(Boolean).join('/') || '—'}</td>
-                <td>
-                  {h.watchers ?? '—'}
-                  {h.unserved_rules && (
-                    <Tooltip content={`Rules this agent cannot serve: ${h.unserved_rules}`}>
-                      <Icon name="exclamation-triangle" className={s.warn} />
-                    </Tooltip>
-                  )}
-                </td>
-                <td className={certDays !== undefined && certDays < CERT_WARN_DAYS ? s.warnText : undefined}>
-                  {h.cert_not_after ? fmtTime(h.cert_not_after).slice(0, 10) : '—'}
-                </td>
-                <td>{ago(h.last_alert_at)}</td>
-                <td>{h.alerts_24h}</td>
-                <td>
-                  <Link className={s.link} to={`${prefixRoute(ROUTES.Alerts)}?host=${encodeURIComponent(h.host_name)}`}>
-                    Alerts
-                  </Link>{' '}
-                  <Link className={s.link} to={`${prefixRoute(ROUTES.Audit)}?host=${encodeURIComponent(h.host_name)}`}>
-                    Audit
-                  </Link>
-                </td>
-              </tr>
-            );
-          })}
-        </tbody>
-      </table>
+      <div data-testid={testIds.hosts.table}>
+        <InteractiveTable columns={columns} data={data.hosts} getRowId={(h) => h.host_name} />
+      </div>
     );
   }
 
@@ -104,15 +113,6 @@ export function Hosts() {
 }
 
 const getStyles = (theme: GrafanaTheme2) => ({
-  table: css({
-    width: '100%',
-    borderCollapse: 'collapse',
-    'th, td': {
-      padding: theme.spacing(0.5, 1),
-      textAlign: 'left',
-      borderBottom: `1px solid ${theme.colors.border.weak}`,
-    },
-  }),
   warn: css({ color: theme.colors.warning.text, marginLeft: theme.spacing(0.5) }),
   warnText: css({ color: theme.colors.warning.text }),
   note: css({ color: theme.colors.text.secondary }),
