@@ -38,6 +38,7 @@ func TestScripts(t *testing.T) {
 			"waithealth": cmdWaitHealth,
 			"envsubst":   cmdEnvsubst,
 			"waitalert":  cmdWaitAlert,
+			"waitspool":  cmdWaitSpool,
 			"holdport":   cmdHoldport,
 		},
 		Condition: func(cond string) (bool, error) {
@@ -137,6 +138,22 @@ func cmdEnvsubst(ts *testscript.TestScript, neg bool, args []string) {
 	b, err := os.ReadFile(p)
 	ts.Check(err)
 	ts.Check(os.WriteFile(p, []byte(os.Expand(string(b), ts.Getenv)), 0o600))
+}
+
+// waitspool ADDR waits until the agent at ADDR reports a spooled event: the
+// start event is chained and spooled by the pipeline, after health answers.
+func cmdWaitSpool(ts *testscript.TestScript, neg bool, args []string) {
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		r, err := health.Fetch(context.Background(), args[0])
+		if err == nil && r.SpoolDepth > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("nothing spooled at %s after 60 s (%v)", args[0], err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // waitalert ADDR waits until the agent at ADDR reports a last alert.
