@@ -64,8 +64,8 @@ func probeFileMechanism(mech string) error {
 // kernel's file checks (fentry, then BPF LSM), which sees every open, change
 // and actor without holding anyone; fanotify notification events, which see
 // reads and the actor's PID but may miss a short-lived actor's details; and
-// fsnotify (writes, creates, deletes, renames and attribute changes, without
-// the actor). Each fallback is logged at WARN, and Mechanism and Missing say
+// fsnotify (writes, creates, deletes, renames, attribute changes and, on
+// Linux, reads, without the actor). Each fallback is logged at WARN, and Mechanism and Missing say
 // which is in use. opts.Mechanism forces one; a forced mechanism that cannot
 // start is an error. Honeyfiles (rules with Plant) are planted by Start
 // before any watch is placed.
@@ -102,7 +102,7 @@ func (w *fileWatcher) firstUsable(from int) string {
 		err := probeFileMechanism(m)
 		if err == nil {
 			if m == MechanismFsnotify {
-				w.log.Warn("file watcher falls back to fsnotify: reads are not seen and events carry no actor",
+				w.log.Warn("file watcher falls back to fsnotify: events carry no actor, and reads are seen on Linux only",
 					"tripwire.watcher.mechanism", m, "os", runtime.GOOS)
 			}
 			return m

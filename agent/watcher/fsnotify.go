@@ -18,8 +18,9 @@ import (
 
 // fsnotifyWatcher is the portable fallback (inotify, kqueue,
 // ReadDirectoryChangesW). It sees writes, creates, deletes, renames (the old
-// name; the new one arrives as a create) and attribute changes, but not reads,
-// which none of those APIs report portably, and never who acted: every event
+// name; the new one arrives as a create) and attribute changes, and on Linux
+// reads (fsnotify_reads_linux.go: inotify's IN_ACCESS, which the library
+// does not expose), but never who acted: every event
 // lists the actor fields in Missing, and exclusions, which name actors, cannot
 // apply, so nothing is excluded.
 type fsnotifyWatcher struct {
@@ -27,6 +28,7 @@ type fsnotifyWatcher struct {
 	log   *slog.Logger
 
 	watching               map[string]bool // directories added to the fsnotify watcher
+	reads                  *inotifyReads   // Linux: reads; nil elsewhere
 	unmatched, watchErrs   atomic.Uint64
 	overflows, synthesized atomic.Uint64
 }
@@ -55,6 +57,13 @@ func (w *fsnotifyWatcher) start(ctx context.Context, sink Sink) error {
 	if err != nil {
 		return fmt.Errorf("starting fsnotify: %w", err)
 	}
+	if w.reads, err = newInotifyReads(w.log); err != nil {
+		w.log.Warn("reads of watched files are not seen", "error", err.Error())
+		w.reads = nil
+	}
+	for p := range w.rules.files {
+		w.watchReads(p, false)
+	}
 	// A watched file is watched through its directory, as fsnotify advises:
 	// a file replaced by rename keeps being watched, and its removal is seen.
 	for p := range w.rules.files {
@@ -72,8 +81,23 @@ func (w *fsnotifyWatcher) start(ctx context.Context, sink Sink) error {
 			w.addTree(fw, p, nil, nil)
 		}
 	}
+	if w.reads != nil {
+		go w.reads.run(w.rules, sink, func() { w.unmatched.Add(1) })
+		go func() { <-ctx.Done(); w.reads.close() }()
+	}
 	go w.run(ctx, fw, sink)
 	return nil
+}
+
+// watchReads adds a read watch where the platform has one.
+func (w *fsnotifyWatcher) watchReads(path string, dir bool) {
+	if w.reads == nil {
+		return
+	}
+	if err := w.reads.watch(path, dir); err != nil {
+		w.watchErrs.Add(1)
+		w.log.Warn("cannot watch reads", "file.path", path, "error", err.Error())
+	}
 }
 
 func (w *fsnotifyWatcher) add(fw *fsnotify.Watcher, dir string) error {
@@ -84,6 +108,9 @@ func (w *fsnotifyWatcher) add(fw *fsnotify.Watcher, dir string) error {
 		return fmt.Errorf("watching %s with fsnotify: %w", dir, err)
 	}
 	w.watching[dir] = true
+	if w.rules.dirs[dir] != nil || w.rules.match(filepath.Join(dir, "x")) != nil {
+		w.watchReads(dir, true) // a watched directory, not only a watched file's parent
+	}
 	return nil
 }
 
