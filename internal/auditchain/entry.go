@@ -86,6 +86,20 @@ func (r *rawEntry) entry() (Entry, error) {
 
 // parseLine parses one line without its newline.
 func parseLine(line []byte, e *rawEntry) error {
+	if err := parseShape(line, e); err != nil {
+		return err
+	}
+	if !isHex(e.prevHash) || !isHex(e.hash) {
+		return errMalformed
+	}
+	return nil
+}
+
+// parseShape is parseLine without the check that the hashes are lowercase
+// hex: the verifier makes that check only for an entry that fails its hash
+// or link (a matching hash and an intact link are hex already), to tell a
+// malformed line from a mismatch.
+func parseShape(line []byte, e *rawEntry) error {
 	rest, ok := bytes.CutPrefix(line, prefixSeq)
 	if !ok {
 		return errMalformed
@@ -113,11 +127,11 @@ func parseLine(line []byte, e *rawEntry) error {
 		return errMalformed
 	}
 	e.time = rest[:i]
-	if rest, ok = bytes.CutPrefix(rest[i:], prefixPrevHash); !ok || len(rest) < 64 || !isHex(rest[:64]) {
+	if rest, ok = bytes.CutPrefix(rest[i:], prefixPrevHash); !ok || len(rest) < 64 {
 		return errMalformed
 	}
 	e.prevHash = rest[:64]
-	if rest, ok = bytes.CutPrefix(rest[64:], prefixHash); !ok || len(rest) < 64 || !isHex(rest[:64]) {
+	if rest, ok = bytes.CutPrefix(rest[64:], prefixHash); !ok || len(rest) < 64 {
 		return errMalformed
 	}
 	e.hash = rest[:64]

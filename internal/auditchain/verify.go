@@ -2,13 +2,15 @@ package auditchain
 
 import (
 	"bytes"
+	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/tripwire-sec/tripwire/contract"
 )
@@ -65,22 +67,20 @@ type Report struct {
 // Verify streams a log and reports its first break. The error is for an
 // unreadable log (I/O), not for tampering.
 //
-// Hashing dominates, and each entry's hash can be checked on its own, so
-// blocks of lines are checked on every core while one goroutine follows the
-// links in order.
+// Blocks of lines are parsed and hashed on every core (contract.CheckChain)
+// while this goroutine follows the links in order.
 func Verify(r io.Reader, anchor *Anchor) (Report, error) {
 	v := verifier{anchor: anchor}
 	copy(v.prevHash[:], contract.GenesisHash)
-	stop := make(chan struct{})
-	defer close(stop)
-	blocks, readErr := checkBlocks(r, stop)
-	for blk := range blocks {
-		<-blk.done
-		for i := range blk.results {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	blocks, readErr := readBlocks(ctx, r)
+	for blk := range contract.CheckChain(ctx, blocks, 0) {
+		for i := range blk.Entries {
 			if v.brk != nil && v.pending == nil {
 				break
 			}
-			v.link(&blk.results[i])
+			v.link(&blk.Entries[i], blk.seqBad[i])
 		}
 		if v.brk == nil && blk.torn {
 			v.line++
@@ -89,6 +89,7 @@ func Verify(r io.Reader, anchor *Anchor) (Report, error) {
 		if v.brk != nil && v.pending == nil {
 			return v.report(), nil
 		}
+		blk.recycle()
 	}
 	if err := <-readErr; err != nil {
 		return v.report(), fmt.Errorf("reading audit log: %w", err)
@@ -100,41 +101,51 @@ func Verify(r io.Reader, anchor *Anchor) (Report, error) {
 	return v.report(), nil
 }
 
-// block is a run of whole lines, checked by a worker.
+// block is a run of whole lines, parsed and hashed by a CheckChain worker.
 type block struct {
-	data    []byte
-	torn    bool // data ends with a line that has no newline (the log's end)
-	results []checked
-	done    chan struct{}
+	contract.ChainBatch
+	buf    []byte // what was read; data is its whole lines
+	data   []byte
+	torn   bool   // data ends with a line that has no newline (the log's end)
+	seqBad []bool // the entry's seq differs from its payload's tripwire.seq
 }
 
-const blockSize = 1 << 20
+const blockSize = 1 << 17
 
-// checkBlocks reads r into blocks of whole lines, hands them to one checking
-// goroutine per CPU and returns them in order. The error channel yields the
-// read error, if any, once blocks is closed.
-func checkBlocks(r io.Reader, stop <-chan struct{}) (<-chan *block, <-chan error) {
-	workers := runtime.GOMAXPROCS(0)
-	ordered := make(chan *block, 2*workers)
-	jobs := make(chan *block, 2*workers)
-	readErr := make(chan error, 1)
-	for i := 0; i < workers; i++ {
-		go func() {
-			var c checker
-			for blk := range jobs {
-				c.block(blk)
-				close(blk.done)
-			}
-		}()
+// blocks are recycled: a verification allocates a few, not one per MiB, and
+// the collector then rarely interrupts the workers' hashing.
+var blockPool = sync.Pool{New: func() any {
+	b := &block{buf: make([]byte, blockSize)}
+	b.Parse = b.parse
+	return b
+}}
+
+// recycle returns a block once nothing refers to its lines any more.
+func (b *block) recycle() {
+	if cap(b.buf) == blockSize {
+		b.data, b.torn = nil, false
+		blockPool.Put(b)
 	}
+}
+
+// readBlocks reads r into blocks of whole lines. The error channel yields
+// the read error, if any, once blocks is closed.
+func readBlocks(ctx context.Context, r io.Reader) (<-chan *block, <-chan error) {
+	blocks := make(chan *block, 2)
+	readErr := make(chan error, 1)
 	go func() {
 		defer close(readErr)
-		defer close(ordered)
-		defer close(jobs)
+		defer close(blocks)
 		var carry []byte
 		for {
-			buf := make([]byte, len(carry), max(blockSize, 2*len(carry)))
-			copy(buf, carry)
+			blk := blockPool.Get().(*block)
+			if len(carry) > blockSize/2 { // a line longer than the block: grow it
+				blk = &block{buf: make([]byte, 2*len(carry))}
+				blk.Parse = blk.parse
+			}
+			// carry may lie in this very buffer (recycled meanwhile): copy
+			// moves overlapping bytes correctly.
+			buf := blk.buf[:copy(blk.buf[:cap(blk.buf)], carry)]
 			n, err := io.ReadFull(r, buf[len(buf):cap(buf)])
 			buf = buf[:len(buf)+n]
 			eof := errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
@@ -143,20 +154,15 @@ func checkBlocks(r io.Reader, stop <-chan struct{}) (<-chan *block, <-chan error
 				return
 			}
 			end := bytes.LastIndexByte(buf, '\n') + 1
-			blk := &block{data: buf[:end], done: make(chan struct{})}
+			blk.data = buf[:end]
 			carry = buf[end:]
 			if eof && len(carry) > 0 {
 				blk.torn = true
 			}
 			if end > 0 || blk.torn {
 				select {
-				case jobs <- blk:
-				case <-stop:
-					return
-				}
-				select {
-				case ordered <- blk:
-				case <-stop:
+				case blocks <- blk:
+				case <-ctx.Done():
 					return
 				}
 			}
@@ -165,7 +171,7 @@ func checkBlocks(r io.Reader, stop <-chan struct{}) (<-chan *block, <-chan error
 			}
 		}
 	}()
-	return ordered, readErr
+	return blocks, readErr
 }
 
 // VerifyFile verifies the log at path.
@@ -194,111 +200,114 @@ func (v *verifier) fail(kind contract.BreakKind, seq uint64, format string, args
 	v.brk = &Break{Kind: kind, Seq: seq, Line: v.line, Detail: fmt.Sprintf(format, args...)}
 }
 
-// checked is one line after the checks that need no other line.
-type checked struct {
-	raw    rawEntry
-	status checkStatus
-}
-
-type checkStatus uint8
-
-const (
-	checkedOK checkStatus = iota
-	checkedMalformed
-	checkedHashMismatch
-	checkedSeqMismatch
-)
-
-// checker checks lines; one per worker.
-type checker struct {
-	h   hasher
-	num []byte
-}
-
-func (c *checker) block(blk *block) {
-	data := blk.data
-	for len(data) > 0 {
-		line := data
-		if i := bytes.IndexByte(data, '\n'); i >= 0 {
-			line, data = data[:i], data[i+1:]
-		} else {
-			data = nil // the torn last line: reported by Verify
+// parse splits the block into entries that alias its lines. The torn last
+// line, if any, is left for Verify to report.
+func (b *block) parse() {
+	b.Entries, b.seqBad = b.Entries[:0], b.seqBad[:0]
+	for data := b.data; len(data) > 0; {
+		j := bytes.IndexByte(data, '\n')
+		if j < 0 {
+			break // the torn last line: reported by Verify
+		}
+		line := data[:j]
+		data = data[j+1:]
+		var raw rawEntry
+		if parseShape(line, &raw) != nil {
+			b.Entries = append(b.Entries, contract.ChainEntry{Malformed: true})
+			b.seqBad = append(b.seqBad, false)
 			continue
 		}
-		blk.results = append(blk.results, c.check(line))
+		b.Entries = append(b.Entries, contract.ChainEntry{Seq: raw.seq, PrevHash: raw.prevHash, Hash: raw.hash, Payload: raw.payload})
+		b.seqBad = append(b.seqBad, payloadSeq(raw.payload) != raw.seq)
 	}
 }
 
-func (c *checker) check(line []byte) checked {
-	var r checked
-	e := &r.raw
-	if parseLine(line, e) != nil {
-		r.status = checkedMalformed
-		return r
+var seqKey = []byte(`"tripwire.seq":`)
+
+// payloadSeq is the payload's tripwire.seq, 0 when it has none. Attributes
+// are in key order, so the key is near the end: it is found from the end, by
+// its colon (a key cannot occur inside a JSON string, whose quotes are
+// escaped).
+func payloadSeq(payload []byte) uint64 {
+	i := len(payload)
+	for {
+		i = lastColon(payload[:i])
+		if i < 0 {
+			return 0
+		}
+		if i+1 >= len(seqKey) && bytes.Equal(payload[i+1-len(seqKey):i+1], seqKey) {
+			break
+		}
 	}
-	if !c.h.matches(e.prevHash, e.payload, e.hash) {
-		r.status = checkedHashMismatch
-		return r
+	i -= len(seqKey) - 1
+	var seq uint64
+	digits := 0
+	for _, c := range payload[i+len(seqKey):] {
+		if c < '0' || c > '9' {
+			if c != ',' && c != '}' {
+				return 0
+			}
+			break
+		}
+		if digits++; seq > (1<<64-1-9)/10 || (digits == 2 && seq == 0) {
+			return 0 // overflow, or a leading zero: not how the agent wrote it
+		}
+		seq = seq*10 + uint64(c-'0')
 	}
-	// The seq outside the payload must be the one inside it.
-	c.num = append(strconv.AppendUint(append(c.num[:0], `"tripwire.seq":`...), e.seq, 10), ',')
-	if !bytes.Contains(e.payload, c.num) && !bytes.HasSuffix(e.payload, append(c.num[:len(c.num)-1], '}')) {
-		r.status = checkedSeqMismatch
-	}
-	return r
+	return seq
 }
 
 // link follows the chain from the previous entry to this one.
-func (v *verifier) link(c *checked) {
+func (v *verifier) link(e *contract.ChainEntry, seqBad bool) {
 	v.line++
-	e := &c.raw
 	if v.pending != nil {
 		// The entry after a jump in seq tells a deletion from a reordering.
 		want := v.prevSeq + 1
-		if c.status != checkedMalformed && e.seq == want && bytes.Equal(e.prevHash, v.prevHash[:]) {
+		if !e.Malformed && e.Seq == want && bytes.Equal(e.PrevHash, v.prevHash[:]) {
 			v.brk = &Break{Kind: contract.BreakReordered, Seq: want, Line: v.line,
 				Detail: fmt.Sprintf("seq %d comes after seq %d (line %d)", want, v.pending.seq, v.pendLine)}
 		}
 		v.pending = nil
 		return
 	}
-	switch c.status {
-	case checkedMalformed:
+	intact := e.HashOK && e.Seq == v.prevSeq+1 && bytes.Equal(e.PrevHash, v.prevHash[:])
+	switch {
+	case e.Malformed || (!intact && (!isHex(e.PrevHash) || !isHex(e.Hash))):
 		v.fail(contract.BreakMalformed, v.prevSeq+1, "line is not an audit entry")
 		return
-	case checkedHashMismatch:
-		v.fail(contract.BreakMismatch, e.seq, "content does not match its hash")
+	case !e.HashOK:
+		v.fail(contract.BreakMismatch, e.Seq, "content does not match its hash")
 		return
-	case checkedSeqMismatch:
-		v.fail(contract.BreakMismatch, e.seq, "entry seq differs from the payload's tripwire.seq")
+	case seqBad:
+		v.fail(contract.BreakMismatch, e.Seq, "entry seq differs from the payload's tripwire.seq")
 		return
 	}
 	want := v.prevSeq + 1
 	switch {
-	case e.seq == want && bytes.Equal(e.prevHash, v.prevHash[:]):
+	case e.Seq == want && bytes.Equal(e.PrevHash, v.prevHash[:]):
 		// intact link
-	case e.seq == want && v.prevSeq == 0:
-		v.fail(contract.BreakLink, e.seq, "first entry does not link to the genesis hash")
+	case e.Seq == want && v.prevSeq == 0:
+		v.fail(contract.BreakLink, e.Seq, "first entry does not link to the genesis hash")
 		return
-	case e.seq == want:
-		v.fail(contract.BreakLink, v.prevSeq, "replaced by a rehashed entry: seq %d links to %s, not %s", e.seq, short(string(e.prevHash)), short(string(v.prevHash[:])))
+	case e.Seq == want:
+		v.fail(contract.BreakLink, v.prevSeq, "replaced by a rehashed entry: seq %d links to %s, not %s", e.Seq, short(string(e.PrevHash)), short(string(v.prevHash[:])))
 		v.brk.Line = v.line - 1
 		return
-	case e.seq < want:
-		v.fail(contract.BreakFork, e.seq, "seq %d appears again after seq %d", e.seq, v.prevSeq)
+	case e.Seq < want:
+		v.fail(contract.BreakFork, e.Seq, "seq %d appears again after seq %d", e.Seq, v.prevSeq)
 		return
-	default: // e.seq > want: deleted, unless the missing entries follow (reordered)
-		v.fail(contract.BreakGap, want, "seq %d follows seq %d: %d entries missing", e.seq, v.prevSeq, e.seq-want)
-		v.pending = &rawEntry{seq: e.seq}
+	default: // e.Seq > want: deleted, unless the missing entries follow (reordered)
+		v.fail(contract.BreakGap, want, "seq %d follows seq %d: %d entries missing", e.Seq, v.prevSeq, e.Seq-want)
+		v.pending = &rawEntry{seq: e.Seq}
 		v.pendLine = v.line
 		return
 	}
 	v.entries++
-	v.prevSeq = e.seq
-	copy(v.prevHash[:], e.hash)
-	if v.anchor != nil && e.seq == v.anchor.Seq {
-		if string(e.hash) != v.anchor.Hash {
-			v.fail(contract.BreakFork, e.seq, "hash %s differs from the anchor's %s: the log was rewritten from here or earlier", short(string(e.hash)), short(v.anchor.Hash))
+	v.prevSeq = e.Seq
+	copy(v.prevHash[:], e.Hash)
+	if v.anchor != nil && e.Seq == v.anchor.Seq {
+		if string(e.Hash) != v.anchor.Hash {
+			v.fail(contract.BreakFork, e.Seq, "hash %s differs from the anchor's %s: the log was rewritten from here or earlier", short(string(e.Hash)), short(v.anchor.Hash))
 			return
 		}
 		v.anchored = true
@@ -311,6 +320,26 @@ func (v *verifier) end() {
 		v.brk = &Break{Kind: contract.BreakTruncated, Seq: v.prevSeq + 1,
 			Detail: fmt.Sprintf("log ends at seq %d but the anchor says seq %d exists", v.prevSeq, v.anchor.Seq)}
 	}
+}
+
+// lastColon is bytes.LastIndexByte(b, ':'), eight bytes a step: most of the
+// bytes between a payload's end and its seq have no colon.
+func lastColon(b []byte) int {
+	const ones, highs, colons = 0x0101010101010101, 0x8080808080808080, ':' * 0x0101010101010101
+	i := len(b)
+	for ; i >= 8; i -= 8 {
+		x := binary.LittleEndian.Uint64(b[i-8:i]) ^ colons
+		// Non-zero when some byte of x is zero (some byte was a colon);
+		// bytes above a zero byte may show up too, so look byte by byte.
+		if (x-ones)&^x&highs != 0 {
+			for j := i - 1; j >= i-8; j-- {
+				if b[j] == ':' {
+					return j
+				}
+			}
+		}
+	}
+	return bytes.LastIndexByte(b[:i], ':')
 }
 
 func (v *verifier) report() Report {
