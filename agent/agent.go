@@ -251,6 +251,7 @@ func (a *Agent) startShipper(ctx context.Context, done chan struct{}) error {
 			return status, a.watcherModes(), strings.Join(r.Unserved, "; ")
 		},
 		Emit: a.pipe.Emit,
+		Head: a.chain.Head,
 	}, a.spool, a.metrics.Registry, a.log)
 	if err != nil {
 		close(done)

@@ -63,6 +63,24 @@ type chainState struct {
 	stored   map[int64]string // hash of stored entries at or below the head, for the batch's seqs
 	losses   []seqRange       // shed ranges the agent reported
 	forkTips map[forkTip]bool // entries of reported forks
+
+	claim     *headClaim         // the head this batch's heartbeat announces
+	claimed   headClaim          // the head announced before (seq 0: none)
+	claimSeen map[int64]storedAt // stored entries at the claim's seq and the one after
+}
+
+// headClaim is a chain head an agent announced in a heartbeat.
+type headClaim struct {
+	seq    int64
+	hash   string
+	at     time.Time // the heartbeat's time (agent clock)
+	broken bool      // a break was raised for this claim's episode
+}
+
+// storedAt is a stored audit entry's hash and arrival.
+type storedAt struct {
+	hash       string
+	receivedAt time.Time
 }
 
 // chainOutcome is what the walk decided.
@@ -74,6 +92,7 @@ type chainOutcome struct {
 	forks   []*chainEntry // new entries for chain_forks
 	replays []*chainEntry // batch entries stored before
 	losses  []lossRecord  // shed ranges of this batch's loss events, to remember
+	claim   *headClaim    // the announced head to remember, if it changed
 }
 
 // walk checks a host's chain. The rules:
@@ -208,7 +227,61 @@ wait:
 			out.entries = append(out.entries, cands[i])
 		}
 	}
+	judgeClaim(s, &out, raise)
 	return out
+}
+
+// judgeClaim checks the head a heartbeat announces against what the
+// collector knows, after the batch's entries were walked. The agent's head
+// is the end of its local log, shipped or not, so it is never behind what
+// it announced before, and never behind what the collector stored except
+// for a heartbeat built before the last entries were stored (hence the
+// grace). A claim behind either is a truncated chain; a claim whose hash is
+// not the stored entry's (or the previous claim's, at the same seq) is a
+// fork. One episode gives one alert: the claim is remembered as broken
+// until a claim is consistent again.
+func judgeClaim(s *chainState, out *chainOutcome, raise func(chainBreak)) {
+	c := s.claim
+	if c == nil || c.seq <= 0 || c.hash == "" {
+		return
+	}
+	prev := s.claimed
+	if prev.seq > 0 && !c.at.After(prev.at) {
+		return // an older heartbeat, delivered late
+	}
+	known, haveKnown := "", false
+	for _, en := range out.entries {
+		if en.seq == c.seq {
+			known, haveKnown = en.hash, true
+		}
+	}
+	if st, ok := s.claimSeen[c.seq]; ok && !haveKnown {
+		known, haveKnown = st.hash, true
+	}
+	var b *chainBreak
+	switch {
+	case prev.seq > 0 && c.seq < prev.seq:
+		b = &chainBreak{kind: event.BreakTruncated, expectedSeq: prev.seq, gotSeq: c.seq, expectedHash: prev.hash, gotHash: c.hash}
+	case prev.seq > 0 && c.seq == prev.seq && c.hash != prev.hash:
+		b = &chainBreak{kind: event.BreakFork, expectedSeq: c.seq, gotSeq: c.seq, expectedHash: prev.hash, gotHash: c.hash}
+	case haveKnown && known != c.hash:
+		b = &chainBreak{kind: event.BreakFork, expectedSeq: c.seq, gotSeq: c.seq, expectedHash: known, gotHash: c.hash}
+	case c.seq < out.head.seq:
+		// The entry after the claim was stored longer ago than a heartbeat
+		// can take to arrive: the agent no longer has it.
+		if next, ok := s.claimSeen[c.seq+1]; ok && s.now.Sub(next.receivedAt) > s.grace {
+			b = &chainBreak{kind: event.BreakTruncated, expectedSeq: out.head.seq, gotSeq: c.seq, expectedHash: out.head.hash, gotHash: c.hash}
+		}
+	}
+	next := *c
+	switch {
+	case b != nil && !prev.broken:
+		raise(*b)
+		next.broken = true
+	case b != nil:
+		next.broken = true // the same episode: raised already
+	}
+	out.claim = &next
 }
 
 // shedRange is the shed range a spool_shed loss entry reports, if it is one

@@ -22,6 +22,7 @@ type hostChain struct {
 	id      pgtype.UUID
 	name    string
 	records []record
+	claim   *headClaim // the head the host's heartbeat announces
 }
 
 // checkChains locks the chain heads of the hosts (in host_id order), loads
@@ -37,21 +38,30 @@ func (e *tripwireExporter) checkChains(ctx context.Context, tx pgx.Tx, chains ma
 	}
 	// PostgreSQL's uuid order.
 	slices.SortFunc(ids, func(a, b pgtype.UUID) int { return bytes.Compare(a.Bytes[:], b.Bytes[:]) })
-	var pairHost []pgtype.UUID
-	var pairSeq []int64
+	var pairHost, claimHost []pgtype.UUID
+	var pairSeq, claimSeq []int64
 	var prevs []string
 	for _, id := range ids {
 		for _, r := range chains[id].records {
 			pairHost, pairSeq = append(pairHost, id), append(pairSeq, int64(r.ev.Seq))
 			prevs = append(prevs, r.ev.PrevHash)
 		}
+		if c := chains[id].claim; c != nil {
+			claimHost, claimSeq = append(claimHost, id), append(claimSeq, c.seq)
+		}
 	}
 
 	b := &pgx.Batch{}
 	b.Queue(`INSERT INTO chain_heads (host_id, seq, hash) SELECT id, 0, $2 FROM unnest($1::uuid[]) AS id
 		ON CONFLICT DO NOTHING`, ids, event.GenesisHash)
-	heads := b.Queue(`SELECT c.host_id, c.seq, c.hash, now(), h.host_name FROM chain_heads c
+	heads := b.Queue(`SELECT c.host_id, c.seq, c.hash, now(), h.host_name,
+		       coalesce(c.claimed_seq, 0), coalesce(c.claimed_hash, ''), coalesce(c.claimed_at, 'epoch'), c.claim_broken
+		FROM chain_heads c
 		JOIN hosts h USING (host_id) WHERE c.host_id = ANY($1::uuid[]) ORDER BY c.host_id FOR UPDATE OF c`, ids)
+	// The stored entries at an announced head and right after it.
+	claimed := b.Queue(`SELECT a.host_id, a.seq, a.hash, a.received_at
+		FROM unnest($1::uuid[], $2::bigint[]) AS q(id, s)
+		JOIN audit_entries a ON a.host_id = q.id AND a.seq IN (q.s, q.s + 1)`, claimHost, claimSeq)
 	parked := b.Queue(`SELECT a.host_id, a.seq, a.prev_hash, a.hash, a.received_at
 		FROM audit_entries a JOIN chain_heads c ON c.host_id = a.host_id AND a.seq > c.seq
 		WHERE c.host_id = ANY($1::uuid[]) ORDER BY a.host_id, a.seq`, ids)
@@ -88,12 +98,28 @@ func (e *tripwireExporter) checkChains(ctx context.Context, tx pgx.Tx, chains ma
 		seq, first, last int64
 		count            int64
 		now, recv        time.Time
+		claimHash        string
+		claimAt          time.Time
+		claimBroken      bool
 	)
 	heads.Query(func(rows pgx.Rows) error {
-		_, err := pgx.ForEachRow(rows, []any{&id, &seq, &hash, &now, &name}, func() error {
+		_, err := pgx.ForEachRow(rows, []any{&id, &seq, &hash, &now, &name, &first, &claimHash, &claimAt, &claimBroken}, func() error {
 			s := state(id)
 			s.head, s.now = chainHead{seq: seq, hash: hash}, now
+			s.claimed = headClaim{seq: first, hash: claimHash, at: claimAt, broken: claimBroken}
+			s.claim = chains[id].claim
 			chains[id].name = name
+			return nil
+		})
+		return err
+	})
+	claimed.Query(func(rows pgx.Rows) error {
+		_, err := pgx.ForEachRow(rows, []any{&id, &seq, &hash, &recv}, func() error {
+			s := state(id)
+			if s.claimSeen == nil {
+				s.claimSeen = map[int64]storedAt{}
+			}
+			s.claimSeen[seq] = storedAt{hash: hash, receivedAt: recv}
 			return nil
 		})
 		return err
@@ -187,6 +213,11 @@ func (e *tripwireExporter) queueOutcome(ctx context.Context, w *writes, c *hostC
 		}
 		log("audit chain break", zap.String(event.ResourceHostName, c.name), zap.String("kind", string(br.kind)),
 			zap.Int64("expected_seq", br.expectedSeq), zap.Int64("got_seq", br.gotSeq))
+	}
+	if cl := out.claim; cl != nil {
+		w.claims.ids = append(w.claims.ids, c.id)
+		w.claims.seqs, w.claims.hashes = append(w.claims.seqs, cl.seq), append(w.claims.hashes, cl.hash)
+		w.claims.ats, w.claims.broken = append(w.claims.ats, cl.at), append(w.claims.broken, cl.broken)
 	}
 	if out.moved {
 		w.heads.ids = append(w.heads.ids, c.id)

@@ -885,3 +885,72 @@ func TestBadHostIsIsolatedFromTheBatch(t *testing.T) {
 		t.Errorf("%d transactions, want at most %d (the batch, each host, the bad host's records)", n, 1+hosts+perHost)
 	}
 }
+
+// Issue 12 item 12: a heartbeat carries the agent's chain head (its
+// tripwire.seq and tripwire.audit.hash). Cutting the not-yet-shipped tail of
+// the local log, or rewriting it, shows as the head going backwards or
+// forking from what the collector stored or was told before.
+func TestHeartbeatHeadRollbackIsABreak(t *testing.T) {
+	cases := []struct {
+		name  string
+		grace time.Duration
+		// sends pushes batches and returns the alerts they must raise.
+		sends func(t *testing.T, a *agent, push func(...*event.Event)) (int64, string)
+	}{
+		{"unshipped tail cut after a heartbeat announced it", 0, func(t *testing.T, a *agent, push func(...*event.Event)) (int64, string) {
+			push(a.trips(5)...)
+			tail := a.trips(5) // 6..10, written, not yet shipped
+			push(a.heartbeatAt(tail[4]))
+			push(a.heartbeatAt(tail[1])) // the log now ends at 7
+			return 1, "[truncated:10:7]"
+		}},
+		{"head behind what was stored", 0, func(t *testing.T, a *agent, push func(...*event.Event)) (int64, string) {
+			evs := a.trips(10)
+			push(evs...)
+			push(a.heartbeatAt(evs[4]))
+			push(a.heartbeatAt(evs[4])) // the same claim again: no second alert
+			return 1, "[truncated:10:5]"
+		}},
+		{"head forks from a stored entry", 0, func(t *testing.T, a *agent, push func(...*event.Event)) (int64, string) {
+			evs := a.trips(5)
+			push(evs...)
+			other := newAgent(t, a.host).trips(3)
+			push(a.heartbeatAt(other[2]))
+			return 1, "[fork:3:3]"
+		}},
+		{"head ahead, then further ahead: the unshipped tail", 0, func(t *testing.T, a *agent, push func(...*event.Event)) (int64, string) {
+			push(a.trips(3)...)
+			tail := a.trips(4)
+			push(a.heartbeatAt(tail[0]))
+			push(a.heartbeatAt(tail[3]))
+			push(tail...)
+			push(a.heartbeatAt(tail[3]))
+			return 0, "[]"
+		}},
+		{"a heartbeat built before the last batch was stored", time.Hour, func(t *testing.T, a *agent, push func(...*event.Event)) (int64, string) {
+			early := a.trips(3)
+			hb := a.heartbeatAt(early[2])
+			push(early...)
+			push(a.trips(3)...)
+			push(hb)
+			return 0, "[]"
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dsn := pgtest.NewDB(t)
+			cfg := testConfig(dsn)
+			cfg.ChainGapGrace = tc.grace
+			e := startExporter(t, cfg)
+			pool := openPool(t, dsn)
+			a := newAgent(t, "rollback-1")
+			want, kinds := tc.sends(t, a, func(evs ...*event.Event) { push(t, e, a.logs(evs...)) })
+			if n := breakAlerts(t, pool, a.host); n != want {
+				t.Errorf("%d chain_break alerts, want %d", n, want)
+			}
+			if k := fmt.Sprint(breakKinds(t, pool, a.host)); k != kinds {
+				t.Errorf("breaks %s, want %s", k, kinds)
+			}
+		})
+	}
+}

@@ -138,6 +138,14 @@ func (a *agent) heartbeat(status, watchers string) *event.Event {
 	}
 }
 
+// heartbeatAt is a heartbeat announcing the chain head at entry: the
+// agent's head when that entry was the last it had written.
+func (a *agent) heartbeatAt(entry *event.Event) *event.Event {
+	hb := a.heartbeat(event.StatusOnline, "file=fanotify")
+	hb.Seq, hb.Hash = entry.Seq, entry.Hash
+	return hb
+}
+
 // logs wraps events in one ResourceLogs of the host, with the resource the
 // agent and the receiver set.
 func (a *agent) logs(events ...*event.Event) plog.Logs {

@@ -100,7 +100,14 @@ type writes struct {
 	forks  entryRows
 	breaks breakRows
 	losses lossRows
-	heads  struct {
+	claims struct {
+		ids    []pgtype.UUID
+		seqs   []int64
+		hashes []string
+		ats    []time.Time
+		broken []bool
+	}
+	heads struct {
 		ids    []pgtype.UUID
 		seqs   []int64
 		hashes []string
@@ -195,6 +202,16 @@ func (e *tripwireExporter) storeBatch(ctx context.Context, hosts []*hostBatch, i
 					}
 					c.records = append(c.records, r)
 				}
+			}
+		}
+		for _, h := range hosts {
+			if hb := h.heartbeat; hb != nil && hb.Seq > 0 && hb.Hash != "" {
+				c := chains[h.id]
+				if c == nil {
+					c = &hostChain{id: h.id, name: h.name}
+					chains[h.id] = c
+				}
+				c.claim = &headClaim{seq: int64(hb.Seq), hash: hb.Hash, at: hb.Time}
 			}
 		}
 		if err := e.checkChains(ctx, tx, chains, w); err != nil {
@@ -335,6 +352,11 @@ func (e *tripwireExporter) flush(ctx context.Context, tx pgx.Tx, b *pgx.Batch, w
 	}
 	if h := &w.heads; len(h.ids) > 0 {
 		b.Queue(updateHeadsSQL, h.ids, h.seqs, h.hashes)
+	}
+	if c := &w.claims; len(c.ids) > 0 {
+		b.Queue(`UPDATE chain_heads AS c SET claimed_seq = u.s, claimed_hash = u.hs, claimed_at = u.t, claim_broken = u.b
+			FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::timestamptz[], $5::bool[]) AS u(id, s, hs, t, b)
+			WHERE c.host_id = u.id`, c.ids, c.seqs, c.hashes, c.ats, c.broken)
 	}
 	if b.Len() == 0 {
 		return nil

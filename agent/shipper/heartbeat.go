@@ -56,7 +56,7 @@ func (s *Shipper) heartbeatEvent(now time.Time) *event.Event {
 			st = event.StatusOnline
 		}
 	}
-	return &event.Event{
+	e := &event.Event{
 		Name:         event.AgentHeartbeat,
 		AlertID:      event.NewAlertID(),
 		Severity:     event.SeverityInfo,
@@ -69,6 +69,12 @@ func (s *Shipper) heartbeatEvent(now time.Time) *event.Event {
 			CertNotAfter: s.creds.leaf().NotAfter,
 		},
 	}
+	// A heartbeat is not chained: its tripwire.seq and tripwire.audit.hash
+	// announce the chain's head instead.
+	if s.cfg.Head != nil {
+		e.Seq, e.Hash = s.cfg.Head()
+	}
+	return e
 }
 
 // expiryState remembers the last certificate-expiry warning so it is raised

@@ -86,6 +86,11 @@ type Config struct {
 	// Emit hands an agent event (certificate expiry) to the pipeline, which
 	// chains and spools it like a trip. Nil drops those events.
 	Emit func(*event.Event)
+	// Head reports the audit chain's head, the last seq and hash written
+	// to the local log, shipped or not. Heartbeats announce it so that the
+	// collector sees a log cut or rewritten before its tail was shipped.
+	// Nil announces nothing.
+	Head func() (seq uint64, hash string)
 
 	// MaxBatch caps the events per export; 0 means 512.
 	MaxBatch int

@@ -493,6 +493,8 @@ func TestHeartbeats(t *testing.T) {
 	cfg.Status = func() (string, string, string) {
 		return event.StatusDegraded, "file=fsnotify,process=proc_connector", "honey-ssh: needs CAP_NET_BIND_SERVICE"
 	}
+	const headHash = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+	cfg.Head = func() (uint64, string) { return 42, headHash }
 	reg := prometheus.NewRegistry()
 	runShipper(t, cfg, sp, reg)
 	waitFor(t, "three heartbeats", func() bool { return len(c.heartbeats()) >= 3 })
@@ -502,8 +504,9 @@ func TestHeartbeats(t *testing.T) {
 		if err := e.Validate(); err != nil {
 			t.Fatalf("heartbeat does not validate: %v", err)
 		}
-		if e.Seq != 0 || e.Hash != "" || e.PrevHash != "" {
-			t.Fatalf("heartbeat is chained: seq %d hash %q", e.Seq, e.Hash)
+		// Not chained (no prev_hash), but announcing the chain's head.
+		if e.Chained() || e.PrevHash != "" || e.Seq != 42 || e.Hash != headHash {
+			t.Fatalf("heartbeat head: seq %d hash %q prev %q, want 42 %s and no prev", e.Seq, e.Hash, e.PrevHash, headHash)
 		}
 		a := e.Agent
 		if a == nil || a.Status != event.StatusDegraded || a.Watchers != "file=fsnotify,process=proc_connector" ||
