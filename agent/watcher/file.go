@@ -317,17 +317,22 @@ func (rs *fileRules) match(p string) *fileRule {
 }
 
 // fileTrip builds one file event; Time and ObservedTime are the same because
-// neither mechanism timestamps its events.
+// neither mechanism timestamps its events. fanotify and inotify merge an
+// access, change or attribute event into an identical one still queued, so
+// theirs say the count is a lower bound.
 func fileTrip(name event.Name, r *fileRule, mech, path, renameTo string, at time.Time, actor *event.Process, missing []string) *event.Event {
+	merges := (mech == MechanismFanotify || mech == MechanismFsnotify) &&
+		(name == event.FileAccess || name == event.FileModify || name == event.FileAttrib)
 	return &event.Event{
-		Name:         name,
-		Severity:     r.Severity,
-		Rule:         r.Name,
-		Time:         at,
-		ObservedTime: at,
-		Mechanism:    mech,
-		Missing:      missing,
-		Process:      actor,
-		File:         &event.File{Path: procfs.Printable(path), RenameTo: procfs.Printable(renameTo)},
+		CountLowerBound: merges,
+		Name:            name,
+		Severity:        r.Severity,
+		Rule:            r.Name,
+		Time:            at,
+		ObservedTime:    at,
+		Mechanism:       mech,
+		Missing:         missing,
+		Process:         actor,
+		File:            &event.File{Path: procfs.Printable(path), RenameTo: procfs.Printable(renameTo)},
 	}
 }

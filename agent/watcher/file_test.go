@@ -4,6 +4,9 @@ import (
 	"io"
 	"log/slog"
 	"testing"
+	"time"
+
+	"github.com/tripwire-sec/tripwire/internal/event"
 )
 
 func newTextLogger(w io.Writer) *slog.Logger {
@@ -43,6 +46,27 @@ func TestFileRulesMatch(t *testing.T) {
 	} {
 		if _, err := compileFileRules(bad); err == nil {
 			t.Errorf("accepted %+v", bad)
+		}
+	}
+}
+
+// Trips from mechanisms that merge queued events say their count is a lower
+// bound; the eBPF modes count in the kernel and do not.
+func TestFileTripLowerBound(t *testing.T) {
+	r := &fileRule{FileRule: FileRule{Name: "r"}}
+	for _, c := range []struct {
+		mech string
+		name event.Name
+		want bool
+	}{
+		{MechanismFanotify, event.FileAccess, true},
+		{MechanismFsnotify, event.FileModify, true},
+		{MechanismFanotify, event.FileDelete, false},
+		{MechanismEBPF, event.FileAccess, false},
+		{MechanismEBPFSyscall, event.FileAccess, false},
+	} {
+		if got := fileTrip(c.name, r, c.mech, "/f", "", time.Now(), nil, nil).CountLowerBound; got != c.want {
+			t.Errorf("%s %s: lower bound %v, want %v", c.mech, c.name, got, c.want)
 		}
 	}
 }

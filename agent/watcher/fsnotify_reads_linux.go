@@ -100,7 +100,7 @@ func (r *inotifyReads) handle(b []byte, rules *fileRules, sink Sink, unmatched f
 		}
 		b = b[hdr+nameLen:]
 		if mask&unix.IN_Q_OVERFLOW != 0 {
-			sink.Lost("kernel_overflow", 1)
+			sink.Lost(event.LossKernelOverflow, 1)
 			continue
 		}
 		if mask&unix.IN_ACCESS == 0 {

@@ -73,7 +73,11 @@ type Event struct {
 	Mechanism    string    // watcher mechanism: fanotify, fsnotify, ebpf, honeyport, sockdiag, ...
 	Missing      []string  // attribute keys the mechanism cannot fill, sorted
 	Count        int64     // identical trips coalesced into this one; 0 or 1 means one
-	Truncated    []string  // attribute keys Bound cut to their limit, sorted
+	// CountLowerBound: the mechanism merges identical trips before the agent
+	// sees them (fanotify, inotify), so Count (or 1) is at least, not exactly,
+	// how many there were.
+	CountLowerBound bool
+	Truncated       []string // attribute keys Bound cut to their limit, sorted
 
 	Process *Process // the actor, when known
 	File    *File

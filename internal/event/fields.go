@@ -196,6 +196,7 @@ var fields = []field{
 		func(e *Event) string { return strings.Join(e.Missing, ",") },
 		func(e *Event, s string) { e.Missing = strings.Split(s, ",") }),
 	iField("tripwire.count", func(e *Event) int64 { return e.Count }, func(e *Event, i int64) { e.Count = i }),
+	bField("tripwire.count.lower_bound", func(e *Event) bool { return e.CountLowerBound }, func(e *Event, b bool) { e.CountLowerBound = b }),
 	sField(KeyTruncated, maxLong,
 		func(e *Event) string { return strings.Join(e.Truncated, ",") },
 		func(e *Event, s string) { e.Truncated = strings.Split(s, ",") }),
