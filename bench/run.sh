@@ -12,6 +12,8 @@ if section chain; then
   echo "== audit chain: verify throughput next to bare SHA-256 of the same lines; append with fsync per batch"
   go test -run '^$' -bench 'BenchmarkVerify$' -benchtime 1x -v ./internal/auditchain | grep -E '^Benchmark.*-[0-9]|bench_test'
   go test -run '^$' -bench BenchmarkAppend -benchtime 3x ./internal/auditchain | grep -E '^Benchmark'
+  echo "== central audit entries: the plugin's re-verification from PostgreSQL, next to SHA-256 and a bare read of the same rows"
+  (cd grafana-plugin && go test -run '^$' -bench BenchmarkVerifyChain -benchtime 1x -v ./pkg/plugin | grep -E '^Benchmark.*-[0-9]|verify_test')
 fi
 if section event; then
   echo "== event: OTLP round trip, canonical encoding"

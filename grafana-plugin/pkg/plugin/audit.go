@@ -1,7 +1,9 @@
 package plugin
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -153,56 +155,65 @@ func (s *Store) VerifyChain(ctx context.Context, host string) (*ChainStatus, err
 	if err != nil {
 		return nil, fmt.Errorf("reading audit entries: %w", err)
 	}
+	// Rows are hashed on every core (contract.CheckChain, the same check as
+	// the agent's own verifier) while this goroutine follows the links.
+	vctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	batches, readErr := readAuditBatches(vctx, rows)
 	var (
-		hasher         contract.ChainHasher
-		seq            int64
-		prevHash, hash string
-		payload        []byte
-		lastSeq        int64
-		lastHash       string
-		broken         bool
+		lastSeq  int64
+		lastHash []byte
+		broken   bool
 	)
-	_, err = pgx.ForEachRow(rows, []any{&seq, &prevHash, &hash, &payload}, func() error {
-		st.Entries++
-		ok := true
-		switch {
-		case st.Entries == 1:
-			st.FirstSeq = seq
-			// A chain stored from seq 1 must start at genesis; one stored
-			// from later (the collector joined mid-chain) is anchored on its
-			// first prev_hash.
-			if seq == 1 && prevHash != contract.GenesisHash {
+	for b := range contract.CheckChain(vctx, batches, 0) {
+		for i := range b.Entries {
+			e := &b.Entries[i]
+			seq := int64(e.Seq)
+			st.Entries++
+			ok := true
+			switch {
+			case st.Entries == 1:
+				st.FirstSeq = seq
+				// A chain stored from seq 1 must start at genesis; one stored
+				// from later (the collector joined mid-chain) is anchored on
+				// its first prev_hash.
+				if seq == 1 && string(e.PrevHash) != contract.GenesisHash {
+					ok = false
+					addBreak(ChainBreak{Kind: contract.BreakLink, Seq: seq, ExpectedHash: ptr(contract.GenesisHash), GotHash: ptr(string(e.PrevHash)),
+						Detail: "first entry does not start at genesis"})
+				}
+			case seq != lastSeq+1:
 				ok = false
-				addBreak(ChainBreak{Kind: contract.BreakLink, Seq: seq, ExpectedHash: ptr(contract.GenesisHash), GotHash: ptr(prevHash),
-					Detail: "first entry does not start at genesis"})
+				addBreak(ChainBreak{Kind: contract.BreakGap, Seq: seq, ExpectedSeq: ptr(lastSeq + 1), GotSeq: ptr(seq),
+					Detail: fmt.Sprintf("%d entries missing", seq-lastSeq-1)})
+			case !bytes.Equal(e.PrevHash, lastHash):
+				ok = false
+				addBreak(ChainBreak{Kind: contract.BreakLink, Seq: seq, ExpectedHash: ptr(string(lastHash)), GotHash: ptr(string(e.PrevHash)),
+					Detail: "prev_hash does not match the previous entry's hash"})
 			}
-		case seq != lastSeq+1:
-			ok = false
-			addBreak(ChainBreak{Kind: contract.BreakGap, Seq: seq, ExpectedSeq: ptr(lastSeq + 1), GotSeq: ptr(seq),
-				Detail: fmt.Sprintf("%d entries missing", seq-lastSeq-1)})
-		case prevHash != lastHash:
-			ok = false
-			addBreak(ChainBreak{Kind: contract.BreakLink, Seq: seq, ExpectedHash: ptr(lastHash), GotHash: ptr(prevHash),
-				Detail: "prev_hash does not match the previous entry's hash"})
+			// payload holds the exact canonical bytes the agent hashed.
+			if !e.HashOK {
+				ok = false
+				addBreak(ChainBreak{Kind: contract.BreakMismatch, Seq: seq,
+					ExpectedHash: ptr(contract.ChainHash(string(e.PrevHash), e.Payload)), GotHash: ptr(string(e.Hash)),
+					Detail: "stored hash does not match the recomputed hash"})
+			}
+			if !ok {
+				broken = true
+			}
+			if !broken {
+				st.VerifiedUpTo = seq
+			}
+			lastSeq, lastHash = seq, append(lastHash[:0], e.Hash...)
 		}
-		// payload holds the exact canonical bytes the agent hashed.
-		if got := hasher.Hex([]byte(prevHash), payload); string(got) != hash {
-			ok = false
-			addBreak(ChainBreak{Kind: contract.BreakMismatch, Seq: seq, ExpectedHash: ptr(string(got)), GotHash: ptr(hash),
-				Detail: "stored hash does not match the recomputed hash"})
-		}
-		if !ok {
-			broken = true
-		}
-		if !broken {
-			st.VerifiedUpTo = seq
-		}
-		lastSeq, lastHash = seq, hash
-		return nil
-	})
-	if err != nil {
+	}
+	if err := <-readErr; err != nil {
 		return nil, fmt.Errorf("verifying chain: %w", err)
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("verifying chain: %w", err)
+	}
+	lastHashText := string(lastHash)
 
 	var headSeq int64
 	var headHash string
@@ -213,10 +224,10 @@ func (s *Store) VerifyChain(ctx context.Context, host string) (*ChainStatus, err
 		return nil, fmt.Errorf("reading chain head: %w", err)
 	default:
 		st.HeadSeq, st.HeadHash = &headSeq, &headHash
-		if st.Entries > 0 && (headSeq != lastSeq || headHash != lastHash) {
+		if st.Entries > 0 && (headSeq != lastSeq || headHash != lastHashText) {
 			broken = true
 			addBreak(ChainBreak{Kind: contract.BreakHead, Seq: headSeq, ExpectedSeq: ptr(headSeq), GotSeq: ptr(lastSeq),
-				ExpectedHash: ptr(headHash), GotHash: ptr(lastHash),
+				ExpectedHash: ptr(headHash), GotHash: ptr(lastHashText),
 				Detail: "the stored entries do not end at the collector's chain head"})
 		}
 	}
@@ -248,3 +259,91 @@ FROM chain_breaks WHERE host_id = $1::uuid ORDER BY detected_at DESC, break_id D
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// auditBatch is a run of stored entries whose bytes live in one arena.
+type auditBatch struct {
+	contract.ChainBatch
+	arena []byte
+}
+
+// Batches of about this many bytes: large enough that handing one to a
+// worker costs little, small enough to stay in the CPU's cache.
+const auditBatchBytes = 128 << 10
+
+// readAuditBatches streams rows of (seq, prev_hash, hash, payload) into
+// batches, copying each row's raw bytes once (pgx reuses its buffer). The
+// error channel yields one value, nil or the read error, after batches
+// closes.
+func readAuditBatches(ctx context.Context, rows pgx.Rows) (<-chan *auditBatch, <-chan error) {
+	batches := make(chan *auditBatch, 2)
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(batches)
+		defer rows.Close()
+		b := &auditBatch{arena: make([]byte, 0, auditBatchBytes)}
+		send := func() bool {
+			select {
+			case batches <- b:
+				b = &auditBatch{arena: make([]byte, 0, auditBatchBytes)}
+				return true
+			case <-ctx.Done():
+				return false
+			}
+		}
+		binarySeq := len(rows.FieldDescriptions()) > 0 && rows.FieldDescriptions()[0].Format == pgx.BinaryFormatCode
+		for rows.Next() {
+			v := rows.RawValues()
+			if len(v) != 4 {
+				readErr <- fmt.Errorf("audit entry has %d columns, want 4", len(v))
+				return
+			}
+			seq, err := rawSeq(v[0], binarySeq)
+			if err != nil {
+				readErr <- err
+				return
+			}
+			size := len(v[1]) + len(v[2]) + len(v[3])
+			if len(b.arena)+size > cap(b.arena) && len(b.Entries) > 0 {
+				if !send() {
+					readErr <- ctx.Err()
+					return
+				}
+			}
+			if size > cap(b.arena) {
+				b.arena = make([]byte, 0, size)
+			}
+			// The arena never grows past its capacity, so earlier entries'
+			// slices stay valid.
+			at := len(b.arena)
+			b.arena = append(append(append(b.arena, v[1]...), v[2]...), v[3]...)
+			p, h := at+len(v[1]), at+len(v[1])+len(v[2])
+			b.Entries = append(b.Entries, contract.ChainEntry{Seq: uint64(seq),
+				PrevHash: b.arena[at:p:p], Hash: b.arena[p:h:h], Payload: b.arena[h:len(b.arena):len(b.arena)]})
+		}
+		if err := rows.Err(); err != nil {
+			readErr <- err
+			return
+		}
+		if len(b.Entries) > 0 && !send() {
+			readErr <- ctx.Err()
+			return
+		}
+		readErr <- nil
+	}()
+	return batches, readErr
+}
+
+// rawSeq decodes a bigint column from its wire bytes.
+func rawSeq(v []byte, binaryFormat bool) (int64, error) {
+	if binaryFormat {
+		if len(v) != 8 {
+			return 0, fmt.Errorf("audit entry seq: %d bytes, want 8", len(v))
+		}
+		return int64(binary.BigEndian.Uint64(v)), nil
+	}
+	seq, err := strconv.ParseInt(string(v), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("audit entry seq: %w", err)
+	}
+	return seq, nil
+}
