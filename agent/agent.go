@@ -52,6 +52,8 @@ type Agent struct {
 	metrics *health.Metrics
 	ship    *shipper.Shipper
 	health  *health.Server
+	// shipping is ship for readers outside the run loop (/healthz, status).
+	shipping atomic.Pointer[shipper.Shipper]
 
 	started   time.Time
 	lastAlert atomic.Int64 // unix nanos of the last trip chained
@@ -59,12 +61,16 @@ type Agent struct {
 	running   atomic.Bool // Run got past start-up
 
 	mu       sync.Mutex
-	watchers []running // rebuilt on reload
+	watchers []running // one per slot; reload restarts the changed ones
 	extras   []running // Options.ExtraWatchers, started once
 	unserved []string
+	status   agentStatus // as last chained
+	recheck  chan struct{}
 }
 
 type running struct {
+	slot   string // file, process, honeyport, observe
+	spec   any    // what the watcher was built from
 	w      watcher.Watcher
 	rules  []string
 	cancel context.CancelFunc
@@ -81,7 +87,8 @@ func New(cfg *config.Config, opts Options) (_ *Agent, err error) {
 	}
 	// Not the named result: a failed return sets that to nil, and the
 	// cleanup below needs what was opened.
-	a := &Agent{opts: opts, log: opts.Logger, cfg: cfg, started: time.Now()}
+	a := &Agent{opts: opts, log: opts.Logger, cfg: cfg, started: time.Now(), recheck: make(chan struct{}, 1),
+		status: agentStatus{Status: event.StatusOnline}}
 	defer func() {
 		if err != nil {
 			a.closeState()
@@ -189,9 +196,7 @@ func (a *Agent) Run(ctx context.Context, reload <-chan *config.Config) (err erro
 			err = stopErr
 		}
 	}()
-	if err := a.startWatchers(ctx, a.cfg); err != nil {
-		return &StartError{err}
-	}
+	a.applyRules(ctx, a.cfg)
 	for _, w := range a.opts.ExtraWatchers {
 		wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		a.mu.Lock()
@@ -216,6 +221,8 @@ func (a *Agent) Run(ctx context.Context, reload <-chan *config.Config) (err erro
 	a.log.Info("started", "tripwire.config", a.cfg.File, "tripwire.audit.path", a.cfg.Audit.Path,
 		"tripwire.spool.path", a.cfg.Spool.Path, "server.address", a.HealthAddress())
 
+	tick := time.NewTicker(statusCheckInterval)
+	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -225,6 +232,10 @@ func (a *Agent) Run(ctx context.Context, reload <-chan *config.Config) (err erro
 			return err
 		case cfg := <-reload:
 			a.reload(ctx, cfg)
+		case <-tick.C:
+			a.checkStatus()
+		case <-a.recheck:
+			a.checkStatus()
 		}
 	}
 }
@@ -242,13 +253,10 @@ func (a *Agent) startShipper(ctx context.Context, done chan struct{}) error {
 		HeartbeatInterval: a.cfg.HeartbeatInterval,
 		Resource: shipper.Resource{HostName: host, HostID: id, OSType: runtime.GOOS, HostArch: runtime.GOARCH,
 			ServiceVersion: a.opts.Version},
-		Status: func() (string, string, string) {
-			r := a.Report()
-			status := event.StatusOnline
-			if r.Status != health.StatusOK {
-				status = event.StatusDegraded
-			}
-			return status, a.watcherModes(), strings.Join(r.Unserved, "; ")
+		Status: func() event.Agent {
+			st := a.currentStatus()
+			return event.Agent{Status: st.Status, Watchers: st.Watchers, Unserved: strings.Join(st.Unserved, "; "),
+				Reasons: strings.Join(st.Reasons, "; ")}
 		},
 		Emit: a.pipe.Emit,
 		Head: a.chain.Head,
@@ -258,6 +266,7 @@ func (a *Agent) startShipper(ctx context.Context, done chan struct{}) error {
 		return fmt.Errorf("starting shipper: %w", err)
 	}
 	a.ship = s
+	a.shipping.Store(s)
 	go func() {
 		defer close(done)
 		if err := s.Run(ctx); err != nil {
@@ -318,22 +327,11 @@ func (a *Agent) reload(ctx context.Context, cfg *config.Config) {
 		cfg.Transport.Endpoint != a.cfg.Transport.Endpoint || cfg.HeartbeatInterval != a.cfg.HeartbeatInterval {
 		a.log.Warn("host, spool, audit, health, heartbeat_interval and transport.endpoint changes take effect at the next restart")
 	}
-	if err := a.startWatchers(ctx, cfg); err != nil {
-		// A honeyport cannot be bound twice: stop the old watchers and start
-		// the new ones in their place, or the old ones again if that fails.
-		a.log.Warn("new watchers could not start beside the old ones; restarting them in turn", "error", err)
-		a.stopWatchers()
-		if err := a.startWatchersRetrying(ctx, cfg); err != nil {
-			a.log.Error("reload failed; restoring the previous rules", "error", err)
-			if err := a.startWatchersRetrying(ctx, a.cfg); err != nil {
-				a.log.Error("restoring the previous rules failed; nothing is watched", "error", err)
-			}
-			return
-		}
-	}
+	a.applyRules(ctx, cfg)
 	a.mu.Lock()
 	kept := *a.cfg
 	kept.Rules, kept.Watchers = cfg.Rules, cfg.Watchers
+	kept.Transport.DegradedAfter = cfg.Transport.DegradedAfter
 	a.cfg = &kept
 	a.mu.Unlock()
 	if a.ship != nil {
@@ -345,11 +343,10 @@ func (a *Agent) reload(ctx context.Context, cfg *config.Config) {
 }
 
 func (a *Agent) startEvent() *event.Event {
-	a.mu.Lock()
-	unserved := strings.Join(a.unserved, "; ")
-	a.mu.Unlock()
+	st := a.currentStatus()
 	return &event.Event{
 		Name: event.AgentStart, Severity: event.SeverityInfo, Time: time.Now().UTC(),
-		Agent: &event.Agent{Watchers: a.watcherModes(), Status: event.StatusOnline, Unserved: unserved},
+		Agent: &event.Agent{Watchers: st.Watchers, Status: st.Status, Unserved: strings.Join(st.Unserved, "; "),
+			Reasons: strings.Join(st.Reasons, "; ")},
 	}
 }

@@ -199,9 +199,10 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 	}
 }
 
-// TestStartFailsOnAWatcherThatCannotStart: a rule that cannot be watched is
-// an error at start, not a silent gap, and the state is released.
-func TestStartFailsOnAWatcherThatCannotStart(t *testing.T) {
+// TestStartWithAWatcherThatCannotStart: a rule that cannot be watched is
+// reported as unserved (healthz, a CRITICAL status event) and the agent runs
+// on: one config serves a fleet whose hosts cannot all serve every rule.
+func TestStartWithAWatcherThatCannotStart(t *testing.T) {
 	dir := t.TempDir()
 	sec := filepath.Join(dir, "s")
 	if err := os.WriteFile(sec, nil, 0o600); err != nil {
@@ -211,21 +212,11 @@ func TestStartFailsOnAWatcherThatCannotStart(t *testing.T) {
 	if err := os.Remove(sec); err != nil { // gone between validate and start
 		t.Fatal(err)
 	}
-	ag, err := New(cfg, Options{})
-	if err != nil {
-		t.Fatal(err)
+	ag := runAgent(t, cfg, Options{})
+	rep := ag.waitStatus(t, dir, health.StatusDegraded, `unserved: file rule "s"`, event.SeverityCritical)
+	if len(rep.Watchers) != 0 || len(rep.Unserved) != 1 {
+		t.Errorf("healthz %+v", rep)
 	}
-	err = ag.Run(context.Background(), nil)
-	if err == nil {
-		t.Fatal("Run started with an unwatchable rule")
-	}
-	t.Logf("start error: %v", err)
-	// The state was closed: the chain can be reopened.
-	w, err := auditchain.Open(filepath.Join(dir, "state", "audit.log"), auditchain.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
 }
 
 // TestFsnotifyEventsSayWhatIsMissing forces the fsnotify fallback: a write

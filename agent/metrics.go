@@ -58,11 +58,18 @@ func (a *Agent) registerGauges() {
 	m.CounterFunc("tripwire_agent_trips_total", "Trips received from watchers.", func() float64 { return float64(a.pipe.Stats().Trips) })
 	m.CounterFunc("tripwire_agent_coalesced_total", "Repeated trips counted into summary events.", func() float64 { return float64(a.pipe.Stats().Coalesced) })
 	m.CounterFunc("tripwire_agent_dropped_total", "Trips dropped because the pipeline was full (reported as loss).", func() float64 { return float64(a.pipe.Stats().Dropped) })
+	m.GaugeFunc("tripwire_agent_degraded", "1 while the agent is DEGRADED (see /healthz reasons).", func() float64 {
+		if a.currentStatus().Status == event.StatusDegraded {
+			return 1
+		}
+		return 0
+	})
 	m.GaugeFunc("tripwire_agent_uptime_seconds", "Seconds since the agent started.", func() float64 { return time.Since(a.started).Seconds() })
 }
 
 // Report is the /healthz body.
 func (a *Agent) Report() health.Report {
+	st := a.currentStatus()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	r := health.Report{
@@ -92,7 +99,11 @@ func (a *Agent) Report() health.Report {
 		}
 		r.Watchers = append(r.Watchers, health.Watcher{Kind: w.w.Kind(), Mechanism: w.w.Mechanism(), Missing: missing, Rules: rules})
 	}
-	if len(r.Unserved) > 0 || a.spool.Stats().OverLimit {
+	r.Reasons = st.Reasons
+	if r.Reasons == nil {
+		r.Reasons = []string{}
+	}
+	if st.Status == event.StatusDegraded {
 		r.Status = health.StatusDegraded
 	}
 	if a.stopping.Load() {

@@ -3,114 +3,162 @@ package agent
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/tripwire-sec/tripwire/agent/config"
 	"github.com/tripwire-sec/tripwire/agent/watcher"
 )
 
-// buildWatchers creates the watchers for cfg's enabled rules; only kinds
-// with rules get one.
-func (a *Agent) buildWatchers(cfg *config.Config) ([]running, error) {
+// slot is one watcher the config asks for: file, process, honeyport or
+// observe. A reload restarts a slot only when its spec (rules and forced
+// mechanism) changed, so a network watcher that fails to restart never takes
+// the file or process watchers with it.
+type slot struct {
+	name  string
+	kind  string // file, process or network
+	rules []string
+	spec  any // compared with reflect.DeepEqual across reloads
+	build func() (watcher.Watcher, error)
+}
+
+// plan lists the slots of cfg's enabled rules; only kinds with rules get one.
+func (a *Agent) plan(cfg *config.Config) []slot {
 	opts := func(mech string) watcher.Options {
 		return watcher.Options{Mechanism: mech, Logger: a.log}
 	}
-	var out []running
+	var out []slot
 	if rules := cfg.FileRules(); len(rules) > 0 {
-		w, err := watcher.NewFileWatcher(rules, opts(cfg.Watchers.File))
-		if err != nil {
-			return nil, watcherErr("file watcher", err)
-		}
-		var names []string
-		for _, r := range rules {
-			names = append(names, r.Name)
-		}
-		out = append(out, running{w: w, rules: names})
+		out = append(out, slot{name: "file", kind: "file", rules: names(rules, func(r watcher.FileRule) string { return r.Name }),
+			spec:  []any{rules, cfg.Watchers.File},
+			build: func() (watcher.Watcher, error) { return watcher.NewFileWatcher(rules, opts(cfg.Watchers.File)) }})
 	}
 	if rules := cfg.ProcessRules(); len(rules) > 0 {
-		w, err := watcher.NewProcessWatcher(rules, opts(cfg.Watchers.Process))
-		if err != nil {
-			return nil, watcherErr("process watcher", err)
-		}
-		var names []string
-		for _, r := range rules {
-			names = append(names, r.Name)
-		}
-		out = append(out, running{w: w, rules: names})
+		out = append(out, slot{name: "process", kind: "process", rules: names(rules, func(r watcher.ProcessRule) string { return r.Name }),
+			spec:  []any{rules, cfg.Watchers.Process},
+			build: func() (watcher.Watcher, error) { return watcher.NewProcessWatcher(rules, opts(cfg.Watchers.Process)) }})
 	}
-	if rules := cfg.NetworkRules(); len(rules) > 0 {
-		ws, err := watcher.NewNetworkWatchers(rules, opts(cfg.Watchers.Network))
-		if err != nil {
-			return nil, watcherErr("network watcher", err)
-		}
-		for _, w := range ws {
-			var names []string
-			for _, r := range rules {
-				// The honeyport watcher serves honeyport rules; the other serves observe rules.
-				if (w.Mechanism() == "honeyport") == (r.Mode == "honeyport") {
-					names = append(names, r.Name)
-				}
-			}
-			out = append(out, running{w: w, rules: names})
+	var honey, observe []watcher.NetworkRule
+	for _, r := range cfg.NetworkRules() {
+		if r.Mode == "honeyport" {
+			honey = append(honey, r)
+		} else {
+			observe = append(observe, r)
 		}
 	}
-	return out, nil
+	if len(honey) > 0 {
+		out = append(out, slot{name: "honeyport", kind: "network", rules: names(honey, func(r watcher.NetworkRule) string { return r.Name }),
+			spec:  []any{honey},
+			build: func() (watcher.Watcher, error) { return watcher.NewHoneyportWatcher(honey, opts("")) }})
+	}
+	if len(observe) > 0 {
+		out = append(out, slot{name: "observe", kind: "network", rules: names(observe, func(r watcher.NetworkRule) string { return r.Name }),
+			spec:  []any{observe, cfg.Watchers.Network},
+			build: func() (watcher.Watcher, error) { return watcher.NewObserveWatcher(observe, opts(cfg.Watchers.Network)) }})
+	}
+	return out
 }
 
-// startWatchers builds and starts watchers for cfg. On any error the ones
-// already started are stopped: a rule that cannot be watched at all is an
-// error at start, not a silent gap.
-func (a *Agent) startWatchers(ctx context.Context, cfg *config.Config) error {
-	ws, err := a.buildWatchers(cfg)
-	if err != nil {
-		a.metrics.WatcherErrors.WithLabelValues("", "").Inc()
-		return err
+func names[R any](rules []R, name func(R) string) []string {
+	out := make([]string, 0, len(rules))
+	for _, r := range rules {
+		out = append(out, name(r))
 	}
-	for i := range ws {
-		r := &ws[i]
-		wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		r.cancel = cancel
-		sink := a.pipe.Sink(r.w.Mechanism(), r.w.Missing())
-		if err := r.w.Start(wctx, sink); err != nil {
-			a.metrics.WatcherErrors.WithLabelValues(r.w.Kind(), r.w.Mechanism()).Inc()
-			for _, started := range ws[:i+1] {
-				started.cancel()
+	return out
+}
+
+// applyRules brings the running watchers to cfg: slots whose spec is
+// unchanged keep running, changed ones start their new watcher beside the old
+// one (a honeyport takes over the old one's sockets) and only then stop the
+// old one. A watcher that cannot be built or started leaves its rules
+// unserved, reported, and never stops the agent; on a reload the previous
+// watcher of that slot keeps running, since it still watches something.
+func (a *Agent) applyRules(ctx context.Context, cfg *config.Config) {
+	a.mu.Lock()
+	old := map[string]running{}
+	for _, r := range a.watchers {
+		old[r.slot] = r
+	}
+	a.mu.Unlock()
+
+	var next, stop []running
+	var unserved []string
+	for _, s := range a.plan(cfg) {
+		prev, had := old[s.name]
+		delete(old, s.name)
+		if had && reflect.DeepEqual(prev.spec, s.spec) {
+			next = append(next, prev)
+			continue
+		}
+		r, err := a.startSlot(ctx, s, prev.w)
+		if err != nil {
+			a.log.Error("watcher cannot start; its rules are unserved", "tripwire.watcher.slot", s.name, "error", err)
+			for _, rule := range s.rules {
+				unserved = append(unserved, fmt.Sprintf("%s rule %q: %v", s.kind, rule, err))
 			}
-			return fmt.Errorf("starting %s watcher (%s): %w", r.w.Kind(), r.w.Mechanism(), err)
+			if had {
+				next = append(next, prev)
+			}
+			continue
 		}
-		a.log.Info("watcher started", "tripwire.watcher.kind", r.w.Kind(),
-			"tripwire.watcher.mechanism", r.w.Mechanism(), "tripwire.missing_fields", r.w.Missing(),
-			"tripwire.rule.name", r.rules)
+		next = append(next, r)
+		if had {
+			stop = append(stop, prev)
+		}
 	}
-	unserved := watcher.Unserved(cfg.FileRules(), cfg.ProcessRules(), cfg.NetworkRules())
+	for _, r := range old {
+		stop = append(stop, r) // no rules of its kind left
+	}
+	// Rules a running watcher does not serve: a decoy port another process
+	// holds, a decoy it could not plant safely.
+	for _, r := range next {
+		if ps, ok := r.w.(watcher.PartlyServed); ok {
+			unserved = append(unserved, ps.Unserved()...)
+		}
+	}
+	unserved = append(unserved, watcher.Unserved(cfg.FileRules(), cfg.ProcessRules(), cfg.NetworkRules())...)
 	for _, u := range unserved {
-		a.log.Warn("rule cannot be served with this agent's capabilities", "tripwire.agent.unserved_rules", u)
-	}
-	// Rules a watcher dropped at start (a decoy it could not plant safely), logged
-	// by the watcher.
-	for _, r := range ws {
-		if u, ok := r.w.(interface{ Unserved() []string }); ok {
-			unserved = append(unserved, u.Unserved()...)
-		}
+		a.log.Warn("rule unserved", "tripwire.agent.unserved_rules", u)
 	}
 	a.mu.Lock()
-	old := a.watchers
-	a.watchers, a.unserved = ws, unserved
-	for _, r := range old {
+	for _, r := range stop {
 		a.metrics.Watchers.WithLabelValues(r.w.Kind(), r.w.Mechanism()).Set(0)
 	}
-	for _, r := range ws {
+	for _, r := range next {
 		a.metrics.Watchers.WithLabelValues(r.w.Kind(), r.w.Mechanism()).Set(1)
 	}
+	a.watchers, a.unserved = next, unserved
 	a.mu.Unlock()
 	// The new watchers are in place before the old ones stop, so a reload
 	// leaves no gap; a trip both see is coalesced into one.
-	for _, r := range old {
+	for _, r := range stop {
 		r.cancel()
 	}
-	return nil
+	a.statusChanged()
+}
+
+// startSlot builds and starts the watcher of s; prev is the watcher it
+// replaces, if any, whose sockets a honeyport takes over.
+func (a *Agent) startSlot(ctx context.Context, s slot, prev watcher.Watcher) (running, error) {
+	w, err := s.build()
+	if err != nil {
+		a.metrics.WatcherErrors.WithLabelValues(s.name, "").Inc()
+		return running{}, err
+	}
+	if in, ok := w.(watcher.Inheritor); ok && prev != nil {
+		in.Inherit(prev)
+	}
+	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	if err := w.Start(wctx, a.pipe.Sink(w.Mechanism(), w.Missing())); err != nil {
+		cancel()
+		a.metrics.WatcherErrors.WithLabelValues(w.Kind(), w.Mechanism()).Inc()
+		return running{}, fmt.Errorf("starting %s watcher (%s): %w", w.Kind(), w.Mechanism(), err)
+	}
+	a.log.Info("watcher started", "tripwire.watcher.kind", w.Kind(),
+		"tripwire.watcher.mechanism", w.Mechanism(), "tripwire.missing_fields", w.Missing(),
+		"tripwire.rule.name", s.rules)
+	return running{slot: s.name, spec: s.spec, w: w, rules: s.rules, cancel: cancel}, nil
 }
 
 func (a *Agent) stopWatchers() {
@@ -133,18 +181,6 @@ func (a *Agent) stopExtras() {
 	a.extras = nil
 }
 
-// startWatchersRetrying gives released ports and marks a moment to go.
-func (a *Agent) startWatchersRetrying(ctx context.Context, cfg *config.Config) error {
-	var err error
-	for attempt := 0; attempt < 10; attempt++ {
-		if err = a.startWatchers(ctx, cfg); err == nil {
-			return nil
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	return err
-}
-
 func (a *Agent) watcherModes() string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -153,13 +189,4 @@ func (a *Agent) watcherModes() string {
 		parts = append(parts, r.w.Kind()+"="+r.w.Mechanism())
 	}
 	return strings.Join(parts, ",")
-}
-
-// watcherErr prefixes err with the watcher it came from, unless the watcher
-// package said so already.
-func watcherErr(name string, err error) error {
-	if strings.HasPrefix(err.Error(), name) {
-		return err
-	}
-	return fmt.Errorf("%s: %w", name, err)
 }

@@ -32,12 +32,15 @@ ON CONFLICT (host_name) DO UPDATE SET
     status         = CASE WHEN h.status = '` + event.StatusOffline + `' THEN '` + event.StatusOnline + `' ELSE h.status END
 RETURNING host_id, host_name`
 
+// heartbeatSQL sets what the agent reports now: a heartbeat without
+// watchers means none runs, not "unchanged".
 const heartbeatSQL = `
 UPDATE hosts AS h SET
     status         = u.s,
-    watchers       = COALESCE(NULLIF(u.w, ''), h.watchers),
-    unserved_rules = NULLIF(u.un, '')
-FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS u(id, s, w, un)
+    watchers       = NULLIF(u.w, ''),
+    unserved_rules = NULLIF(u.un, ''),
+    status_reasons = NULLIF(u.r, '')
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[]) AS u(id, s, w, un, r)
 WHERE h.host_id = u.id`
 
 // insertAlertsSQL inserts idempotently and NOTIFYs the payload of each row
@@ -274,7 +277,7 @@ func upsertHosts(ctx context.Context, tx pgx.Tx, hosts []*hostBatch) error {
 
 func queueHeartbeats(b *pgx.Batch, hosts []*hostBatch) {
 	var ids []pgtype.UUID
-	var status, watchers, unserved []string
+	var status, watchers, unserved, reasons []string
 	for _, h := range hosts {
 		hb := h.heartbeat
 		if hb == nil {
@@ -292,9 +295,10 @@ func queueHeartbeats(b *pgx.Batch, hosts []*hostBatch) {
 		status = append(status, s)
 		watchers = append(watchers, text(a.Watchers))
 		unserved = append(unserved, text(a.Unserved))
+		reasons = append(reasons, text(a.Reasons))
 	}
 	if len(ids) > 0 {
-		b.Queue(heartbeatSQL, ids, status, watchers, unserved)
+		b.Queue(heartbeatSQL, ids, status, watchers, unserved, reasons)
 	}
 }
 

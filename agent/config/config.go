@@ -33,6 +33,9 @@ const (
 	DefaultSpoolMaxEvents    = 1_000_000
 	DefaultSpoolMaxBytes     = 1 << 30
 	DefaultHeartbeatInterval = 30 * time.Second
+	// DefaultDegradedAfter is how long shipping may fail before the agent
+	// reports itself DEGRADED.
+	DefaultDegradedAfter = 5 * time.Minute
 )
 
 // Rule types.
@@ -95,6 +98,9 @@ type Transport struct {
 	Cert       string
 	Key        string
 	ServerName string
+	// DegradedAfter is how long shipping may fail before the agent reports
+	// itself DEGRADED.
+	DegradedAfter time.Duration
 }
 
 // Spool bounds the local event store.
@@ -176,6 +182,7 @@ func Parse(name string, data []byte) (*Config, error) {
 		Audit:             Audit{Path: DefaultAuditPath},
 		Health:            Health{Socket: DefaultHealthSocket, SocketGroup: DefaultHealthGroup},
 		HeartbeatInterval: DefaultHeartbeatInterval,
+		Transport:         Transport{DegradedAfter: DefaultDegradedAfter},
 	}
 	top := d.mapping(root, "", "host", "rules", "transport", "spool", "audit", "health", "heartbeat_interval", "watchers")
 	if f, ok := top["host"]; ok {
@@ -260,8 +267,9 @@ func (d *decoder) path(m map[string]field, key, dir string, dst *string) {
 }
 
 func (d *decoder) transport(f field, dir string, t *Transport) {
-	m := d.mapping(f.value, f.path, "endpoint", "ca", "cert", "key", "server_name")
+	m := d.mapping(f.value, f.path, "endpoint", "ca", "cert", "key", "server_name", "degraded_after")
 	d.str(m, "endpoint", &t.Endpoint)
+	d.duration(m, "degraded_after", time.Second, &t.DegradedAfter)
 	d.str(m, "server_name", &t.ServerName)
 	for _, k := range []struct {
 		key string

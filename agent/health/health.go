@@ -38,6 +38,7 @@ type Report struct {
 	LastAlertAt *time.Time `json:"last_alert_at"`
 	Watchers    []Watcher  `json:"watchers"`
 	Unserved    []string   `json:"unserved"` // rules the agent cannot serve, and why
+	Reasons     []string   `json:"reasons"`  // why the status is degraded
 	Version     string     `json:"version,omitempty"`
 }
 

@@ -41,33 +41,31 @@ func (s *Shipper) heartbeat(ctx context.Context) {
 		if ctx.Err() != nil {
 			return // shutting down
 		}
+		s.beatFailing.CompareAndSwap(0, time.Now().UnixNano())
 		s.log.Debug("heartbeat failed; the next one replaces it", "error", out.err)
 		s.metrics.heartbeats.WithLabelValues("failed").Inc()
 		return
 	}
+	s.beatFailing.Store(0)
 	s.metrics.heartbeats.WithLabelValues("ok").Inc()
 }
 
 func (s *Shipper) heartbeatEvent(now time.Time) *event.Event {
-	st, watchers, unserved := event.StatusOnline, "", ""
+	a := event.Agent{Status: event.StatusOnline}
 	if s.cfg.Status != nil {
-		st, watchers, unserved = s.cfg.Status()
-		if st == "" {
-			st = event.StatusOnline
+		a = s.cfg.Status()
+		if a.Status == "" {
+			a.Status = event.StatusOnline
 		}
 	}
+	a.CertNotAfter = s.creds.leaf().NotAfter
 	e := &event.Event{
 		Name:         event.AgentHeartbeat,
 		AlertID:      event.NewAlertID(),
 		Severity:     event.SeverityInfo,
 		Time:         now,
 		ObservedTime: now,
-		Agent: &event.Agent{
-			Status:       st,
-			Watchers:     watchers,
-			Unserved:     unserved,
-			CertNotAfter: s.creds.leaf().NotAfter,
-		},
+		Agent:        &a,
 	}
 	// A heartbeat is not chained: its tripwire.seq and tripwire.audit.hash
 	// announce the chain's head instead.

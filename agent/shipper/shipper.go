@@ -79,10 +79,10 @@ type Config struct {
 	// Resource identifies this host in every record; service.name is always
 	// tripwire-agent.
 	Resource Resource
-	// Status reports the agent's health for heartbeats: ONLINE or DEGRADED,
-	// the watcher modes ("file=fanotify,process=ebpf") and the rules the agent
-	// cannot serve. Nil means ONLINE with nothing else to say.
-	Status func() (status, watchers, unserved string)
+	// Status reports the agent's health for heartbeats: Status (ONLINE or
+	// DEGRADED), Watchers ("file=fanotify,process=ebpf"), Unserved and
+	// Reasons. Nil means ONLINE with nothing else to say.
+	Status func() event.Agent
 	// Emit hands an agent event (certificate expiry) to the pipeline, which
 	// chains and spools it like a trip. Nil drops those events.
 	Emit func(*event.Event)
@@ -134,6 +134,10 @@ type Shipper struct {
 	metrics *metrics
 	creds   *credentials
 	records *recordBuilder
+
+	// shipFailing and beatFailing are the unix nanos of the first failure of
+	// the current outage of exports and of heartbeats; 0 while they succeed.
+	shipFailing, beatFailing atomic.Int64
 
 	mu   sync.Mutex
 	link *link // current connection; swapped between batches on Reload
@@ -234,6 +238,21 @@ func (s *Shipper) Run(ctx context.Context) error {
 	return nil
 }
 
+// FailingFor is how long shipping has been failing at now: the older of the
+// current outages of exports and of heartbeats, 0 while both succeed.
+func (s *Shipper) FailingFor(now time.Time) time.Duration {
+	var d time.Duration
+	for _, since := range []int64{s.shipFailing.Load(), s.beatFailing.Load()} {
+		if since != 0 {
+			d = max(d, now.Sub(time.Unix(0, since)))
+		}
+	}
+	return d
+}
+
+// BeatSoon sends a heartbeat now, e.g. when the agent's status changed.
+func (s *Shipper) BeatSoon() { s.beatSoon() }
+
 // Reload re-reads the CA, certificate and key. On error the old ones stay in
 // use. Queued events are untouched: the next batch goes over a new connection
 // made with the new certificate.
@@ -326,6 +345,7 @@ func (s *Shipper) ship(ctx context.Context) {
 		out := s.send(ctx, batch)
 		switch {
 		case out.err == nil:
+			s.shipFailing.Store(0)
 			if failures > 0 {
 				s.log.Info("delivery restored", "failed_attempts", failures, "down_for", time.Since(downSince).Round(time.Millisecond).String())
 				failures = 0
@@ -362,6 +382,7 @@ func (s *Shipper) ship(ctx context.Context) {
 			}
 			if failures == 0 {
 				downSince = time.Now()
+				s.shipFailing.CompareAndSwap(0, downSince.UnixNano())
 			}
 			failures++
 			s.metrics.failed.Inc()

@@ -490,8 +490,9 @@ func TestHeartbeats(t *testing.T) {
 	sp := openSpool(t)
 	cfg := testConfig(p, c)
 	cfg.HeartbeatInterval = 50 * time.Millisecond
-	cfg.Status = func() (string, string, string) {
-		return event.StatusDegraded, "file=fsnotify,process=proc_connector", "honey-ssh: needs CAP_NET_BIND_SERVICE"
+	cfg.Status = func() event.Agent {
+		return event.Agent{Status: event.StatusDegraded, Watchers: "file=fsnotify,process=proc_connector",
+			Unserved: "honey-ssh: needs CAP_NET_BIND_SERVICE", Reasons: "shipping: failing"}
 	}
 	const headHash = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 	cfg.Head = func() (uint64, string) { return 42, headHash }
@@ -510,7 +511,7 @@ func TestHeartbeats(t *testing.T) {
 		}
 		a := e.Agent
 		if a == nil || a.Status != event.StatusDegraded || a.Watchers != "file=fsnotify,process=proc_connector" ||
-			a.Unserved != "honey-ssh: needs CAP_NET_BIND_SERVICE" || a.CertNotAfter.IsZero() {
+			a.Unserved != "honey-ssh: needs CAP_NET_BIND_SERVICE" || a.Reasons != "shipping: failing" || a.CertNotAfter.IsZero() {
 			t.Fatalf("heartbeat agent fields: %+v", a)
 		}
 		if r.resource[event.ResourceHostName] != "host-a" {

@@ -139,11 +139,9 @@ func (h capHost) unserved(fileRules []FileRule, procRules []ProcessRule, netRule
 		switch {
 		case h.caps.ebpf(), h.caps.has(capSysAdmin):
 			// eBPF or fanotify serve every kind of process rule.
-		case !h.procConnector:
-			out = append(out, fmt.Sprintf("process rule %q: no mechanism: eBPF needs CAP_BPF+CAP_PERFMON, fanotify needs CAP_SYS_ADMIN, the proc connector refused (%s; CAP_NET_ADMIN on older kernels)", r.Name, h.procConnectorWhy))
 		case (len(r.Paths) > 0 || r.Resolve) && !h.caps.has(capSysPtrace):
-			// The proc connector gives a PID only; the binary's path and
-			// inode come from /proc/PID/exe, which needs ptrace access.
+			// The proc connector and polling give a PID only; the binary's
+			// path and inode come from /proc/PID/exe, which needs ptrace access.
 			out = append(out, fmt.Sprintf("process rule %q: matching by path or resolved binary needs the binary of other users' processes: CAP_BPF+CAP_PERFMON (eBPF), CAP_SYS_ADMIN (fanotify) or CAP_SYS_PTRACE (proc connector)", r.Name))
 		}
 	}
@@ -166,7 +164,9 @@ func (h capHost) degraded(fileRules []FileRule, procRules []ProcessRule, netRule
 		out = append(out, "file rules: fsnotify instead of fanotify (no PID, user or command line of the actor): needs CAP_SYS_ADMIN")
 	}
 	if len(procRules) > 0 {
-		if !h.caps.ebpf() {
+		if !h.caps.ebpf() && !h.caps.has(capSysAdmin) && !h.procConnector {
+			out = append(out, fmt.Sprintf("process rules: polling /proc instead of an exec notification (a process shorter than the poll interval is missed): eBPF needs CAP_BPF+CAP_PERFMON, fanotify CAP_SYS_ADMIN, the proc connector refused (%s)", h.procConnectorWhy))
+		} else if !h.caps.ebpf() {
 			out = append(out, "process rules: fanotify or the proc connector instead of eBPF (argv read from /proc after the exec, so a process that exits at once may lack it; matching happens in user space): needs CAP_BPF+CAP_PERFMON")
 		}
 		if !h.caps.has(capSysPtrace) {

@@ -47,7 +47,7 @@ func TestUnservedByCapabilities(t *testing.T) {
 		{"none, connector open", capHost{caps: 0, procConnector: true, unprivPortStart: 1024, readable: unreadable},
 			[]string{"shadow", "nc-path", "ssh-decoy"}},
 		{"none, connector refused", capHost{caps: 0, procConnector: false, procConnectorWhy: "EPERM", unprivPortStart: 1024, readable: unreadable},
-			[]string{"shadow", "nc-name", "nc-path", "ssh-decoy"}},
+			[]string{"shadow", "nc-path", "ssh-decoy"}}, // nc-name: served by polling /proc
 		{"bpf+perfmon", capHost{caps: 1<<capBPF | 1<<capPerfmon, unprivPortStart: 1024, readable: unreadable},
 			[]string{"shadow", "ssh-decoy"}},
 		{"ptrace+dac+bind", capHost{caps: 1<<capSysPtrace | 1<<capDacReadSearch | 1<<capNetBindService, procConnector: true, unprivPortStart: 1024, readable: unreadable},

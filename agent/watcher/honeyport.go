@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -58,6 +59,9 @@ type honeyport struct {
 	flood                                             floodGate
 	mu                                                sync.Mutex
 	addrs                                             []net.Addr // bound, for tests and logs
+	socks                                             map[string]*honeySock
+	unserved                                          []string
+	prev                                              *honeyport // the watcher this one replaces, whose sockets it takes
 
 	// Tests only: a shorter accept queue, and a gate the accept loops wait
 	// on, so a test can overflow the queue on purpose.
@@ -65,15 +69,64 @@ type honeyport struct {
 	acceptGate chan struct{}
 }
 
-// honeySocket is one bound socket and the drops already reported for it.
-type honeySocket struct {
-	conn   syscall.Conn
-	reason string
-	seen   uint32 // sk_drops is a 32-bit counter that wraps
+// honeySock is one bound decoy socket, the loop serving it, and the drops
+// already reported for it. A socket passes from one honeyport watcher to the
+// next on reload without being closed, so no other process can bind the port
+// in between.
+type honeySock struct {
+	ln       *net.TCPListener // tcp
+	pc       *net.UDPConn     // udp
+	reason   string           // the loss reason of its drops
+	seen     uint32           // sk_drops is a 32-bit counter that wraps
+	released atomic.Bool      // the loop stops without closing: a successor takes it
+	done     chan struct{}    // closed when the loop has stopped
+}
+
+func (s *honeySock) conn() syscall.Conn {
+	if s.ln != nil {
+		return s.ln
+	}
+	return s.pc
+}
+
+func (s *honeySock) close() {
+	if s.ln != nil {
+		s.ln.Close()
+	} else {
+		s.pc.Close()
+	}
+}
+
+// release stops s's loop, keeping the socket open, and returns it ready for
+// another loop. Connections that arrive meanwhile wait in the backlog.
+func (s *honeySock) release() *honeySock {
+	s.released.Store(true)
+	if s.ln != nil {
+		s.ln.SetDeadline(time.Now())
+	} else {
+		s.pc.SetReadDeadline(time.Now())
+	}
+	<-s.done
+	if s.ln != nil {
+		s.ln.SetDeadline(time.Time{})
+	} else {
+		s.pc.SetReadDeadline(time.Time{})
+	}
+	return &honeySock{ln: s.ln, pc: s.pc, reason: s.reason, seen: s.seen, done: make(chan struct{})}
 }
 
 func newHoneyport(targets []netTarget, opts Options) *honeyport {
-	return &honeyport{targets: targets, log: execNetLogger(opts)}
+	return &honeyport{targets: targets, log: execNetLogger(opts), socks: map[string]*honeySock{}}
+}
+
+// NewHoneyportWatcher returns the watcher of rules' honeyport-mode rules (nil
+// if there are none): the agent listens on the decoy ports itself, on every OS.
+func NewHoneyportWatcher(rules []NetworkRule, opts Options) (Watcher, error) {
+	_, honey, err := compileNetRules(rules)
+	if err != nil || len(honey) == 0 {
+		return nil, err
+	}
+	return newHoneyport(honey, opts), nil
 }
 
 func (h *honeyport) Kind() string      { return "network" }
@@ -94,67 +147,132 @@ func (h *honeyport) Addrs() []net.Addr {
 	return append([]net.Addr(nil), h.addrs...)
 }
 
-func (h *honeyport) Start(ctx context.Context, sink Sink) error {
-	var closers []func()
-	var sockets []*honeySocket
-	closeAll := func() {
-		for _, c := range closers {
-			c()
-		}
+// Inherit makes Start take over prev's sockets for the ports both serve
+// instead of binding them again: a reload never frees a decoy port.
+func (h *honeyport) Inherit(prev Watcher) {
+	if p, ok := prev.(*honeyport); ok {
+		h.prev = p
 	}
+}
+
+// Unserved lists the decoy ports Start could not bind, one line per rule
+// and port with the reason.
+func (h *honeyport) Unserved() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.unserved)
+}
+
+// take removes the socket bound under key from h, stopped but open.
+func (h *honeyport) take(key string) *honeySock {
+	if h == nil {
+		return nil
+	}
+	h.mu.Lock()
+	s := h.socks[key]
+	delete(h.socks, key)
+	h.mu.Unlock()
+	if s == nil {
+		return nil
+	}
+	return s.release()
+}
+
+// Start binds every decoy port it can (or takes it from the watcher it
+// replaces). A port that cannot be bound, e.g. because another process holds
+// it, is listed by Unserved and the others are served; Start fails only if
+// none can be.
+func (h *honeyport) Start(ctx context.Context, sink Sink) error {
 	sem := make(chan struct{}, honeyMaxReaders)
 	var lc net.ListenConfig
 	// Plain TCP: with Go's default MPTCP listener the socket the agent holds is
 	// not the one whose accept queue overflows, and its drop counter stays 0.
 	// MPTCP clients fall back to TCP.
 	lc.SetMultipathTCP(false)
+	var errs []error
 	for _, t := range h.targets {
 		for _, port := range t.rule.Ports {
 			addr := net.JoinHostPort(t.rule.Address, strconv.Itoa(port))
-			switch t.transport {
-			case "tcp":
-				ln, err := lc.Listen(ctx, "tcp", addr)
-				if err == nil && h.backlog > 0 {
-					err = setBacklog(ln.(*net.TCPListener), h.backlog)
+			key := t.transport + " " + addr
+			s := h.prev.take(key)
+			if s == nil {
+				var err error
+				if s, err = h.listen(ctx, &lc, t.transport, addr); err != nil {
+					err = fmt.Errorf("honeyport %q: listening on %s %s: %w", t.rule.Name, t.transport, addr, err)
+					errs = append(errs, err)
+					h.mu.Lock()
+					h.unserved = append(h.unserved, fmt.Sprintf("network rule %q: %v", t.rule.Name, err))
+					h.mu.Unlock()
+					continue
 				}
-				if err != nil {
-					closeAll()
-					return fmt.Errorf("honeyport %q: listening on tcp %s: %w", t.rule.Name, addr, err)
-				}
-				closers = append(closers, func() { ln.Close() })
-				sockets = append(sockets, &honeySocket{conn: ln.(*net.TCPListener), reason: LossListenOverflow})
-				h.bound(ln.Addr())
-				go h.acceptLoop(ln, t, sink, sem)
-			case "udp":
-				pc, err := lc.ListenPacket(ctx, "udp", addr)
-				if err != nil {
-					closeAll()
-					return fmt.Errorf("honeyport %q: listening on udp %s: %w", t.rule.Name, addr, err)
-				}
-				closers = append(closers, func() { pc.Close() })
-				sockets = append(sockets, &honeySocket{conn: pc.(*net.UDPConn), reason: LossReceiveOverflow})
-				h.bound(pc.LocalAddr())
-				go h.packetLoop(pc.(*net.UDPConn), t, sink)
+			}
+			h.mu.Lock()
+			h.socks[key] = s
+			h.mu.Unlock()
+			if s.ln != nil {
+				h.bound(s.ln.Addr())
+				go h.acceptLoop(s, t, sink, sem)
+			} else {
+				h.bound(s.pc.LocalAddr())
+				go h.packetLoop(s, t, sink)
 			}
 		}
 	}
-	h.log.Info("network watcher started", "mechanism", netMechHoneyport, "listening", len(closers))
+	h.prev = nil // what it held and this one does not serve closes with it
+	h.mu.Lock()
+	n := len(h.socks)
+	h.mu.Unlock()
+	if n == 0 && len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	h.log.Info("network watcher started", "mechanism", netMechHoneyport, "listening", n, "unserved", len(errs))
 	go h.expireFloods(ctx, sink)
 	go func() {
-		h.watchDrops(ctx, sockets, sink)
-		closeAll()
+		h.watchDrops(ctx, sink)
+		h.mu.Lock()
+		for _, s := range h.socks {
+			s.close()
+		}
+		h.mu.Unlock()
 		h.emitFloods(sink, h.flood.close())
 	}()
 	return nil
 }
 
+func (h *honeyport) listen(ctx context.Context, lc *net.ListenConfig, transport, addr string) (*honeySock, error) {
+	s := &honeySock{done: make(chan struct{})}
+	if transport == "udp" {
+		pc, err := lc.ListenPacket(ctx, "udp", addr)
+		if err != nil {
+			return nil, err
+		}
+		s.pc, s.reason = pc.(*net.UDPConn), LossReceiveOverflow
+		return s, nil
+	}
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err == nil && h.backlog > 0 {
+		if err = setBacklog(ln.(*net.TCPListener), h.backlog); err != nil {
+			ln.Close()
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.ln, s.reason = ln.(*net.TCPListener), LossListenOverflow
+	return s, nil
+}
+
 // watchDrops reports what the kernel dropped on the honeyport's sockets
 // before the agent could accept or read it, until ctx ends; it reads the
 // counters a last time before the sockets close.
-func (h *honeyport) watchDrops(ctx context.Context, sockets []*honeySocket, sink Sink) {
+func (h *honeyport) watchDrops(ctx context.Context, sink Sink) {
+	// Under h.mu for the whole pass, so a socket handed to a successor
+	// meanwhile is counted by one of the two, never both.
 	check := func() {
-		for _, s := range sockets {
-			n, err := socketDrops(s.conn)
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		for _, s := range h.socks {
+			n, err := socketDrops(s.conn())
 			if err != nil {
 				continue // not Linux: the capability table says so
 			}
@@ -165,11 +283,18 @@ func (h *honeyport) watchDrops(ctx context.Context, sockets []*honeySocket, sink
 			}
 		}
 	}
-	if len(sockets) == 0 {
+	h.mu.Lock()
+	var first *honeySock
+	for _, s := range h.socks {
+		first = s
+		break
+	}
+	h.mu.Unlock()
+	if first == nil {
 		<-ctx.Done()
 		return
 	}
-	if _, err := socketDrops(sockets[0].conn); err != nil {
+	if _, err := socketDrops(first.conn()); err != nil {
 		h.log.Info("honeyport cannot read its sockets' drop counters; connections dropped before accept are not counted", "error", err)
 		<-ctx.Done()
 		return
@@ -193,14 +318,15 @@ func (h *honeyport) bound(a net.Addr) {
 	h.mu.Unlock()
 }
 
-func (h *honeyport) acceptLoop(ln net.Listener, t netTarget, sink Sink, sem chan struct{}) {
+func (h *honeyport) acceptLoop(s *honeySock, t netTarget, sink Sink, sem chan struct{}) {
+	defer close(s.done)
 	if h.acceptGate != nil {
 		<-h.acceptGate
 	}
 	for {
-		c, err := ln.Accept()
+		c, err := s.ln.Accept()
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
+			if s.released.Load() || errors.Is(err, net.ErrClosed) {
 				return
 			}
 			h.log.Warn("honeyport accept", "error", err)
@@ -243,12 +369,13 @@ func honeyRead(c net.Conn) []byte {
 	return buf[:n]
 }
 
-func (h *honeyport) packetLoop(pc *net.UDPConn, t netTarget, sink Sink) {
+func (h *honeyport) packetLoop(s *honeySock, t netTarget, sink Sink) {
+	defer close(s.done)
 	buf := make([]byte, 64*1024)
 	for {
-		n, from, err := pc.ReadFromUDPAddrPort(buf)
+		n, from, err := s.pc.ReadFromUDPAddrPort(buf)
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
+			if s.released.Load() || errors.Is(err, net.ErrClosed) {
 				return
 			}
 			h.log.Warn("honeyport read", "error", err)
@@ -256,7 +383,7 @@ func (h *honeyport) packetLoop(pc *net.UDPConn, t netTarget, sink Sink) {
 		}
 		h.connections.Add(1)
 		first := buf[:min(n, honeyFirstBytes)]
-		h.trip(sink, t, net.UDPAddrFromAddrPort(from), pc.LocalAddr(), first, time.Now())
+		h.trip(sink, t, net.UDPAddrFromAddrPort(from), s.pc.LocalAddr(), first, time.Now())
 	}
 }
 

@@ -89,6 +89,16 @@ func NewNetworkWatchers(rules []NetworkRule, opts Options) ([]Watcher, error) {
 	return ws, nil
 }
 
+// NewObserveWatcher returns the watcher of rules' observe-mode rules (nil if
+// there are none): eBPF where it works, else sock_diag polling; Linux only.
+func NewObserveWatcher(rules []NetworkRule, opts Options) (Watcher, error) {
+	observe, _, err := compileNetRules(rules)
+	if err != nil || len(observe) == 0 {
+		return nil, err
+	}
+	return newObserveWatcher(observe, opts)
+}
+
 // netPorts maps each observed port to the rules that watch it.
 func netPorts(targets []netTarget) map[uint16][]netTarget {
 	m := map[uint16][]netTarget{}

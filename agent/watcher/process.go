@@ -300,6 +300,9 @@ func (rs *execRules) hashExec(s *execSighting, procRoot string) ([sha256.Size]by
 	if filepath.IsAbs(s.Filename) {
 		return rs.hash(s.Filename, s.ID, s.Size)
 	}
+	if s.Exe != "" {
+		return rs.hash(s.Exe, s.ID, s.Size) // a polling mechanism's image path
+	}
 	return [sha256.Size]byte{}, fmt.Errorf("binary of pid %d is gone", s.PID)
 }
 

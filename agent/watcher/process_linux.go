@@ -3,14 +3,12 @@ package watcher
 import (
 	"errors"
 	"fmt"
-	"io/fs"
-	"syscall"
 )
 
 // NewProcessWatcher returns a watcher for rules using the best mechanism that
 // works here: eBPF on sched_process_exec, else fanotify FAN_OPEN_EXEC marks on
-// the watched binaries, else the netlink proc connector. opts.Mechanism
-// ("ebpf", "fanotify_exec", "proc_connector") forces one. Falling back is
+// the watched binaries, else the netlink proc connector, else polling /proc.
+// opts.Mechanism ("ebpf", "fanotify_exec", "proc_connector", "poll") forces one. Falling back is
 // logged at WARN with the reason; Mechanism and Missing say what is in use.
 func NewProcessWatcher(rules []ProcessRule, opts Options) (Watcher, error) {
 	rs, err := compileExecRules(rules)
@@ -18,15 +16,15 @@ func NewProcessWatcher(rules []ProcessRule, opts Options) (Watcher, error) {
 		return nil, err
 	}
 	log := execNetLogger(opts)
-	order := []string{procMechEBPF, procMechFanotify, procMechProcConn}
+	order := []string{procMechEBPF, procMechFanotify, procMechProcConn, procMechPoll}
 	switch opts.Mechanism {
 	case "":
-	case procMechEBPF, procMechFanotify, procMechProcConn:
+	case procMechEBPF, procMechFanotify, procMechProcConn, procMechPoll:
 		order = []string{opts.Mechanism}
 	case "fanotify":
 		order = []string{procMechFanotify}
 	default:
-		return nil, fmt.Errorf("process watcher: unknown mechanism %q (want ebpf, fanotify_exec or proc_connector)", opts.Mechanism)
+		return nil, fmt.Errorf("process watcher: unknown mechanism %q (want ebpf, fanotify_exec, proc_connector or poll)", opts.Mechanism)
 	}
 	var errs []error
 	for _, mech := range order {
@@ -39,6 +37,8 @@ func NewProcessWatcher(rules []ProcessRule, opts Options) (Watcher, error) {
 			w, err = newExecFanotify(rs, opts)
 		case procMechProcConn:
 			w, err = newExecProcConn(rs, opts)
+		case procMechPoll:
+			w = newExecPoll(rs, newProcTable(opts), opts)
 		}
 		if err == nil {
 			if len(errs) > 0 {
@@ -50,12 +50,4 @@ func NewProcessWatcher(rules []ProcessRule, opts Options) (Watcher, error) {
 		errs = append(errs, fmt.Errorf("%s: %w", mech, err))
 	}
 	return nil, fmt.Errorf("process watcher: no mechanism works: %w", errors.Join(errs...))
-}
-
-func execFileIDOf(fi fs.FileInfo) (execFileID, bool) {
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return execFileID{}, false
-	}
-	return execFileID{Dev: uint64(st.Dev), Ino: st.Ino}, true
 }

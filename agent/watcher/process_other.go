@@ -2,15 +2,13 @@
 
 package watcher
 
-import (
-	"fmt"
-	"io/fs"
-	"runtime"
-)
-
-// NewProcessWatcher needs Linux (eBPF, fanotify or the proc connector).
+// NewProcessWatcher polls the process table: macOS and Windows announce
+// execs only to kernel extensions or entitled clients (Endpoint Security,
+// ETW), so a process shorter than the poll interval can be missed.
 func NewProcessWatcher(rules []ProcessRule, opts Options) (Watcher, error) {
-	return nil, fmt.Errorf("process tripwires are unsupported on %s", runtime.GOOS)
+	rs, err := compileExecRules(rules)
+	if err != nil {
+		return nil, err
+	}
+	return newExecPoll(rs, newProcTable(opts), opts), nil
 }
-
-func execFileIDOf(fs.FileInfo) (execFileID, bool) { return execFileID{}, false }

@@ -9,6 +9,7 @@ package watcher
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	"github.com/tripwire-sec/tripwire/internal/event"
 )
@@ -27,6 +28,21 @@ type Watcher interface {
 	// error if it cannot be. Trips go to sink until ctx is done; then the
 	// watcher releases everything it holds.
 	Start(ctx context.Context, sink Sink) error
+}
+
+// Inheritor is a watcher that takes over what the watcher it replaces holds
+// (a honeyport's bound sockets), so a reload never frees a decoy port that
+// another process could bind. Inherit is called before Start; the previous
+// watcher is stopped after Start returns.
+type Inheritor interface {
+	Inherit(prev Watcher)
+}
+
+// PartlyServed is a watcher that can start while some of its rules are not
+// served (a decoy port another process holds); Unserved lists them, one line
+// per rule with the reason, once Start has returned.
+type PartlyServed interface {
+	Unserved() []string
 }
 
 // Sink receives what watchers see. Implementations are safe for concurrent use
@@ -49,6 +65,9 @@ type Options struct {
 	// rules, "sockdiag" for observed ports. Empty picks the best and falls back,
 	// logging why.
 	Mechanism string
+	// PollInterval is how often a polling mechanism (process rules on macOS
+	// and Windows) lists the processes; 0 means DefaultProcessPollInterval.
+	PollInterval time.Duration
 	// ProcRoot is where /proc is mounted; empty means "/proc".
 	ProcRoot string
 	// Logger receives structured logs; nil discards them.

@@ -33,6 +33,7 @@ const (
 	AgentHeartbeat    Name = "tripwire.agent.heartbeat"
 	AgentLoss         Name = "tripwire.agent.loss"
 	AgentCertExpiry   Name = "tripwire.agent.cert_expiry"
+	AgentStatus       Name = "tripwire.agent.status" // ONLINE ↔ DEGRADED, with the reasons
 	AuditChainBreak   Name = "tripwire.audit.chain_break"
 )
 
@@ -42,6 +43,7 @@ var knownNames = map[Name]Type{
 	ProcessExec:       TypeProcess,
 	NetworkConnection: TypeNetwork, NetworkScan: TypeNetwork,
 	AgentStart: TypeAgent, AgentHeartbeat: TypeAgent, AgentLoss: TypeAgent, AgentCertExpiry: TypeAgent,
+	AgentStatus:     TypeAgent,
 	AuditChainBreak: TypeAudit,
 }
 
@@ -140,6 +142,7 @@ type Agent struct {
 	Status       string // ONLINE, DEGRADED
 	CertNotAfter time.Time
 	Unserved     string // rules the agent cannot serve, and why
+	Reasons      string // why the agent is DEGRADED, "; "-separated
 }
 
 // AuditBreak describes a break found in a host's audit chain.

@@ -231,6 +231,7 @@ var fields = []field{
 	iField("tripwire.loss.last_seq", func(e *Event) int64 { return aOf(e).LossLastSeq }, func(e *Event, i int64) { agent(e).LossLastSeq = i }),
 	sField("tripwire.agent.watchers", maxLong, func(e *Event) string { return aOf(e).Watchers }, func(e *Event, s string) { agent(e).Watchers = s }),
 	sField("tripwire.agent.status", maxShort, func(e *Event) string { return aOf(e).Status }, func(e *Event, s string) { agent(e).Status = s }),
+	sField("tripwire.agent.status_reasons", maxLong, func(e *Event) string { return aOf(e).Reasons }, func(e *Event, s string) { agent(e).Reasons = s }),
 	sField("tripwire.agent.unserved_rules", maxLong, func(e *Event) string { return aOf(e).Unserved }, func(e *Event, s string) { agent(e).Unserved = s }),
 	{key: "tripwire.cert.not_after", kind: kindString, max: maxShort,
 		get: func(e *Event) (value, bool) {

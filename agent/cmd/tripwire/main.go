@@ -1,7 +1,7 @@
 // Command tripwire is the TripWire host agent.
 //
 //	tripwire start --config FILE       run the agent in the foreground
-//	tripwire validate --config FILE    check a config and exit
+//	tripwire validate --config FILE [--target OS]    check a config and exit
 //	tripwire plant --config FILE       plant the config's honeyfiles and exit
 //	tripwire status [--socket PATH | --address ADDR --token-file FILE]
 //	                                   print a running agent's /healthz
@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -40,7 +41,9 @@ const usage = `usage: tripwire <command> [arguments]
 
 commands:
   start --config FILE                     run the agent in the foreground
-  validate --config FILE                  check a config file and exit
+  validate --config FILE [--target OS]    check a config file and exit; with --target
+                                          (linux, darwin, windows), list the rules an
+                                          agent there leaves unserved
   plant --config FILE                     plant the config's honeyfiles and exit (as root, before start)
   status [--socket PATH]                  print a running agent's health (default /run/tripwire/health.sock)
   status --address HOST:PORT --token-file FILE
@@ -130,20 +133,41 @@ func configFlag(name string, args []string, stderr io.Writer) (string, bool) {
 }
 
 func validate(args []string, stdout, stderr io.Writer) int {
-	path, ok := configFlag("validate", args, stderr)
-	if !ok {
+	const synopsis = "validate --config FILE [--target linux|darwin|windows]"
+	fs := flags("validate", synopsis, stderr)
+	path := fs.String("config", "", "the agent's YAML config `file`")
+	target := fs.String("target", "", "also list the rules an agent on this `os` would leave unserved or serve with less")
+	pos, err := parse(fs, args)
+	if err != nil {
 		return 2
 	}
-	cfg, err := config.Load(path)
+	if *path == "" || len(pos) > 0 || (*target != "" && !slices.Contains(watcher.Platforms, *target)) {
+		fs.Usage()
+		return 2
+	}
+	cfg, err := config.Load(*path)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
 	for _, w := range cfg.Warnings() {
-		fmt.Fprintf(stderr, "%s: warning: %s\n", path, w)
+		fmt.Fprintf(stderr, "%s: warning: %s\n", *path, w)
 	}
-	fmt.Fprintf(stdout, "%s: ok: %d file, %d process, %d network rules enabled\n", path,
+	fmt.Fprintf(stdout, "%s: ok: %d file, %d process, %d network rules enabled\n", *path,
 		len(cfg.FileRules()), len(cfg.ProcessRules()), len(cfg.NetworkRules()))
+	if *target != "" {
+		files, procs, nets := cfg.FileRules(), cfg.ProcessRules(), cfg.NetworkRules()
+		unserved := watcher.PlatformUnserved(*target, files, procs, nets)
+		for _, u := range unserved {
+			fmt.Fprintf(stdout, "unserved on %s: %s\n", *target, u)
+		}
+		for _, d := range watcher.PlatformDegraded(*target, files, procs, nets) {
+			fmt.Fprintf(stdout, "limited on %s: %s\n", *target, d)
+		}
+		if len(unserved) == 0 {
+			fmt.Fprintf(stdout, "every rule is served on %s\n", *target)
+		}
+	}
 	return 0
 }
 
@@ -285,6 +309,9 @@ func status(args []string, stdout, stderr io.Writer) int {
 	}
 	for _, u := range r.Unserved {
 		fmt.Fprintf(stdout, "unserved: %s\n", u)
+	}
+	for _, reason := range r.Reasons {
+		fmt.Fprintf(stdout, "degraded: %s\n", reason)
 	}
 	if r.Status != health.StatusOK {
 		return 1
