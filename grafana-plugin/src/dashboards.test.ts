@@ -50,6 +50,19 @@ describe('provisioning', () => {
     expect(ds.datasources[0].jsonData.heartbeatSeconds).toBe(30);
   });
 
+  it("gates the app's pages by RBAC actions, not org roles", () => {
+    // Grafana shows an include with an action to whoever holds it
+    // (pluginaccesscontrol.GetPluginRouteEvaluator): the pages to anyone who
+    // may query a datasource, as /api/v1 and the Live channels are.
+    for (const inc of appPlugin.includes.filter((i: { type: string }) => i.type === 'page')) {
+      const page = inc as { name: string; action?: string };
+      expect({ page: page.name, action: page.action }).toEqual({
+        page: page.name,
+        action: page.name === 'Configuration' ? 'plugins:write' : 'datasources:query',
+      });
+    }
+  });
+
   it('enables the app', () => {
     const apps = yaml('provisioning/plugins/tripwire.yaml');
     expect(apps.apps[0].type).toBe(appPlugin.id);
