@@ -67,7 +67,7 @@ func TestGrafanaRoleIsReadOnly(t *testing.T) {
 	}
 	for _, write := range []string{
 		`INSERT INTO hosts (host_name) VALUES ('intruder')`,
-		`UPDATE hosts SET status = 'ONLINE'`,
+		`UPDATE hosts SET last_seen = now()`,
 		`DELETE FROM alerts`,
 		`CREATE TABLE public.x (i int)`,
 	} {
