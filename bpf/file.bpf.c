@@ -58,9 +58,12 @@ struct {
 	__type(value, struct file_trip_count);
 } file_trips SEC(".maps");
 
+/* 2 MiB, about 140 records: one per new (process, file, operation), so it
+ * fills only in a burst of distinct ones, and then counts still stand. The
+ * agent maps it twice over, so its size is twice the agent's RSS for it. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 22);
+	__uint(max_entries, 1 << 21);
 } file_events SEC(".maps");
 
 struct {
