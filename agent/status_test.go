@@ -95,9 +95,9 @@ func (r runningAgent) waitStatus(t *testing.T, dir, status, reason string, sev e
 		}
 		return rep.Status == status && (reason == "" || strings.Contains(strings.Join(rep.Reasons, "\n"), reason))
 	})
-	want := "ONLINE"
+	want := event.StatusOnline
 	if status == health.StatusDegraded {
-		want = "DEGRADED"
+		want = event.StatusDegraded
 	}
 	waitFor(t, "a chained "+want+" status event of severity "+sev.String(), func() bool {
 		evs := chained(t, dir, func(e *event.Event) bool {

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/tripwire-sec/tripwire/contract/pgtest"
+	"github.com/tripwire-sec/tripwire/internal/event"
 )
 
 // TestHeartbeatShowsWhatTheAgentReportsNow: a DEGRADED heartbeat stores its
@@ -15,8 +16,8 @@ func TestHeartbeatShowsWhatTheAgentReportsNow(t *testing.T) {
 	e := startExporter(t, testConfig(dsn))
 	pool := openPool(t, dsn)
 	a := newAgent(t, "fleet-1")
-	push(t, e, a.logs(a.heartbeat("ONLINE", "file=fanotify,network=honeyport")))
-	hb := a.heartbeat("DEGRADED", "")
+	push(t, e, a.logs(a.heartbeat(event.StatusOnline, "file=fanotify,network=honeyport")))
+	hb := a.heartbeat(event.StatusDegraded, "")
 	hb.Agent.Unserved = `network rule "pg": address already in use`
 	hb.Agent.Reasons = `unserved: network rule "pg": address already in use`
 	push(t, e, a.logs(hb))
@@ -27,14 +28,14 @@ func TestHeartbeatShowsWhatTheAgentReportsNow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if status != "DEGRADED" || watchers != nil || unserved == nil || *unserved != hb.Agent.Unserved ||
+	if status != event.StatusDegraded || watchers != nil || unserved == nil || *unserved != hb.Agent.Unserved ||
 		reasons == nil || *reasons != hb.Agent.Reasons {
 		t.Errorf("host row: status %q watchers %v unserved %v reasons %v", status, watchers, unserved, reasons)
 	}
-	push(t, e, a.logs(a.heartbeat("ONLINE", "file=fanotify")))
+	push(t, e, a.logs(a.heartbeat(event.StatusOnline, "file=fanotify")))
 	err = pool.QueryRow(context.Background(), `SELECT status, watchers, status_reasons FROM hosts WHERE host_name = 'fleet-1'`).
 		Scan(&status, &watchers, &reasons)
-	if err != nil || status != "ONLINE" || watchers == nil || *watchers != "file=fanotify" || reasons != nil {
+	if err != nil || status != event.StatusOnline || watchers == nil || *watchers != "file=fanotify" || reasons != nil {
 		t.Errorf("after an ONLINE heartbeat: %q %v %v (%v)", status, watchers, reasons, err)
 	}
 }

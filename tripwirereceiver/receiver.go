@@ -158,7 +158,7 @@ func (r *tripwireReceiver) Export(ctx context.Context, req plogotlp.ExportReques
 	}
 	if v.droppedResourceAttrs > 0 {
 		r.settings.Logger.Warn("dropped resource attributes outside the allowlist or not valid short text",
-			zap.String("host.name", peerID.host), zap.Int("dropped", v.droppedResourceAttrs))
+			zap.String(event.ResourceHostName, peerID.host), zap.Int("dropped", v.droppedResourceAttrs))
 	}
 	if v.rejected > 0 {
 		r.settings.Logger.Warn("rejected log records",
