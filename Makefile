@@ -6,7 +6,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 GO      ?= go
 BIN     := bin
 
-.PHONY: build deps test test-go test-plugin test-scripts test-demo bench lint fmt bpf bpf-check collector plugin demo demo-stop release packages clean
+.PHONY: build cross deps test test-go test-plugin test-scripts test-demo bench lint fmt bpf bpf-check collector plugin demo demo-stop release packages clean
 
 build: ## the agent, statically linked
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/tripwire ./agent/cmd/tripwire
@@ -14,7 +14,19 @@ build: ## the agent, statically linked
 collector: ## the OCB-built tripwire-collector
 	./collector/build.sh
 
-test: deps lint bpf-check collector test-go test-plugin test-scripts ## everything CI runs
+test: deps lint cross bpf-check collector test-go test-plugin test-scripts ## everything CI runs
+
+# Every target the agent ships for: vet the whole module (and contract/) and
+# build the agent for each. The grafana-plugin module builds its own targets.
+CROSS_TARGETS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64
+
+cross: ## vet and build for every supported GOOS/GOARCH
+	@set -e; for t in $(CROSS_TARGETS); do \
+	  echo "vet and build $$t"; \
+	  export GOOS=$${t%/*} GOARCH=$${t#*/} CGO_ENABLED=0; \
+	  $(GO) vet ./...; (cd contract && $(GO) vet ./...); \
+	  $(GO) build -o /dev/null ./agent/cmd/tripwire; \
+	done
 
 deps: ## install what make test needs when it is missing (says what it installs)
 	./deploy/deps.sh test

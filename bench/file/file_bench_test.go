@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package file benchmarks the file tripwire as a host sees it: the real agent
 // binary on the default mechanism, against the same work with no agent and
 // with auditd, in the same run. Each benchmark prints its figures; none

@@ -67,7 +67,7 @@ type Cluster struct {
 	binDir  string
 	dir     string // owns data/, sock/ and server.log
 	port    int
-	runAs   *syscall.Credential // nil when not root
+	runAs   *credential // nil when not root
 	durable bool
 
 	mu  sync.Mutex
@@ -184,7 +184,7 @@ func (c *Cluster) init() error {
 		}
 		uid, _ := strconv.ParseUint(u.Uid, 10, 32)
 		gid, _ := strconv.ParseUint(u.Gid, 10, 32)
-		c.runAs = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+		c.runAs = &credential{Uid: uint32(uid), Gid: uint32(gid)}
 	}
 	for _, d := range []string{c.dir, c.dataDir(), c.sockDir()} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -202,7 +202,7 @@ func (c *Cluster) init() error {
 		"-D", c.dataDir(), "-U", "postgres", "--auth=trust", "-E", "UTF8",
 		"--locale=C.UTF-8", "--no-sync")
 	cmd.Dir = c.dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: c.runAs}
+	cmd.SysProcAttr = procAttr(c.runAs, false)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("initdb: %w\n%s", err, out)
 	}
@@ -238,9 +238,7 @@ func (c *Cluster) Start() error {
 	cmd := exec.Command(filepath.Join(c.binDir, "postgres"), args...)
 	cmd.Dir = c.dir
 	cmd.Stdout, cmd.Stderr = logf, logf
-	// SIGQUIT is PostgreSQL's immediate shutdown: if the test binary dies
-	// without stopping us, the server goes too instead of lingering.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: c.runAs, Pdeathsig: syscall.SIGQUIT, Setpgid: true}
+	cmd.SysProcAttr = procAttr(c.runAs, true)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting postgres: %w", err)
 	}
@@ -525,14 +523,14 @@ func sweepOrphans() {
 		if err != nil || pid == os.Getpid() {
 			continue
 		}
-		if err := syscall.Kill(pid, 0); err == nil || errors.Is(err, syscall.EPERM) {
+		if processAlive(pid) {
 			continue // still running
 		}
 		// The data directory's postmaster.pid guards against removing a
 		// server that somehow outlived its owner.
 		if b, err := os.ReadFile(filepath.Join(m, "data", "postmaster.pid")); err == nil {
 			line, _, _ := strings.Cut(string(b), "\n")
-			if spid, err := strconv.Atoi(strings.TrimSpace(line)); err == nil && syscall.Kill(spid, 0) == nil {
+			if spid, err := strconv.Atoi(strings.TrimSpace(line)); err == nil && processAlive(spid) {
 				continue
 			}
 		}

@@ -1,3 +1,7 @@
+//go:build linux
+
+// The harness runs Debian's PostgreSQL server binaries: its tests run on Linux.
+
 package pgtest_test
 
 import (

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command capprobe tries each kernel mechanism the watchers use once and
 // prints what works with the capabilities it runs with. bench/exec/caps.sh
 // runs it as user nobody with one capability set after another: the evidence

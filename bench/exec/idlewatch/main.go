@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command idlewatch starts the process and network watchers (eBPF exec
 // rules, eBPF observed ports and a honeyport) with nothing tripping them,
 // and after a duration prints their RSS and CPU: the idle cost of the

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command storm runs an exec storm: WORKERS loops that fork+exec a short
 // program as fast as the machine allows for a duration, with one in EVERY
 // execs running the watched binary instead. It prints the exec rate and

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command stormwatch runs the process watcher alone with one name rule, for
 // the exec-storm benchmark: it prints "ready" once the watch is in place,
 // and on SIGTERM or SIGINT prints the PIDs it caught (to -pids), the
