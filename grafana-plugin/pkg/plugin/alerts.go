@@ -66,6 +66,17 @@ func (f *Filter) Validate() error {
 	if !f.From.IsZero() && !f.To.IsZero() && !f.From.Before(f.To) {
 		return badRequest("from must be before to")
 	}
+	if f.Text != "" {
+		// Free text matches inside event_detail, which no index serves:
+		// its cost is the rows of the time range, so the range is bounded.
+		to := f.To
+		if to.IsZero() {
+			to = time.Now()
+		}
+		if f.From.IsZero() || to.Sub(f.From) > MaxTextRange {
+			return badRequest("q: needs a time range (from) of at most %d days", int(MaxTextRange.Hours()/24))
+		}
+	}
 	return nil
 }
 
@@ -289,4 +300,39 @@ ORDER BY received_at DESC LIMIT $2) r ORDER BY received_at`, since, limit)
 		out = append(out, a)
 	}
 	return out, rows.Err()
+}
+
+// Reread returns the stored rows of the alerts a live-feed notification
+// names, by (alert_id, host_name, event_time), in the notification's order;
+// alerts with no such row are left out. A notification is a hint: anyone
+// able to connect can send one, so only the table is believed.
+func (s *Store) Reread(ctx context.Context, notified []Alert) ([]Alert, error) {
+	if len(notified) == 0 {
+		return nil, nil
+	}
+	ids := make([]string, 0, len(notified))
+	hosts := make([]string, 0, len(notified))
+	times := make([]time.Time, 0, len(notified))
+	for _, a := range notified {
+		if !isUUID(a.AlertID) {
+			continue
+		}
+		ids, hosts, times = append(ids, a.AlertID), append(hosts, a.HostName), append(times, a.EventTime)
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+alertCols+` FROM alerts a
+JOIN unnest($1::uuid[], $2::text[], $3::timestamptz[]) WITH ORDINALITY AS q(id, h, t, n)
+  ON a.alert_id = q.id AND a.host_name = q.h AND a.event_time = q.t
+ORDER BY q.n`, ids, hosts, times)
+	if err != nil {
+		return nil, fmt.Errorf("re-reading notified alerts: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Alert, error) {
+		var a Alert
+		err := scanAlert(r, &a, false)
+		return a, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("re-reading notified alerts: %w", err)
+	}
+	return out, nil
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -128,6 +129,64 @@ type ChainStatus struct {
 	Breaks       []ChainBreak `json:"breaks"`
 	Truncated    bool         `json:"breaks_truncated,omitempty"`
 	Recorded     []ChainBreak `json:"recorded_breaks"`
+	// Rehashed is how many entries this call hashed: those after the
+	// prefix an earlier call verified.
+	Rehashed int64 `json:"rehashed"`
+}
+
+// verifiedPrefix is the start of a host's chain a verification found
+// intact: entries firstSeq..seq, ending in hash.
+type verifiedPrefix struct {
+	firstSeq, seq int64
+	hash          string
+	entries       int64
+	at            time.Time
+}
+
+// defaultVerifyMaxAge bounds how long a verified prefix is trusted without
+// re-hashing: within it, a rewrite of an entry before the prefix's last one
+// that keeps the seqs and that last hash is not seen.
+const defaultVerifyMaxAge = 10 * time.Minute
+
+// prefixFor returns the verified prefix of host id still worth starting
+// from: young enough, and its last entry and entry count unchanged.
+func (s *Store) prefixFor(ctx context.Context, id string) (verifiedPrefix, error) {
+	s.verifyMu.Lock()
+	p, ok := s.verified[id]
+	s.verifyMu.Unlock()
+	if !ok || time.Since(p.at) >= s.verifyMaxAge {
+		return verifiedPrefix{}, nil
+	}
+	// The last entry is hashed again, the others only counted.
+	var prev, hash string
+	var payload []byte
+	var entries int64
+	err := s.pool.QueryRow(ctx, `SELECT l.prev_hash, l.hash, l.payload,
+       (SELECT count(*) FROM audit_entries WHERE host_id = $1::uuid AND seq <= $2)
+FROM audit_entries l WHERE l.host_id = $1::uuid AND l.seq = $2`, id, p.seq).Scan(&prev, &hash, &payload, &entries)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return verifiedPrefix{}, nil
+	}
+	if err != nil {
+		return verifiedPrefix{}, fmt.Errorf("checking verified prefix: %w", err)
+	}
+	if hash != p.hash || entries != p.entries || contract.ChainHash(prev, payload) != hash {
+		return verifiedPrefix{}, nil
+	}
+	return p, nil
+}
+
+// hostLock serialises verifications of one host, so that Viewers asking at
+// once share one pass over the chain instead of one each.
+func (s *Store) hostLock(id string) *sync.Mutex {
+	s.verifyMu.Lock()
+	defer s.verifyMu.Unlock()
+	m := s.verifying[id]
+	if m == nil {
+		m = &sync.Mutex{}
+		s.verifying[id] = m
+	}
+	return m
 }
 
 const maxReportedBreaks = 100
@@ -136,13 +195,22 @@ const maxReportedBreaks = 100
 // contract.ChainHash(prev_hash, payload) over the stored canonical bytes, each prev_hash equal to the hash
 // before it, seqs without gaps, genesis at seq 1, and the last entry equal to
 // the collector's chain head. Rows are streamed, so memory does not grow with
-// the chain.
+// the chain. The intact prefix found is remembered (defaultVerifyMaxAge), and
+// the next call hashes only the entries after it.
 func (s *Store) VerifyChain(ctx context.Context, host string) (*ChainStatus, error) {
 	id, err := s.hostID(ctx, host)
 	if err != nil {
 		return nil, err
 	}
-	st := &ChainStatus{Host: host, Breaks: []ChainBreak{}, Recorded: []ChainBreak{}}
+	lock := s.hostLock(id)
+	lock.Lock()
+	defer lock.Unlock()
+	start, err := s.prefixFor(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	st := &ChainStatus{Host: host, Breaks: []ChainBreak{}, Recorded: []ChainBreak{},
+		Entries: start.entries, FirstSeq: start.firstSeq, VerifiedUpTo: start.seq}
 	addBreak := func(b ChainBreak) {
 		if len(st.Breaks) < maxReportedBreaks {
 			st.Breaks = append(st.Breaks, b)
@@ -151,7 +219,7 @@ func (s *Store) VerifyChain(ctx context.Context, host string) (*ChainStatus, err
 		}
 	}
 	rows, err := s.pool.Query(ctx,
-		`SELECT seq, prev_hash, hash, payload FROM audit_entries WHERE host_id = $1::uuid ORDER BY seq`, id)
+		`SELECT seq, prev_hash, hash, payload FROM audit_entries WHERE host_id = $1::uuid AND seq > $2 ORDER BY seq`, id, start.seq)
 	if err != nil {
 		return nil, fmt.Errorf("reading audit entries: %w", err)
 	}
@@ -161,15 +229,17 @@ func (s *Store) VerifyChain(ctx context.Context, host string) (*ChainStatus, err
 	defer cancel()
 	batches, readErr := readAuditBatches(vctx, rows)
 	var (
-		lastSeq  int64
-		lastHash []byte
+		lastSeq  = start.seq
+		lastHash = []byte(start.hash)
 		broken   bool
+		intact   = start
 	)
 	for b := range contract.CheckChain(vctx, batches, 0) {
 		for i := range b.Entries {
 			e := &b.Entries[i]
 			seq := int64(e.Seq)
 			st.Entries++
+			st.Rehashed++
 			ok := true
 			switch {
 			case st.Entries == 1:
@@ -203,6 +273,7 @@ func (s *Store) VerifyChain(ctx context.Context, host string) (*ChainStatus, err
 			}
 			if !broken {
 				st.VerifiedUpTo = seq
+				intact = verifiedPrefix{firstSeq: st.FirstSeq, seq: seq, hash: string(e.Hash), entries: st.Entries}
 			}
 			lastSeq, lastHash = seq, append(lastHash[:0], e.Hash...)
 		}
@@ -214,6 +285,17 @@ func (s *Store) VerifyChain(ctx context.Context, host string) (*ChainStatus, err
 		return nil, fmt.Errorf("verifying chain: %w", err)
 	}
 	lastHashText := string(lastHash)
+	if intact.seq > 0 {
+		// The prefix's age is that of the pass that hashed from the start,
+		// so everything is hashed again at least every verifyMaxAge.
+		intact.at = start.at
+		if intact.at.IsZero() {
+			intact.at = time.Now()
+		}
+		s.verifyMu.Lock()
+		s.verified[id] = intact
+		s.verifyMu.Unlock()
+	}
 
 	var headSeq int64
 	var headHash string

@@ -126,6 +126,9 @@ func (s *Settings) OfflineAfter() time.Duration {
 	return offlineIntervals * hb
 }
 
+// ReaderRole is the PostgreSQL role every plugin session runs as.
+const ReaderRole = "tripwire_reader"
+
 // PoolConfig builds the pgx pool configuration. The URL form lets net/url do
 // the escaping of user names and passwords.
 func (s *Settings) PoolConfig() (*pgxpool.Config, error) {
@@ -150,6 +153,10 @@ func (s *Settings) PoolConfig() (*pgxpool.Config, error) {
 	// server-side rather than holding a pool connection.
 	cfg.ConnConfig.RuntimeParams["statement_timeout"] = "30000"
 	cfg.ConnConfig.RuntimeParams["default_transaction_read_only"] = "on"
+	// Whatever the login role may do, the plugin reads as tripwire_reader
+	// (migrations/0007_reader_role.sql): SELECT on what it shows, nothing
+	// else. The login role must be a member of it.
+	cfg.ConnConfig.RuntimeParams["role"] = ReaderRole
 	// pgx caches prepared statements, and PostgreSQL switches a statement
 	// to a generic plan after five runs. The explorer's filters differ
 	// wildly in selectivity (one host vs. all of one severity), so a plan

@@ -42,6 +42,9 @@ func (s *Store) Stats(ctx context.Context, from, to time.Time) (*Stats, error) {
 	if !from.Before(to) {
 		return nil, badRequest("from must be before to")
 	}
+	if to.Sub(from) > MaxStatsRange {
+		return nil, badRequest("stats cover at most %d days", int(MaxStatsRange.Hours()/24))
+	}
 	st := &Stats{From: from, To: to}
 	counts := func(col string, limit int) ([]Count, error) {
 		rows, err := s.pool.Query(ctx, `SELECT `+col+`, count(*) FROM alerts

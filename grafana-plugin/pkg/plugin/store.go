@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -21,12 +22,18 @@ import (
 type Store struct {
 	pool         *pgxpool.Pool
 	offlineAfter time.Duration
+
+	verifyMu     sync.Mutex
+	verified     map[string]verifiedPrefix // by host_id
+	verifying    map[string]*sync.Mutex    // by host_id
+	verifyMaxAge time.Duration
 }
 
 // NewStore wraps a pool. offlineAfter is the silence after which a host is
 // reported OFFLINE regardless of its stored status.
 func NewStore(pool *pgxpool.Pool, offlineAfter time.Duration) *Store {
-	return &Store{pool: pool, offlineAfter: offlineAfter}
+	return &Store{pool: pool, offlineAfter: offlineAfter, verified: map[string]verifiedPrefix{},
+		verifying: map[string]*sync.Mutex{}, verifyMaxAge: defaultVerifyMaxAge}
 }
 
 // Page-size bounds for every list.
@@ -36,6 +43,13 @@ const (
 	maxFilterLen = 256
 	maxFilterSet = 50
 	maxTextLen   = 200
+)
+
+// Time ranges a Viewer may ask the work of: free-text search reads every
+// row of its range, stats count every row of theirs.
+const (
+	MaxTextRange  = 31 * 24 * time.Hour
+	MaxStatsRange = 92 * 24 * time.Hour
 )
 
 // Types and Severities are the only values those filters accept.

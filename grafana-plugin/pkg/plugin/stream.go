@@ -209,6 +209,12 @@ func (fd *Feed) run(ctx context.Context) {
 				fd.Malformed.Add(1)
 				continue
 			}
+			// Any role that can connect may NOTIFY: deliver the rows the
+			// notification names as they are stored, and nothing else.
+			if alerts, err = fd.store.Reread(ctx, alerts); err != nil {
+				log.DefaultLogger.Warn("live feed: re-reading notified alerts; reconnecting to replay them", "error", err)
+				break
+			}
 			for i := range alerts {
 				if alerts[i].ReceivedAt.After(lastReceived) {
 					lastReceived = alerts[i].ReceivedAt

@@ -355,6 +355,13 @@ func TestRunStreamReadsTheExportersPayload(t *testing.T) {
 	e.seed(t)
 	frames := e.stream(t, "alerts")
 	e.waitSubscribers(t, 1)
+	// The feed delivers stored rows only: store the ones the payload names.
+	for _, w := range want {
+		e.exec(t, `INSERT INTO alerts (alert_id, event_time, received_at, host_id, host_name, event_name, tripwire_type,
+  rule_name, severity, seq, summary, event_detail)
+SELECT $1, $2, $3, host_id, host_name, $5, $6, $7, $8, $9, $10, '{}' FROM hosts WHERE host_name = $4`,
+			w.AlertID, w.EventTime, w.ReceivedAt, w.HostName, w.EventName, w.TripwireType, w.RuleName, w.Severity, w.Seq, w.Summary)
+	}
 	e.exec(t, `SELECT pg_notify($1, $2)`, contract.NotifyChannel, string(golden.Notify()))
 	var got []Alert
 	for len(got) < len(want) {

@@ -296,6 +296,13 @@ func TestPluginProtocol(t *testing.T) {
 			now, seq := time.Now().UTC().Format(contract.NotifyTimeLayout), int64(100+i)
 			payload, _ := json.Marshal([]contract.Notification{{AlertID: id, EventTime: now, ReceivedAt: now, HostName: "web-01",
 				EventName: "tripwire.file.access", TripwireType: "file", RuleName: "shadow-read", Severity: "CRITICAL", Seq: &seq, Summary: "streamed"}})
+			// The feed delivers only stored rows: insert, then notify.
+			if _, err := conn.Exec(ctx, `INSERT INTO alerts (alert_id, event_time, host_id, host_name, event_name, tripwire_type,
+  rule_name, severity, seq, summary, event_detail)
+SELECT $1, $2, host_id, host_name, 'tripwire.file.access', 'file', 'shadow-read', 'CRITICAL', $3, 'streamed', '{}'
+FROM hosts WHERE host_name = 'web-01'`, id, now, seq); err != nil {
+				t.Fatal(err)
+			}
 			if _, err := conn.Exec(ctx, `SELECT pg_notify($1, $2)`, contract.NotifyChannel, string(payload)); err != nil {
 				t.Fatal(err)
 			}
