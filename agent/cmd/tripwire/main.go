@@ -210,7 +210,7 @@ func start(args []string, stderr io.Writer) int {
 	if err != nil {
 		return cannotStart(stderr, fmt.Errorf("invalid config: %w", err))
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	ctx, stop := stopContext()
 	defer stop()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
