@@ -175,6 +175,7 @@ type Host struct {
 	AgentVersion  *string    `json:"agent_version,omitempty"`
 	Watchers      *string    `json:"watchers,omitempty"`
 	UnservedRules *string    `json:"unserved_rules,omitempty"`
+	StatusReasons *string    `json:"status_reasons,omitempty"` // why DEGRADED, "; "-separated
 	CertNotAfter  *time.Time `json:"cert_not_after,omitempty"`
 	FirstSeen     time.Time  `json:"first_seen"`
 	LastSeen      time.Time  `json:"last_seen"`
@@ -190,7 +191,7 @@ type Host struct {
 func (s *Store) Hosts(ctx context.Context) ([]Host, error) {
 	rows, err := s.pool.Query(ctx, `
 SELECT h.host_name, h.host_ext_id, host(h.ip_address), h.platform, h.arch, h.agent_version,
-       h.watchers, h.unserved_rules, h.cert_not_after, h.first_seen, h.last_seen, h.last_alert_at,
+       h.watchers, h.unserved_rules, h.status_reasons, h.cert_not_after, h.first_seen, h.last_seen, h.last_alert_at,
        CASE WHEN h.last_seen < now() - make_interval(secs => $1) THEN '`+contract.StatusOffline+`' ELSE h.status END,
        c.seq,
        (SELECT count(*) FROM alerts a WHERE a.host_id = h.host_id AND a.event_time >= now() - interval '24 hours')
@@ -203,7 +204,7 @@ LIMIT 10000`, s.offlineAfter.Seconds())
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Host, error) {
 		var h Host
 		err := r.Scan(&h.HostName, &h.HostExtID, &h.IPAddress, &h.Platform, &h.Arch, &h.AgentVersion,
-			&h.Watchers, &h.UnservedRules, &h.CertNotAfter, &h.FirstSeen, &h.LastSeen, &h.LastAlertAt,
+			&h.Watchers, &h.UnservedRules, &h.StatusReasons, &h.CertNotAfter, &h.FirstSeen, &h.LastSeen, &h.LastAlertAt,
 			&h.Status, &h.ChainSeq, &h.Alerts24h)
 		return h, err
 	})

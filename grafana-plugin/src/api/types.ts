@@ -41,6 +41,8 @@ export interface Host {
   agent_version?: string;
   watchers?: string;
   unserved_rules?: string;
+  /** Why the agent is DEGRADED, "; "-separated. */
+  status_reasons?: string;
   cert_not_after?: string;
   first_seen: string;
   last_seen: string;

@@ -44,7 +44,11 @@ describe('Hosts page', () => {
           status: AGENT_STATUS.Offline,
           cert_not_after: new Date(Date.now() + 5 * 86400e3).toISOString(),
         }),
-        host('mac-01', { status: AGENT_STATUS.Degraded, unserved_rules: 'nc-exec: no eBPF' }),
+        host('mac-01', {
+          status: AGENT_STATUS.Degraded,
+          unserved_rules: 'nc-exec: no eBPF',
+          status_reasons: 'unserved: nc-exec: no eBPF; shipping: failing',
+        }),
       ],
       offline_after_seconds: 45,
     });
@@ -58,6 +62,10 @@ describe('Hosts page', () => {
     expect(rows).toHaveLength(4);
     expect(within(rows[2]).getByText(AGENT_STATUS.Offline)).toBeInTheDocument();
     expect(within(rows[3]).getByText(AGENT_STATUS.Degraded)).toBeInTheDocument();
+    expect(
+      within(rows[3]).getByLabelText('Degraded: unserved: nc-exec: no eBPF; shipping: failing')
+    ).toBeInTheDocument();
+    expect(within(rows[1]).queryByLabelText(/^Degraded:/)).not.toBeInTheDocument();
     expect(within(rows[1]).getByText('0.1.0')).toBeInTheDocument();
     expect(within(rows[1]).getByText('file=fanotify,process=ebpf')).toBeInTheDocument();
     expect(screen.getByText(/OFFLINE after 45 s/)).toBeInTheDocument();

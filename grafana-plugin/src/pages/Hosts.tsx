@@ -8,6 +8,7 @@ import { Column, Icon, InteractiveTable, Stack, Tooltip, useStyles2 } from '@gra
 
 import { api } from '../api/client';
 import type { Host, HostList } from '../api/types';
+import { AGENT_STATUS } from '../api/contract.gen';
 import { StatusBadge } from '../components/Severity';
 import { Empty, ErrorView, Loading } from '../components/States';
 import { ago, daysUntil, fmtTime } from '../components/time';
@@ -24,7 +25,22 @@ export function Hosts() {
   const columns = useMemo<Array<Column<Host>>>(
     () => [
       { id: 'host_name', header: 'Host' },
-      { id: 'status', header: 'Status', cell: ({ row }) => <StatusBadge value={row.original.status} /> },
+      {
+        id: 'status',
+        header: 'Status',
+        cell: ({ row: { original: h } }) => (
+          <>
+            <StatusBadge value={h.status} />
+            {h.status === AGENT_STATUS.Degraded && h.status_reasons && (
+              <Tooltip content={h.status_reasons.split('; ').join('\n')}>
+                <span aria-label={`Degraded: ${h.status_reasons}`}>
+                  <Icon name="info-circle" />
+                </span>
+              </Tooltip>
+            )}
+          </>
+        ),
+      },
       {
         id: 'last_seen',
         header: 'Last seen',
