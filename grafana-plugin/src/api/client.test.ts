@@ -1,4 +1,4 @@
-import { FieldType, dataFrameToJSON, setTimeZoneResolver, toDataFrame } from '@grafana/data';
+import { FieldType, dataFrameToJSON, setTimeZoneResolver, StreamingDataFrame, toDataFrame } from '@grafana/data';
 
 import { fmtTime } from '../components/time';
 import { frameToAlerts } from './client';
@@ -42,5 +42,26 @@ describe('frameToAlerts', () => {
         seq: 7,
       },
     ]);
+  });
+});
+
+describe("a live panel's rows under Grafana's StreamingDataFrame", () => {
+  it('gain nothing from the schema-only answer SubscribeStream gives, and would double from rows', () => {
+    // LiveDataStream starts from the panel's query frame and pushes the
+    // subscribe-time data (a Status event's message) into the same buffer.
+    const query = dataFrameToJSON(
+      toDataFrame({
+        fields: [
+          { name: 'time', type: FieldType.time, values: [1, 2] },
+          { name: 'alert_id', type: FieldType.string, values: ['a1', 'a2'] },
+        ],
+      })
+    );
+    const copy = () => JSON.parse(JSON.stringify(query));
+    const buffer = StreamingDataFrame.fromDataFrameJSON(copy(), { maxLength: 1000 });
+    buffer.push({ schema: copy().schema });
+    expect(buffer.length).toBe(2);
+    buffer.push(copy());
+    expect(buffer.length).toBe(4);
   });
 });
