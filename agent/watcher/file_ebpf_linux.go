@@ -423,9 +423,16 @@ func (w *fileEBPF) handle(raw []byte, sink Sink) {
 	w.records.Add(1)
 	e, r := w.tripOf(&ev)
 	var st *fileTripState
+	counted := false // its trip is already in a summary sent without it
 	if ev.Flags&uint32(bpf.FileTwFileFlagTW_FILE_AGGREGATED) != 0 {
-		st = &fileTripState{reported: 1}
-		w.trips[ev.Key] = st
+		if st = w.trips[ev.Key]; st != nil {
+			// A summary gave up waiting for this record (summarise) and
+			// reported its count without it: only the actor is new.
+			counted = true
+		} else {
+			st = &fileTripState{reported: 1}
+			w.trips[ev.Key] = st
+		}
 	}
 	if e == nil {
 		w.unmatched.Add(1)
@@ -452,7 +459,9 @@ func (w *fileEBPF) handle(raw []byte, sink Sink) {
 	if st != nil {
 		st.tmpl = e
 	}
-	sink.Trip(cloneTrip(e))
+	if !counted {
+		sink.Trip(cloneTrip(e))
+	}
 }
 
 // cloneTrip copies e so the template kept for summaries is never shared

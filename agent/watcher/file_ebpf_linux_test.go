@@ -207,3 +207,52 @@ func TestFileWatcherStoppedChild(t *testing.T) {
 	fmt.Printf("watching %s with %s\n", f, w.Mechanism())
 	select {}
 }
+
+// With a ring buffer too small for more than one record, a burst over many
+// files loses records but no counts: every file's trips add up, its events
+// still name it (found by inode), and the loss of detail is counted.
+func TestFileEBPFCountsSurviveAFullRingBuffer(t *testing.T) {
+	for _, mech := range fileEBPFMechanisms(t) {
+		t.Run(mech, func(t *testing.T) {
+			dir := t.TempDir()
+			const files, reads = 500, 2
+			for i := range files {
+				writeFile(t, filepath.Join(dir, fmt.Sprintf("f%03d", i)), "x\n")
+			}
+			fileRingBytes = 16 << 10
+			t.Cleanup(func() { fileRingBytes = 0 })
+			w, s := startFileWatcher(t, []FileRule{{Name: "d", Severity: event.SeverityWarn, Paths: []string{dir}}}, mech)
+			// A tight loop, so records come faster than any reader takes them.
+			pid := run(t, "python3", "-c", "import os,sys\nfor f in sorted(os.listdir(sys.argv[1])):\n  for _ in range(2): open(os.path.join(sys.argv[1], f)).read()", dir)
+			perFile := map[string]int64{}
+			total := func() (sum int64) {
+				clear(perFile)
+				for _, e := range s.all() {
+					// (The listing of the directory is a trip too.)
+					if e.Name == event.FileAccess && e.Process != nil && e.Process.PID == int64(pid) && e.File.Path != dir {
+						perFile[e.File.Path] += max(e.Count, 1)
+						sum += max(e.Count, 1)
+					}
+				}
+				return sum
+			}
+			deadline := time.Now().Add(20 * time.Second)
+			for total() < files*reads && time.Now().Before(deadline) {
+				time.Sleep(100 * time.Millisecond)
+			}
+			if got := total(); got != files*reads || len(perFile) != files {
+				t.Fatalf("counted %d opens over %d files, want %d over %d; lost %v", got, len(perFile), files*reads, files, s.lost)
+			}
+			for p, n := range perFile {
+				if n != reads {
+					t.Errorf("%s: %d opens counted, want %d", p, n, reads)
+				}
+			}
+			c := w.(Counters).Counters()
+			if c["undetailed_trips"] == 0 {
+				t.Errorf("the ring buffer never filled: %v", c)
+			}
+			t.Logf("counters %v", c)
+		})
+	}
+}
