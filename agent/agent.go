@@ -103,7 +103,7 @@ func New(cfg *config.Config, opts Options) (_ *Agent, err error) {
 		}
 		d.Close()
 	}
-	if a.chain, err = auditchain.Open(cfg.Audit.Path, auditchain.Options{}); err != nil {
+	if a.chain, err = auditchain.Open(cfg.Audit.Path, auditchain.Options{MaxBytes: cfg.Audit.MaxBytes, Keep: cfg.Audit.Keep}); err != nil {
 		return nil, fmt.Errorf("audit log %s: %w (keep it for investigation; tripwire audit verify shows where it breaks)", cfg.Audit.Path, pathErr(err))
 	}
 	if torn := a.chain.TornTail(); torn > 0 {

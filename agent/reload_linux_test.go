@@ -88,7 +88,8 @@ func TestReloadSquatting(t *testing.T) {
 		t.Fatal(err)
 	}
 	port := freePort(t, "tcp")
-	rules := "rules:\n" + fileRule("decoy", decoy)
+	// fanotify forced: the reload is under test, not whether eBPF loads here.
+	rules := "watchers: {file: fanotify}\nrules:\n" + fileRule("decoy", decoy)
 	cfg := loadConfig(t, dir, rules+honeyportRule("pg", port))
 	ag, err := New(cfg, Options{Version: "test"})
 	if err != nil {

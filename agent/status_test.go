@@ -143,7 +143,7 @@ func TestDegradedReasons(t *testing.T) {
 
 	// A reload that serves every rule with what it needs: ONLINE again.
 	free := freePort(t, "tcp")
-	ag.reload <- writeConfig(t, dir, rules+honeyportRule("pg", free)+state)
+	ag.reload <- writeConfig(t, dir, rules+honeyportRule("pg", free)+"watchers: {file: fanotify}\n"+state)
 	ag.waitStatus(t, dir, health.StatusOK, "", event.SeverityInfo)
 
 	// The spool over its limit: only CRITICAL events, more than max_events.

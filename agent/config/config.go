@@ -22,6 +22,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/tripwire-sec/tripwire/agent/watcher"
+	"github.com/tripwire-sec/tripwire/internal/auditchain"
 	"github.com/tripwire-sec/tripwire/internal/event"
 )
 
@@ -112,7 +113,9 @@ type Spool struct {
 
 // Audit places the local audit chain.
 type Audit struct {
-	Path string
+	Path     string
+	MaxBytes int64 // rotate at this size
+	Keep     int   // rotated files kept
 }
 
 // Health is where /healthz and /metrics listen: a Unix socket that only root
@@ -179,7 +182,7 @@ func Parse(name string, data []byte) (*Config, error) {
 	c := &Config{
 		File:              name,
 		Spool:             Spool{Path: DefaultSpoolPath, MaxEvents: DefaultSpoolMaxEvents, MaxBytes: DefaultSpoolMaxBytes},
-		Audit:             Audit{Path: DefaultAuditPath},
+		Audit:             Audit{Path: DefaultAuditPath, MaxBytes: auditchain.DefaultMaxBytes, Keep: auditchain.DefaultKeep},
 		Health:            Health{Socket: DefaultHealthSocket, SocketGroup: DefaultHealthGroup},
 		HeartbeatInterval: DefaultHeartbeatInterval,
 		Transport:         Transport{DegradedAfter: DefaultDegradedAfter},
@@ -200,8 +203,12 @@ func Parse(name string, data []byte) (*Config, error) {
 		d.size(m, "max_bytes", &c.Spool.MaxBytes)
 	}
 	if f, ok := top["audit"]; ok {
-		m := d.mapping(f.value, f.path, "path")
+		m := d.mapping(f.value, f.path, "path", "max_bytes", "keep")
 		d.path(m, "path", dir, &c.Audit.Path)
+		d.size(m, "max_bytes", &c.Audit.MaxBytes)
+		keep := int64(c.Audit.Keep)
+		d.integer(m, "keep", 1, 1000, &keep)
+		c.Audit.Keep = int(keep)
 	}
 	if f, ok := top["health"]; ok {
 		m := d.mapping(f.value, f.path, "socket", "socket_group", "address", "token_file", "allow_remote")

@@ -143,7 +143,7 @@ func (p *Pipeline) Reconcile(ctx context.Context) (int, error) {
 		batch = make([]*event.Event, 0, 1024)
 		return nil
 	}
-	err := auditchain.ReadEntries(p.opts.ChainPath, from, func(en auditchain.Entry) error {
+	err := auditchain.ReadEntriesSet(p.opts.ChainPath, from, func(en auditchain.Entry) error {
 		e, err := event.ParseCanonical(en.Payload)
 		if err != nil {
 			return fmt.Errorf("audit entry seq %d: %w", en.Seq, err)

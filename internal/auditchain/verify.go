@@ -70,8 +70,18 @@ type Report struct {
 // Blocks of lines are parsed and hashed on every core (contract.CheckChain)
 // while this goroutine follows the links in order.
 func Verify(r io.Reader, anchor *Anchor) (Report, error) {
+	return VerifyFrom(r, nil, anchor)
+}
+
+// VerifyFrom is Verify of a log whose first entry follows start (the last
+// entry of the rotated file before it); nil means the genesis.
+func VerifyFrom(r io.Reader, start, anchor *Anchor) (Report, error) {
 	v := verifier{anchor: anchor}
 	copy(v.prevHash[:], contract.GenesisHash)
+	if start != nil {
+		v.prevSeq = start.Seq
+		copy(v.prevHash[:], start.Hash)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	blocks, readErr := readBlocks(ctx, r)

@@ -27,19 +27,26 @@ const (
 // Options configure a Writer.
 type Options struct {
 	Sync Sync
+	// MaxBytes rotates the log once it reaches this size; 0 never rotates.
+	MaxBytes int64
+	// Keep is how many rotated files are kept; 0 means DefaultKeep.
+	Keep int
 }
 
 // Writer appends events to a log. It is safe for concurrent use, though the
 // agent has one writer goroutine.
 type Writer struct {
-	mu       sync.Mutex
-	f        *os.File
-	opts     Options
-	seq      uint64
-	hash     string
-	tornTail int64
-	buf      []byte
-	err      error // sticky: after a failed write the head is unknown
+	mu        sync.Mutex
+	f         *os.File
+	path      string
+	size      int64
+	rotations int
+	opts      Options
+	seq       uint64
+	hash      string
+	tornTail  int64
+	buf       []byte
+	err       error // sticky: after a failed write the head is unknown
 }
 
 // Open opens or creates the log at path (mode 0600, O_APPEND, never through
@@ -48,17 +55,64 @@ type Writer struct {
 // durable, so never acknowledged) is cut off and its size reported by
 // TornTail; anything else wrong with the last line is an error, since
 // appending after it would bury the damage.
+//
+// An empty log continues the chain of its newest rotated file, if any: a
+// crash between the rotation's rename and the first append must not restart
+// the chain at seq 1.
 func Open(path string, opts Options) (*Writer, error) {
-	f, err := safefile.OpenPrivate(path, os.O_RDWR|os.O_APPEND)
+	if opts.Keep <= 0 {
+		opts.Keep = DefaultKeep
+	}
+	f, err := openLog(path)
 	if err != nil {
 		return nil, fmt.Errorf("opening audit log: %w", err)
 	}
-	w := &Writer{f: f, opts: opts, hash: contract.GenesisHash}
+	w := &Writer{f: f, path: path, opts: opts, hash: contract.GenesisHash}
 	if err := w.readHead(); err != nil {
 		f.Close()
 		return nil, err
 	}
+	if w.seq == 0 {
+		if err := w.readRotatedHead(); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
 	return w, nil
+}
+
+func openLog(path string) (*os.File, error) {
+	return safefile.OpenPrivate(path, os.O_RDWR|os.O_APPEND)
+}
+
+// readRotatedHead takes the head from the newest rotated file.
+func (w *Writer) readRotatedHead() error {
+	files := Files(w.path)
+	for i := len(files) - 1; i >= 0; i-- {
+		if files[i] == w.path {
+			continue
+		}
+		f, err := os.Open(files[i])
+		if err != nil {
+			return fmt.Errorf("reading rotated audit log: %w", err)
+		}
+		fi, err := f.Stat()
+		if err == nil {
+			var line []byte
+			if line, _, err = lastLine(f, fi.Size()); err == nil && line != nil {
+				var e rawEntry
+				if err = parseLine(line, &e); err == nil {
+					w.seq, w.hash = e.seq, string(e.hash)
+				}
+			}
+		}
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("reading rotated audit log %s head: %w", files[i], err)
+		}
+		return nil
+	}
+	return nil
 }
 
 func (w *Writer) readHead() error {
@@ -70,6 +124,7 @@ func (w *Writer) readHead() error {
 	if err != nil {
 		return fmt.Errorf("reading audit log head: %w", err)
 	}
+	w.size = end
 	if end < fi.Size() {
 		if err := w.f.Truncate(end); err != nil {
 			return fmt.Errorf("cutting torn audit entry: %w", err)
@@ -165,6 +220,14 @@ func (w *Writer) Append(events []*event.Event) error {
 		}
 	}
 	w.seq, w.hash = seq, hash
+	w.size += int64(len(buf))
+	if w.opts.MaxBytes > 0 && w.size >= w.opts.MaxBytes {
+		// The batch is durable in the old file; the next one starts the new.
+		if err := w.rotate(); err != nil {
+			w.err = err
+			return err
+		}
+	}
 	return nil
 }
 

@@ -5,7 +5,7 @@
 //	tripwire plant --config FILE       plant the config's honeyfiles and exit
 //	tripwire status [--socket PATH | --address ADDR --token-file FILE]
 //	                                   print a running agent's /healthz
-//	tripwire audit verify FILE [--anchor SEQ:HASH]
+//	tripwire audit verify FILE [--anchor SEQ:HASH] [--from SEQ:HASH]
 //	tripwire pki ...                   certificates for agents and the collector
 //	tripwire version
 package main
@@ -48,7 +48,10 @@ commands:
   status [--socket PATH]                  print a running agent's health (default /run/tripwire/health.sock)
   status --address HOST:PORT --token-file FILE
                                           the same over the opt-in TCP address
-  audit verify FILE [--anchor SEQ:HASH]   verify an audit log: exit 0 intact, 1 tampered, 2 unreadable
+  audit verify FILE [--anchor SEQ:HASH] [--from SEQ:HASH]
+                                          verify an audit log and its rotated files (FILE.1,
+                                          ...), or with --from one file alone: exit 0 intact,
+                                          1 tampered, 2 unreadable
   pki <command>                           certificates for agents and the collector (tripwire pki help)
   version                                 print the version
 `
@@ -320,13 +323,14 @@ func status(args []string, stdout, stderr io.Writer) int {
 }
 
 func audit(args []string, stdout, stderr io.Writer) int {
-	const synopsis = "audit verify FILE [--anchor SEQ:HASH]"
+	const synopsis = "audit verify FILE [--anchor SEQ:HASH] [--from SEQ:HASH]"
 	if len(args) == 0 || args[0] != "verify" {
 		fmt.Fprintf(stderr, "usage: tripwire %s\n", synopsis)
 		return 2
 	}
 	fs := flags("audit verify", synopsis, stderr)
 	anchorText := fs.String("anchor", "", "a `SEQ:HASH` known from elsewhere (the collector's chain head): detects truncation and a rewritten tail")
+	fromText := fs.String("from", "", "verify FILE alone, its first entry following `SEQ:HASH` (the last entry of the rotated file before it)")
 	pos, err := parse(fs, args[1:])
 	if err != nil {
 		return 2
@@ -335,24 +339,45 @@ func audit(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	var anchor *auditchain.Anchor
-	if *anchorText != "" {
-		if anchor, err = auditchain.ParseAnchor(*anchorText); err != nil {
+	var anchor, from *auditchain.Anchor
+	for _, a := range []struct {
+		text string
+		dst  **auditchain.Anchor
+	}{{*anchorText, &anchor}, {*fromText, &from}} {
+		if a.text == "" {
+			continue
+		}
+		if *a.dst, err = auditchain.ParseAnchor(a.text); err != nil {
 			fmt.Fprintf(stderr, "tripwire audit verify: %v\n", err)
 			return 2
 		}
 	}
 	path := pos[0]
-	rep, err := auditchain.VerifyFile(path, anchor)
+	var rep auditchain.Report
+	var start auditchain.Anchor
+	files := auditchain.Files(path)
+	what := path
+	if from == nil && len(files) > 1 {
+		// The live log with its rotated files: one chain, oldest first.
+		var set auditchain.SetReport
+		set, err = auditchain.VerifySet(path, anchor)
+		rep, start = set.Report, set.Start
+		what = fmt.Sprintf("%s (and %d rotated)", path, len(files)-1)
+	} else {
+		rep, start, err = auditchain.VerifyFileFrom(path, from, anchor)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "tripwire audit verify: %s: unreadable: %v\n", path, unwrapPath(err))
 		return 2
 	}
 	if rep.Break != nil {
-		fmt.Fprintf(stdout, "%s: TAMPERED: %s\n", path, rep.Break)
+		fmt.Fprintf(stdout, "%s: TAMPERED: %s\n", what, rep.Break)
 		return 1
 	}
-	fmt.Fprintf(stdout, "%s: intact: %d entries, head seq %d hash %s\n", path, rep.Entries, rep.LastSeq, rep.LastHash)
+	fmt.Fprintf(stdout, "%s: intact: %d entries, head seq %d hash %s\n", what, rep.Entries, rep.LastSeq, rep.LastHash)
+	if start.Seq > 0 && from == nil {
+		fmt.Fprintf(stdout, "starts after seq %d hash %s, in a file no longer here: confirm that link with --from or an anchor from the collector\n", start.Seq, start.Hash)
+	}
 	return 0
 }
 

@@ -83,14 +83,19 @@ func cmdCode(ts *testscript.TestScript, neg bool, args []string) {
 	}
 }
 
-// mkchain FILE N writes an audit log of N events and sets $HEAD to the
+// mkchain FILE N [ROTATE_AT_BYTES] writes an audit log of N events and sets $HEAD to the
 // SEQ:HASH of its last entry.
 func cmdMkchain(ts *testscript.TestScript, neg bool, args []string) {
-	if len(args) != 2 {
-		ts.Fatalf("usage: mkchain FILE N")
+	if len(args) != 2 && len(args) != 3 {
+		ts.Fatalf("usage: mkchain FILE N [ROTATE_AT_BYTES]")
 	}
 	n, _ := strconv.Atoi(args[1])
-	w, err := auditchain.Open(ts.MkAbs(args[0]), auditchain.Options{})
+	opts := auditchain.Options{}
+	if len(args) == 3 {
+		max, _ := strconv.Atoi(args[2])
+		opts.MaxBytes, opts.Keep = int64(max), 1000
+	}
+	w, err := auditchain.Open(ts.MkAbs(args[0]), opts)
 	ts.Check(err)
 	for i := 0; i < n; i++ {
 		now := time.Date(2026, 11, 26, 12, 0, i, 0, time.UTC)
