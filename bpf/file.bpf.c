@@ -25,6 +25,7 @@
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define FMODE_WRITE 0x2
+#define FMODE_PATH 0x4000
 #define S_IFMT 00170000
 #define S_IFDIR 0040000
 #define ATTR_SIZE (1 << 3)
@@ -266,7 +267,11 @@ static __always_inline void on_dentry(struct dentry *d, __u32 op)
 
 static __always_inline void on_open(struct file *file)
 {
-	__u32 op = BPF_CORE_READ(file, f_mode) & FMODE_WRITE ? TW_FILE_MODIFY : TW_FILE_ACCESS;
+	__u32 mode = BPF_CORE_READ(file, f_mode);
+	/* An O_PATH descriptor reads nothing (and the LSM hook never sees one). */
+	if (mode & FMODE_PATH)
+		return;
+	__u32 op = mode & FMODE_WRITE ? TW_FILE_MODIFY : TW_FILE_ACCESS;
 	on_dentry(BPF_CORE_READ(file, f_path.dentry), op);
 }
 

@@ -256,3 +256,20 @@ func TestFileEBPFCountsSurviveAFullRingBuffer(t *testing.T) {
 		})
 	}
 }
+
+// An O_PATH descriptor of a watched file reads nothing and trips nothing.
+func TestFileEBPFPathDescriptorIsNoAccess(t *testing.T) {
+	for _, mech := range fileEBPFMechanisms(t) {
+		t.Run(mech, func(t *testing.T) {
+			f := filepath.Join(t.TempDir(), "f")
+			writeFile(t, f, "1")
+			_, s := startFileWatcher(t, []FileRule{{Name: "r", Severity: event.SeverityWarn, Paths: []string{f}}}, mech)
+			opath := run(t, "python3", "-c", "import os,sys; os.close(os.open(sys.argv[1], os.O_PATH))", f)
+			sentinel := run(t, "/bin/cat", f)
+			s.waitFor(t, "the sentinel cat", and(on(event.FileAccess, f), byPID(sentinel)))
+			if n := countOf(s.all(), byPID(opath)); n != 0 {
+				t.Errorf("an O_PATH open tripped:\n%s", describe(s.all()))
+			}
+		})
+	}
+}
