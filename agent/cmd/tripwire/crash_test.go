@@ -20,8 +20,15 @@ import (
 // TestCrashDuringBurst runs the real agent (this binary as tripwire) with a
 // fanotify rule on a directory of 10,000 files, reads them all, SIGKILLs the
 // agent in the middle of the burst, restarts it, and checks that the audit
-// chain verifies and that every chain entry is in the spool exactly once.
+// chain verifies and that every chain entry is in the spool exactly once. It
+// runs with one audit file and with the log rotating every 256 KiB, so the
+// kill and the reconciliation happen across rotated files.
 func TestCrashDuringBurst(t *testing.T) {
+	t.Run("one file", func(t *testing.T) { crashDuringBurst(t, "") })
+	t.Run("rotating", func(t *testing.T) { crashDuringBurst(t, ", max_bytes: 256KiB, keep: 1000") })
+}
+
+func crashDuringBurst(t *testing.T, auditOpts string) {
 	if os.Geteuid() != 0 {
 		t.Skip("fanotify needs root (CAP_SYS_ADMIN)")
 	}
@@ -50,9 +57,9 @@ rules:
     paths: [%s]
     recursive: true
 spool: {path: %s/state/spool.db}
-audit: {path: %s/state/audit.log}
+audit: {path: %s/state/audit.log%s}
 health: {socket: "%s"}
-`, trips, dir, dir, addr))
+`, trips, dir, dir, auditOpts, addr))
 
 	agent := startAgent(t, bin, conf, addr, filepath.Join(dir, "agent1.log"))
 	// The burst: every file read once, in a loop until the agent is killed.
@@ -74,7 +81,14 @@ health: {socket: "%s"}
 	}()
 	// Kill once a good part of the burst is chained.
 	logPath := filepath.Join(dir, "state", "audit.log")
-	waitFor(t, 120*time.Second, "3,000 chained entries", func() bool { return lines(logPath) >= 3000 })
+	chainLines := func() int {
+		n := 0
+		for _, p := range auditchain.Files(logPath) {
+			n += lines(p)
+		}
+		return n
+	}
+	waitFor(t, 120*time.Second, "3,000 chained entries", func() bool { return chainLines() >= 3000 })
 	if err := agent.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +96,7 @@ health: {socket: "%s"}
 	killedAt := read.Load()
 	close(stopReading)
 	<-readerDone
-	t.Logf("SIGKILL after %d of %d reads, with %d chain lines on disk", killedAt, n, lines(logPath))
+	t.Logf("SIGKILL after %d of %d reads, with %d chain lines on disk in %d files", killedAt, n, chainLines(), len(auditchain.Files(logPath)))
 
 	// Restart: start-up reconciles the chain into the spool. Then stop cleanly.
 	agent = startAgent(t, bin, conf, addr, filepath.Join(dir, "agent2.log"))
@@ -93,9 +107,12 @@ health: {socket: "%s"}
 		t.Fatalf("agent after restart: %v\n%s", err, readLog(dir, "agent2.log"))
 	}
 
-	rep, err := auditchain.VerifyFile(logPath, nil)
-	if err != nil || rep.Break != nil {
-		t.Fatalf("chain does not verify after the crash: %v %v", err, rep.Break)
+	rep, err := auditchain.VerifySet(logPath, nil)
+	if err != nil || rep.Break != nil || rep.Start.Seq != 0 {
+		t.Fatalf("chain does not verify after the crash: %v %v (starts after seq %d)", err, rep.Break, rep.Start.Seq)
+	}
+	if auditOpts != "" && len(rep.Files) < 3 {
+		t.Errorf("the log rotated into only %d files", len(rep.Files))
 	}
 	sp, err := spool.Open(spool.Options{Path: filepath.Join(dir, "state", "spool.db")})
 	if err != nil {
@@ -114,7 +131,7 @@ health: {socket: "%s"}
 		spooled[uint64(it.ID)] = it.Event.Hash
 	}
 	var chained int
-	err = auditchain.ReadEntries(logPath, 1, func(en auditchain.Entry) error {
+	err = auditchain.ReadEntriesSet(logPath, 1, func(en auditchain.Entry) error {
 		chained++
 		h, ok := spooled[en.Seq]
 		if !ok {
@@ -140,7 +157,7 @@ health: {socket: "%s"}
 			t.Logf("restart: %s", line)
 		}
 	}
-	t.Logf("chain verified: %d entries, each in the spool exactly once", chained)
+	t.Logf("chain verified: %d entries in %d files, each in the spool exactly once", chained, len(rep.Files))
 }
 
 func startAgent(t *testing.T, bin, conf, addr, logFile string) *exec.Cmd {
