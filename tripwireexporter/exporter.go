@@ -28,6 +28,12 @@ import (
 	"github.com/tripwire-sec/tripwire/tripwireexporter/internal/metadata"
 )
 
+// maxEventBytes caps an event's canonical form, as the tripwire receiver's
+// default max_event_bytes does: the exporter may sit behind another
+// receiver, and one event of megabytes of escaped bytes costs a batch its
+// time budget. A valid event of one type stays under about 820 KiB.
+const maxEventBytes = 1 << 20
+
 // How often partitions are created ahead and expired ones dropped.
 const partitionInterval = time.Hour
 
@@ -347,7 +353,14 @@ func (e *tripwireExporter) decode(ctx context.Context, ld plog.Logs) []*hostBatc
 					}
 					continue
 				}
-				h.events = append(h.events, record{ev: ev, canon: ev.Canonical()})
+				canon := ev.Canonical()
+				if len(canon) > maxEventBytes {
+					e.rejected.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", "oversize")))
+					e.logger.Warn("dropping oversize TripWire record", zap.String(event.ResourceHostName, name),
+						zap.String(event.KeyAlertID, ev.AlertID.String()), zap.Int("bytes", len(canon)))
+					continue
+				}
+				h.events = append(h.events, record{ev: ev, canon: canon})
 			}
 		}
 		if len(h.events) > 0 || h.heartbeat != nil {

@@ -954,3 +954,29 @@ func TestHeartbeatHeadRollbackIsABreak(t *testing.T) {
 		})
 	}
 }
+
+// Issue 12 item 3: the exporter, which may sit behind another receiver,
+// caps an event's canonical size as the tripwire receiver does: six 64 KiB
+// fields of escaped bytes on a file trip are not hashed and stored.
+func TestOversizeEventIsDropped(t *testing.T) {
+	dsn := pgtest.NewDB(t)
+	e := startExporter(t, testConfig(dsn))
+	pool := openPool(t, dsn)
+	a := newAgent(t, "huge-1")
+	evs := []*event.Event{a.trip(), a.trip(), a.trip()}
+	junk := strings.Repeat("\x01", 60<<10)
+	evs[1].Process.CommandLine, evs[1].Process.Ancestry = junk, junk
+	evs[1].Agent = &event.Agent{Watchers: junk, Unserved: junk}
+	evs[1].Network = &event.Network{FirstBytes: junk, DestinationPort: 22}
+	evs[1].Missing = nil
+	if n := len(evs[1].Canonical()); n <= 1<<20 {
+		t.Fatalf("test event is only %d bytes in canonical form", n)
+	}
+	push(t, e, a.logs(a.chained(evs...)...))
+	if n := queryInt(t, pool, "SELECT count(*) FROM alerts WHERE host_name = 'huge-1' AND tripwire_type = 'file'"); n != 2 {
+		t.Errorf("%d trips stored, want the 2 of normal size", n)
+	}
+	if n := queryInt(t, pool, "SELECT coalesce(max(length(event_detail::text)), 0) FROM alerts"); n > 1<<20 {
+		t.Errorf("an event of %d bytes was stored", n)
+	}
+}
