@@ -22,6 +22,6 @@ if (!global.IntersectionObserver) {
   };
 }
 
-// findBy/waitFor wait up to 5 s: the CI machine runs other suites in
+// findBy/waitFor wait up to 10 s: the CI machine runs other suites in
 // parallel, and the default 1 s fails on load, not on behaviour.
-require('@testing-library/react').configure({ asyncUtilTimeout: 5000 });
+require('@testing-library/react').configure({ asyncUtilTimeout: 10000 });

@@ -7,6 +7,9 @@ const base = require('./.config/jest.config');
 module.exports = {
   // Jest configuration provided by Grafana scaffolding
   ...base,
+  // Suites share a loaded CI machine: a page test takes seconds there, not
+  // milliseconds, so time limits are about load, not behaviour.
+  testTimeout: 30000,
   moduleNameMapper: {
     ...base.moduleNameMapper,
     // jsdom would pick yaml's ESM browser build; the CommonJS one is the same parser.
