@@ -434,11 +434,13 @@ int BPF_PROG(tw_sys_exit_open, struct pt_regs *regs, long ret)
 #endif
 	if (nr != NR_OPENAT && nr != NR_OPENAT2 && nr != NR_OPEN && nr != NR_CREAT)
 		return 0;
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task_btf();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	if ((unsigned long)ret >= BPF_CORE_READ(fdt, max_fds))
+	/* Direct loads through the task's BTF pointer, not helper calls: this
+	 * runs for every open on the host. */
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct fdtable *fdt = task->files->fdt;
+	if ((unsigned long)ret >= fdt->max_fds)
 		return 0;
-	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file **fds = fdt->fd;
 	struct file *f = NULL;
 	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[ret]) || !f)
 		return 0;
