@@ -36,7 +36,7 @@ func (s *Shipper) heartbeat(ctx context.Context) {
 	e := s.heartbeatEvent(time.Now())
 	hctx, cancel := context.WithTimeout(ctx, min(s.cfg.ExportTimeout, s.cfg.HeartbeatInterval))
 	defer cancel()
-	out, _ := s.export(hctx, s.currentLink(), s.records.build([]*event.Event{e}))
+	out, _ := s.export(hctx, s.currentLink(), s.logs([]*event.Event{e}))
 	if out.err != nil {
 		if ctx.Err() != nil {
 			return // shutting down

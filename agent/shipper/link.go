@@ -8,9 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploggrpc"
-	sdklog "go.opentelemetry.io/otel/sdk/log"
-	collogpb "go.opentelemetry.io/proto/otlp/collector/logs/v1"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
@@ -20,10 +19,11 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// link is one gRPC connection to the collector and the OTLP exporter over it.
+// link is one gRPC connection to the collector and the OTLP logs client
+// over it.
 type link struct {
 	conn   *grpc.ClientConn
-	exp    *otlploggrpc.Exporter
+	client plogotlp.GRPCClient
 	cancel context.CancelFunc // stops the connectivity watch
 	done   chan struct{}
 }
@@ -43,7 +43,6 @@ func (s *Shipper) dial() (*link, error) {
 	}
 	conn, err := grpc.NewClient(s.cfg.Endpoint,
 		grpc.WithTransportCredentials(grpccreds.NewTLS(tlsCfg)),
-		grpc.WithChainUnaryInterceptor(captureVerdict),
 		// gRPC's own reconnect backoff (1 s growing to 120 s by default)
 		// would stack on top of the shipper's; give it the shipper's bounds.
 		grpc.WithConnectParams(grpc.ConnectParams{
@@ -59,20 +58,8 @@ func (s *Shipper) dial() (*link, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connecting to %s: %w", s.cfg.Endpoint, err)
 	}
-	exp, err := otlploggrpc.New(context.Background(),
-		otlploggrpc.WithGRPCConn(conn),
-		// The shipper retries itself, from the spool, with its own backoff:
-		// a retry inside the exporter would hide failures and hold the batch.
-		otlploggrpc.WithRetry(otlploggrpc.RetryConfig{Enabled: false}),
-		otlploggrpc.WithTimeout(s.cfg.ExportTimeout),
-		otlploggrpc.WithMaxRequestSize(maxRequestBytes),
-	)
-	if err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("creating the OTLP exporter: %w", err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
-	l := &link{conn: conn, exp: exp, cancel: cancel, done: make(chan struct{})}
+	l := &link{conn: conn, client: plogotlp.NewGRPCClient(conn), cancel: cancel, done: make(chan struct{})}
 	go l.watch(ctx, func() {
 		// Every connection after the first one is a reconnect, whether gRPC
 		// re-established it or the shipper dialled afresh.
@@ -94,8 +81,6 @@ func (l *link) broken() bool {
 func (l *link) close() {
 	l.cancel()
 	<-l.done
-	// Shutdown waits for an export in flight (the exporter serialises them).
-	_ = l.exp.Shutdown(context.Background())
 	_ = l.conn.Close()
 }
 
@@ -114,34 +99,6 @@ func (l *link) watch(ctx context.Context, ready func()) {
 	}
 }
 
-// verdict is what the collector answered to one Export call, captured by
-// captureVerdict from the context: the exporter reports a partial success
-// only as an error string, and the shipper must tell "acknowledged, some
-// records rejected" from "not acknowledged".
-type verdict struct {
-	called   bool
-	rpcErr   error
-	rejected int64
-	message  string
-}
-
-type verdictKey struct{}
-
-func captureVerdict(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-	err := invoker(ctx, method, req, reply, cc, opts...)
-	if v, ok := ctx.Value(verdictKey{}).(*verdict); ok {
-		v.called = true
-		v.rpcErr = err
-		if resp, ok := reply.(*collogpb.ExportLogsServiceResponse); ok && err == nil {
-			if ps := resp.GetPartialSuccess(); ps != nil {
-				v.rejected = ps.GetRejectedLogRecords()
-				v.message = ps.GetErrorMessage()
-			}
-		}
-	}
-	return err
-}
-
 // outcome classifies one export.
 type outcome struct {
 	err        error         // nil: acknowledged; the batch may be deleted
@@ -150,39 +107,42 @@ type outcome struct {
 	retryAfter time.Duration // the collector asked to wait at least this long
 }
 
-// export sends records over the current link and says what came of it.
-// Partial success is acknowledged delivery: the rejected records are
-// permanently invalid, so they are counted and logged, not retried.
-func (s *Shipper) export(ctx context.Context, l *link, records []sdklog.Record) (out outcome, rejected int64) {
+// export sends logs over the current link and says what came of it. The
+// shipper retries itself, from the spool, with its own backoff, so nothing
+// here retries. Partial success is acknowledged delivery: the rejected
+// records are permanently invalid, so they are counted and logged, not
+// retried.
+func (s *Shipper) export(ctx context.Context, l *link, ld plog.Logs) (out outcome, rejected int64) {
 	if l == nil {
 		return outcome{err: errors.New("shipper not running")}, 0
 	}
-	v := &verdict{}
-	err := l.exp.Export(context.WithValue(ctx, verdictKey{}, v), records)
-	if v.called && v.rpcErr == nil {
-		if v.rejected > 0 || v.message != "" {
-			s.log.Warn("collector rejected records of an acknowledged batch", "rejected", v.rejected, "count", len(records), "message", v.message)
-		}
-		return outcome{}, v.rejected
-	}
-	if err == nil {
-		err = v.rpcErr
-	}
-	if err == nil {
-		// The exporter had nothing to send.
+	n := ld.LogRecordCount()
+	if n == 0 {
 		return outcome{}, 0
 	}
-	if !v.called {
-		// Refused before sending: too large, or the context ended.
-		return outcome{err: err, split: ctx.Err() == nil && isTooLarge(err)}, 0
+	req := plogotlp.NewExportRequestFromLogs(ld)
+	// A request over the collector's receive limit would be refused whole:
+	// refuse it first, so the batch is split.
+	if size := (&plog.ProtoMarshaler{}).LogsSize(ld); size > maxRequestBytes {
+		return outcome{err: fmt.Errorf("request of %d bytes is too large (limit %d)", size, maxRequestBytes), split: true}, 0
 	}
-	st := status.Convert(v.rpcErr)
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ExportTimeout)
+	defer cancel()
+	resp, err := l.client.Export(ctx, req)
+	if err == nil {
+		ps := resp.PartialSuccess()
+		if ps.RejectedLogRecords() > 0 || ps.ErrorMessage() != "" {
+			s.log.Warn("collector rejected records of an acknowledged batch", "rejected", ps.RejectedLogRecords(), "count", n, "message", ps.ErrorMessage())
+		}
+		return outcome{}, ps.RejectedLogRecords()
+	}
+	st := status.Convert(err)
 	out = outcome{err: err}
 	switch st.Code() {
 	case codes.InvalidArgument:
 		out.split = true
 	case codes.ResourceExhausted:
-		out.split = isTooLarge(v.rpcErr)
+		out.split = isTooLarge(err)
 	case codes.PermissionDenied, codes.Unauthenticated:
 		out.operator = true
 	case codes.Unavailable:

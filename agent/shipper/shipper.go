@@ -133,7 +133,6 @@ type Shipper struct {
 	log     *slog.Logger
 	metrics *metrics
 	creds   *credentials
-	records *recordBuilder
 
 	// shipFailing and beatFailing are the unix nanos of the first failure of
 	// the current outage of exports and of heartbeats; 0 while they succeed.
@@ -173,7 +172,6 @@ func newShipper(cfg Config, src source, reg prometheus.Registerer, log *slog.Log
 		src:      src,
 		log:      log.With("component", "shipper"),
 		creds:    creds,
-		records:  newRecordBuilder(cfg.Resource),
 		reloaded: make(chan struct{}, 1),
 		beat:     make(chan struct{}, 1),
 	}

@@ -3,7 +3,7 @@
 // canonical bytes the audit chain hashes.
 //
 // Start with [Event]. The agent builds one per trip, [Event.Validate]s it and
-// emits it with [Event.LogRecord]; the collector decodes it with [FromLogRecord]
+// writes it into a pdata LogRecord with [Event.CopyTo]; the collector decodes it with [FromLogRecord]
 // and recomputes [Event.Canonical] to check the audit chain.
 package event
 

@@ -85,21 +85,6 @@ func TestRoundTripPlog(t *testing.T) {
 	}
 }
 
-func TestRoundTripLogAPI(t *testing.T) {
-	r := rand.New(rand.NewPCG(3, 4))
-	for i := 0; i < 2000; i++ {
-		want := randomEvent(r)
-		rec := want.Record()
-		got, err := FromRecord(&rec)
-		if err != nil {
-			t.Fatalf("decoding: %v", err)
-		}
-		if !reflect.DeepEqual(got, want) {
-			t.Fatalf("round trip changed the event:\n got %+v\nwant %+v", got, want)
-		}
-	}
-}
-
 func TestRoundTripCanonical(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
 	for i := 0; i < 2000; i++ {

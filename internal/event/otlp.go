@@ -6,8 +6,6 @@ import (
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
-	"go.opentelemetry.io/otel/attribute"
-	otellog "go.opentelemetry.io/otel/log"
 )
 
 // CopyTo writes the event into an OTLP LogRecord (pdata), replacing what was
@@ -97,83 +95,6 @@ func tsTime(ts pcommon.Timestamp) time.Time {
 		return time.Time{}
 	}
 	return ts.AsTime().UTC()
-}
-
-// Record builds the event as an OpenTelemetry log API record, which the agent
-// emits through the SDK to otlploggrpc.
-func (e *Event) Record() otellog.Record {
-	var r otellog.Record
-	r.SetEventName(string(e.Name))
-	r.SetTimestamp(e.Time)
-	r.SetObservedTimestamp(e.ObservedTime)
-	r.SetSeverity(otellog.Severity(e.Severity.Number()))
-	r.SetSeverityText(e.Severity.String())
-	r.SetBody(attribute.StringValue(e.Summary()))
-	kvs := make([]attribute.KeyValue, 0, 16)
-	e.each(func(f *field, v value) {
-		switch v.kind {
-		case kindString:
-			kvs = append(kvs, attribute.String(f.key, v.s))
-		case kindInt:
-			kvs = append(kvs, attribute.Int64(f.key, v.i))
-		case kindBool:
-			kvs = append(kvs, attribute.Bool(f.key, v.b))
-		}
-	})
-	r.AddAttributes(kvs...)
-	return r
-}
-
-// apiRecord is what FromRecord needs of a log API or SDK record.
-type apiRecord interface {
-	EventName() string
-	Timestamp() time.Time
-	ObservedTimestamp() time.Time
-	SeverityText() string
-	Severity() otellog.Severity
-	WalkAttributes(func(attribute.KeyValue) bool)
-}
-
-// FromRecord decodes an OpenTelemetry log API or SDK record, with the same
-// rules as FromLogRecord.
-func FromRecord(r apiRecord) (*Event, error) {
-	e := &Event{Name: Name(r.EventName())}
-	if t := r.Timestamp(); !t.IsZero() {
-		e.Time = t.UTC()
-	}
-	if t := r.ObservedTimestamp(); !t.IsZero() {
-		e.ObservedTime = t.UTC()
-	}
-	var err error
-	if e.Severity, err = recordSeverity(r.SeverityText(), int32(r.Severity())); err != nil {
-		return nil, err
-	}
-	r.WalkAttributes(func(kv attribute.KeyValue) bool {
-		f := fieldByKey[string(kv.Key)]
-		if f == nil {
-			return true
-		}
-		v := value{kind: f.kind}
-		var isKind bool
-		switch f.kind {
-		case kindString:
-			v.s, isKind = kv.Value.AsString(), kv.Value.Type() == attribute.STRING
-		case kindInt:
-			v.i, isKind = kv.Value.AsInt64(), kv.Value.Type() == attribute.INT64
-		case kindBool:
-			v.b, isKind = kv.Value.AsBool(), kv.Value.Type() == attribute.BOOL
-		}
-		if !isKind {
-			err = fmt.Errorf("%w: %s is %s, want %s", ErrWrongKind, kv.Key, kv.Value.Type(), f.kind)
-			return false
-		}
-		err = setField(e, f, v)
-		return err == nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return e, nil
 }
 
 // Summary is the human-readable body of the log record.
