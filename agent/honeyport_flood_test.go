@@ -138,7 +138,7 @@ health: {socket: %s/health.sock}
 	if counted["fake-db"] != connected.Load() {
 		t.Errorf("tcp: %d connections counted, %d made", counted["fake-db"], connected.Load())
 	}
-	if got := counted["fake-dns"] + lost[watcher.LossReceiveOverflow]; got != sent {
+	if got := counted["fake-dns"] + lost[event.LossReceiveOverflow]; got != sent {
 		t.Errorf("udp: %d datagrams counted or reported lost, %d sent", got, sent)
 	}
 	if tl.verifiedUDP > 0 {

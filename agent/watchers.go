@@ -9,6 +9,7 @@ import (
 
 	"github.com/tripwire-sec/tripwire/agent/config"
 	"github.com/tripwire-sec/tripwire/agent/watcher"
+	"github.com/tripwire-sec/tripwire/internal/event"
 )
 
 // slot is one watcher the config asks for: file, process, honeyport or
@@ -156,8 +157,8 @@ func (a *Agent) startSlot(ctx context.Context, s slot, prev watcher.Watcher) (ru
 		return running{}, fmt.Errorf("starting %s watcher (%s): %w", w.Kind(), w.Mechanism(), err)
 	}
 	a.log.Info("watcher started", "tripwire.watcher.kind", w.Kind(),
-		"tripwire.watcher.mechanism", w.Mechanism(), "tripwire.missing_fields", w.Missing(),
-		"tripwire.rule.name", s.rules)
+		event.KeyMechanism, w.Mechanism(), event.KeyMissing, w.Missing(),
+		event.KeyRule, s.rules)
 	return running{slot: s.name, spec: s.spec, w: w, rules: s.rules, cancel: cancel}, nil
 }
 

@@ -213,7 +213,7 @@ func TestEndToEndFileRead(t *testing.T) {
 		err := db.QueryRow(ctx, `
 			SELECT host_name, severity, rule_name, event_name,
 			       event_detail->>'file.path', (event_detail->>'process.pid')::bigint,
-			       coalesce(event_detail->>'user.name', ''), received_at - event_time
+			       coalesce(event_detail->>'process.user.name', ''), received_at - event_time
 			FROM alerts
 			WHERE host_name = 'e2e-web-01' AND tripwire_type = 'file'
 			  AND (event_detail->>'process.pid')::bigint = $1

@@ -35,12 +35,19 @@ const (
 	LossExecBacklog = "exec_backlog"
 	// LossWatcherStopped: a watcher stopped with events still unread.
 	LossWatcherStopped = "watcher_stopped"
+	// LossListenOverflow: a honeyport's accept queue was full and the
+	// kernel dropped handshakes. A client may retry and be accepted later,
+	// so it is an upper bound of the connections missed.
+	LossListenOverflow = "listen_overflow"
+	// LossReceiveOverflow: a UDP honeyport's receive buffer was full and
+	// the kernel dropped datagrams.
+	LossReceiveOverflow = "receive_overflow"
 )
 
 // LossReasons lists every loss reason, in the order documented.
 func LossReasons() []string {
 	return []string{LossSpoolShed, LossPipelineFull, LossInvalidEvent, LossKernelOverflow,
-		LossRingbuf, LossNetlinkOverflow, LossExecBacklog, LossWatcherStopped}
+		LossRingbuf, LossNetlinkOverflow, LossExecBacklog, LossWatcherStopped, LossListenOverflow, LossReceiveOverflow}
 }
 
 // Agent statuses: tripwire.agent.status of heartbeats and starts, and
@@ -66,9 +73,11 @@ const (
 	ServiceName = "tripwire-agent"
 )
 
-// Resource attributes the tripwire receiver adds from the connection: the
-// peer's address and its client certificate's expiry (RFC 3339).
+// Attributes the tripwire receiver sets from the connection, overwriting
+// whatever the agent sent: the peer's address on every log record (it
+// describes the request, not the host), and its client certificate's expiry
+// (RFC 3339) on the resource. Both are OpenTelemetry semantic conventions.
 const (
 	ClientAddress      = "client.address"
-	ClientCertNotAfter = "tripwire.client.cert_not_after"
+	ClientCertNotAfter = "tls.client.not_after"
 )

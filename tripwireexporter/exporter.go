@@ -335,6 +335,7 @@ func (e *tripwireExporter) decode(ctx context.Context, ld plog.Logs) []*hostBatc
 		for j := 0; j < sls.Len(); j++ {
 			lrs := sls.At(j).LogRecords()
 			for k := 0; k < lrs.Len(); k++ {
+				h.setAddress(lrs.At(k).Attributes())
 				ev, err := event.FromLogRecord(lrs.At(k))
 				if err == nil {
 					err = ev.Validate()
@@ -405,17 +406,20 @@ func (h *hostBatch) merge(attrs pcommon.Map) {
 	set(&h.osType, event.ResourceOSType)
 	set(&h.arch, event.ResourceHostArch)
 	set(&h.version, event.ResourceServiceVersion)
-	if v := strAttr(attrs, event.ResourceClientAddress); v != "" {
-		if ap, err := netip.ParseAddrPort(v); err == nil {
-			h.addr = ap.Addr().Unmap().String()
-		} else if a, err := netip.ParseAddr(v); err == nil {
-			h.addr = a.Unmap().String()
-		}
-	}
 	if v := strAttr(attrs, event.ResourceClientCertNotAfter); v != "" {
 		if t, err := time.Parse(time.RFC3339, v); err == nil {
 			h.certNotAfter = t
 		}
+	}
+}
+
+// setAddress takes the client.address the receiver put on a record.
+func (h *hostBatch) setAddress(attrs pcommon.Map) {
+	v := strAttr(attrs, event.KeyClientAddress)
+	if ap, err := netip.ParseAddrPort(v); err == nil {
+		h.addr = ap.Addr().Unmap().String()
+	} else if a, err := netip.ParseAddr(v); err == nil {
+		h.addr = a.Unmap().String()
 	}
 }
 

@@ -76,9 +76,9 @@ func TestTripLandsWithItsFields(t *testing.T) {
 		pid, seq                                          int64
 		eventTime                                         time.Time
 	)
-	err := pool.QueryRow(context.Background(), `SELECT host_name, event_detail->>'user.name', event_detail->>'file.path',
-			(event_detail->>'process.pid')::bigint, severity, tripwire_type, rule_name, seq, summary, event_detail::text, event_time
-		FROM alerts WHERE alert_id = $1`, ev.AlertID).
+	err := pool.QueryRow(context.Background(), `SELECT host_name, event_detail->>$2, event_detail->>$3,
+			(event_detail->>$4)::bigint, severity, tripwire_type, rule_name, seq, summary, event_detail::text, event_time
+		FROM alerts WHERE alert_id = $1`, ev.AlertID, event.KeyProcessUserName, event.KeyFilePath, event.KeyProcessPID).
 		Scan(&host, &user, &path, &pid, &sev, &typ, &rule, &seq, &summary, &detail, &eventTime)
 	if err != nil {
 		t.Fatalf("reading the alert row: %v", err)

@@ -163,11 +163,12 @@ func appendResource(ld plog.Logs, host string, events ...*event.Event) {
 	attrs.PutStr(event.ResourceHostArch, "amd64")
 	attrs.PutStr(event.ResourceServiceName, event.ServiceName)
 	attrs.PutStr(event.ResourceServiceVersion, "0.1.0-test")
-	attrs.PutStr(event.ResourceClientAddress, "127.0.0.1")
 	attrs.PutStr(event.ResourceClientCertNotAfter, "2027-11-26T12:00:00Z")
 	lrs := rl.ScopeLogs().AppendEmpty().LogRecords()
 	for _, ev := range events {
-		ev.CopyTo(lrs.AppendEmpty())
+		lr := lrs.AppendEmpty()
+		ev.CopyTo(lr)
+		lr.Attributes().PutStr(event.KeyClientAddress, "127.0.0.1")
 	}
 }
 

@@ -139,6 +139,8 @@ func bindAndValidate(ld plog.Logs, id identity, maxEventBytes int) verdict {
 					v.reject(i, what, reasonOversizeEvent, fmt.Errorf("event is %d bytes in canonical form, limit %d", len(canon), maxEventBytes))
 					return true
 				}
+				// Outside the event schema, so not hashed: the chain holds.
+				lr.Attributes().PutStr(event.KeyClientAddress, id.address)
 				return false
 			})
 			return sl.LogRecords().Len() == 0
@@ -214,12 +216,11 @@ func rebuildResource(res pcommon.Map, id identity) int {
 		}
 	}
 	res.Clear()
-	res.EnsureCapacity(len(kept) + 3)
+	res.EnsureCapacity(len(kept) + 2)
 	for _, k := range sortedKeys(kept) {
 		res.PutStr(k, kept[k])
 	}
 	res.PutStr(event.ResourceHostName, id.host)
-	res.PutStr(event.ResourceClientAddress, id.address)
 	res.PutStr(event.ResourceClientCertNotAfter, id.notAfter)
 	return dropped
 }

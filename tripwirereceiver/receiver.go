@@ -162,7 +162,7 @@ func (r *tripwireReceiver) Export(ctx context.Context, req plogotlp.ExportReques
 	}
 	if v.rejected > 0 {
 		r.settings.Logger.Warn("rejected log records",
-			zap.String(event.ResourceHostName, peerID.host), zap.String(event.ResourceClientAddress, peerID.address),
+			zap.String(event.ResourceHostName, peerID.host), zap.String(event.KeyClientAddress, peerID.address),
 			zap.Int("rejected", v.rejected), zap.Int("received", total), zap.String("first", v.first))
 	}
 

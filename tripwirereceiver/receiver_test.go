@@ -200,10 +200,11 @@ func TestBindsIdentityFromCertificate(t *testing.T) {
 	c := f.client(t, nil, cert)
 
 	// The agent may omit host.name or spell it in another case: the
-	// certificate's CN is what is stored. client.address and cert_not_after
-	// sent by the agent are overwritten.
+	// certificate's CN is what is stored. client.address and the
+	// certificate's expiry sent by the agent are overwritten.
 	ld := logs(map[string][]*event.Event{"WEB-01": {trip("/etc/shadow")}, "": {trip("/etc/passwd")}})
-	ld.ResourceLogs().At(0).Resource().Attributes().PutStr(event.ResourceClientAddress, "10.9.9.9")
+	ld.ResourceLogs().At(0).Resource().Attributes().PutStr(event.KeyClientAddress, "10.9.9.9")
+	ld.ResourceLogs().At(0).ScopeLogs().At(0).LogRecords().At(0).Attributes().PutStr(event.KeyClientAddress, "10.9.9.9")
 	resp, err := export(t, c, ld)
 	require.NoError(t, err)
 	require.Equal(t, int64(0), resp.PartialSuccess().RejectedLogRecords())
@@ -217,10 +218,13 @@ func TestBindsIdentityFromCertificate(t *testing.T) {
 		attrs := got[0].ResourceLogs().At(i).Resource().Attributes()
 		h, _ := attrs.Get(event.ResourceHostName)
 		require.Equal(t, "web-01", h.Str())
-		a, _ := attrs.Get(event.ResourceClientAddress)
-		require.Equal(t, "127.0.0.1", a.Str())
+		_, onResource := attrs.Get(event.KeyClientAddress)
+		require.False(t, onResource, "client.address belongs on the records")
 		na, _ := attrs.Get(event.ResourceClientCertNotAfter)
 		require.Equal(t, leaf.NotAfter.UTC().Format(time.RFC3339), na.Str())
+		lr := got[0].ResourceLogs().At(i).ScopeLogs().At(0).LogRecords().At(0)
+		a, _ := lr.Attributes().Get(event.KeyClientAddress)
+		require.Equal(t, "127.0.0.1", a.Str())
 	}
 	// The events survive the trip unchanged.
 	lr := got[0].ResourceLogs().At(0).ScopeLogs().At(0).LogRecords().At(0)

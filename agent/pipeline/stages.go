@@ -229,7 +229,7 @@ func (p *Pipeline) commit(batch []*event.Event) error {
 		if err := e.Validate(); err != nil {
 			p.invalid.Add(1)
 			p.log.Error("watcher produced an invalid event; counted as loss", "error", err,
-				"event.name", string(e.Name), "tripwire.rule.name", e.Rule, "tripwire.watcher.mechanism", e.Mechanism)
+				"event.name", string(e.Name), event.KeyRule, e.Rule, event.KeyMechanism, e.Mechanism)
 			p.lossMu.Lock()
 			p.losses[lossKey{event.LossInvalidEvent, e.Mechanism}]++
 			p.lossMu.Unlock()

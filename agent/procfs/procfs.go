@@ -24,16 +24,19 @@ const DefaultRoot = "/proc"
 // Attribute keys of the fields Read fills besides process.pid, which the caller
 // always knows. An [Incomplete] error lists the ones it could not fill.
 const (
-	KeyPPID        = "process.parent_pid"
-	KeyExecutable  = "process.executable.path"
-	KeyCommandLine = "process.command_line"
-	KeyUserName    = "user.name"
-	KeyUserID      = "user.id"
+	KeyPPID        = event.KeyProcessParentPID
+	KeyExecutable  = event.KeyProcessExecutable
+	KeyCommandLine = event.KeyProcessCommandLine
+	KeyUserName    = event.KeyProcessUserName
+	KeyUserID      = event.KeyProcessUserID
 )
 
 // ActorKeys are the attribute keys of a trip's actor that Read fills, sorted.
-// A mechanism that cannot see the actor at all lists these plus process.pid.
 var ActorKeys = []string{KeyCommandLine, KeyExecutable, KeyPPID, KeyUserID, KeyUserName}
+
+// NoActorKeys is what a mechanism that cannot see the actor at all lists as
+// missing: ActorKeys and process.pid, sorted.
+var NoActorKeys = []string{KeyCommandLine, KeyExecutable, KeyPPID, event.KeyProcessPID, KeyUserID, KeyUserName}
 
 // Actor is what [ReadActor] knows of a process: the event fields, and what
 // TripWire matches on but events do not carry.

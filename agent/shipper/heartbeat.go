@@ -115,7 +115,7 @@ func (s *Shipper) checkExpiry(now time.Time) {
 		return
 	}
 	s.log.Warn("client certificate expires soon; issue a new one and reload (SIGHUP)",
-		"tripwire.cert.not_after", notAfter.UTC(), "days_left", int(left.Hours()/24))
+		event.KeyCertNotAfter, notAfter.UTC(), "days_left", int(left.Hours()/24))
 	if s.cfg.Emit == nil {
 		return
 	}

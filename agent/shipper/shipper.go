@@ -262,7 +262,7 @@ func (s *Shipper) Reload() error {
 	leaf := s.creds.leaf()
 	s.metrics.setCert(leaf)
 	s.checkKeyMode()
-	s.log.Info("credentials reloaded", "tripwire.cert.not_after", leaf.NotAfter.UTC())
+	s.log.Info("credentials reloaded", event.KeyCertNotAfter, leaf.NotAfter.UTC())
 	s.checkExpiry(time.Now())
 	select {
 	case s.reloaded <- struct{}{}:

@@ -342,7 +342,7 @@ func TestCertExpiryWarning(t *testing.T) {
 		t.Fatalf("emitted %s %s, want %s WARN", e.Name, e.Severity, event.AgentCertExpiry)
 	}
 	if e.Agent == nil || !e.Agent.CertNotAfter.Equal(notAfter) {
-		t.Fatalf("tripwire.cert.not_after = %v, want %v", e.Agent, notAfter)
+		t.Fatalf("%s = %v, want %v", event.KeyCertNotAfter, e.Agent, notAfter)
 	}
 	if left := time.Until(e.Agent.CertNotAfter); left < 9*24*time.Hour || left > 10*24*time.Hour {
 		t.Fatalf("certificate expires in %v, want about 10 days", left)

@@ -290,7 +290,7 @@ func execFromProc(procRoot string, pid int, id execFileID, at time.Time) (s exec
 		p.CgroupID = int64(cg)
 		s.CgroupID = cg
 	} else {
-		missing = append(missing, "tripwire.process.cgroup_id")
+		missing = append(missing, event.KeyProcessCgroupID)
 	}
 	if s.PPID > 0 {
 		p.Ancestry = execAncestry(procRoot, pid, s.PPID)

@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tripwire-sec/tripwire/agent/procfs"
 	"github.com/tripwire-sec/tripwire/internal/event"
 )
 
@@ -336,8 +337,7 @@ func (w *fanotifyWatcher) adopt(n *fanNode, name, path string, mask uint64, t *f
 }
 
 // fanUnknownActor: what a synthesized event cannot say.
-var fanUnknownActor = []string{"process.command_line", "process.executable.path", "process.parent_pid",
-	"process.pid", "user.id", "user.name"}
+var fanUnknownActor = procfs.NoActorKeys
 
 // move rewrites the paths of nodes under a renamed directory.
 func (w *fanotifyWatcher) move(from, to string) {

@@ -40,8 +40,7 @@ const (
 var fileMechanisms = []string{MechanismEBPF, MechanismEBPFLSM, MechanismEBPFSyscall, MechanismFanotify, MechanismFsnotify}
 
 // fsnotifyMissing is what fsnotify cannot tell: who did it.
-var fsnotifyMissing = []string{"process.command_line", "process.executable.path", "process.parent_pid",
-	"process.pid", "user.id", "user.name"}
+var fsnotifyMissing = procfs.NoActorKeys
 
 // probeFileMechanism reports why mech cannot run here, or nil.
 func probeFileMechanism(mech string) error {
@@ -165,7 +164,7 @@ func (w *fileWatcher) Start(ctx context.Context, sink Sink) error {
 		if err == nil {
 			w.setBackend(b)
 			w.log.Info("file watcher started", "tripwire.watcher.mechanism", mech, "rules", len(w.rules.rules),
-				"tripwire.missing_fields", w.Missing())
+				event.KeyMissing, w.Missing())
 			return nil
 		}
 		i := slices.Index(fileMechanisms, mech)

@@ -50,7 +50,7 @@ func (w *fsnotifyWatcher) start(ctx context.Context, sink Sink) error {
 	for _, r := range w.rules.rules {
 		if !r.excl.empty() {
 			w.log.Warn("fsnotify cannot tell who acted: this rule's exclusions cannot apply and every trip is reported",
-				"tripwire.rule.name", r.Name)
+				event.KeyRule, r.Name)
 		}
 	}
 	fw, err := fsnotify.NewBufferedWatcher(4096)

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/tripwire-sec/tripwire/internal/event"
 	"github.com/tripwire-sec/tripwire/internal/safefile"
 )
 
@@ -69,12 +70,12 @@ func plantHoneyfiles(rs *fileRules, log *slog.Logger) error {
 		kept = append(kept, r)
 		switch {
 		case planted:
-			log.Info("honeyfile planted", "file.path", r.Paths[0], "tripwire.rule.name", r.Name)
+			log.Info("honeyfile planted", event.KeyFilePath, r.Paths[0], event.KeyRule, r.Name)
 		case same:
-			log.Info("honeyfile already planted", "file.path", r.Paths[0], "tripwire.rule.name", r.Name)
+			log.Info("honeyfile already planted", event.KeyFilePath, r.Paths[0], event.KeyRule, r.Name)
 		default:
 			log.Warn("a different file exists where the honeyfile goes: not overwriting it, watching it as it is",
-				"file.path", r.Paths[0], "tripwire.rule.name", r.Name)
+				event.KeyFilePath, r.Paths[0], event.KeyRule, r.Name)
 		}
 	}
 	rs.rules = kept

@@ -35,17 +35,6 @@ const (
 	honeyDropPoll = time.Second
 )
 
-// Loss reasons of a honeyport: what the kernel dropped before the agent saw it.
-const (
-	// LossListenOverflow counts handshakes a honeyport's listener dropped
-	// because its accept queue was full. A client may retry and be accepted
-	// later, so it is an upper bound of the connections missed.
-	LossListenOverflow = "listen_overflow"
-	// LossReceiveOverflow counts datagrams dropped because a UDP honeyport's
-	// receive buffer was full.
-	LossReceiveOverflow = "receive_overflow"
-)
-
 // honeyport is the network watcher of decoy ports: the agent itself listens
 // (TCP and/or UDP), records each connection or datagram with its source and
 // first bytes, and closes it. Pure Go: it works without eBPF and on every OS.
@@ -246,7 +235,7 @@ func (h *honeyport) listen(ctx context.Context, lc *net.ListenConfig, transport,
 		if err != nil {
 			return nil, err
 		}
-		s.pc, s.reason = pc.(*net.UDPConn), LossReceiveOverflow
+		s.pc, s.reason = pc.(*net.UDPConn), event.LossReceiveOverflow
 		return s, nil
 	}
 	ln, err := lc.Listen(ctx, "tcp", addr)
@@ -258,7 +247,7 @@ func (h *honeyport) listen(ctx context.Context, lc *net.ListenConfig, transport,
 	if err != nil {
 		return nil, err
 	}
-	s.ln, s.reason = ln.(*net.TCPListener), LossListenOverflow
+	s.ln, s.reason = ln.(*net.TCPListener), event.LossListenOverflow
 	return s, nil
 }
 

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tripwire-sec/tripwire/internal/event"
 )
 
 // TestHoneyportReportsListenOverflow fills a honeyport's accept queue while
@@ -60,7 +62,7 @@ func TestHoneyportReportsListenOverflow(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	sink.mu.Lock()
-	lost := sink.lost[LossListenOverflow]
+	lost := sink.lost[event.LossListenOverflow]
 	sink.mu.Unlock()
 	tripped := int64(len(sink.all()))
 	t.Logf("16 dials: %d established, %d tripped, %d listen_overflow", established.Load(), tripped, lost)

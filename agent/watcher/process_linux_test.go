@@ -398,12 +398,12 @@ func TestProcessExecShortLivedFallback(t *testing.T) {
 		}
 		p := e.Process
 		for key, filled := range map[string]bool{
-			"process.command_line":       p.CommandLine != "",
-			"process.executable.path":    p.ExecutablePath != "",
-			"process.parent_pid":         p.PPID != 0,
-			"user.id":                    p.UserID != "",
-			"user.name":                  p.UserName != "",
-			"tripwire.process.cgroup_id": p.CgroupID != 0,
+			event.KeyProcessCommandLine: p.CommandLine != "",
+			event.KeyProcessExecutable:  p.ExecutablePath != "",
+			event.KeyProcessParentPID:   p.PPID != 0,
+			event.KeyProcessUserID:      p.UserID != "",
+			event.KeyProcessUserName:    p.UserName != "",
+			event.KeyProcessCgroupID:    p.CgroupID != 0,
 		} {
 			if filled == missing[key] {
 				t.Errorf("round %d: %s filled=%v but listed missing=%v (event %+v, missing %v)", i, key, filled, missing[key], *p, e.Missing)

@@ -32,7 +32,7 @@ func TestBoundKeepsTripsWithHostileStrings(t *testing.T) {
 		{"user name and rename target", func(e *Event) {
 			e.Process.UserName = strings.Repeat("\x80", 300)
 			e.File.RenameTo = strings.Repeat("漢", 2000)
-		}, []string{"tripwire.file.rename_to", "user.name"}},
+		}, []string{KeyProcessUserName, "tripwire.file.rename_to"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

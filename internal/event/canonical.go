@@ -87,6 +87,15 @@ func (e *Event) AppendCanonical(dst []byte) []byte {
 			dst = strconv.AppendInt(dst, v.i, 10)
 		case kindBool:
 			dst = strconv.AppendBool(dst, v.b)
+		case kindStrings:
+			dst = append(dst, '[')
+			for i, s := range v.ss {
+				if i > 0 {
+					dst = append(dst, ',')
+				}
+				dst = appendString(dst, s)
+			}
+			dst = append(dst, ']')
 		}
 	}
 	return append(dst, '}')
@@ -210,6 +219,16 @@ func jsonValue(f *field, raw any) (value, error) {
 		var err error
 		v.i, err = jsonInt(f.key, raw)
 		return v, err
+	case kindStrings:
+		var arr []any
+		if arr, isKind = raw.([]any); isKind {
+			v.ss = make([]string, len(arr))
+			for i, a := range arr {
+				if v.ss[i], isKind = a.(string); !isKind {
+					break
+				}
+			}
+		}
 	}
 	if !isKind {
 		return v, fmt.Errorf("%w: %s wants %s", ErrWrongKind, f.key, f.kind)

@@ -20,9 +20,10 @@ const (
 	ServiceName = contract.ServiceName
 )
 
-// Resource attributes the tripwire receiver adds from the connection.
+// Attributes the tripwire receiver sets from the connection: the peer's
+// address on each record, its certificate's expiry on the resource.
 const (
-	ResourceClientAddress      = contract.ClientAddress
+	KeyClientAddress           = contract.ClientAddress
 	ResourceClientCertNotAfter = contract.ClientCertNotAfter
 )
 
@@ -36,6 +37,8 @@ const (
 	LossNetlinkOverflow = contract.LossNetlinkOverflow
 	LossExecBacklog     = contract.LossExecBacklog
 	LossWatcherStopped  = contract.LossWatcherStopped
+	LossListenOverflow  = contract.LossListenOverflow
+	LossReceiveOverflow = contract.LossReceiveOverflow
 )
 
 // Agent statuses (tripwire.agent.status, hosts.status).

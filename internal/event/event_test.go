@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/plog"
+
+	"go.opentelemetry.io/otel/attribute"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 )
 
 // randomEvent builds a valid event of a random type with random optional
@@ -33,7 +36,7 @@ func randomEvent(r *rand.Rand) *Event {
 		Mechanism: s(),
 	}
 	if r.IntN(2) == 0 {
-		e.Missing = []string{"process.pid", "user.name"}
+		e.Missing = []string{KeyProcessPID, KeyProcessUserName}
 	}
 	if r.IntN(2) == 0 {
 		e.Count = n()
@@ -118,10 +121,12 @@ func TestCanonicalGolden(t *testing.T) {
 		Hash:    strings.Repeat("f", 64),
 	}
 	e.AlertID[6] = 0x70 // a fixed, not random, id
-	const want = `{"event.name":"tripwire.file.access","file.path":"/etc/shadow","observed_time_unix_nano":1795694400001000005,` +
-		`"process.command_line":"cat \"/etc/shadow\"\u0009\u0001","process.executable.path":"/usr/bin/cat","process.parent_pid":1,` +
-		`"process.pid":4242,"severity_text":"CRITICAL","time_unix_nano":1795694400000000005,"tripwire.alert_id":"00000000-0000-7000-0000-000000000000",` +
-		`"tripwire.rule.name":"shadow","tripwire.seq":42,"tripwire.type":"file","tripwire.watcher.mechanism":"fanotify","user.id":"0","user.name":"root"}`
+	e.Missing = []string{KeyProcessCgroupID, KeyProcessParentPID}
+	const want = `{"event.name":"tripwire.file.access","file.path":"/etc/shadow","log.record.uid":"00000000-0000-7000-0000-000000000000",` +
+		`"observed_time_unix_nano":1795694400001000005,"process.command_line":"cat \"/etc/shadow\"\u0009\u0001","process.executable.path":"/usr/bin/cat",` +
+		`"process.parent_pid":1,"process.pid":4242,"process.user.id":0,"process.user.name":"root","security_rule.name":"shadow",` +
+		`"severity_text":"CRITICAL","time_unix_nano":1795694400000000005,"tripwire.missing_fields":["tripwire.process.cgroup_id","process.parent_pid"],` +
+		`"tripwire.seq":42,"tripwire.type":"file","tripwire.watcher.mechanism":"fanotify"}`
 	if got := string(e.Canonical()); got != want {
 		t.Fatalf("canonical bytes changed:\n got %s\nwant %s", got, want)
 	}
@@ -211,5 +216,20 @@ func BenchmarkCanonical(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		buf = e.AppendCanonical(buf[:0])
+	}
+}
+
+// The contract module cannot import semconv (it has no dependencies); the
+// names it holds that are semantic conventions are checked against it here.
+func TestContractKeysAreSemanticConventions(t *testing.T) {
+	for got, want := range map[string]attribute.Key{
+		ResourceHostName: semconv.HostNameKey, ResourceHostID: semconv.HostIDKey, ResourceOSType: semconv.OSTypeKey,
+		ResourceHostArch: semconv.HostArchKey, ResourceServiceName: semconv.ServiceNameKey,
+		ResourceServiceVersion: semconv.ServiceVersionKey, KeyClientAddress: semconv.ClientAddressKey,
+		ResourceClientCertNotAfter: semconv.TLSClientNotAfterKey,
+	} {
+		if got != string(want) {
+			t.Errorf("contract says %q, semconv %q", got, want)
+		}
 	}
 }

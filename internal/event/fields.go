@@ -2,10 +2,11 @@ package event
 
 import (
 	"sort"
-	"strings"
+	"strconv"
 	"time"
 
 	"github.com/google/uuid"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 )
 
 // kind is the OTLP value type of an attribute.
@@ -15,6 +16,7 @@ const (
 	kindString kind = iota + 1
 	kindInt
 	kindBool
+	kindStrings // an array of strings
 )
 
 func (k kind) String() string {
@@ -25,6 +27,8 @@ func (k kind) String() string {
 		return "int"
 	case kindBool:
 		return "bool"
+	case kindStrings:
+		return "string array"
 	}
 	return "unknown"
 }
@@ -35,11 +39,13 @@ type value struct {
 	s    string
 	i    int64
 	b    bool
+	ss   []string
 }
 
-func str(s string) (value, bool) { return value{kind: kindString, s: s}, s != "" }
-func num(i int64) (value, bool)  { return value{kind: kindInt, i: i}, i != 0 }
-func flag(b bool) (value, bool)  { return value{kind: kindBool, b: b}, b }
+func str(s string) (value, bool)     { return value{kind: kindString, s: s}, s != "" }
+func strs(ss []string) (value, bool) { return value{kind: kindStrings, ss: ss}, len(ss) > 0 }
+func num(i int64) (value, bool)      { return value{kind: kindInt, i: i}, i != 0 }
+func flag(b bool) (value, bool)      { return value{kind: kindBool, b: b}, b }
 
 // field maps one attribute key onto the Event. The table below is the schema:
 // the OTLP mapping, the canonical encoding, the JSON payload and validation all
@@ -47,21 +53,41 @@ func flag(b bool) (value, bool)  { return value{kind: kindBool, b: b}, b }
 type field struct {
 	key  string
 	kind kind
-	max  int // longest accepted string, in bytes
+	max  int // longest accepted string (each, in an array), in bytes
 	get  func(*Event) (value, bool)
 	set  func(*Event, value) error
 }
 
-// Keys of attributes with special handling.
+// Keys of attributes other code names: semantic-convention keys where one
+// exists (go.opentelemetry.io/otel/semconv), tripwire.* for the rest.
 const (
-	KeyAlertID  = "tripwire.alert_id"
-	KeySeq      = "tripwire.seq"
-	KeyType     = "tripwire.type"
-	KeyRule     = "tripwire.rule.name"
+	KeyAlertID   = string(semconv.LogRecordUIDKey)     // the alert's UUIDv7
+	KeyRule      = string(semconv.SecurityRuleNameKey) // the rule that tripped
+	KeySeq       = "tripwire.seq"
+	KeyType      = "tripwire.type"
+	KeyMechanism = "tripwire.watcher.mechanism"
+	// KeyMissing lists the attribute keys the mechanism cannot fill.
+	KeyMissing  = "tripwire.missing_fields"
 	KeyPrevHash = "tripwire.audit.prev_hash"
 	KeyHash     = "tripwire.audit.hash"
 	// KeyTruncated lists the attributes cut to their limit (see [Event.Bound]).
 	KeyTruncated = "tripwire.truncated"
+
+	KeyFilePath           = string(semconv.FilePathKey)
+	KeyProcessPID         = string(semconv.ProcessPIDKey)
+	KeyProcessParentPID   = string(semconv.ProcessParentPIDKey)
+	KeyProcessExecutable  = string(semconv.ProcessExecutablePathKey)
+	KeyProcessCommandLine = string(semconv.ProcessCommandLineKey)
+	KeyProcessUserID      = string(semconv.ProcessUserIDKey) // an int on the wire
+	KeyProcessUserName    = string(semconv.ProcessUserNameKey)
+	// KeyProcessCgroupID is the cgroup v2 id the kernel reports. Not
+	// process.linux.cgroup: that is the /proc/PID/cgroup path, which the
+	// eBPF watchers never see.
+	KeyProcessCgroupID = "tripwire.process.cgroup_id"
+	// KeyCertNotAfter is when the agent's client certificate expires
+	// (RFC 3339), on tripwire.agent.cert_expiry and heartbeats.
+	KeyCertNotAfter    = string(semconv.TLSClientNotAfterKey)
+	KeyDestinationPort = string(semconv.DestinationPortKey)
 )
 
 const (
@@ -115,6 +141,12 @@ func iField(key string, get func(*Event) int64, set func(*Event, int64)) field {
 	return field{key: key, kind: kindInt,
 		get: func(e *Event) (value, bool) { return num(get(e)) },
 		set: func(e *Event, v value) error { set(e, v.i); return nil }}
+}
+
+func lField(key string, max int, get func(*Event) []string, set func(*Event, []string)) field {
+	return field{key: key, kind: kindStrings, max: max,
+		get: func(e *Event) (value, bool) { return strs(get(e)) },
+		set: func(e *Event, v value) error { set(e, v.ss); return nil }}
 }
 
 func bField(key string, get func(*Event) bool, set func(*Event, bool)) field {
@@ -191,35 +223,38 @@ var fields = []field{
 			return nil
 		}},
 	sField(KeyRule, maxShort, func(e *Event) string { return e.Rule }, func(e *Event, s string) { e.Rule = s }),
-	sField("tripwire.watcher.mechanism", maxShort, func(e *Event) string { return e.Mechanism }, func(e *Event, s string) { e.Mechanism = s }),
-	sField("tripwire.missing_fields", maxLong,
-		func(e *Event) string { return strings.Join(e.Missing, ",") },
-		func(e *Event, s string) { e.Missing = strings.Split(s, ",") }),
+	sField(KeyMechanism, maxShort, func(e *Event) string { return e.Mechanism }, func(e *Event, s string) { e.Mechanism = s }),
+	lField(KeyMissing, maxShort, func(e *Event) []string { return e.Missing }, func(e *Event, ss []string) { e.Missing = ss }),
 	iField("tripwire.count", func(e *Event) int64 { return e.Count }, func(e *Event, i int64) { e.Count = i }),
 	bField("tripwire.count.lower_bound", func(e *Event) bool { return e.CountLowerBound }, func(e *Event, b bool) { e.CountLowerBound = b }),
-	sField(KeyTruncated, maxLong,
-		func(e *Event) string { return strings.Join(e.Truncated, ",") },
-		func(e *Event, s string) { e.Truncated = strings.Split(s, ",") }),
+	lField(KeyTruncated, maxShort, func(e *Event) []string { return e.Truncated }, func(e *Event, ss []string) { e.Truncated = ss }),
 
-	iField("process.pid", func(e *Event) int64 { return pOf(e).PID }, func(e *Event, i int64) { proc(e).PID = i }),
-	iField("process.parent_pid", func(e *Event) int64 { return pOf(e).PPID }, func(e *Event, i int64) { proc(e).PPID = i }),
-	sField("process.executable.path", maxPath, func(e *Event) string { return pOf(e).ExecutablePath }, func(e *Event, s string) { proc(e).ExecutablePath = s }),
-	sField("process.command_line", maxLong, func(e *Event) string { return pOf(e).CommandLine }, func(e *Event, s string) { proc(e).CommandLine = s }),
+	iField(KeyProcessPID, func(e *Event) int64 { return pOf(e).PID }, func(e *Event, i int64) { proc(e).PID = i }),
+	iField(KeyProcessParentPID, func(e *Event) int64 { return pOf(e).PPID }, func(e *Event, i int64) { proc(e).PPID = i }),
+	sField(KeyProcessExecutable, maxPath, func(e *Event) string { return pOf(e).ExecutablePath }, func(e *Event, s string) { proc(e).ExecutablePath = s }),
+	sField(KeyProcessCommandLine, maxLong, func(e *Event) string { return pOf(e).CommandLine }, func(e *Event, s string) { proc(e).CommandLine = s }),
 	bField("tripwire.process.args_truncated", func(e *Event) bool { return pOf(e).ArgsTruncated }, func(e *Event, b bool) { proc(e).ArgsTruncated = b }),
-	sField("user.name", maxShort, func(e *Event) string { return pOf(e).UserName }, func(e *Event, s string) { proc(e).UserName = s }),
-	sField("user.id", maxShort, func(e *Event) string { return pOf(e).UserID }, func(e *Event, s string) { proc(e).UserID = s }),
-	iField("tripwire.process.cgroup_id", func(e *Event) int64 { return pOf(e).CgroupID }, func(e *Event, i int64) { proc(e).CgroupID = i }),
+	sField(KeyProcessUserName, maxShort, func(e *Event) string { return pOf(e).UserName }, func(e *Event, s string) { proc(e).UserName = s }),
+	// process.user.id is an int; the event keeps a string so that uid 0
+	// (root) is not mistaken for "not known".
+	{key: KeyProcessUserID, kind: kindInt,
+		get: func(e *Event) (value, bool) {
+			uid, err := strconv.ParseInt(pOf(e).UserID, 10, 64)
+			return value{kind: kindInt, i: uid}, err == nil
+		},
+		set: func(e *Event, v value) error { proc(e).UserID = strconv.FormatInt(v.i, 10); return nil }},
+	iField(KeyProcessCgroupID, func(e *Event) int64 { return pOf(e).CgroupID }, func(e *Event, i int64) { proc(e).CgroupID = i }),
 	sField("tripwire.process.ancestry", maxLong, func(e *Event) string { return pOf(e).Ancestry }, func(e *Event, s string) { proc(e).Ancestry = s }),
 
-	sField("file.path", maxPath, func(e *Event) string { return fOf(e).Path }, func(e *Event, s string) { file(e).Path = s }),
+	sField(KeyFilePath, maxPath, func(e *Event) string { return fOf(e).Path }, func(e *Event, s string) { file(e).Path = s }),
 	sField("tripwire.file.rename_to", maxPath, func(e *Event) string { return fOf(e).RenameTo }, func(e *Event, s string) { file(e).RenameTo = s }),
 
-	sField("source.address", maxShort, func(e *Event) string { return nOf(e).SourceAddress }, func(e *Event, s string) { netw(e).SourceAddress = s }),
-	iField("source.port", func(e *Event) int64 { return nOf(e).SourcePort }, func(e *Event, i int64) { netw(e).SourcePort = i }),
-	sField("destination.address", maxShort, func(e *Event) string { return nOf(e).DestinationAddress }, func(e *Event, s string) { netw(e).DestinationAddress = s }),
-	iField("destination.port", func(e *Event) int64 { return nOf(e).DestinationPort }, func(e *Event, i int64) { netw(e).DestinationPort = i }),
-	sField("network.transport", maxShort, func(e *Event) string { return nOf(e).Transport }, func(e *Event, s string) { netw(e).Transport = s }),
-	sField("network.type", maxShort, func(e *Event) string { return nOf(e).Type }, func(e *Event, s string) { netw(e).Type = s }),
+	sField(string(semconv.SourceAddressKey), maxShort, func(e *Event) string { return nOf(e).SourceAddress }, func(e *Event, s string) { netw(e).SourceAddress = s }),
+	iField(string(semconv.SourcePortKey), func(e *Event) int64 { return nOf(e).SourcePort }, func(e *Event, i int64) { netw(e).SourcePort = i }),
+	sField(string(semconv.DestinationAddressKey), maxShort, func(e *Event) string { return nOf(e).DestinationAddress }, func(e *Event, s string) { netw(e).DestinationAddress = s }),
+	iField(KeyDestinationPort, func(e *Event) int64 { return nOf(e).DestinationPort }, func(e *Event, i int64) { netw(e).DestinationPort = i }),
+	sField(string(semconv.NetworkTransportKey), maxShort, func(e *Event) string { return nOf(e).Transport }, func(e *Event, s string) { netw(e).Transport = s }),
+	sField(string(semconv.NetworkTypeKey), maxShort, func(e *Event) string { return nOf(e).Type }, func(e *Event, s string) { netw(e).Type = s }),
 	sField("tripwire.network.mode", maxShort, func(e *Event) string { return nOf(e).Mode }, func(e *Event, s string) { netw(e).Mode = s }),
 	sField("tripwire.network.first_bytes", maxLong, func(e *Event) string { return nOf(e).FirstBytes }, func(e *Event, s string) { netw(e).FirstBytes = s }),
 	bField("tripwire.network.source_unverified", func(e *Event) bool { return nOf(e).SourceUnverified }, func(e *Event, b bool) { netw(e).SourceUnverified = b }),
@@ -233,7 +268,7 @@ var fields = []field{
 	sField("tripwire.agent.status", maxShort, func(e *Event) string { return aOf(e).Status }, func(e *Event, s string) { agent(e).Status = s }),
 	sField("tripwire.agent.status_reasons", maxLong, func(e *Event) string { return aOf(e).Reasons }, func(e *Event, s string) { agent(e).Reasons = s }),
 	sField("tripwire.agent.unserved_rules", maxLong, func(e *Event) string { return aOf(e).Unserved }, func(e *Event, s string) { agent(e).Unserved = s }),
-	{key: "tripwire.cert.not_after", kind: kindString, max: maxShort,
+	{key: KeyCertNotAfter, kind: kindString, max: maxShort,
 		get: func(e *Event) (value, bool) {
 			t := aOf(e).CertNotAfter
 			if t.IsZero() {

@@ -28,6 +28,12 @@ func (e *Event) CopyTo(lr plog.LogRecord) {
 			attrs.PutInt(f.key, v.i)
 		case kindBool:
 			attrs.PutBool(f.key, v.b)
+		case kindStrings:
+			s := attrs.PutEmptySlice(f.key)
+			s.EnsureCapacity(len(v.ss))
+			for _, x := range v.ss {
+				s.AppendEmpty().SetStr(x)
+			}
 		}
 	})
 }
@@ -60,6 +66,8 @@ func FromLogRecord(lr plog.LogRecord) (*Event, error) {
 			v.i, isKind = pv.Int(), pv.Type() == pcommon.ValueTypeInt
 		case kindBool:
 			v.b, isKind = pv.Bool(), pv.Type() == pcommon.ValueTypeBool
+		case kindStrings:
+			v.ss, isKind = strSlice(pv)
 		}
 		if !isKind {
 			err = fmt.Errorf("%w: %s is %s, want %s", ErrWrongKind, k, pv.Type(), f.kind)
@@ -72,6 +80,23 @@ func FromLogRecord(lr plog.LogRecord) (*Event, error) {
 		return nil, err
 	}
 	return e, nil
+}
+
+// strSlice reads an array attribute whose elements are all strings.
+func strSlice(pv pcommon.Value) ([]string, bool) {
+	if pv.Type() != pcommon.ValueTypeSlice {
+		return nil, false
+	}
+	sl := pv.Slice()
+	out := make([]string, sl.Len())
+	for i := range out {
+		if el := sl.At(i); el.Type() == pcommon.ValueTypeStr {
+			out[i] = el.Str()
+		} else {
+			return nil, false
+		}
+	}
+	return out, true
 }
 
 // recordSeverity reads a record's severity: text and number must agree; both

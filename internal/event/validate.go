@@ -54,20 +54,20 @@ func (e *Event) Validate() error {
 		}
 	}
 	if e.Agent != nil && !e.Agent.CertNotAfter.IsZero() && e.Agent.CertNotAfter.After(maxTime) {
-		return fmt.Errorf("%w: tripwire.cert.not_after %s after %d", ErrBadValue, e.Agent.CertNotAfter, maxTime.Year())
+		return fmt.Errorf("%w: %s %s after %d", ErrBadValue, KeyCertNotAfter, e.Agent.CertNotAfter, maxTime.Year())
 	}
 	switch e.Type() {
 	case TypeFile:
 		if e.File == nil || e.File.Path == "" {
-			return missing("file.path")
+			return missing(KeyFilePath)
 		}
 	case TypeProcess:
 		if e.Process == nil || e.Process.ExecutablePath == "" {
-			return missing("process.executable.path")
+			return missing(KeyProcessExecutable)
 		}
 	case TypeNetwork:
 		if e.Network == nil || e.Network.DestinationPort == 0 {
-			return missing("destination.port")
+			return missing(KeyDestinationPort)
 		}
 	}
 	if e.Type() != TypeAgent && e.Type() != TypeAudit && e.Rule == "" {
@@ -85,6 +85,8 @@ func (e *Event) Validate() error {
 			err = fmt.Errorf("%w in %s", ErrInvalidUTF8, f.key)
 		case f.kind == kindInt && v.i < 0:
 			err = fmt.Errorf("%w: %s is negative", ErrBadValue, f.key)
+		case f.kind == kindStrings && len(v.ss) > len(fields):
+			err = fmt.Errorf("%w: %s has %d entries, limit %d", ErrOversize, f.key, len(v.ss), len(fields))
 		}
 	})
 	if err != nil {
@@ -92,7 +94,7 @@ func (e *Event) Validate() error {
 	}
 	for _, k := range e.Missing {
 		if fieldByKey[k] == nil {
-			return fmt.Errorf("%w: tripwire.missing_fields names unknown key %q", ErrBadValue, k)
+			return fmt.Errorf("%w: %s names unknown key %q", ErrBadValue, KeyMissing, k)
 		}
 	}
 	if !isHashOrEmpty(e.PrevHash) || !isHashOrEmpty(e.Hash) {

@@ -51,7 +51,7 @@ SELECT md5(g::text)::uuid, t, t, h.ids[1 + g % 200], h.names[1 + g % 200],
        (ARRAY['file','process','network','agent','audit'])[1 + (g / 200) % 5],
        'rule-' || ((g / 1000) % 50), (ARRAY['INFO','WARN','CRITICAL'])[1 + (g / 7) % 3], g,
        'trip ' || g || ' on /srv/data/file-' || (g % 1000),
-       jsonb_build_object('file.path', '/srv/data/file-' || (g % 1000), 'process.pid', g % 65536, 'user.name', 'u' || (g % 30))
+       jsonb_build_object('file.path', '/srv/data/file-' || (g % 1000), 'process.pid', g % 65536, 'process.user.name', 'u' || (g % 30))
 FROM h, generate_series($1::bigint, $2::bigint) g, LATERAL (SELECT now() - (g::float8 / $3) * interval '90 days' AS t) tt`,
 				lo+1, hi, float64(n))
 			b.Logf("seeded %d/%d alerts (%s)", hi, n, time.Since(start).Round(time.Second))

@@ -129,8 +129,8 @@ func (e *env) insertAlert(t testing.TB, a seedAlert) {
 	}
 	detail, _ := json.Marshal(map[string]any{
 		"event.name": a.event, "severity_text": a.severity, "time_unix_nano": at.UnixNano(),
-		"tripwire.alert_id": a.id, "tripwire.rule.name": a.rule, "tripwire.type": a.typ,
-		"file.path": path, "process.pid": 4242, "user.name": "mallory",
+		"log.record.uid": a.id, "security_rule.name": a.rule, "tripwire.type": a.typ,
+		"file.path": path, "process.pid": 4242, "process.user.name": "mallory",
 	})
 	e.exec(t, `INSERT INTO alerts (alert_id, event_time, received_at, host_id, host_name, event_name, tripwire_type,
   rule_name, severity, seq, summary, event_detail)

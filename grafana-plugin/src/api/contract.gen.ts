@@ -32,5 +32,7 @@ export const LOSS_REASON = {
   NetlinkOverflow: 'netlink_overflow',
   ExecBacklog: 'exec_backlog',
   WatcherStopped: 'watcher_stopped',
+  ListenOverflow: 'listen_overflow',
+  ReceiveOverflow: 'receive_overflow',
 } as const;
 export type LossReason = (typeof LOSS_REASON)[keyof typeof LOSS_REASON];
