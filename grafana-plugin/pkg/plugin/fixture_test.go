@@ -144,7 +144,7 @@ func (e *env) seedChain(t testing.TB, host string) []golden.Entry {
 	g := golden.Chain()
 	for i, entry := range g {
 		var p struct {
-			ID   string `json:"tripwire.alert_id"`
+			ID   string `json:"log.record.uid"`
 			Time int64  `json:"time_unix_nano"`
 		}
 		if err := json.Unmarshal([]byte(entry.Canonical), &p); err != nil {
