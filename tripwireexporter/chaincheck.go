@@ -206,7 +206,7 @@ func (e *tripwireExporter) queueOutcome(ctx context.Context, w *writes, c *hostC
 		bw.hosts, bw.kinds, bw.alertIDs = append(bw.hosts, c.id), append(bw.kinds, string(br.kind)), append(bw.alertIDs, alertID)
 		bw.expSeqs, bw.gotSeqs = append(bw.expSeqs, br.expectedSeq), append(bw.gotSeqs, br.gotSeq)
 		bw.expHashes, bw.gotHashes = append(bw.expHashes, br.expectedHash), append(bw.gotHashes, br.gotHash)
-		e.breaks.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", string(br.kind))))
+		e.telemetry.ExporterTripwireChainBreaks.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", string(br.kind))))
 		log := e.logger.Error
 		if !br.alert {
 			log = e.logger.Info

@@ -41,9 +41,7 @@ type tripwireExporter struct {
 	cfg    *Config
 	logger *zap.Logger
 
-	rejected metric.Int64Counter
-	stored   metric.Int64Counter
-	breaks   metric.Int64Counter
+	telemetry *metadata.TelemetryBuilder // declared in metadata.yaml
 
 	// insertRetries counts batches COPY refused and INSERT then stored.
 	insertRetries atomic.Int64
@@ -56,22 +54,11 @@ type tripwireExporter struct {
 }
 
 func newTripwireExporter(cfg *Config, set component.TelemetrySettings) (*tripwireExporter, error) {
-	meter := set.MeterProvider.Meter(metadata.ScopeName)
-	e := &tripwireExporter{cfg: cfg, logger: set.Logger}
-	var errs [3]error
-	e.rejected, errs[0] = meter.Int64Counter("otelcol_exporter_tripwire_records_rejected",
-		metric.WithDescription("Log records dropped because they are not valid TripWire events, by reason."),
-		metric.WithUnit("{record}"))
-	e.stored, errs[1] = meter.Int64Counter("otelcol_exporter_tripwire_alerts_stored",
-		metric.WithDescription("New alert rows committed (replays not counted)."),
-		metric.WithUnit("{alert}"))
-	e.breaks, errs[2] = meter.Int64Counter("otelcol_exporter_tripwire_chain_breaks",
-		metric.WithDescription("Audit chain breaks found, by kind."),
-		metric.WithUnit("{break}"))
-	if err := errors.Join(errs[:]...); err != nil {
+	tb, err := metadata.NewTelemetryBuilder(set)
+	if err != nil {
 		return nil, fmt.Errorf("creating tripwire exporter metrics: %w", err)
 	}
-	return e, nil
+	return &tripwireExporter{cfg: cfg, logger: set.Logger, telemetry: tb}, nil
 }
 
 // start opens the pool and prepares the schema. PostgreSQL being away is not
@@ -295,7 +282,7 @@ func (e *tripwireExporter) storeEach(ctx context.Context, hosts []*hostBatch) er
 			}
 			err := e.store(ctx, []*hostBatch{&one})
 			if isDataError(err) {
-				e.rejected.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", "refused")))
+				e.telemetry.ExporterTripwireRecordsRejected.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", "refused")))
 				e.logger.Error("PostgreSQL refused a record; dropped", zap.String(event.ResourceHostName, h.name),
 					zap.String(event.KeyAlertID, r.ev.AlertID.String()), zap.Error(err))
 				continue
@@ -344,7 +331,7 @@ func (e *tripwireExporter) decode(ctx context.Context, ld plog.Logs) []*hostBatc
 					err = errors.New("audit events are raised centrally, not by agents")
 				}
 				if err != nil {
-					e.rejected.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", "invalid")))
+					e.telemetry.ExporterTripwireRecordsRejected.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", "invalid")))
 					e.logger.Warn("dropping invalid TripWire record", zap.String(event.ResourceHostName, name), zap.Error(err))
 					continue
 				}
@@ -385,7 +372,7 @@ func (e *tripwireExporter) reject(ctx context.Context, reason string, sls plog.S
 	if n == 0 {
 		return
 	}
-	e.rejected.Add(ctx, int64(n), metric.WithAttributes(attribute.String("reason", reason)))
+	e.telemetry.ExporterTripwireRecordsRejected.Add(ctx, int64(n), metric.WithAttributes(attribute.String("reason", reason)))
 	e.logger.Warn("dropping records without a bound host identity", append(fields, zap.Int("records", n))...)
 }
 

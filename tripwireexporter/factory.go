@@ -17,6 +17,8 @@ import (
 	"go.opentelemetry.io/collector/exporter"
 	"go.opentelemetry.io/collector/exporter/exporterhelper"
 
+	"go.opentelemetry.io/collector/config/configoptional"
+
 	"github.com/tripwire-sec/tripwire/tripwireexporter/internal/metadata"
 )
 
@@ -41,7 +43,7 @@ func createDefaultConfig() component.Config {
 		ChainGapGrace:    time.Minute,
 		HostOfflineAfter: 5 * time.Minute,
 		TimeoutConfig:    exporterhelper.TimeoutConfig{Timeout: 30 * time.Second},
-		QueueConfig:      metadata.NewDefaultSendingQueueConfig(),
+		QueueConfig:      configoptional.Some(exporterhelper.NewDefaultQueueConfig()),
 		RetryConfig:      retry,
 	}
 }

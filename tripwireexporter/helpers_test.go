@@ -20,7 +20,9 @@ import (
 	"github.com/tripwire-sec/tripwire/internal/event"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+// runWithPostgres runs the tests (from the generated TestMain) and then
+// stops the shared PostgreSQL cluster.
+func runWithPostgres(m *testing.M) { pgtest.Main(m) }
 
 // testConfig is a configuration without queue or retry, so a push returns
 // the exporter's own verdict.

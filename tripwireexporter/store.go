@@ -368,7 +368,7 @@ func (e *tripwireExporter) flush(ctx context.Context, tx pgx.Tx, b *pgx.Batch, w
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("storing alerts: %w", err)
 	}
-	e.stored.Add(ctx, inserted)
+	e.telemetry.ExporterTripwireAlertsStored.Add(ctx, inserted)
 	return nil
 }
 
