@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"slices"
+
 	"github.com/tripwire-sec/tripwire/agent/config"
 	"github.com/tripwire-sec/tripwire/agent/health"
 	"github.com/tripwire-sec/tripwire/agent/spool"
@@ -238,7 +240,7 @@ func TestFsnotifyEventsSayWhatIsMissing(t *testing.T) {
 	go func() { done <- ag.Run(ctx, nil) }()
 	waitFor(t, "health", func() bool { _, err := health.Fetch(context.Background(), ag.HealthAddress()); return err == nil })
 	rep, _ := health.Fetch(context.Background(), ag.HealthAddress())
-	if len(rep.Watchers) != 1 || rep.Watchers[0].Mechanism != "fsnotify" || !contains(rep.Watchers[0].Missing, "process.pid") {
+	if len(rep.Watchers) != 1 || rep.Watchers[0].Mechanism != "fsnotify" || !slices.Contains(rep.Watchers[0].Missing, "process.pid") {
 		t.Errorf("healthz watchers %+v", rep.Watchers)
 	}
 	if out, err := exec.Command("sh", "-c", "echo more >> "+f).CombinedOutput(); err != nil {
@@ -258,16 +260,7 @@ func TestFsnotifyEventsSayWhatIsMissing(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if got.Mechanism != "fsnotify" || !contains(got.Missing, "process.pid") || (got.Process != nil && got.Process.PID != 0) {
+	if got.Mechanism != "fsnotify" || !slices.Contains(got.Missing, "process.pid") || (got.Process != nil && got.Process.PID != 0) {
 		t.Errorf("fsnotify event %s", got.Canonical())
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

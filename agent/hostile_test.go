@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"slices"
+
 	"github.com/tripwire-sec/tripwire/internal/auditchain"
 	"github.com/tripwire-sec/tripwire/internal/event"
 )
@@ -143,11 +145,11 @@ func hostileReaderTrips(t *testing.T, mech string) {
 		t.Errorf("executable path %.80q... is not the escaped deep path", p.ExecutablePath)
 	}
 	for key, v := range map[string]string{"process.executable.path": p.ExecutablePath, "process.command_line": p.CommandLine} {
-		if len(v) >= 4000 && !contains(trip.Truncated, key) && !p.ArgsTruncated {
+		if len(v) >= 4000 && !slices.Contains(trip.Truncated, key) && !p.ArgsTruncated {
 			t.Errorf("%s is %d bytes and not flagged", key, len(v))
 		}
 	}
-	if !contains(trip.Missing, "process.executable.path") && p.ExecutablePath == "" {
+	if !slices.Contains(trip.Missing, "process.executable.path") && p.ExecutablePath == "" {
 		t.Errorf("no executable path and none said missing")
 	}
 }

@@ -23,6 +23,8 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/zap"
 
+	"github.com/cenkalti/backoff/v5"
+
 	"github.com/tripwire-sec/tripwire/internal/event"
 	"github.com/tripwire-sec/tripwire/migrations"
 	"github.com/tripwire-sec/tripwire/tripwireexporter/internal/metadata"
@@ -149,14 +151,18 @@ func (e *tripwireExporter) maintainPartitions(ctx context.Context) error {
 // overdue chain gaps and offline hosts up to date.
 func (e *tripwireExporter) maintain(ctx context.Context) {
 	defer close(e.done)
-	for backoff := time.Second; !e.ready.Load(); backoff = min(2*backoff, time.Minute) {
+	bo := &backoff.ExponentialBackOff{InitialInterval: time.Second, RandomizationFactor: 0.2,
+		Multiplier: 2, MaxInterval: time.Minute}
+	bo.Reset()
+	for wait := bo.NextBackOff(); !e.ready.Load(); {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(backoff):
+		case <-time.After(wait):
 		}
+		wait = bo.NextBackOff()
 		if err := e.ensureReady(ctx); err != nil && ctx.Err() == nil {
-			e.logger.Warn("PostgreSQL still not ready", zap.Error(err), zap.Duration("retry_in", min(2*backoff, time.Minute)))
+			e.logger.Warn("PostgreSQL still not ready", zap.Error(err), zap.Duration("retry_in", wait))
 		}
 	}
 	partitions := time.NewTicker(partitionInterval)

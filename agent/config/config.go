@@ -19,7 +19,9 @@ import (
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
+
+	"slices"
 
 	"github.com/tripwire-sec/tripwire/agent/watcher"
 	"github.com/tripwire-sec/tripwire/internal/auditchain"
@@ -320,7 +322,7 @@ func (d *decoder) healthAddress(f field, h Health) {
 
 func (d *decoder) mechanism(m map[string]field, kind string, dst *string) {
 	d.str(m, kind, dst)
-	if *dst != "" && !contains(mechanisms[kind], *dst) {
+	if *dst != "" && !slices.Contains(mechanisms[kind], *dst) {
 		d.errorf(m[kind].value, m[kind].path, "unknown %s mechanism %q (want one of %s, or empty for the best available)",
 			kind, *dst, strings.Join(mechanisms[kind], ", "))
 	}

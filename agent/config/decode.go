@@ -6,7 +6,9 @@ import (
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
+
+	"slices"
 )
 
 // Error is one problem in a config file, placed at the line of the key (or
@@ -70,7 +72,7 @@ func (d *decoder) mapping(n *yaml.Node, path string, allowed ...string) map[stri
 		k, v := n.Content[i], n.Content[i+1]
 		name := k.Value
 		p := join(path, name)
-		if !contains(allowed, name) {
+		if !slices.Contains(allowed, name) {
 			d.errorf(k, p, "unknown key (want one of %s)", strings.Join(allowed, ", "))
 			continue
 		}
@@ -88,15 +90,6 @@ func join(path, key string) string {
 		return key
 	}
 	return path + "." + key
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func kindName(n *yaml.Node) string {

@@ -9,7 +9,9 @@ import (
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
+
+	"slices"
 
 	"github.com/tripwire-sec/tripwire/agent/watcher"
 	"github.com/tripwire-sec/tripwire/internal/event"
@@ -95,7 +97,7 @@ func (d *decoder) rules(f field) []Rule {
 		}
 		if keys := typeKeys[r.Type]; keys != nil {
 			for _, k := range append(append(append([]string{}, fileKeys...), processKeys...), networkKeys...) {
-				if kf, ok := m[k]; ok && !contains(keys, k) && !contains(commonKeys, k) {
+				if kf, ok := m[k]; ok && !slices.Contains(keys, k) && !slices.Contains(commonKeys, k) {
 					d.errorf(kf.key, kf.path, "not a key of a %s rule (want %s)", r.Type, strings.Join(keys, ", "))
 					delete(m, k)
 				}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
+
 	"github.com/tripwire-sec/tripwire/internal/event"
 )
 
@@ -62,7 +64,9 @@ func (s *Spool) commitWithRetry(batch []*event.Event, closing bool) error {
 	if len(batch) == 0 {
 		return nil
 	}
-	wait := 50 * time.Millisecond
+	bo := &backoff.ExponentialBackOff{InitialInterval: 50 * time.Millisecond, RandomizationFactor: 0.2,
+		Multiplier: 2, MaxInterval: 5 * time.Second}
+	bo.Reset()
 	for attempt := 1; ; attempt++ {
 		err := s.commitBatch(batch)
 		if err == nil {
@@ -74,13 +78,12 @@ func (s *Spool) commitWithRetry(batch []*event.Event, closing bool) error {
 			return err
 		}
 		select {
-		case <-time.After(wait):
+		case <-time.After(bo.NextBackOff()):
 		case <-s.closed:
 			if attempt >= 3 {
 				return err
 			}
 		}
-		wait = min(2*wait, 5*time.Second)
 	}
 }
 

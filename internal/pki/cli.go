@@ -8,6 +8,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"slices"
 )
 
 // Usage is the help text of `tripwire pki`.
@@ -111,7 +113,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return usageError(stderr, fmt.Sprintf("unknown command %q", cmd))
 	}
 	for name := range set {
-		if !contains(ok, name) {
+		if !slices.Contains(ok, name) {
 			return usageError(stderr, fmt.Sprintf("%s does not take --%s", cmd, name))
 		}
 	}
@@ -189,13 +191,4 @@ func usageError(w io.Writer, msg string) int {
 func fail(w io.Writer, err error) int {
 	fmt.Fprintf(w, "tripwire pki: %v\n", err)
 	return ExitFail
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

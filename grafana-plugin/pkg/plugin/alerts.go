@@ -55,7 +55,7 @@ func (f *Filter) Validate() error {
 			if err := checkText(set.name, v, maxFilterLen); err != nil {
 				return err
 			}
-			if set.enum != nil && !contains(set.enum, v) {
+			if set.enum != nil && !slices.Contains(set.enum, v) {
 				return badRequest("%s: unknown value %q (want one of %s)", set.name, v, strings.Join(set.enum, ", "))
 			}
 		}

@@ -11,6 +11,8 @@ import (
 
 	"github.com/grafana/grafana-plugin-sdk-go/backend"
 	"github.com/grafana/grafana-plugin-sdk-go/backend/log"
+
+	"slices"
 )
 
 // The routes are served under the datasource's resource URL,
@@ -88,7 +90,7 @@ func newParams(r *http.Request, allowed ...string) *params {
 		p.err = badRequest("malformed query string")
 	}
 	for k := range p.v {
-		if !contains(allowed, k) {
+		if !slices.Contains(allowed, k) {
 			p.err = badRequest("unknown parameter %q", k)
 		}
 	}

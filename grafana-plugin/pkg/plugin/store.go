@@ -84,15 +84,6 @@ func checkText(name, v string, max int) error {
 	return nil
 }
 
-func contains(set []string, v string) bool {
-	for _, s := range set {
-		if s == v {
-			return true
-		}
-	}
-	return false
-}
-
 // where accumulates SQL conditions; each value becomes a $n parameter.
 type where struct {
 	conds []string

@@ -2,7 +2,6 @@ package plugin
 
 import (
 	"context"
-	"math/rand/v2"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,6 +11,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"slices"
+
+	"github.com/cenkalti/backoff/v5"
 	"github.com/tripwire-sec/tripwire/contract"
 )
 
@@ -63,7 +65,7 @@ func (f *StreamFilter) Match(a *Alert) bool {
 	return in(f.Hosts, a.HostName) && in(f.Types, a.Type) && in(f.Severities, a.Severity) && in(f.Rules, a.Rule)
 }
 
-func in(set []string, v string) bool { return len(set) == 0 || contains(set, v) }
+func in(set []string, v string) bool { return len(set) == 0 || slices.Contains(set, v) }
 
 // subscriber is one RunStream waiting for alerts.
 type subscriber struct {
@@ -157,7 +159,9 @@ func (fd *Feed) Close() {
 func (fd *Feed) run(ctx context.Context) {
 	defer close(fd.done)
 	var readyOnce sync.Once
-	backoff := 100 * time.Millisecond
+	bo := &backoff.ExponentialBackOff{InitialInterval: 100 * time.Millisecond, RandomizationFactor: 0.25,
+		Multiplier: 2, MaxInterval: 10 * time.Second}
+	bo.Reset()
 	var lastReceived time.Time
 	for first := true; ctx.Err() == nil; first = false {
 		conn, err := pgx.ConnectConfig(ctx, fd.cfg.ConnConfig)
@@ -168,16 +172,16 @@ func (fd *Feed) run(ctx context.Context) {
 			if conn != nil {
 				conn.Close(context.Background())
 			}
-			log.DefaultLogger.Warn("live feed: connecting to PostgreSQL", "error", err, "retry_in", backoff)
+			wait := bo.NextBackOff()
+			log.DefaultLogger.Warn("live feed: connecting to PostgreSQL", "error", err, "retry_in", wait)
 			select {
 			case <-ctx.Done():
 				return
-			case <-time.After(backoff + rand.N(backoff/2)):
+			case <-time.After(wait):
 			}
-			backoff = min(backoff*2, 10*time.Second)
 			continue
 		}
-		backoff = 100 * time.Millisecond
+		bo.Reset()
 		readyOnce.Do(func() {
 			// Until a notification tells the commit time of the newest alert,
 			// replay after a reconnect starts from when listening began.
