@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"slices"
-
 	"github.com/tripwire-sec/tripwire/agent/config"
 	"github.com/tripwire-sec/tripwire/agent/health"
 	"github.com/tripwire-sec/tripwire/agent/spool"

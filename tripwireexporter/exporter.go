@@ -241,7 +241,7 @@ func (e *tripwireExporter) storeByHost(ctx context.Context, hosts []*hostBatch) 
 			err = e.storeEach(ctx, []*hostBatch{h})
 		}
 		if isDataError(err) {
-			e.rejected.Add(ctx, int64(max(len(h.events), 1)), metric.WithAttributes(attribute.String("reason", "refused")))
+			e.telemetry.ExporterTripwireRecordsRejected.Add(ctx, int64(max(len(h.events), 1)), metric.WithAttributes(attribute.String("reason", "refused")))
 			e.logger.Error("PostgreSQL refused a host's record; dropped", zap.String(event.ResourceHostName, h.name), zap.Error(err))
 			continue
 		}

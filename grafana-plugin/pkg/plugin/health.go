@@ -6,6 +6,8 @@ import (
 
 	"github.com/grafana/grafana-plugin-sdk-go/data"
 
+	"slices"
+
 	"github.com/tripwire-sec/tripwire/contract"
 )
 
@@ -75,7 +77,7 @@ FROM hosts h ORDER BY h.host_name`, s.offlineAfter.Seconds(), from, to, lagLookb
 }
 
 func (d *Datasource) queryHostHealth(ctx context.Context, metric string, from, to time.Time) (data.Frames, error) {
-	if !contains(hostMetrics, metric) {
+	if !slices.Contains(hostMetrics, metric) {
 		return nil, badRequest("metric: unknown value %q (want one of offline, degraded, cert_days_left, delivery_lag_seconds, loss_events)", metric)
 	}
 	if to.IsZero() {
