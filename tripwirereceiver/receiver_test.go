@@ -204,7 +204,6 @@ func TestBindsIdentityFromCertificate(t *testing.T) {
 	// certificate's expiry sent by the agent are overwritten.
 	ld := logs(map[string][]*event.Event{"WEB-01": {trip("/etc/shadow")}, "": {trip("/etc/passwd")}})
 	ld.ResourceLogs().At(0).Resource().Attributes().PutStr(event.KeyClientAddress, "10.9.9.9")
-	ld.ResourceLogs().At(0).ScopeLogs().At(0).LogRecords().At(0).Attributes().PutStr(event.KeyClientAddress, "10.9.9.9")
 	resp, err := export(t, c, ld)
 	require.NoError(t, err)
 	require.Equal(t, int64(0), resp.PartialSuccess().RejectedLogRecords())
