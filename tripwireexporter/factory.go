@@ -1,10 +1,14 @@
 //go:generate mdatagen metadata.yaml
 
-// Package exporter is the tripwire exporter, an OpenTelemetry Collector
-// component that stores TripWire events in PostgreSQL, checks each host's
-// audit chain, and NOTIFYs the live feed. Use NewFactory in a collector
-// build (OCB); README.md beside this file gives the configuration keys, the
-// chain rules and the NOTIFY payload.
+// Package tripwireexporter is the tripwire exporter, an OpenTelemetry
+// Collector component that stores TripWire events in PostgreSQL, checks each
+// host's audit chain, and NOTIFYs the live feed. Use NewFactory in a
+// collector build (OCB); README.md beside this file gives the configuration
+// keys, the chain rules and the NOTIFY payload.
+//
+// To read it, start with pushLogs in exporter.go (decode, then store per
+// host); store.go writes the rows, chaincheck.go and chain.go check the
+// audit chain, notify.go builds the live feed's payload.
 package tripwireexporter
 
 import (

@@ -1,12 +1,14 @@
 //go:generate mdatagen metadata.yaml
 
-// Package receiver is the tripwire receiver, an OpenTelemetry Collector
-// component: a standard OTLP/gRPC logs server that only talks mutual TLS 1.3,
-// binds every request to the client certificate's host name, and refuses
-// records that fail TripWire's event schema.
+// Package tripwirereceiver is the tripwire receiver, an OpenTelemetry
+// Collector component: a standard OTLP/gRPC logs server that only talks
+// mutual TLS 1.3, binds every request to the client certificate's host name,
+// and refuses records that fail TripWire's event schema.
 //
 // Use NewFactory in a collector build (collector/builder-config.yaml); the
-// configuration is [Config].
+// configuration is [Config]. To read it, start with Export in receiver.go;
+// binding.go binds and checks each record, limits.go bounds a request before
+// it is decoded.
 package tripwirereceiver
 
 import (

@@ -1,0 +1,183 @@
+package tripwirereceiver
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/consumer/consumererror"
+	"go.opentelemetry.io/collector/consumer/consumertest"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/tripwire-sec/tripwire/internal/event"
+)
+
+// gatedConsumer records every ConsumeLogs call; the first call blocks until
+// the gate opens. A call returns err, or a permanent error when it carries
+// the path poison; the paths of the calls it accepts are counted.
+type gatedConsumer struct {
+	mu       sync.Mutex
+	calls    []int          // records per call
+	accepted map[string]int // file.path → times accepted
+	hosts    map[string]string
+	entered  chan struct{}
+	gate     chan struct{}
+	err      error
+	poison   string
+}
+
+func newGatedConsumer(err error, poison string) *gatedConsumer {
+	return &gatedConsumer{accepted: map[string]int{}, hosts: map[string]string{},
+		entered: make(chan struct{}), gate: make(chan struct{}), err: err, poison: poison}
+}
+
+func (g *gatedConsumer) consumer(t testing.TB) consumer.Logs {
+	c, err := consumer.NewLogs(func(_ context.Context, ld plog.Logs) error {
+		g.mu.Lock()
+		g.calls = append(g.calls, ld.LogRecordCount())
+		first := len(g.calls) == 1
+		paths := map[string]string{}
+		for i := 0; i < ld.ResourceLogs().Len(); i++ {
+			rl := ld.ResourceLogs().At(i)
+			host, _ := rl.Resource().Attributes().Get(event.ResourceHostName)
+			for j := 0; j < rl.ScopeLogs().Len(); j++ {
+				lrs := rl.ScopeLogs().At(j).LogRecords()
+				for k := 0; k < lrs.Len(); k++ {
+					p, _ := lrs.At(k).Attributes().Get("file.path")
+					paths[p.Str()] = host.Str()
+				}
+			}
+		}
+		err := g.err
+		if _, bad := paths[g.poison]; bad && g.poison != "" {
+			err = consumererror.NewPermanent(errors.New("poison"))
+		}
+		if err == nil {
+			for p, h := range paths {
+				g.accepted[p]++
+				g.hosts[p] = h
+			}
+		}
+		g.mu.Unlock()
+		if first {
+			close(g.entered)
+			<-g.gate
+		}
+		return err
+	})
+	require.NoError(t, err)
+	return c
+}
+
+// Requests arriving while a group is being consumed go on together as the
+// next group: one ConsumeLogs for all of them, every record once, each still
+// under the host its certificate names, and every request answered with the
+// group's result. A permanent refusal is found out request by request, so it
+// refuses only the request it concerns.
+func TestConcurrentRequestsAreConsumedAsOneGroup(t *testing.T) {
+	const waiting = 20
+	for _, tc := range []struct {
+		name   string
+		err    error
+		poison string
+		want   codes.Code
+		calls  []int
+	}{
+		{"accepted", nil, "", codes.OK, []int{1, waiting}},
+		{"refused", errors.New("queue full"), "", codes.Unavailable, []int{1, waiting}},
+		{"one refused for good", nil, "/p3", codes.OK,
+			append([]int{1, waiting}, slices.Repeat([]int{1}, waiting)...)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newGatedConsumer(tc.err, tc.poison)
+			f := startWith(t, newPKI(t), g.consumer(t))
+			var open sync.Once
+			t.Cleanup(func() { open.Do(func() { close(g.gate) }) }) // shutdown waits for the consumer
+			// One connection per request, as agents make: a connection
+			// carries at most max_concurrent_streams requests at once.
+			hosts := []string{"web-01", "web-02", "db-01"}
+			certs := map[string]tls.Certificate{}
+			for _, h := range hosts {
+				certs[h] = f.agent(t, h)
+			}
+			conns := make([]plogotlp.GRPCClient, waiting+1)
+			for i := range conns {
+				h := hosts[i%3]
+				if i == waiting {
+					h = "web-01"
+				}
+				conns[i] = f.client(t, nil, certs[h])
+			}
+			first := logs(map[string][]*event.Event{"": {trip("/first")}})
+			reqs := make([]plog.Logs, waiting)
+			for i := range reqs {
+				reqs[i] = logs(map[string][]*event.Event{"": {trip(fmt.Sprintf("/p%d", i))}})
+			}
+			type result struct {
+				path string
+				code codes.Code
+			}
+			results := make(chan result, waiting+1)
+			send := func(c plogotlp.GRPCClient, path string, ld plog.Logs) {
+				_, err := export(t, c, ld)
+				results <- result{path, status.Code(err)}
+			}
+			go send(conns[waiting], "/first", first)
+			<-g.entered // the first request's group is being consumed
+			for i := range waiting {
+				go send(conns[i], fmt.Sprintf("/p%d", i), reqs[i])
+			}
+			require.Eventually(t, func() bool {
+				f.rcv.group.mu.Lock()
+				defer f.rcv.group.mu.Unlock()
+				return len(f.rcv.group.pending) == waiting
+			}, 20*time.Second, 5*time.Millisecond)
+			open.Do(func() { close(g.gate) })
+			for range waiting + 1 {
+				r := <-results
+				want := tc.want
+				if r.path == tc.poison {
+					want = codes.InvalidArgument
+				}
+				require.Equal(t, want, r.code, r.path)
+			}
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			require.Equal(t, tc.calls, g.calls)
+			if tc.err != nil {
+				return
+			}
+			for i := range waiting {
+				p := fmt.Sprintf("/p%d", i)
+				if p == tc.poison {
+					require.Zero(t, g.accepted[p], p)
+					continue
+				}
+				require.Equal(t, 1, g.accepted[p], p)
+				require.Equal(t, hosts[i%3], g.hosts[p], p)
+			}
+		})
+	}
+}
+
+// After Shutdown, a request is refused as retryable instead of waiting for a
+// group that will never come.
+func TestGroupCommitRefusesAfterClose(t *testing.T) {
+	sink := new(consumertest.LogsSink)
+	g := newGroupCommit(sink)
+	require.NoError(t, g.consume(logs(map[string][]*event.Event{"web-01": {trip("/a")}})))
+	g.close()
+	g.close() // twice is fine
+	require.ErrorIs(t, g.consume(logs(map[string][]*event.Event{"web-01": {trip("/b")}})), errShuttingDown)
+	require.Equal(t, 1, sink.LogRecordCount())
+}
