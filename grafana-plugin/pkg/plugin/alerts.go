@@ -170,6 +170,20 @@ func isUUID(s string) bool {
 const alertCols = `alert_id::text, event_time, received_at, host_name, event_name,
 	tripwire_type, rule_name, severity, seq, summary`
 
+// queryAlerts runs q, which selects alertCols (and event_detail when
+// withDetail), and reads every row.
+func (s *Store) queryAlerts(ctx context.Context, withDetail bool, q string, args ...any) ([]Alert, error) {
+	rows, err := s.pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Alert, error) {
+		var a Alert
+		err := scanAlert(r, &a, withDetail)
+		return a, err
+	})
+}
+
 func scanAlert(row pgx.Row, a *Alert, withDetail bool) error {
 	dst := []any{&a.AlertID, &a.EventTime, &a.ReceivedAt, &a.HostName, &a.EventName,
 		&a.Type, &a.Rule, &a.Severity, &a.Seq, &a.Summary}
@@ -219,22 +233,11 @@ func (s *Store) ListAlerts(ctx context.Context, f *Filter, limit int, cursor *Cu
 		}
 		q = "SELECT " + cols + " FROM (" + strings.Join(branches, " UNION ALL ") + ") a" + order + lim
 	}
-	rows, err := s.pool.Query(ctx, q, w.args...)
+	alerts, err := s.queryAlerts(ctx, withDetail, q, w.args...)
 	if err != nil {
 		return nil, fmt.Errorf("listing alerts: %w", err)
 	}
-	defer rows.Close()
-	page := &AlertPage{Alerts: make([]Alert, 0, min(limit, 128))}
-	for rows.Next() {
-		var a Alert
-		if err := scanAlert(rows, &a, withDetail); err != nil {
-			return nil, fmt.Errorf("listing alerts: %w", err)
-		}
-		page.Alerts = append(page.Alerts, a)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("listing alerts: %w", err)
-	}
+	page := &AlertPage{Alerts: alerts}
 	if len(page.Alerts) > limit {
 		page.Alerts = page.Alerts[:limit]
 		last := page.Alerts[limit-1]
@@ -254,20 +257,8 @@ func (s *Store) GetAlert(ctx context.Context, id, host string) (*Alert, error) {
 	if err := checkText("host", host, maxFilterLen); err != nil {
 		return nil, err
 	}
-	rows, err := s.pool.Query(ctx, "SELECT "+alertCols+", event_detail FROM alerts WHERE alert_id = $1::uuid AND ($2 = '' OR host_name = $2) LIMIT 2", id, host)
+	found, err := s.queryAlerts(ctx, true, "SELECT "+alertCols+", event_detail FROM alerts WHERE alert_id = $1::uuid AND ($2 = '' OR host_name = $2) LIMIT 2", id, host)
 	if err != nil {
-		return nil, fmt.Errorf("reading alert: %w", err)
-	}
-	defer rows.Close()
-	var found []Alert
-	for rows.Next() {
-		var a Alert
-		if err := scanAlert(rows, &a, true); err != nil {
-			return nil, fmt.Errorf("reading alert: %w", err)
-		}
-		found = append(found, a)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("reading alert: %w", err)
 	}
 	switch len(found) {
@@ -284,22 +275,13 @@ func (s *Store) GetAlert(ctx context.Context, id, host string) (*Alert, error) {
 // clock is more than an hour behind are not backfilled: the bound keeps the
 // query on the time index.
 func (s *Store) RecentAlerts(ctx context.Context, since time.Time, limit int) ([]Alert, error) {
-	rows, err := s.pool.Query(ctx, `SELECT * FROM (SELECT `+alertCols+` FROM alerts
+	out, err := s.queryAlerts(ctx, false, `SELECT * FROM (SELECT `+alertCols+` FROM alerts
 WHERE received_at > $1 AND event_time > $1 - interval '1 hour'
 ORDER BY received_at DESC LIMIT $2) r ORDER BY received_at`, since, limit)
 	if err != nil {
 		return nil, fmt.Errorf("reading recent alerts: %w", err)
 	}
-	defer rows.Close()
-	var out []Alert
-	for rows.Next() {
-		var a Alert
-		if err := scanAlert(rows, &a, false); err != nil {
-			return nil, fmt.Errorf("reading recent alerts: %w", err)
-		}
-		out = append(out, a)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // Reread returns the stored rows of the alerts a live-feed notification
