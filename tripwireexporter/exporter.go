@@ -349,7 +349,7 @@ func (e *tripwireExporter) decode(ctx context.Context, ld plog.Logs) []*hostBatc
 				}
 				canon := ev.Canonical()
 				if len(canon) > maxEventBytes {
-					e.rejected.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", "oversize")))
+					e.telemetry.ExporterTripwireRecordsRejected.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", "oversize")))
 					e.logger.Warn("dropping oversize TripWire record", zap.String(event.ResourceHostName, name),
 						zap.String(event.KeyAlertID, ev.AlertID.String()), zap.Int("bytes", len(canon)))
 					continue
