@@ -154,7 +154,7 @@ func (s *Settings) PoolConfig() (*pgxpool.Config, error) {
 	cfg.ConnConfig.RuntimeParams["statement_timeout"] = "30000"
 	cfg.ConnConfig.RuntimeParams["default_transaction_read_only"] = "on"
 	// Whatever the login role may do, the plugin reads as tripwire_reader
-	// (migrations/0007_reader_role.sql): SELECT on what it shows, nothing
+	// (migrations/0008_reader_role.sql): SELECT on what it shows, nothing
 	// else. The login role must be a member of it.
 	cfg.ConnConfig.RuntimeParams["role"] = ReaderRole
 	// pgx caches prepared statements, and PostgreSQL switches a statement
