@@ -3,6 +3,7 @@ package migrations_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -230,5 +231,22 @@ func TestDropExpired(t *testing.T) {
 	}
 	if dropped, err := migrations.DropExpired(ctx, pool, now, 0); err != nil || len(dropped) != 0 {
 		t.Fatalf("zero retention dropped %v, err %v", dropped, err)
+	}
+}
+
+// TestVersionsNumberedOnce: two migrations with one number apply in name
+// order, which is an accident of naming; each number is used once.
+func TestVersionsNumberedOnce(t *testing.T) {
+	seen := map[string]string{}
+	for _, v := range migrations.Versions() {
+		n, _, ok := strings.Cut(v, "_")
+		if !ok || len(n) != 4 {
+			t.Errorf("migration %s: want NNNN_name", v)
+			continue
+		}
+		if prev, dup := seen[n]; dup {
+			t.Errorf("migrations %s and %s share number %s", prev, v, n)
+		}
+		seen[n] = v
 	}
 }
