@@ -44,6 +44,12 @@ if section ingest; then
   echo "== delivery: trip → row latency at 200/s; OTLP load generator → collector → PostgreSQL vs raw COPY; 1,000 agents"
   go test -run '^$' -bench . -benchtime 1x -timeout 30m -v ./collector/ | grep -E 'Benchmark|bench_test'
 fi
+if section search; then
+  echo "== search: what a free-text index costs 50-row inserts (no index vs trigram vs tsvector), alternating rounds"
+  ./bench/search/run.sh
+  echo "== search: free-text p50/p95 over 5,000,000 alerts (24 h range), alone and while inserting at 15,000 rows/s"
+  (cd grafana-plugin && go test -run '^$' -bench 'BenchmarkAlertsAPI/text$|BenchmarkSearchUnderIngest' -benchtime 200x -timeout 60m -v ./pkg/plugin | grep -E '^Benchmark.*-[0-9]|bench_test.go:[0-9]+: free')
+fi
 if section plugin && [ -x grafana-plugin/bench.sh ]; then
   echo "== plugin: /api/v1/alerts over 5,000,000 alerts; INSERT → stream frame"
   ./grafana-plugin/bench.sh

@@ -69,6 +69,7 @@ func TestResourceStatusCodes(t *testing.T) {
 		{"GET", "/api/v1/live?severity=WARN,CRITICAL&host=web%2001", "Viewer", 200, `"ds/tw/alerts/host=web=2001/severity=CRITICAL/severity=WARN"`},
 		{"GET", "/api/v1/live?severity=critical", "Viewer", 400, "severity"},
 		{"GET", "/api/v1/live?q=x", "Viewer", 400, "unknown parameter"},
+		{"GET", "/api/v1/alerts?q=shadow", "Viewer", 400, "time range"},
 		{"GET", "/api/v1/hosts", "Editor", 200, ""},
 		{"GET", "/api/v1/hosts", "Admin", 200, ""},
 	}
@@ -115,6 +116,8 @@ func TestAlertsFiltersAndPagination(t *testing.T) {
 		{"rule=passwd-write&severity=INFO", count(func(a seedAlert) bool { return a.rule == "passwd-write" && a.severity == "INFO" })},
 		{"q=%2317" + hourAgo, 1}, // "#17" in a summary
 		{"q=SHADOW" + hourAgo, count(func(a seedAlert) bool { return a.rule == "shadow-read" })},
+		{"q=adow-re" + hourAgo, count(func(a seedAlert) bool { return a.rule == "shadow-read" })}, // any substring
+		{"q=mallory" + hourAgo, 0}, // event fields outside the summary are not searched
 		{"q=100%25" + hourAgo, 0}, // a literal %, not a wildcard
 		{"q=__" + hourAgo, 0},     // literal _, not wildcards
 		{"from=" + url.QueryEscape(e.now.Add(-20*time.Minute).Format(time.RFC3339)), count(func(a seedAlert) bool { return a.ago <= 20*time.Minute })},
