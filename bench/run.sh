@@ -2,7 +2,7 @@
 # `make bench`: every benchmark, each printing its own figures. Needs root
 # (fanotify, eBPF) and, for the exec storm's comparison, auditd
 # (apt-get install auditd). Takes about 15 minutes; pass a section name to run
-# one: chain, event, agent, file, exec, shipper, exporter, ingest, plugin.
+# one: chain, event, agent, file, exec, shipper, exporter, ingest, search, plugin.
 set -eu
 cd "$(dirname "$0")/.."
 want=${1:-all}
