@@ -9,6 +9,7 @@ import (
 
 	"github.com/grafana/grafana-plugin-sdk-go/backend"
 	"github.com/grafana/grafana-plugin-sdk-go/data"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/tripwire-sec/tripwire/contract"
 	"github.com/tripwire-sec/tripwire/contract/golden"
@@ -164,10 +165,18 @@ func (e *env) notifyAlert(t testing.TB, a seedAlert) {
 // the exporter does: packed into one array, or one object each.
 func (e *env) notifyAlerts(t testing.TB, packed bool, alerts ...seedAlert) {
 	t.Helper()
-	ctx := context.Background()
-	tx, err := e.conn.Begin(ctx)
-	if err != nil {
+	if err := e.notifyAlertsOn(e.conn, packed, alerts...); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// notifyAlertsOn is notifyAlerts on a given connection (one per writer, as
+// each collector has its own).
+func (e *env) notifyAlertsOn(conn *pgx.Conn, packed bool, alerts ...seedAlert) error {
+	ctx := context.Background()
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return err
 	}
 	defer tx.Rollback(ctx)
 	var payloads []contract.Notification
@@ -179,7 +188,7 @@ func (e *env) notifyAlerts(t testing.TB, packed bool, alerts ...seedAlert) {
 SELECT $1, $2, host_id, host_name, $4, $5, $6, $7, $8, $9, '{}' FROM hosts WHERE host_name = $3 RETURNING received_at`,
 			a.id, at, a.host, a.event, a.typ, a.rule, a.severity, a.seq, a.summary).Scan(&received)
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 		payloads = append(payloads, contract.Notification{
 			AlertID: a.id, EventTime: at.UTC().Format(contract.NotifyTimeLayout), ReceivedAt: received.UTC().Format(contract.NotifyTimeLayout),
@@ -199,12 +208,10 @@ SELECT $1, $2, host_id, host_name, $4, $5, $6, $7, $8, $9, '{}' FROM hosts WHERE
 	}
 	for _, n := range notes {
 		if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, contract.NotifyChannel, string(n)); err != nil {
-			t.Fatal(err)
+			return err
 		}
 	}
-	if err := tx.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
+	return tx.Commit(ctx)
 }
 
 func nextFrame(t *testing.T, frames <-chan *data.Frame) *data.Frame {
