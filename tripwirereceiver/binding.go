@@ -74,7 +74,7 @@ func (v *verdict) message(total int) string {
 //     and likewise a record whose own host.name attribute claims another
 //     host;
 //   - rebuilds each remaining resource from the allowlist: the certificate's
-//     identity (host.name = CN, client.address, tripwire.client.cert_not_after)
+//     identity (host.name = CN, tls.client.not_after; client.address goes on each record)
 //     and the agent's descriptive attributes that are short, printable text,
 //     each once; everything else is dropped;
 //   - drops records that do not decode into a valid event, carry an

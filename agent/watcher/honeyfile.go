@@ -59,7 +59,7 @@ func plantHoneyfiles(rs *fileRules, log *slog.Logger) error {
 		planted, same, err := plantHoneyfile(r.Paths[0], r.Plant)
 		if errors.Is(err, safefile.ErrUnsafe) {
 			log.Error("honeyfile not planted: another user could redirect it; its rule is not served",
-				"file.path", r.Paths[0], "tripwire.rule.name", r.Name, "error", err)
+				event.KeyFilePath, r.Paths[0], event.KeyRule, r.Name, "error", err)
 			rs.refused = append(rs.refused, fmt.Sprintf("file rule %q: decoy not planted: %v", r.Name, err))
 			delete(rs.exact, r.Paths[0])
 			continue

@@ -5,6 +5,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/windows"
+
+	"github.com/tripwire-sec/tripwire/internal/event"
 )
 
 // toolhelpTable lists processes with a Toolhelp32 snapshot and reads a new
@@ -50,5 +52,5 @@ func (toolhelpTable) detail(p *procEntry) {
 }
 
 func (toolhelpTable) missing() []string {
-	return []string{"process.command_line", "user.id", "user.name"}
+	return []string{event.KeyProcessCommandLine, event.KeyProcessUserID, event.KeyProcessUserName}
 }

@@ -69,7 +69,7 @@ type Event struct {
 	AlertID      uuid.UUID // UUIDv7, unique across hosts; storage is idempotent on it
 	Seq          uint64    // per-host sequence, starts at 1, gap-free
 	Severity     Severity
-	Rule         string    // tripwire.rule.name; empty for agent events
+	Rule         string    // security_rule.name; empty for agent events
 	Time         time.Time // when it happened (agent clock)
 	ObservedTime time.Time // when the agent saw it
 	Mechanism    string    // watcher mechanism: fanotify, fsnotify, ebpf, honeyport, sockdiag, ...

@@ -19,8 +19,8 @@ import (
 func longChain(n int) (prev, hash, payload [][]byte) {
 	last := []byte(contract.GenesisHash)
 	for seq := 1; seq <= n; seq++ {
-		p := fmt.Appendf(nil, `{"event.name":"tripwire.file.access","file.path":"/srv/data/file-%06d","observed_time_unix_nano":%d,"process.command_line":"cat /srv/data/file-%06d --with-a-realistic-length-argument","process.executable.path":"/usr/bin/cat","process.parent_pid":1,"process.pid":%d,"severity_text":"CRITICAL","time_unix_nano":%d,"tripwire.alert_id":"01a21f85-d6a9-75f0-a0ad-%012x","tripwire.rule.name":"data","tripwire.seq":%d,"tripwire.type":"file","tripwire.watcher.mechanism":"fanotify","user.id":"1000","user.name":"analyst"}`,
-			seq, 1795694400001001000+seq, seq, 1000+seq%60000, 1795694400001000000+seq, seq, seq)
+		p := fmt.Appendf(nil, `{"event.name":"tripwire.file.access","file.path":"/srv/data/file-%06d","log.record.uid":"01a21f85-d6a9-75f0-a0ad-%012x","observed_time_unix_nano":%d,"process.command_line":"cat /srv/data/file-%06d --with-a-realistic-length-argument","process.executable.path":"/usr/bin/cat","process.parent_pid":1,"process.pid":%d,"process.user.id":1000,"process.user.name":"analyst","security_rule.name":"data","severity_text":"CRITICAL","time_unix_nano":%d,"tripwire.seq":%d,"tripwire.type":"file","tripwire.watcher.mechanism":"fanotify"}`,
+			seq, seq, 1795694400001001000+seq, seq, 1000+seq%60000, 1795694400001000000+seq, seq)
 		h := []byte(contract.ChainHash(string(last), p))
 		prev, hash, payload = append(prev, last), append(hash, h), append(payload, p)
 		last = h
