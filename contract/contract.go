@@ -52,11 +52,14 @@ func LossReasons() []string {
 
 // Agent statuses: tripwire.agent.status of heartbeats and starts, and
 // hosts.status. OFFLINE is never sent: the collector and the plugin derive
-// it from silence.
+// it from silence. RETIRED is set by an Admin (the host was decommissioned):
+// it raises no offline alert, and a new certificate for the name re-activates
+// the host.
 const (
 	StatusOnline   = "ONLINE"
 	StatusDegraded = "DEGRADED"
 	StatusOffline  = "OFFLINE"
+	StatusRetired  = "RETIRED"
 )
 
 // Resource attribute keys the agent sets; the receiver overwrites the host

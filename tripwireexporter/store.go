@@ -29,14 +29,23 @@ ON CONFLICT (host_name) DO UPDATE SET
     cert_not_after = COALESCE(EXCLUDED.cert_not_after, h.cert_not_after),
     last_alert_at  = GREATEST(h.last_alert_at, EXCLUDED.last_alert_at),
     last_seen      = GREATEST(h.last_seen, EXCLUDED.last_seen),
-    status         = CASE WHEN h.status = '` + event.StatusOffline + `' THEN '` + event.StatusOnline + `' ELSE h.status END
+    status         = CASE WHEN h.status = '` + event.StatusOffline + `' THEN '` + event.StatusOnline + `'
+                          WHEN ` + reactivated + ` THEN '` + event.StatusOnline + `'
+                          ELSE h.status END,
+    retired_at     = CASE WHEN ` + reactivated + ` THEN NULL ELSE h.retired_at END
 RETURNING host_id, host_name`
+
+// reactivated: a retired host's record arrives under another certificate
+// than the one it had when it was retired (the receiver sets the not-after
+// from the peer certificate): the name was given to a new host.
+const reactivated = `(h.status = '` + event.StatusRetired + `' AND EXCLUDED.cert_not_after IS NOT NULL
+                           AND EXCLUDED.cert_not_after IS DISTINCT FROM h.retired_cert_not_after)`
 
 // heartbeatSQL sets what the agent reports now: a heartbeat without
 // watchers means none runs, not "unchanged".
 const heartbeatSQL = `
 UPDATE hosts AS h SET
-    status         = u.s,
+    status         = CASE WHEN h.status = '` + event.StatusRetired + `' THEN h.status ELSE u.s END,
     watchers       = NULLIF(u.w, ''),
     unserved_rules = NULLIF(u.un, ''),
     status_reasons = NULLIF(u.r, '')
@@ -414,7 +423,7 @@ func (e *tripwireExporter) sweep(ctx context.Context) error {
 	}
 	if e.cfg.HostOfflineAfter > 0 {
 		_, err := e.pool.Exec(ctx, `UPDATE hosts SET status = '`+event.StatusOffline+`'
-			WHERE status <> '`+event.StatusOffline+`' AND last_seen < now() - make_interval(secs => $1)`,
+			WHERE status NOT IN ('`+event.StatusOffline+`', '`+event.StatusRetired+`') AND last_seen < now() - make_interval(secs => $1)`,
 			e.cfg.HostOfflineAfter.Seconds())
 		if err != nil {
 			return fmt.Errorf("marking hosts offline: %w", err)

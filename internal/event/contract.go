@@ -46,6 +46,7 @@ const (
 	StatusOnline   = contract.StatusOnline
 	StatusDegraded = contract.StatusDegraded
 	StatusOffline  = contract.StatusOffline
+	StatusRetired  = contract.StatusRetired
 )
 
 // BreakKind names a break in an audit chain (tripwire.audit.break.kind).

@@ -52,7 +52,7 @@ const lagLookback = 24 * time.Hour
 func (s *Store) hostHealth(ctx context.Context, from, to time.Time) ([]hostHealth, error) {
 	rows, err := s.pool.Query(ctx, `
 SELECT h.host_name,
-       CASE WHEN h.last_seen < now() - make_interval(secs => $1) THEN '`+contract.StatusOffline+`' ELSE h.status END,
+       CASE WHEN h.status = '`+contract.StatusRetired+`' THEN h.status WHEN h.last_seen < now() - make_interval(secs => $1) THEN '`+contract.StatusOffline+`' ELSE h.status END,
        h.cert_not_after,
        COALESCE((SELECT max(extract(epoch FROM a.received_at - a.event_time))::float8 FROM alerts a
                   WHERE a.host_id = h.host_id AND a.event_time >= $2::timestamptz - make_interval(secs => $4)

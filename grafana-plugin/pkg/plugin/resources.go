@@ -20,8 +20,9 @@ import (
 // callers holding datasources:query on that datasource reach (a Viewer by
 // default, any role or service account granted it through RBAC, an
 // IdP-issued JWT mapped to such a user). Authorisation is Grafana's: no role
-// is compared here. Every route is a read: nothing here writes, and every
-// other method gets 405 (with Allow) from the mux, an unknown path 404.
+// is compared here, except for the one write, retiring a host, which needs
+// the Admin role. Every other route is a read, every other method gets 405
+// (with Allow) from the mux, an unknown path 404.
 func (d *Datasource) registerRoutes(mux *http.ServeMux) {
 	// GET /api/v1/alerts?host=&type=&severity=&rule=&q=&from=&to=&limit=&cursor=
 	mux.HandleFunc("GET /api/v1/alerts", d.read(d.handleAlerts))
@@ -29,6 +30,8 @@ func (d *Datasource) registerRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/alerts/{id}", d.read(d.handleAlert))
 	// GET /api/v1/hosts
 	mux.HandleFunc("GET /api/v1/hosts", d.read(d.handleHosts))
+	// POST /api/v1/hosts/{name}/retire (Admin): no more offline alerts; a new certificate re-activates
+	mux.HandleFunc("POST /api/v1/hosts/{name}/retire", d.read(d.handleRetire))
 	// GET /api/v1/audit?host=&from=&to=&limit=&cursor=
 	mux.HandleFunc("GET /api/v1/audit", d.read(d.handleAudit))
 	// GET /api/v1/audit/verify?host=
@@ -57,6 +60,8 @@ func (d *Datasource) read(h handlerFunc) http.HandlerFunc {
 			writeError(w, http.StatusBadRequest, strings.TrimPrefix(err.Error(), ErrBadRequest.Error()+": "))
 		case errors.Is(err, ErrNotFound):
 			writeError(w, http.StatusNotFound, "not found")
+		case errors.Is(err, ErrForbidden):
+			writeError(w, http.StatusForbidden, strings.TrimPrefix(err.Error(), ErrForbidden.Error()+": "))
 		case errors.Is(err, ErrAmbiguous):
 			writeError(w, http.StatusConflict, strings.TrimPrefix(err.Error(), ErrAmbiguous.Error()+": "))
 		default:

@@ -70,7 +70,7 @@ WHERE event_time >= $1 AND event_time < $2 GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT $
 	if st.TopRules, err = counts(groupColumns["rule"], 10); err != nil {
 		return nil, fmt.Errorf("counting alerts: %w", err)
 	}
-	rows, err := s.pool.Query(ctx, `SELECT CASE WHEN last_seen < now() - make_interval(secs => $1) THEN '`+contract.StatusOffline+`' ELSE status END, count(*)
+	rows, err := s.pool.Query(ctx, `SELECT CASE WHEN status = '`+contract.StatusRetired+`' THEN status WHEN last_seen < now() - make_interval(secs => $1) THEN '`+contract.StatusOffline+`' ELSE status END, count(*)
 FROM hosts GROUP BY 1 ORDER BY 1`, s.offlineAfter.Seconds())
 	if err != nil {
 		return nil, fmt.Errorf("counting hosts: %w", err)

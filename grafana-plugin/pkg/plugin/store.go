@@ -183,7 +183,7 @@ func (s *Store) Hosts(ctx context.Context) ([]Host, error) {
 	rows, err := s.pool.Query(ctx, `
 SELECT h.host_name, h.host_ext_id, host(h.ip_address), h.platform, h.arch, h.agent_version,
        h.watchers, h.unserved_rules, h.status_reasons, h.cert_not_after, h.first_seen, h.last_seen, h.last_alert_at,
-       CASE WHEN h.last_seen < now() - make_interval(secs => $1) THEN '`+contract.StatusOffline+`' ELSE h.status END,
+       CASE WHEN h.status = '`+contract.StatusRetired+`' THEN h.status WHEN h.last_seen < now() - make_interval(secs => $1) THEN '`+contract.StatusOffline+`' ELSE h.status END,
        c.seq,
        (SELECT count(*) FROM alerts a WHERE a.host_id = h.host_id AND a.event_time >= now() - interval '24 hours')
 FROM hosts h LEFT JOIN chain_heads c ON c.host_id = h.host_id

@@ -67,10 +67,30 @@ async function get<T>(path: string, params: Record<string, string | number | und
   }
 }
 
+/** A POST to /api/v1: the API's one write, retiring a host (Admin). */
+async function post<T>(path: string): Promise<T> {
+  const uid = await datasourceUid();
+  try {
+    const resp = await lastValueFrom(
+      getBackendSrv().fetch<T>({
+        url: `/api/datasources/uid/${uid}/resources/api/v1/${path}`,
+        method: 'POST',
+        showErrorAlert: false,
+      })
+    );
+    return resp.data;
+  } catch (e: unknown) {
+    const err = e as { status?: number; data?: { error?: string; message?: string }; message?: string };
+    throw new ApiError(err.data?.error ?? err.data?.message ?? err.message ?? 'request failed', err.status);
+  }
+}
+
 export const api = {
   listAlerts: (f: AlertFilter, cursor?: string, limit = 200) => get<AlertPage>('alerts', { ...f, cursor, limit }),
   getAlert: (id: string) => get<Alert>(`alerts/${encodeURIComponent(id)}`),
   hosts: () => get<HostList>('hosts'),
+  /** Retire a decommissioned host: no offline alerts; a new certificate re-activates it. Admin only. */
+  retireHost: (name: string) => post<{ host_name: string; status: string }>(`hosts/${encodeURIComponent(name)}/retire`),
   audit: (host: string, cursor?: string, limit = 100, from?: string, to?: string) =>
     get<AuditPage>('audit', { host, cursor, limit, from, to }),
   verify: (host: string) => get<ChainStatus>('audit/verify', { host }),

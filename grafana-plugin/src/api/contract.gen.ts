@@ -5,6 +5,7 @@ export const AGENT_STATUS = {
   Online: 'ONLINE',
   Degraded: 'DEGRADED',
   Offline: 'OFFLINE',
+  Retired: 'RETIRED',
 } as const;
 export type AgentStatus = (typeof AGENT_STATUS)[keyof typeof AGENT_STATUS];
 

@@ -1,6 +1,7 @@
 import React from 'react';
 import { MemoryRouter } from 'react-router-dom';
-import { render, screen, within } from '@testing-library/react';
+import { fireEvent, render, screen, waitFor, within } from '@testing-library/react';
+import { config } from '@grafana/runtime';
 
 import { api, ApiError } from '../api/client';
 import { AGENT_STATUS } from '../api/contract.gen';
@@ -9,9 +10,10 @@ import { Hosts } from './Hosts';
 
 jest.mock('../api/client', () => ({
   ...jest.requireActual('../api/client'),
-  api: { hosts: jest.fn() },
+  api: { hosts: jest.fn(), retireHost: jest.fn() },
 }));
 const hosts = api.hosts as jest.Mock;
+const retireHost = api.retireHost as jest.Mock;
 
 describe('Hosts page', () => {
   beforeEach(() => hosts.mockReset());
@@ -82,5 +84,42 @@ describe('Hosts page', () => {
     hosts.mockResolvedValue({ hosts: [host('web-01')], offline_after_seconds: 45 });
     screen.getByRole('button', { name: /retry/i }).click();
     expect(await screen.findByTestId('data-testid hosts-table')).toBeInTheDocument();
+  });
+
+  it('lets an Admin retire a host, and no one else', async () => {
+    const list = {
+      hosts: [host('web-01'), host('old-01', { status: AGENT_STATUS.Retired })],
+      offline_after_seconds: 45,
+    };
+    hosts.mockResolvedValue(list);
+    retireHost.mockResolvedValue({ host_name: 'web-01', status: AGENT_STATUS.Retired });
+    const saved = config.bootData.user.orgRole;
+    try {
+      config.bootData.user.orgRole = 'Viewer' as typeof saved;
+      const { unmount } = render(
+        <MemoryRouter>
+          <Hosts />
+        </MemoryRouter>
+      );
+      await screen.findByTestId('data-testid hosts-table');
+      expect(screen.queryByText('Retire')).not.toBeInTheDocument();
+      unmount();
+
+      config.bootData.user.orgRole = 'Admin' as typeof saved;
+      render(
+        <MemoryRouter>
+          <Hosts />
+        </MemoryRouter>
+      );
+      const table = await screen.findByTestId('data-testid hosts-table');
+      const rows = within(table).getAllByRole('row');
+      expect(within(rows[2]).queryByText('Retire')).not.toBeInTheDocument(); // already retired
+      fireEvent.click(within(rows[1]).getByText('Retire'));
+      fireEvent.click(await within(rows[1]).findByText('Yes, retire'));
+      await waitFor(() => expect(retireHost).toHaveBeenCalledWith('web-01'));
+      await waitFor(() => expect(hosts).toHaveBeenCalledTimes(3)); // reloaded after retiring
+    } finally {
+      config.bootData.user.orgRole = saved;
+    }
   });
 });

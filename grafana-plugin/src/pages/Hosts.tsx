@@ -1,10 +1,10 @@
-import React, { useMemo } from 'react';
+import React, { useCallback, useMemo, useState } from 'react';
 import { useAsyncRetry } from 'react-use';
 import { Link } from 'react-router-dom';
 import { css } from '@emotion/css';
 import { GrafanaTheme2 } from '@grafana/data';
-import { PluginPage } from '@grafana/runtime';
-import { Column, Icon, InteractiveTable, Stack, Tooltip, useStyles2 } from '@grafana/ui';
+import { config, PluginPage } from '@grafana/runtime';
+import { Column, ConfirmButton, Icon, InteractiveTable, Stack, Tooltip, useStyles2 } from '@grafana/ui';
 
 import { api } from '../api/client';
 import type { Host, HostList } from '../api/types';
@@ -22,6 +22,18 @@ const CERT_WARN_DAYS = 30;
 export function Hosts() {
   const s = useStyles2(getStyles);
   const { value: data, error, retry } = useAsyncRetry<HostList>(() => api.hosts(), []);
+  // Retiring a decommissioned host stops its offline alerts; the backend
+  // checks the Admin role too.
+  const isAdmin = config.bootData?.user?.orgRole === 'Admin';
+  const [retireError, setRetireError] = useState<unknown>();
+  const retire = useCallback(
+    (name: string) =>
+      api.retireHost(name).then(
+        () => retry(),
+        (e: unknown) => setRetireError(e)
+      ),
+    [retry]
+  );
   const columns = useMemo<Array<Column<Host>>>(
     () => [
       { id: 'host_name', header: 'Host' },
@@ -93,8 +105,27 @@ export function Hosts() {
           </>
         ),
       },
+      ...(isAdmin
+        ? [
+            {
+              id: 'actions',
+              header: '',
+              cell: ({ row: { original: h } }: { row: { original: Host } }) =>
+                h.status === AGENT_STATUS.Retired ? null : (
+                  <ConfirmButton
+                    size="sm"
+                    confirmText="Yes, retire"
+                    confirmVariant="destructive"
+                    onConfirm={() => retire(h.host_name)}
+                  >
+                    Retire
+                  </ConfirmButton>
+                ),
+            },
+          ]
+        : []),
     ],
-    [s]
+    [s, isAdmin, retire]
   );
 
   let body: React.ReactNode;
@@ -122,6 +153,7 @@ export function Hosts() {
         {data && (
           <div className={s.note}>A host is OFFLINE after {data.offline_after_seconds} s without a heartbeat.</div>
         )}
+        {retireError !== undefined && <ErrorView title="Could not retire the host" error={retireError} />}
         {body}
       </Stack>
     </PluginPage>
