@@ -9,6 +9,7 @@ import (
 	"github.com/grafana/grafana-plugin-sdk-go/backend"
 	"github.com/grafana/grafana-plugin-sdk-go/backend/log"
 	"github.com/jackc/pgx/v5"
+	"github.com/tripwire-sec/tripwire/contract"
 )
 
 // ErrForbidden: the caller's Grafana role may not do this.
@@ -31,8 +32,8 @@ func (d *Datasource) handleRetire(r *http.Request) (any, error) {
 	if !ok {
 		return nil, ErrNotFound
 	}
-	log.DefaultLogger.Info("host retired", "host.name", name, "user.name", u.Login)
-	return map[string]string{"host_name": name, "status": "RETIRED"}, nil
+	log.DefaultLogger.Info("host retired", contract.ResourceHostName, name, "user.name", u.Login)
+	return map[string]string{"host_name": name, "status": contract.StatusRetired}, nil
 }
 
 // RetireHost marks the host RETIRED through tripwire_retire_host, the one
