@@ -60,3 +60,19 @@ func TestProcessPoll(t *testing.T) {
 		t.Errorf("counters %v", c)
 	}
 }
+
+// BenchmarkProcessPollList is the cost of one poll of the process table
+// (what the polling mechanism pays every interval), with the number of
+// processes listed.
+func BenchmarkProcessPollList(b *testing.B) {
+	table := newProcTable(Options{})
+	n := 0
+	for b.Loop() {
+		ps, err := table.list()
+		if err != nil {
+			b.Fatal(err)
+		}
+		n = len(ps)
+	}
+	b.ReportMetric(float64(n), "processes")
+}
