@@ -87,7 +87,7 @@ async function post<T>(path: string): Promise<T> {
 
 export const api = {
   listAlerts: (f: AlertFilter, cursor?: string, limit = 200) => get<AlertPage>('alerts', { ...f, cursor, limit }),
-  getAlert: (id: string) => get<Alert>(`alerts/${encodeURIComponent(id)}`),
+  getAlert: (id: string, host?: string) => get<Alert>(`alerts/${encodeURIComponent(id)}`, { host }),
   hosts: () => get<HostList>('hosts'),
   /** Retire a decommissioned host: no offline alerts; a new certificate re-activates it. Admin only. */
   retireHost: (name: string) => post<{ host_name: string; status: string }>(`hosts/${encodeURIComponent(name)}/retire`),

@@ -59,6 +59,27 @@ export function Alerts() {
   const filter = useMemo(() => ({ ...filterFromParams(params), from, to }), [params, from, to]);
   const filterKey = JSON.stringify(filter);
   const selected = params.get('alert');
+  // An alert id is unique per host, not across hosts: the drawer asks for both.
+  const selectedHost = params.get('alert_host') ?? undefined;
+  const openAlert = useCallback(
+    (id: string | undefined, host?: string) => {
+      setParams((prev) => {
+        const p = new URLSearchParams(prev);
+        for (const [k, v] of [
+          ['alert', id],
+          ['alert_host', id ? host : undefined],
+        ] as const) {
+          if (v) {
+            p.set(k, v);
+          } else {
+            p.delete(k);
+          }
+        }
+        return p;
+      });
+    },
+    [setParams]
+  );
 
   const first = useAsyncRetry(() => api.listAlerts(filter, undefined, PAGE), [filterKey]);
   // Later pages, kept with the request they extend so a filter change drops them.
@@ -70,7 +91,7 @@ export function Alerts() {
   const error = first.error ?? extra?.error;
 
   const setParam = useCallback(
-    (key: FilterKey | 'alert', value: string | undefined) => {
+    (key: FilterKey, value: string | undefined) => {
       setParams((prev) => {
         const p = new URLSearchParams(prev);
         if (value) {
@@ -113,7 +134,7 @@ export function Alerts() {
             fill="text"
             size="sm"
             data-testid={testIds.alerts.row}
-            onClick={() => setParam('alert', row.original.alert_id)}
+            onClick={() => openAlert(row.original.alert_id, row.original.host_name)}
           >
             {fmtTime(row.original.event_time)}
           </Button>
@@ -125,7 +146,7 @@ export function Alerts() {
       { id: 'rule_name', header: 'Rule' },
       { id: 'summary', header: 'Summary' },
     ],
-    [setParam]
+    [openAlert]
   );
 
   // Text filters are uncontrolled inputs keyed by their URL value: typing is
@@ -201,15 +222,15 @@ export function Alerts() {
         </InlineFieldRow>
         {body}
       </Stack>
-      {selected && <AlertDrawer id={selected} onClose={() => setParam('alert', undefined)} />}
+      {selected && <AlertDrawer id={selected} host={selectedHost} onClose={() => openAlert(undefined)} />}
     </PluginPage>
   );
 }
 
 /** Every field of one alert and its raw canonical event. */
-export function AlertDrawer({ id, onClose }: { id: string; onClose: () => void }) {
+export function AlertDrawer({ id, host, onClose }: { id: string; host?: string; onClose: () => void }) {
   const s = useStyles2(getStyles);
-  const { value: alert, error } = useAsyncRetry(() => api.getAlert(id), [id]);
+  const { value: alert, error } = useAsyncRetry(() => api.getAlert(id, host), [id, host]);
 
   return (
     <Drawer title="Alert" subtitle={id} onClose={onClose} size="md">
