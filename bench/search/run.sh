@@ -17,7 +17,6 @@ trap 'runuser -u postgres -- "$BIN/pg_ctl" -D "$D/data" -m immediate stop >/dev/
 P="psql -h $D -p 55433 -U postgres -q -v ON_ERROR_STOP=1"
 $P -c "CREATE DATABASE bench"
 for f in migrations/0*.sql; do
-  case $f in *_alert_search.sql) continue ;; esac # the variants below replace it
   $P -d bench -f "$f" >/dev/null
 done
 $P -d bench -c "CREATE EXTENSION IF NOT EXISTS pg_trgm" \

@@ -117,9 +117,9 @@ func TestAlertsFiltersAndPagination(t *testing.T) {
 		{"q=%2317" + hourAgo, 1}, // "#17" in a summary
 		{"q=SHADOW" + hourAgo, count(func(a seedAlert) bool { return a.rule == "shadow-read" })},
 		{"q=adow-re" + hourAgo, count(func(a seedAlert) bool { return a.rule == "shadow-read" })}, // any substring
-		{"q=mallory" + hourAgo, 0}, // event fields outside the summary are not searched
-		{"q=100%25" + hourAgo, 0},  // a literal %, not a wildcard
-		{"q=__" + hourAgo, 0},      // literal _, not wildcards
+		{"q=mallory" + hourAgo, len(all)}, // a user name in every event's detail
+		{"q=100%25" + hourAgo, 0},         // a literal %, not a wildcard
+		{"q=__" + hourAgo, 0},             // literal _, not wildcards
 		{"from=" + url.QueryEscape(e.now.Add(-20*time.Minute).Format(time.RFC3339)), count(func(a seedAlert) bool { return a.ago <= 20*time.Minute })},
 		{"to=" + url.QueryEscape(e.now.Add(-20*time.Minute).Format(time.RFC3339)), count(func(a seedAlert) bool { return a.ago > 20*time.Minute })},
 		{"host=unknown-host", 0},
