@@ -218,6 +218,9 @@ func (a *Agent) Run(ctx context.Context, reload <-chan *config.Config) (err erro
 		return &StartError{err}
 	}
 	a.running.Store(true)
+	// Loading the watchers used memory an idle agent does not need: give
+	// it back now, not minutes later.
+	releaseStartupMemory()
 	a.log.Info("started", "tripwire.config", a.cfg.File, "tripwire.audit.path", a.cfg.Audit.Path,
 		"tripwire.spool.path", a.cfg.Spool.Path, "server.address", a.HealthAddress())
 

@@ -59,12 +59,13 @@ struct {
 	__type(value, struct file_trip_count);
 } file_trips SEC(".maps");
 
-/* 2 MiB, about 140 records: one per new (process, file, operation), so it
- * fills only in a burst of distinct ones, and then counts still stand. The
- * agent maps it twice over, so its size is twice the agent's RSS for it. */
+/* 512 KiB, about 35 records: one per new (process, file, operation), so it
+ * fills only in a burst of distinct ones, and then counts still stand (the
+ * record is counted as undetailed). The agent maps it twice over, so twice
+ * its size is resident in the agent: sized for a burst, not a flood. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 21);
+	__uint(max_entries, 1 << 19);
 } file_events SEC(".maps");
 
 struct {

@@ -64,9 +64,12 @@ struct {
 	__type(value, __u8);
 } net_ports SEC(".maps");
 
+/* Only execs that match a rule are recorded. 512 KiB, about 80 records:
+ * the agent maps a ring buffer twice over, so twice its size is resident in
+ * it; a burst beyond this is counted as lost. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 21);
+	__uint(max_entries, 1 << 19);
 } exec_events SEC(".maps");
 
 struct {

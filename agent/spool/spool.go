@@ -137,7 +137,7 @@ func Open(opts Options) (*Spool, error) {
 	// Checkpoints run in the background (checkpoint), not inside a commit:
 	// an automatic checkpoint fsyncs the database in the middle of the
 	// writer's transaction and shows up as a latency spike.
-	dsn := "file:" + opts.Path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=busy_timeout(10000)&_pragma=wal_autocheckpoint(0)"
+	dsn := "file:" + opts.Path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=busy_timeout(10000)&_pragma=wal_autocheckpoint(0)&_pragma=cache_size(-512)"
 	db, err := sql.Open("sqlite", dsn+"&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("opening spool: %w", err)

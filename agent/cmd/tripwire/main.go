@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"syscall"
@@ -207,6 +208,7 @@ func start(args []string, stderr io.Writer) int {
 		return 2
 	}
 	restrictUmask()
+	idleMemoryLimit()
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).
 		With(event.ResourceServiceName, event.ServiceName, event.ResourceServiceVersion, version)
 	cfg, err := config.Load(path)
@@ -254,6 +256,20 @@ func start(args []string, stderr io.Writer) int {
 	}
 	log.Info("stopped")
 	return 0
+}
+
+// agentMemoryLimit is the agent's soft Go memory limit: an idle agent holds
+// a few MB of live heap, and without a limit the runtime keeps twice that
+// plus what start-up used. It is soft: the heap may grow past it under load
+// (the runtime then collects more often), it is never an out-of-memory kill.
+const agentMemoryLimit = 16 << 20
+
+// idleMemoryLimit sets agentMemoryLimit unless the operator set GOMEMLIMIT
+// (the knob: GOMEMLIMIT=64MiB raises it, GOMEMLIMIT=off removes it).
+func idleMemoryLimit() {
+	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
+		debug.SetMemoryLimit(agentMemoryLimit)
+	}
 }
 
 // cannotStart prints why start failed as one line, for the operator at the
