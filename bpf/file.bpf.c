@@ -173,7 +173,10 @@ static __always_inline void trip(struct dentry *d, __u32 op, struct match *m, st
 	struct file_trip_key key = {
 		.dev = m->anchor.dev,
 		.ino = inode ? BPF_CORE_READ(inode, i_ino) : 0,
-		.start_ns = BPF_CORE_READ(task, start_boottime),
+		/* The process's start, as /proc/PID/stat gives it: the opening
+		 * thread's own start differs in a multi-threaded process, which
+		 * made live processes look exited and their counters reaped. */
+		.start_ns = BPF_CORE_READ(task, group_leader, start_boottime),
 		.exec_id = BPF_CORE_READ(task, self_exec_id),
 		.tgid = tgid,
 		.rule = m->watch.rule,

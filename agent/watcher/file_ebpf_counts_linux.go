@@ -41,8 +41,18 @@ func (w *fileEBPF) summarise(m *ebpf.Map, sink Sink, reap, final bool) {
 				w.undetailed.Add(1)
 				st = &fileTripState{}
 				w.trips[e.k] = st
-			case final || bpf.FileTwRecordState(e.v.Record) == bpf.FileTwRecordStateTW_RECORD_SENT && reap:
-				// The record never arrived (malformed): count without it.
+			case final:
+				st = &fileTripState{}
+				w.trips[e.k] = st
+			case bpf.FileTwRecordState(e.v.Record) == bpf.FileTwRecordStateTW_RECORD_SENT && reap:
+				// The record is marked sent just before it is submitted, and
+				// a loaded reader lags: wait for it a few reaps. Counting
+				// without it and then reaping would make its late arrival a
+				// second trip. Past that, it was malformed: count without it.
+				if w.awaiting[e.k]++; w.awaiting[e.k] < fileRecordPatience {
+					continue
+				}
+				delete(w.awaiting, e.k)
 				st = &fileTripState{}
 				w.trips[e.k] = st
 			default:

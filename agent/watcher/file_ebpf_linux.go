@@ -42,6 +42,10 @@ const fileSummaryInterval = time.Second
 // reported a last time and removed.
 const fileReapEvery = 5
 
+// fileRecordPatience: how many reaps a counter whose record was sent waits
+// for that record before it is counted without it.
+const fileRecordPatience = 3
+
 // fileEBPFDepth is how many directory levels below a recursive rule's root
 // the kernel walks (TW_FILE_DEPTH in bpf/tripwire.h).
 const fileEBPFDepth = 16
@@ -159,6 +163,7 @@ type fileEBPF struct {
 	anchors map[bpf.FileInodeKey]fileAnchor
 	// Owned by the loop once start returns.
 	trips      map[bpf.FileFileTripKey]*fileTripState
+	awaiting   map[bpf.FileFileTripKey]int               // reaps a counter marked sent has waited for its record
 	ancestries map[[2]uint64]string                      // (tgid, start) → ancestry
 	inodes     map[*fileRule]map[bpf.FileInodeKey]string // files under directory rules, found when a record was lost
 	resolve    bool                                      // a watched path was deleted, renamed or created: resolve again at the next summary
@@ -170,6 +175,7 @@ type fileEBPF struct {
 func newFileEBPF(rs *fileRules, mech string, opts Options, log *slog.Logger) *fileEBPF {
 	return &fileEBPF{rules: rs, ruleIDs: rs.rules, mech: mech, procRoot: opts.ProcRoot, log: log,
 		anchors: map[bpf.FileInodeKey]fileAnchor{}, trips: map[bpf.FileFileTripKey]*fileTripState{},
+		awaiting:   map[bpf.FileFileTripKey]int{},
 		ancestries: map[[2]uint64]string{}}
 }
 

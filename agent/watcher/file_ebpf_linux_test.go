@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -272,4 +273,91 @@ func TestFileEBPFPathDescriptorIsNoAccess(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A process that opens from a thread other than its first is alive as long
+// as it runs: its counter is not reaped under it, and its opens add up. The
+// counter once carried the opening thread's start time, which /proc/PID/stat
+// (the process's) never matched, so every such process looked exited.
+func TestFileEBPFOpensFromAThread(t *testing.T) {
+	for _, mech := range fileEBPFMechanisms(t) {
+		t.Run(mech, func(t *testing.T) {
+			f := filepath.Join(t.TempDir(), "f")
+			writeFile(t, f, "data")
+			w, s := startFileWatcher(t, []FileRule{{Name: "r", Severity: event.SeverityWarn, Paths: []string{f}}}, mech)
+			cmd := exec.Command(os.Args[0], "-test.run=^TestFileEBPFThreadOpenerChild$", "-test.count=1")
+			cmd.Env = append(os.Environ(), "TRIPWIRE_THREAD_OPENER="+f)
+			var out strings.Builder
+			cmd.Stdout, cmd.Stderr = &out, &out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			// The child opens for fileReapEvery+3 summaries: at least one
+			// reap runs while it is alive.
+			time.Sleep((fileReapEvery + 1) * fileSummaryInterval)
+			reaped := w.(Counters).Counters()["counters_reaped"]
+			if err := cmd.Wait(); err != nil {
+				t.Fatalf("child: %v: %s", err, out.String())
+			}
+			if reaped != 0 {
+				t.Errorf("%d counters reaped while their process ran", reaped)
+			}
+			var opens int64
+			if _, err := fmt.Sscanf(out.String()[strings.Index(out.String(), "opens "):], "opens %d", &opens); err != nil || opens == 0 {
+				t.Fatalf("child output %q", out.String())
+			}
+			pid := cmd.Process.Pid
+			deadline := time.Now().Add(3 * fileReapEvery * fileSummaryInterval)
+			var sum int64
+			for time.Now().Before(deadline) {
+				sum = 0
+				for _, e := range s.all() {
+					if on(event.FileAccess, f)(e) && byPID(pid)(e) {
+						sum += max(e.Count, 1)
+					}
+				}
+				if sum == opens {
+					return
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			t.Errorf("trips of the threaded opener add up to %d, want %d", sum, opens)
+		})
+	}
+}
+
+// TestFileEBPFThreadOpenerChild is the child of TestFileEBPFOpensFromAThread:
+// it opens the file from a thread that is not its first.
+func TestFileEBPFThreadOpenerChild(t *testing.T) {
+	path := os.Getenv("TRIPWIRE_THREAD_OPENER")
+	if path == "" {
+		t.Skip("run by TestFileEBPFOpensFromAThread")
+	}
+	// A goroutine that finds itself on the first thread keeps it locked,
+	// so the next one starts on another.
+	release := make(chan struct{})
+	defer close(release)
+	done := make(chan int)
+	var open func()
+	open = func() {
+		runtime.LockOSThread() // the thread exits with the goroutine
+		if syscall.Gettid() == os.Getpid() {
+			go open()
+			<-release
+			return
+		}
+		n := 0
+		for end := time.Now().Add((fileReapEvery + 3) * fileSummaryInterval); time.Now().Before(end); n++ {
+			b, err := os.ReadFile(path)
+			if err != nil || len(b) == 0 {
+				t.Error(err)
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		done <- n
+	}
+	go open()
+	n := <-done
+	fmt.Printf("opens %d\n", n)
 }

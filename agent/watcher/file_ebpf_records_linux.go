@@ -34,6 +34,7 @@ func (w *fileEBPF) handle(raw []byte, sink Sink) {
 	var st *fileTripState
 	counted := false // its trip is already in a summary sent without it
 	if ev.Flags&uint32(bpf.FileTwFileFlagTW_FILE_AGGREGATED) != 0 {
+		delete(w.awaiting, ev.Key)
 		if st = w.trips[ev.Key]; st != nil {
 			// A summary gave up waiting for this record (summarise) and
 			// reported its count without it: only the actor is new.
