@@ -21,6 +21,7 @@
 #include <bpf/bpf_tracing.h>
 #include "tripwire.h"
 #include "lib/task.h"
+#include "lib/stats.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -68,26 +69,12 @@ struct {
 	__uint(max_entries, 1 << 19);
 } file_events SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, TW_STAT_MAX);
-	__type(key, __u32);
-	__type(value, __u64);
-} stats SEC(".maps");
-
 const struct file_event *unused_file_event __attribute__((unused));
 const struct file_trip_count *unused_file_trip_count __attribute__((unused));
 const enum tw_watch_kind *unused_tw_watch_kind __attribute__((unused));
 const enum tw_file_op *unused_tw_file_op __attribute__((unused));
 const enum tw_file_flag *unused_tw_file_flag __attribute__((unused));
 const enum tw_record_state *unused_tw_record_state __attribute__((unused));
-
-static __always_inline void stat_inc(__u32 idx)
-{
-	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
-	if (v)
-		*v += 1;
-}
 
 /* A match: the watched inode found and how far above the file it is. */
 struct match {

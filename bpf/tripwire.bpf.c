@@ -16,6 +16,7 @@
 #include <bpf/bpf_endian.h>
 #include "tripwire.h"
 #include "lib/task.h"
+#include "lib/stats.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -77,14 +78,6 @@ struct {
 	__uint(max_entries, 1 << 18);
 } net_events SEC(".maps");
 
-/* Counters, enum tw_stat; per CPU so increments need no atomics. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, TW_STAT_MAX);
-	__type(key, __u32);
-	__type(value, __u64);
-} stats SEC(".maps");
-
 /* Keep the wire types in BTF so bpf2go generates them. */
 const struct exec_event *unused_exec_event __attribute__((unused));
 const struct net_event *unused_net_event __attribute__((unused));
@@ -92,13 +85,6 @@ const enum tw_stat *unused_tw_stat __attribute__((unused));
 const enum tw_exec_match *unused_tw_exec_match __attribute__((unused));
 const enum tw_exec_flag *unused_tw_exec_flag __attribute__((unused));
 const enum tw_net_kind *unused_tw_net_kind __attribute__((unused));
-
-static __always_inline void stat_inc(__u32 idx)
-{
-	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
-	if (v)
-		*v += 1;
-}
 
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(tw_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
