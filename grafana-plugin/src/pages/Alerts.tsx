@@ -24,6 +24,7 @@ import { Empty, ErrorView, Loading } from '../components/States';
 import { fmtTime } from '../components/time';
 import { apiRange, PageTimeRangePicker, useUrlTimeRange } from '../components/TimeRange';
 import { testIds } from '../components/testIds';
+import { withParams } from '../components/urlParams';
 import { SEVERITIES, TYPES } from '../datasource/types';
 
 /** The filters the URL carries besides the time range; the names /api/v1/alerts takes. */
@@ -62,22 +63,8 @@ export function Alerts() {
   // An alert id is unique per host, not across hosts: the drawer asks for both.
   const selectedHost = params.get('alert_host') ?? undefined;
   const openAlert = useCallback(
-    (id: string | undefined, host?: string) => {
-      setParams((prev) => {
-        const p = new URLSearchParams(prev);
-        for (const [k, v] of [
-          ['alert', id],
-          ['alert_host', id ? host : undefined],
-        ] as const) {
-          if (v) {
-            p.set(k, v);
-          } else {
-            p.delete(k);
-          }
-        }
-        return p;
-      });
-    },
+    (id: string | undefined, host?: string) =>
+      setParams((prev) => withParams(prev, { alert: id, alert_host: id ? host : undefined })),
     [setParams]
   );
 
@@ -91,17 +78,7 @@ export function Alerts() {
   const error = first.error ?? extra?.error;
 
   const setParam = useCallback(
-    (key: FilterKey, value: string | undefined) => {
-      setParams((prev) => {
-        const p = new URLSearchParams(prev);
-        if (value) {
-          p.set(key, value);
-        } else {
-          p.delete(key);
-        }
-        return p;
-      });
-    },
+    (key: FilterKey, value: string | undefined) => setParams((prev) => withParams(prev, { [key]: value })),
     [setParams]
   );
 

@@ -21,6 +21,7 @@ import { Empty, ErrorView, Loading } from '../components/States';
 import { fmtTime } from '../components/time';
 import { apiRange, PageTimeRangePicker, useUrlTimeRange } from '../components/TimeRange';
 import { testIds } from '../components/testIds';
+import { withParams } from '../components/urlParams';
 
 /**
  * Audit: a host's chain recomputed from the stored entries, and the entries
@@ -128,17 +129,7 @@ export function Audit() {
             isLoading={!hosts && !hostsError}
             options={(hosts ?? []).map((h) => ({ label: h.host_name, value: h.host_name }))}
             value={host || null}
-            onChange={(v) =>
-              setParams((prev) => {
-                const p = new URLSearchParams(prev);
-                if (v?.value) {
-                  p.set('host', v.value);
-                } else {
-                  p.delete('host');
-                }
-                return p;
-              })
-            }
+            onChange={(v) => setParams((prev) => withParams(prev, { host: v?.value }))}
           />
         </InlineField>
         {body}

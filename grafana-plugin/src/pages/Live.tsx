@@ -23,6 +23,7 @@ import { StatusBadge } from '../components/Severity';
 import { Empty, ErrorView, Loading } from '../components/States';
 import { fmtTime } from '../components/time';
 import { testIds } from '../components/testIds';
+import { withParams } from '../components/urlParams';
 
 /** How many alerts the feed keeps on screen. */
 export const LIVE_KEEP = 500;
@@ -166,15 +167,7 @@ export function Live() {
 
   const setFilter = useCallback(
     (name: (typeof LIVE_FILTER_KEYS)[number], value: string) =>
-      setParams((prev) => {
-        const p = new URLSearchParams(prev);
-        if (value) {
-          p.set(name, value);
-        } else {
-          p.delete(name);
-        }
-        return p;
-      }),
+      setParams((prev) => withParams(prev, { [name]: value })),
     [setParams]
   );
 
