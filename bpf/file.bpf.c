@@ -81,6 +81,7 @@ struct match {
 	struct inode_key anchor;
 	struct file_watch watch;
 	__u32 depth;
+	__u64 ino; /* the file's own inode number; 0 for a name being created */
 };
 
 /*
@@ -90,6 +91,7 @@ struct match {
  */
 static __always_inline bool match_dentry(struct dentry *d, __u32 op, struct match *m)
 {
+	m->ino = 0;
 	__u64 dev = BPF_CORE_READ(d, d_sb, s_dev);
 	if (!bpf_map_lookup_elem(&file_devs, &dev))
 		return false;
@@ -99,6 +101,8 @@ static __always_inline bool match_dentry(struct dentry *d, __u32 op, struct matc
 		struct inode *inode = BPF_CORE_READ(d, d_inode);
 		if (inode) {
 			struct inode_key k = { .dev = dev, .ino = BPF_CORE_READ(inode, i_ino) };
+			if (i == 0)
+				m->ino = k.ino;
 			struct file_watch *w = bpf_map_lookup_elem(&file_watches, &k);
 			if (w) {
 				__u32 kind = w->kind;
@@ -154,17 +158,18 @@ static __always_inline void trip(struct dentry *d, __u32 op, struct match *m, st
 	__u32 tgid = pid_tgid >> 32;
 	if (tgid == self_tgid)
 		return;
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task_btf();
-	struct inode *inode = BPF_CORE_READ(d, d_inode);
+	/* A trusted pointer: direct loads, not helper calls, on the path every
+	 * counted open takes; the file's inode number came with the match. */
+	struct task_struct *task = bpf_get_current_task_btf();
 	__u64 now = bpf_ktime_get_boot_ns();
 	struct file_trip_key key = {
 		.dev = m->anchor.dev,
-		.ino = inode ? BPF_CORE_READ(inode, i_ino) : 0,
+		.ino = m->ino,
 		/* The process's start, as /proc/PID/stat gives it: the opening
 		 * thread's own start differs in a multi-threaded process, which
 		 * made live processes look exited and their counters reaped. */
-		.start_ns = BPF_CORE_READ(task, group_leader, start_boottime),
-		.exec_id = BPF_CORE_READ(task, self_exec_id),
+		.start_ns = task->group_leader->start_boottime,
+		.exec_id = task->self_exec_id,
 		.tgid = tgid,
 		.rule = m->watch.rule,
 		.op = op,
@@ -217,6 +222,7 @@ static __always_inline void trip(struct dentry *d, __u32 op, struct match *m, st
 	e->uid = (__u32)ugid;
 	e->gid = ugid >> 32;
 	e->kind = m->watch.kind;
+	struct inode *inode = BPF_CORE_READ(d, d_inode);
 	if (inode && (BPF_CORE_READ(inode, i_mode) & S_IFMT) == S_IFDIR)
 		flags |= TW_FILE_DIR;
 	e->task_flags = 0;
