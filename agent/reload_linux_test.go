@@ -24,6 +24,7 @@ import (
 type squatter struct {
 	cmd   *exec.Cmd
 	bound chan struct{}
+	port  int // the port it holds, once bound
 }
 
 const squatScript = `
@@ -33,7 +34,7 @@ while True:
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         s.bind(("0.0.0.0", port)); s.listen(16)
-        print("bound", flush=True)
+        print("bound", s.getsockname()[1], flush=True)
         time.sleep(3600)
     except OSError:
         s.close(); time.sleep(0.001)
@@ -54,7 +55,7 @@ func squat(t *testing.T, port int) *squatter {
 	go func() {
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
-			if sc.Text() == "bound" {
+			if _, err := fmt.Sscanf(sc.Text(), "bound %d", &s.port); err == nil {
 				close(s.bound)
 			}
 		}
@@ -140,13 +141,15 @@ func TestReloadSquatting(t *testing.T) {
 	// A new honeyport on a port the user already holds: that rule alone is
 	// unserved, a CRITICAL status event is chained, /healthz is degraded, and
 	// the other rules are still served.
-	held := freePort(t, "tcp")
-	sq2 := squat(t, held)
+	// The user binds a port of the kernel's choosing: a port found free
+	// earlier may meanwhile be some connection's local port on a busy host.
+	sq2 := squat(t, 0)
 	select {
 	case <-sq2.bound:
 	case <-time.After(10 * time.Second):
-		t.Fatal("the squatter did not bind its port")
+		t.Fatal("the squatter did not bind a port")
 	}
+	held := sq2.port
 	reload <- loadConfig(t, dir, rules+honeyportRule("pg-renamed", port)+honeyportRule("ssh-alt", held))
 	waitFor(t, "the unserved rule in /healthz", func() bool { return report().Status == health.StatusDegraded })
 	r := report()
