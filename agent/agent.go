@@ -298,7 +298,6 @@ func (a *Agent) identity() (string, string) {
 func (a *Agent) stop() error {
 	a.stopping.Store(true)
 	a.stopWatchers()
-	a.stopExtras()
 	ctx, cancel := context.WithTimeout(context.Background(), a.opts.DrainTimeout)
 	defer cancel()
 	err := a.pipe.Close(ctx)

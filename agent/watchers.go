@@ -162,24 +162,15 @@ func (a *Agent) startSlot(ctx context.Context, s slot, prev watcher.Watcher) (ru
 	return running{slot: s.name, spec: s.spec, w: w, rules: s.rules, cancel: cancel}, nil
 }
 
+// stopWatchers stops every watcher, the rule watchers and the extras.
 func (a *Agent) stopWatchers() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for _, r := range a.watchers {
+	for _, r := range slices.Concat(a.watchers, a.extras) {
 		r.cancel()
 		a.metrics.Watchers.WithLabelValues(r.w.Kind(), r.w.Mechanism()).Set(0)
 	}
-	a.watchers = nil
-}
-
-func (a *Agent) stopExtras() {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for _, r := range a.extras {
-		r.cancel()
-		a.metrics.Watchers.WithLabelValues(r.w.Kind(), r.w.Mechanism()).Set(0)
-	}
-	a.extras = nil
+	a.watchers, a.extras = nil, nil
 }
 
 func (a *Agent) watcherModes() string {
