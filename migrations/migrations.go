@@ -135,7 +135,7 @@ func EnsurePartitions(ctx context.Context, pool *pgxpool.Pool, now time.Time, mo
 // keeps everything.
 //
 // Audit entries are kept: they are the chain, and replay and fork detection
-// need them.
+// need them. The triage of the removed alerts goes with them.
 func DropExpired(ctx context.Context, pool *pgxpool.Pool, now time.Time, retention time.Duration) ([]string, error) {
 	if retention < 0 {
 		return nil, fmt.Errorf("retention is negative: %s", retention)
@@ -176,6 +176,14 @@ func DropExpired(ctx context.Context, pool *pgxpool.Pool, now time.Time, retenti
 		}
 		if _, err := tx.Exec(ctx, "DELETE FROM alerts_default WHERE event_time < $1", cutoff); err != nil {
 			return fmt.Errorf("expiring alerts_default: %w", err)
+		}
+		// Triage has no foreign key to the partitioned alerts (0015): the
+		// state of the alerts just removed goes now, their history with it
+		// (ON DELETE CASCADE). Alerts older than the cutoff in a month that
+		// is kept are still shown, and so keep theirs.
+		if _, err := tx.Exec(ctx, `DELETE FROM alert_triage t WHERE t.event_time < $1 AND NOT EXISTS
+			(SELECT 1 FROM alerts a WHERE a.alert_id = t.alert_id AND a.host_id = t.host_id AND a.event_time = t.event_time)`, cutoff); err != nil {
+			return fmt.Errorf("expiring alert triage: %w", err)
 		}
 		return nil
 	})

@@ -25,6 +25,8 @@ type Alert struct {
 	Seq        *int64          `json:"seq"`
 	Summary    string          `json:"summary"`
 	Detail     json.RawMessage `json:"event_detail,omitempty"`
+	// Triage is set by ListAlerts and GetAlert (triage.go).
+	Triage *Triage `json:"triage,omitempty"`
 }
 
 // Filter selects alerts. Empty sets and zero times mean "any".
@@ -35,6 +37,8 @@ type Filter struct {
 	Rules      []string
 	Text       string
 	From, To   time.Time // From inclusive, To exclusive
+	States     []string  // triage states (triage.go)
+	Assignee   string    // a Grafana login the alert is assigned to
 }
 
 // Validate rejects values no alert can carry, so that typos give a 400
@@ -46,7 +50,7 @@ func (f *Filter) Validate() error {
 		enum []string
 	}{
 		{"host", f.Hosts, nil}, {"type", f.Types, Types},
-		{"severity", f.Severities, Severities}, {"rule", f.Rules, nil},
+		{"severity", f.Severities, Severities}, {"rule", f.Rules, nil}, {"state", f.States, TriageStates},
 	} {
 		if len(set.vals) > maxFilterSet {
 			return badRequest("%s: at most %d values", set.name, maxFilterSet)
@@ -61,6 +65,9 @@ func (f *Filter) Validate() error {
 		}
 	}
 	if err := checkText("q", f.Text, maxTextLen); err != nil {
+		return err
+	}
+	if err := checkText("assignee", f.Assignee, maxFilterLen); err != nil {
 		return err
 	}
 	if !f.From.IsZero() && !f.To.IsZero() && !f.From.Before(f.To) {
@@ -112,6 +119,7 @@ func (s *Store) alertWhere(ctx context.Context, f *Filter, splitHosts bool) (*wh
 	w.inSet("tripwire_type", "", f.Types)
 	w.inSet("severity", "", f.Severities)
 	w.inSet("rule_name", "", f.Rules)
+	triageWhere(w, f)
 	if f.Text != "" {
 		// No index serves this (bench/search: a trigram index on the
 		// summary alone cost 35-60 % of insert throughput and the planner
@@ -247,6 +255,9 @@ func (s *Store) ListAlerts(ctx context.Context, f *Filter, limit int, cursor *Cu
 		last := page.Alerts[limit-1]
 		page.Next = Cursor{Time: last.EventTime, ID: last.AlertID}.Encode()
 	}
+	if err := s.attachTriage(ctx, page.Alerts); err != nil {
+		return nil, err
+	}
 	return page, nil
 }
 
@@ -269,6 +280,9 @@ func (s *Store) GetAlert(ctx context.Context, id, host string) (*Alert, error) {
 	case 0:
 		return nil, ErrNotFound
 	case 1:
+		if err := s.attachTriage(ctx, found); err != nil {
+			return nil, err
+		}
 		return &found[0], nil
 	}
 	return nil, fmt.Errorf("%w: alert id %s is used by several hosts; name one with host=", ErrAmbiguous, id)

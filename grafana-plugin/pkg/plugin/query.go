@@ -63,6 +63,8 @@ type QueryModel struct {
 	Type      stringList `json:"type"`
 	Severity  stringList `json:"severity"`
 	Rule      stringList `json:"rule"`
+	State     stringList `json:"state"`    // triage states; the CRITICAL alert rule counts OPEN only
+	Assignee  string     `json:"assignee"` // a Grafana login
 	Text      string     `json:"text"`
 	GroupBy   string     `json:"groupBy"` // counts: type, severity, host, rule or ""
 	Limit     int        `json:"limit"`   // alerts: row cap, default 1000
@@ -101,7 +103,7 @@ func (d *Datasource) query(ctx context.Context, uid string, q backend.DataQuery)
 		m.QueryType = q.QueryType
 	}
 	f := Filter{Hosts: m.Host, Types: m.Type, Severities: m.Severity, Rules: m.Rule, Text: m.Text,
-		From: q.TimeRange.From, To: q.TimeRange.To}
+		States: m.State, Assignee: m.Assignee, From: q.TimeRange.From, To: q.TimeRange.To}
 
 	var frames data.Frames
 	var err error
@@ -153,6 +155,9 @@ func (d *Datasource) queryAlerts(ctx context.Context, f *Filter, m *QueryModel, 
 		if m.Live {
 			if m.Text != "" {
 				return nil, badRequest("live: free-text search cannot be streamed")
+			}
+			if err := liveTriageFilter(f); err != nil {
+				return nil, err
 			}
 			// The stream appends oldest-first rows to this frame.
 			reverseAlerts(page.Alerts)

@@ -20,11 +20,12 @@ import (
 // callers holding datasources:query on that datasource reach (a Viewer by
 // default, any role or service account granted it through RBAC, an
 // IdP-issued JWT mapped to such a user). Authorisation is Grafana's: no role
-// is compared here, except for the one write, retiring a host, which needs
-// the Admin role. Every other route is a read, every other method gets 405
-// (with Allow) from the mux, an unknown path 404.
+// is compared here, except for the writes: retiring a host needs the Admin
+// role, changing an alert's triage the Editor role (triage.go). Every other
+// route is a read, every other method gets 405 (with Allow) from the mux, an
+// unknown path 404.
 func (d *Datasource) registerRoutes(mux *http.ServeMux) {
-	// GET /api/v1/alerts?host=&type=&severity=&rule=&q=&from=&to=&limit=&cursor=
+	// GET /api/v1/alerts?host=&type=&severity=&rule=&state=&assignee=&q=&from=&to=&limit=&cursor=
 	mux.HandleFunc("GET /api/v1/alerts", d.read(d.handleAlerts))
 	// GET /api/v1/alerts/{id}?host=
 	mux.HandleFunc("GET /api/v1/alerts/{id}", d.read(d.handleAlert))
@@ -40,6 +41,7 @@ func (d *Datasource) registerRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/stats", d.read(d.handleStats))
 	// GET /api/v1/live?host=&type=&severity=&rule= → {"channel": "ds/<uid>/alerts/..."}
 	mux.HandleFunc("GET /api/v1/live", d.read(d.handleLive))
+	d.registerTriageRoutes(mux)
 }
 
 // handlerFunc returns the value to encode as JSON, or an error to map.
@@ -164,9 +166,10 @@ func (p *params) fail(err error) {
 }
 
 func (d *Datasource) handleAlerts(r *http.Request) (any, error) {
-	p := newParams(r, "host", "type", "severity", "rule", "q", "from", "to", "limit", "cursor")
+	p := newParams(r, "host", "type", "severity", "rule", "state", "assignee", "q", "from", "to", "limit", "cursor")
 	f := Filter{Hosts: p.list("host"), Types: p.list("type"), Severities: p.list("severity"),
-		Rules: p.list("rule"), Text: p.one("q"), From: p.time("from"), To: p.time("to")}
+		Rules: p.list("rule"), States: p.list("state"), Assignee: p.one("assignee"),
+		Text: p.one("q"), From: p.time("from"), To: p.time("to")}
 	limit := p.limit()
 	var cursor *Cursor
 	if c := p.one("cursor"); c != "" {
