@@ -30,6 +30,9 @@ function checkModel(model: Record<string, unknown>, where: string) {
   if (model.severity !== undefined) {
     expect(['INFO', 'WARN', 'CRITICAL']).toContain(model.severity);
   }
+  if (model.state !== undefined) {
+    expect(['OPEN', 'ACKNOWLEDGED']).toContain(model.state);
+  }
   if (model.type !== undefined) {
     expect(['file', 'process', 'network', 'agent', 'audit']).toContain(model.type);
   }
@@ -136,7 +139,8 @@ describe('provisioning', () => {
       expect(new Set(all.map((r: { uid: string }) => r.uid)).size).toBe(all.length);
     }
     const critical = all[0].data[0].model;
-    expect(critical).toMatchObject({ queryType: 'counts', severity: 'CRITICAL', groupBy: 'host' });
+    // Acknowledged trips (triage) do not fire it.
+    expect(critical).toMatchObject({ queryType: 'counts', severity: 'CRITICAL', state: 'OPEN', groupBy: 'host' });
     expect(all[1].data[0].model.queryType).toBe('host_offline');
     expect(all[2].data[0].model).toMatchObject({ queryType: 'counts', type: 'audit' });
     const metricOf = (title: string) => all.find((r: { title: string }) => r.title === title).data[0].model.metric;

@@ -13,6 +13,8 @@ export interface Alert {
   seq: number | null;
   summary: string;
   event_detail?: Record<string, unknown>;
+  /** Set on alerts from `alerts` and `alerts/{id}` (pkg/plugin/triage.go). */
+  triage?: Triage;
 }
 
 export type Severity = 'INFO' | 'WARN' | 'CRITICAL';
@@ -27,6 +29,10 @@ export interface AlertFilter {
   type?: string;
   severity?: string;
   rule?: string;
+  /** Triage states, comma-separated. */
+  state?: string;
+  /** A Grafana login the alerts are assigned to. */
+  assignee?: string;
   q?: string;
   from?: string;
   to?: string;
@@ -114,8 +120,52 @@ export interface Stats {
   host_status: Count[];
 }
 
-/** What the Live page shows per alert (a row of a stream frame). */
+/** What the Live page shows per alert (a row of a stream frame, or a stored alert with its triage). */
 export type LiveAlert = Pick<
   Alert,
-  'alert_id' | 'event_time' | 'host_name' | 'event_name' | 'tripwire_type' | 'rule_name' | 'severity' | 'summary'
+  | 'alert_id'
+  | 'event_time'
+  | 'host_name'
+  | 'event_name'
+  | 'tripwire_type'
+  | 'rule_name'
+  | 'severity'
+  | 'summary'
+  | 'triage'
 > & { seq: number | null };
+
+/** Triage states (pkg/plugin/triage.go); an alert nobody triaged is OPEN. */
+export type TriageState = 'OPEN' | 'ACKNOWLEDGED';
+
+export interface Triage {
+  state: TriageState;
+  /** A Grafana login. */
+  assignee?: string;
+  updated_at?: string;
+  updated_by?: string;
+}
+
+/** One recorded triage change, by the Grafana user who made it. */
+export interface TriageEntry {
+  at: string;
+  actor: string;
+  action: 'state' | 'assign' | 'note';
+  state?: TriageState;
+  /** Absent when the alert was unassigned. */
+  assignee?: string;
+  note?: string;
+}
+
+export interface AlertTriage extends Triage {
+  alert_id: string;
+  host_name: string;
+  event_time: string;
+  history: TriageEntry[];
+}
+
+/** The body of POST alerts/{id}/triage: absent fields stay; assignee '' unassigns. */
+export interface TriageChange {
+  state?: TriageState;
+  assignee?: string;
+  note?: string;
+}

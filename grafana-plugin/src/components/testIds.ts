@@ -19,6 +19,11 @@ export const testIds = {
   hosts: {
     table: 'data-testid hosts-table',
   },
+  triage: {
+    panel: 'data-testid triage-panel',
+    badge: 'data-testid triage-badge',
+    history: 'data-testid triage-history',
+  },
   audit: {
     status: 'data-testid audit-status',
     entries: 'data-testid audit-entries',

@@ -3,7 +3,7 @@ import { QueryEditorProps, SelectableValue } from '@grafana/data';
 import { InlineField, InlineFieldRow, Input, RadioButtonGroup, Select } from '@grafana/ui';
 
 import { DataSource } from './datasource';
-import { GroupBy, QueryType, SEVERITIES, TripWireOptions, TripWireQuery, TYPES } from './types';
+import { GroupBy, QueryType, SEVERITIES, STATES, TripWireOptions, TripWireQuery, TYPES } from './types';
 
 type Props = QueryEditorProps<DataSource, TripWireQuery, TripWireOptions>;
 
@@ -96,6 +96,15 @@ export function QueryEditor({ query, onChange, onRunQuery }: Props) {
           </InlineField>
           <InlineField label="Rule" labelWidth={8}>
             <Input width={20} placeholder="any" {...text('rule')} />
+          </InlineField>
+          <InlineField label="State" labelWidth={8} tooltip="Triage state; OPEN leaves acknowledged trips out">
+            <Select
+              width={18}
+              isClearable
+              options={opts(STATES)}
+              value={query.state || null}
+              onChange={(v) => update({ state: v?.value ?? '' })}
+            />
           </InlineField>
           <InlineField label="Search" labelWidth={10}>
             <Input width={24} placeholder="text in summary or event" {...text('text')} />

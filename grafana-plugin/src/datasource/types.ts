@@ -7,6 +7,8 @@ export type GroupBy = '' | 'type' | 'severity' | 'host' | 'rule';
 
 export const TYPES = ['file', 'process', 'network', 'agent', 'audit'] as const;
 export const SEVERITIES = ['INFO', 'WARN', 'CRITICAL'] as const;
+/** Triage states (pkg/plugin/triage.go). */
+export const STATES = ['OPEN', 'ACKNOWLEDGED'] as const;
 
 export interface TripWireQuery extends DataQuery {
   queryType?: QueryType;
@@ -16,6 +18,8 @@ export interface TripWireQuery extends DataQuery {
   type?: string;
   severity?: string;
   rule?: string;
+  /** Triage states, comma-separated (OPEN, ACKNOWLEDGED); the CRITICAL alert rule counts OPEN only. */
+  state?: string;
   text?: string;
   /** counts: one series per value of this field. */
   groupBy?: GroupBy;

@@ -4,6 +4,7 @@ import { act, fireEvent, render, screen, waitFor } from '@testing-library/react'
 import { setTimeZoneResolver } from '@grafana/data';
 
 import { api, ApiError } from '../api/client';
+import { triageApi } from '../api/triage';
 import { alert, pending } from '../test/fixtures';
 import { Alerts, filterFromParams } from './Alerts';
 
@@ -11,8 +12,14 @@ jest.mock('../api/client', () => ({
   ...jest.requireActual('../api/client'),
   api: { listAlerts: jest.fn(), getAlert: jest.fn() },
 }));
+jest.mock('../api/triage', () => ({
+  ...jest.requireActual('../api/triage'),
+  triageApi: { get: jest.fn(), change: jest.fn() },
+}));
 const listAlerts = api.listAlerts as jest.Mock;
 const getAlert = api.getAlert as jest.Mock;
+const getTriage = triageApi.get as jest.Mock;
+const changeTriage = triageApi.change as jest.Mock;
 
 const probe = { search: '' };
 function LocationProbe() {
@@ -36,6 +43,8 @@ describe('Alerts page', () => {
   beforeEach(() => {
     listAlerts.mockReset();
     getAlert.mockReset();
+    getTriage.mockReset().mockReturnValue(pending());
+    changeTriage.mockReset();
   });
 
   it('shows loading first', () => {
@@ -163,8 +172,64 @@ describe('Alerts page', () => {
   });
 });
 
+describe('Alerts page triage', () => {
+  beforeEach(() => {
+    listAlerts.mockReset();
+    getAlert.mockReset();
+    getTriage.mockReset();
+    changeTriage.mockReset();
+  });
+
+  it('filters by state and assignee from the URL, and writes a state change to it', async () => {
+    listAlerts.mockResolvedValue({ alerts: [alert(1)] });
+    renderAt('/alerts?state=OPEN&assignee=carol&from=1&to=2');
+    await screen.findByTestId('data-testid alerts-table');
+    expect(listAlerts).toHaveBeenCalledWith({ state: 'OPEN', assignee: 'carol', from: '1', to: '2' }, undefined, 200);
+    expect(screen.getByLabelText('assignee filter')).toHaveValue('carol');
+    const assignee = screen.getByLabelText('assignee filter');
+    fireEvent.change(assignee, { target: { value: '' } });
+    fireEvent.blur(assignee);
+    await waitFor(() =>
+      expect(listAlerts).toHaveBeenLastCalledWith({ state: 'OPEN', from: '1', to: '2' }, undefined, 200)
+    );
+    expect(new URLSearchParams(probe.search).has('assignee')).toBe(false);
+  });
+
+  it("shows each alert's state and the change made in the drawer", async () => {
+    const config = jest.requireActual('@grafana/runtime').config;
+    const saved = config.bootData.user.orgRole;
+    config.bootData.user.orgRole = 'Editor';
+    try {
+      listAlerts.mockResolvedValue({
+        alerts: [
+          alert(2, { triage: { state: 'ACKNOWLEDGED', assignee: 'carol' } }),
+          alert(1, { triage: { state: 'OPEN' } }),
+        ],
+      });
+      getAlert.mockResolvedValue({ ...alert(1), event_detail: {} });
+      const t = { alert_id: alert(1).alert_id, host_name: 'web-01', event_time: alert(1).event_time, history: [] };
+      getTriage.mockResolvedValue({ ...t, state: 'OPEN' });
+      changeTriage.mockResolvedValue({ ...t, state: 'ACKNOWLEDGED', updated_by: 'ed' });
+      renderAt(`/alerts?alert=${alert(1).alert_id}&alert_host=web-01`);
+      await screen.findByTestId('data-testid alerts-table');
+      const badges = () => screen.getAllByTestId('data-testid triage-badge').map((b) => b.textContent);
+      await waitFor(() => expect(badges()).toEqual(['ACKNOWLEDGED carol', 'OPEN', 'OPEN']));
+      // The drawer's panel (the third badge) acknowledges alert 1; its row follows.
+      const ack = await screen.findByRole('button', { name: /Acknowledge/ });
+      await act(async () => ack.click());
+      expect(changeTriage).toHaveBeenCalledWith(alert(1).alert_id, 'web-01', { state: 'ACKNOWLEDGED' });
+      await waitFor(() => expect(badges()).toEqual(['ACKNOWLEDGED carol', 'ACKNOWLEDGED', 'ACKNOWLEDGED']));
+    } finally {
+      config.bootData.user.orgRole = saved;
+    }
+  });
+});
+
 describe('filterFromParams', () => {
   it('keeps only known, non-empty filters', () => {
-    expect(filterFromParams(new URLSearchParams('host=a&type=&x=1&alert=z&from=now-1h'))).toEqual({ host: 'a' });
+    expect(filterFromParams(new URLSearchParams('host=a&type=&x=1&alert=z&from=now-1h&state=OPEN'))).toEqual({
+      host: 'a',
+      state: 'OPEN',
+    });
   });
 });

@@ -18,17 +18,19 @@ import {
 } from '@grafana/ui';
 
 import { api } from '../api/client';
-import type { Alert, AlertFilter } from '../api/types';
+import { TRIAGE_STATES } from '../api/triage';
+import type { Alert, AlertFilter, AlertTriage, Triage } from '../api/types';
 import { StatusBadge } from '../components/Severity';
 import { Empty, ErrorView, Loading } from '../components/States';
 import { fmtTime } from '../components/time';
 import { apiRange, PageTimeRangePicker, useUrlTimeRange } from '../components/TimeRange';
 import { testIds } from '../components/testIds';
+import { TriageBadge, TriagePanel } from '../components/Triage';
 import { withParams } from '../components/urlParams';
 import { SEVERITIES, TYPES } from '../datasource/types';
 
 /** The filters the URL carries besides the time range; the names /api/v1/alerts takes. */
-export const FILTER_KEYS = ['host', 'type', 'severity', 'rule', 'q'] as const;
+export const FILTER_KEYS = ['host', 'type', 'severity', 'rule', 'state', 'assignee', 'q'] as const;
 type FilterKey = (typeof FILTER_KEYS)[number];
 
 const PAGE = 200;
@@ -76,6 +78,10 @@ export function Alerts() {
   const alerts = useMemo(() => [...(first.value?.alerts ?? []), ...(extra?.alerts ?? [])], [first.value, extra]);
   const next = extra ? extra.next : first.value?.next_cursor;
   const error = first.error ?? extra?.error;
+  // Triage changed in the drawer, by host and id: the row shows it without
+  // reloading (the filters apply on the next load).
+  const [triaged, setTriaged] = useState<Record<string, Triage>>({});
+  const triageOf = useCallback((a: Alert) => triaged[`${a.host_name}/${a.alert_id}`] ?? a.triage, [triaged]);
 
   const setParam = useCallback(
     (key: FilterKey, value: string | undefined) => setParams((prev) => withParams(prev, { [key]: value })),
@@ -118,18 +124,19 @@ export function Alerts() {
         ),
       },
       { id: 'severity', header: 'Severity', cell: ({ row }) => <StatusBadge value={row.original.severity} /> },
+      { id: 'triage', header: 'State', cell: ({ row }) => <TriageBadge triage={triageOf(row.original)} /> },
       { id: 'host_name', header: 'Host' },
       { id: 'tripwire_type', header: 'Type' },
       { id: 'rule_name', header: 'Rule' },
       { id: 'summary', header: 'Summary' },
     ],
-    [openAlert]
+    [openAlert, triageOf]
   );
 
   // Text filters are uncontrolled inputs keyed by their URL value: typing is
   // not a query, Enter or leaving the field commits, and a URL change (back
   // button) resets them.
-  const textProps = (key: 'host' | 'rule' | 'q') => ({
+  const textProps = (key: 'host' | 'rule' | 'assignee' | 'q') => ({
     key: `${key}=${params.get(key) ?? ''}`,
     defaultValue: params.get(key) ?? '',
     onBlur: (e: React.FocusEvent<HTMLInputElement>) => setParam(key, e.currentTarget.value.trim()),
@@ -193,19 +200,48 @@ export function Alerts() {
           <InlineField label="Rule" labelWidth={8}>
             <Input aria-label="rule filter" width={18} placeholder="any" {...textProps('rule')} />
           </InlineField>
+          <InlineField label="State" labelWidth={8}>
+            <Select
+              aria-label="state filter"
+              width={18}
+              options={[...anyOption('Any state'), ...TRIAGE_STATES.map((t) => ({ label: t, value: t }))]}
+              value={params.get('state') ?? ''}
+              onChange={(v) => setParam('state', v.value)}
+            />
+          </InlineField>
+          <InlineField label="Assignee" labelWidth={10}>
+            <Input aria-label="assignee filter" width={16} placeholder="anyone" {...textProps('assignee')} />
+          </InlineField>
           <InlineField label="Search" labelWidth={10}>
             <Input aria-label="text search" width={24} placeholder="summary, path, command…" {...textProps('q')} />
           </InlineField>
         </InlineFieldRow>
         {body}
       </Stack>
-      {selected && <AlertDrawer id={selected} host={selectedHost} onClose={() => openAlert(undefined)} />}
+      {selected && (
+        <AlertDrawer
+          id={selected}
+          host={selectedHost}
+          onClose={() => openAlert(undefined)}
+          onTriage={(t) => setTriaged((prev) => ({ ...prev, [`${t.host_name}/${t.alert_id}`]: t }))}
+        />
+      )}
     </PluginPage>
   );
 }
 
-/** Every field of one alert and its raw canonical event. */
-export function AlertDrawer({ id, host, onClose }: { id: string; host?: string; onClose: () => void }) {
+/** Every field of one alert, its triage and its raw canonical event. */
+export function AlertDrawer({
+  id,
+  host,
+  onClose,
+  onTriage,
+}: {
+  id: string;
+  host?: string;
+  onClose: () => void;
+  onTriage?: (t: AlertTriage) => void;
+}) {
   const s = useStyles2(getStyles);
   const { value: alert, error } = useAsyncRetry(() => api.getAlert(id, host), [id, host]);
 
@@ -218,6 +254,8 @@ export function AlertDrawer({ id, host, onClose }: { id: string; host?: string; 
           <Loading what="the alert" />
         ) : (
           <>
+            <TriagePanel id={id} host={alert.host_name} onChange={onTriage} />
+            <h4>Event</h4>
             <table className={s.detail}>
               <tbody>
                 {(

@@ -195,6 +195,34 @@ describe('Live page under Grafana Live semantics', () => {
     expect(rowTexts()).toHaveLength(3);
   });
 
+  it('loads stored trips by triage state and streams new ones only where OPEN is wanted', async () => {
+    listAlerts.mockResolvedValue({ alerts: [alert(1, { triage: { state: 'ACKNOWLEDGED', assignee: 'carol' } })] });
+    renderAt('/live?state=ACKNOWLEDGED');
+    await waitFor(() => expect(getStream).toHaveBeenCalled());
+    // The channel has no state: triage changes are not streamed.
+    expect(liveChannel).toHaveBeenCalledWith({ severity: '', host: '' });
+    act(() => events.next(subscribed()));
+    await waitFor(() => expect(rowTexts()).toHaveLength(1));
+    expect(listAlerts).toHaveBeenCalledWith({ severity: '', host: '', state: 'ACKNOWLEDGED' }, undefined, 50);
+    expect(rowTexts()[0]).toContain('ACKNOWLEDGED carol');
+    // A new trip is OPEN: not shown under "Acknowledged".
+    act(() => events.next(message([alert(2)])));
+    expect(rowTexts()).toHaveLength(1);
+    expect(screen.getByTestId('data-testid live-counts').textContent).toContain('CRITICAL 1');
+  });
+
+  it('shows new trips as OPEN under "Unacknowledged"', async () => {
+    renderAt('/live?state=OPEN');
+    await waitFor(() => expect(getStream).toHaveBeenCalled());
+    act(() => events.next(subscribed()));
+    await waitFor(() =>
+      expect(listAlerts).toHaveBeenCalledWith({ severity: '', host: '', state: 'OPEN' }, undefined, 50)
+    );
+    act(() => events.next(message([alert(2)])));
+    await waitFor(() => expect(rowTexts()).toHaveLength(1));
+    expect(rowTexts()[0]).toContain('OPEN');
+  });
+
   it('keeps the filters in the URL and asks the backend for their channel', async () => {
     renderAt('/live?severity=WARN,CRITICAL&host=web-01');
     await waitFor(() => expect(liveChannel).toHaveBeenCalledWith({ severity: 'WARN,CRITICAL', host: 'web-01' }));

@@ -23,6 +23,7 @@ import { StatusBadge } from '../components/Severity';
 import { Empty, ErrorView, Loading } from '../components/States';
 import { fmtTime } from '../components/time';
 import { testIds } from '../components/testIds';
+import { TriageBadge } from '../components/Triage';
 import { withParams } from '../components/urlParams';
 
 /** How many alerts the feed keeps on screen. */
@@ -31,7 +32,7 @@ export const LIVE_KEEP = 500;
 export const LIVE_BACKFILL = 50;
 
 /** The Live page's filters, all in the URL so a view can be shared. */
-export const LIVE_FILTER_KEYS = ['severity', 'host'] as const;
+export const LIVE_FILTER_KEYS = ['severity', 'host', 'state'] as const;
 
 interface FeedState {
   key: string; // the filter the rows belong to
@@ -69,9 +70,22 @@ const SEVERITY_OPTIONS = [
   { label: 'INFO', value: 'INFO' },
 ];
 
+/**
+ * Triage filters. The stream carries new trips, which are always OPEN;
+ * triage changes are not streamed, so a state filter applies to the stored
+ * trips loaded on (re)connect, and streamed trips show only where OPEN is
+ * wanted.
+ */
+const STATE_OPTIONS = [
+  { label: 'Any state', value: '' },
+  { label: 'Unacknowledged', value: 'OPEN' },
+  { label: 'Acknowledged', value: 'ACKNOWLEDGED' },
+];
+
 const COLUMNS: Array<Column<LiveAlert>> = [
   { id: 'event_time', header: 'Time', cell: ({ row }) => fmtTime(row.original.event_time), disableGrow: true },
   { id: 'severity', header: 'Severity', cell: ({ row }) => <StatusBadge value={row.original.severity} /> },
+  { id: 'triage', header: 'State', cell: ({ row }) => <TriageBadge triage={row.original.triage} /> },
   { id: 'host_name', header: 'Host' },
   { id: 'tripwire_type', header: 'Type' },
   { id: 'rule_name', header: 'Rule' },
@@ -89,7 +103,9 @@ export function Live() {
   const [params, setParams] = useSearchParams();
   const severity = params.get('severity') ?? '';
   const host = params.get('host') ?? '';
-  const key = `${severity}\u0000${host}`;
+  const state = params.get('state') ?? '';
+  const key = `${severity}\u0000${host}\u0000${state}`;
+  const streamed = state === '' || state.split(',').includes('OPEN');
 
   const [feed, setFeed] = useState<FeedState>(emptyFeed(key));
   const current = feed.key === key ? feed : emptyFeed(key);
@@ -108,7 +124,8 @@ export function Live() {
     const add = (rows: LiveAlert[]) =>
       !cancelled && setFeed((f) => addToFeed(f.key === key ? f : emptyFeed(key), rows, pausedRef.current));
     const fail = (e: unknown) => !cancelled && setError({ key, error: e });
-    const backfill = () => api.listAlerts(filter, undefined, LIVE_BACKFILL).then((p) => add(p.alerts), fail);
+    const backfill = () =>
+      api.listAlerts(state ? { ...filter, state } : filter, undefined, LIVE_BACKFILL).then((p) => add(p.alerts), fail);
 
     api.liveChannel(filter).then(({ channel }) => {
       if (cancelled) {
@@ -120,7 +137,9 @@ export function Live() {
         next: (ev) => {
           switch (ev.kind) {
             case 'rows':
-              add(ev.alerts);
+              if (streamed) {
+                add(ev.alerts);
+              }
               break;
             case 'error':
               fail(new Error(ev.message));
@@ -163,7 +182,7 @@ export function Live() {
       cancelled = true;
       sub?.unsubscribe();
     };
-  }, [key, severity, host]);
+  }, [key, severity, host, state, streamed]);
 
   const setFilter = useCallback(
     (name: (typeof LIVE_FILTER_KEYS)[number], value: string) =>
@@ -201,10 +220,16 @@ export function Live() {
     body = <ErrorView title="The live feed is unavailable" error={err} onRetry={() => window.location.reload()} />;
   } else if (st.state === undefined && alerts.length === 0) {
     body = <Loading what="the live feed" />;
+  } else if (alerts.length === 0 && !streamed) {
+    body = (
+      <Empty message="No acknowledged trips among the newest">
+        New trips are unacknowledged: choose another state to watch them arrive.
+      </Empty>
+    );
   } else if (alerts.length === 0) {
     body = (
       <Empty message="Waiting for trips…">
-        New alerts appear here the moment the collector stores them{severity || host ? ' (filtered)' : ''}.
+        New alerts appear here the moment the collector stores them{severity || host || state ? ' (filtered)' : ''}.
       </Empty>
     );
   } else {
@@ -227,6 +252,15 @@ export function Live() {
               options={SEVERITY_OPTIONS}
               value={severity}
               onChange={(v) => setFilter('severity', v.value ?? '')}
+            />
+          </InlineField>
+          <InlineField label="State" labelWidth={8}>
+            <Select
+              inputId="live-state"
+              width={20}
+              options={STATE_OPTIONS}
+              value={state}
+              onChange={(v) => setFilter('state', v.value ?? '')}
             />
           </InlineField>
           <InlineField label="Host" labelWidth={8}>
