@@ -39,6 +39,8 @@ type Options struct {
 	ExtraWatchers []watcher.Watcher
 	// DrainTimeout bounds the drain on stop; 0 means 30 s.
 	DrainTimeout time.Duration
+	// Trace sees trips pass the stages of the commit path (benchmarks).
+	Trace *pipeline.Trace
 }
 
 // Agent is one running tripwire agent.
@@ -109,12 +111,16 @@ func New(cfg *config.Config, opts Options) (_ *Agent, err error) {
 	if torn := a.chain.TornTail(); torn > 0 {
 		a.log.Warn("audit log ended in a torn entry from an unclean stop; cut it off", "tripwire.audit.torn_bytes", torn)
 	}
-	a.spool, err = spool.Open(spool.Options{
+	spoolOpts := spool.Options{
 		Path: cfg.Spool.Path, MaxEvents: cfg.Spool.MaxEvents, MaxBytes: cfg.Spool.MaxBytes,
 		// a.pipe is set below, before anything is Put, so before any shed.
 		OnShed: func(sh spool.Shed) { a.pipe.Shed(sh) },
 		Logger: a.log,
-	})
+	}
+	if opts.Trace != nil {
+		spoolOpts.OnCommit = opts.Trace.Spooled
+	}
+	a.spool, err = spool.Open(spoolOpts)
 	if err != nil {
 		return nil, fmt.Errorf("spool %s: %w", cfg.Spool.Path, pathErr(err))
 	}
@@ -122,7 +128,7 @@ func New(cfg *config.Config, opts Options) (_ *Agent, err error) {
 	a.metrics.Registry.MustRegister(watcherCounters{a})
 	a.pipe, err = pipeline.New(pipeline.Options{
 		Chain: a.chain, ChainPath: cfg.Audit.Path, Spool: a.spool,
-		OnChained: a.observe, Logger: a.log,
+		OnChained: a.observe, Trace: opts.Trace, Logger: a.log,
 	})
 	if err != nil {
 		return nil, err

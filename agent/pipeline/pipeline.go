@@ -41,7 +41,24 @@ type Options struct {
 	// OnChained sees every batch after it is chained and queued for the
 	// spool (metrics, last_alert_at). It must not keep the events.
 	OnChained func([]*event.Event)
-	Logger    *slog.Logger
+	// Trace, if set, sees events pass the stages of the commit path.
+	Trace  *Trace
+	Logger *slog.Logger
+}
+
+// Trace is told when events pass each stage of the commit path, so a
+// benchmark can say where the time between a trip and its spool commit
+// goes. Any func may be nil; none may block or keep the events.
+type Trace struct {
+	// Received: a watcher handed the trip to its sink.
+	Received func(e *event.Event, at time.Time)
+	// Batched: the sequencer took the events into a batch for the chain.
+	Batched func(batch []*event.Event, at time.Time)
+	// Chained: the audit log's sync returned; the batch is durable there.
+	Chained func(batch []*event.Event, at time.Time)
+	// Spooled: a spool transaction holding the events began and committed
+	// (pass it to spool.Options.OnCommit).
+	Spooled func(batch []*event.Event, began, committed time.Time)
 }
 
 // Stats are the pipeline's counters.
@@ -271,6 +288,9 @@ func (p *Pipeline) Trip(e *event.Event) { p.trip(e, 0) }
 
 func (p *Pipeline) trip(e *event.Event, sink uint64) {
 	p.trips.Add(1)
+	if t := p.opts.Trace; t != nil && t.Received != nil {
+		t.Received(e, time.Now())
+	}
 	p.sendMu.RLock()
 	defer p.sendMu.RUnlock()
 	if p.closed {

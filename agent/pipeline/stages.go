@@ -187,6 +187,9 @@ func (p *Pipeline) sequence() {
 		if len(batch) == 0 {
 			continue
 		}
+		if t := p.opts.Trace; t != nil && t.Batched != nil {
+			t.Batched(batch, time.Now())
+		}
 		if err := p.commit(batch); err != nil {
 			p.log.Error("audit chain refused an append; stopping the pipeline", "error", err)
 			select {
@@ -246,6 +249,9 @@ func (p *Pipeline) commit(batch []*event.Event) error {
 		return fmt.Errorf("appending to the audit chain: %w", err)
 	}
 	p.chained.Add(int64(len(valid)))
+	if t := p.opts.Trace; t != nil && t.Chained != nil {
+		t.Chained(valid, time.Now())
+	}
 	// The spool keeps the events; give it its own slice, batch is reused.
 	out := make([]*event.Event, len(valid))
 	copy(out, valid)

@@ -50,6 +50,11 @@ type Options struct {
 	// OnShed is called by the writer goroutine after a commit that shed
 	// events. It must not block: the pipeline queues a loss event.
 	OnShed func(Shed)
+	// OnCommit, if set, is called by the writer goroutine after each
+	// transaction of new events with when it began and committed
+	// (benchmarks: pipeline.Trace.Spooled). It must not block or keep the
+	// events.
+	OnCommit func(batch []*event.Event, began, committed time.Time)
 	// Queue is the number of batches Put may queue before it blocks; 0 means 64.
 	Queue  int
 	Logger *slog.Logger

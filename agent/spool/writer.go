@@ -89,6 +89,7 @@ func (s *Spool) commitWithRetry(batch []*event.Event, closing bool) error {
 
 func (s *Spool) commitBatch(batch []*event.Event) error {
 	ctx := context.Background()
+	began := time.Now()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("beginning spool transaction: %w", err)
@@ -148,6 +149,9 @@ func (s *Spool) commitBatch(batch []*event.Event) error {
 		s.log.Warn("spool over its limits with only CRITICAL and loss events left; growing instead of shedding",
 			"tripwire.spool.depth", depth, "tripwire.spool.bytes", total,
 			"tripwire.spool.max_events", s.opts.MaxEvents, "tripwire.spool.max_bytes", s.opts.MaxBytes)
+	}
+	if s.opts.OnCommit != nil {
+		s.opts.OnCommit(batch, began, time.Now())
 	}
 	select {
 	case s.commit <- struct{}{}:

@@ -19,20 +19,10 @@ import (
 // removed; at shutdown (final) everything is reported.
 func (w *fileEBPF) summarise(m *ebpf.Map, sink Sink, reap, final bool) {
 	w.inodes = nil
-	var k bpf.FileFileTripKey
-	var v bpf.FileFileTripCount
-	type entry struct {
-		k bpf.FileFileTripKey
-		v bpf.FileFileTripCount
-	}
-	var all []entry
-	it := m.Iterate()
-	for it.Next(&k, &v) {
-		all = append(all, entry{k, v})
-	}
-	if err := it.Err(); err != nil {
-		w.log.Warn("reading file trip counters", "error", err.Error())
-	}
+	all := w.readTrips(m)
+	// One /proc read per process, however many files it opened: a reap
+	// over thousands of counters must not keep the ring buffer waiting.
+	exited := map[[2]uint64]bool{}
 	for _, e := range all {
 		st := w.trips[e.k]
 		if st == nil {
@@ -61,7 +51,14 @@ func (w *fileEBPF) summarise(m *ebpf.Map, sink Sink, reap, final bool) {
 		}
 		gone := false
 		if reap && !final {
-			if gone = w.exited(e.k); gone {
+			var known bool
+			id := [2]uint64{uint64(e.k.Tgid), e.k.StartNs}
+			gone, known = exited[id]
+			if !known {
+				gone = w.exited(e.k)
+				exited[id] = gone
+			}
+			if gone {
 				// Dead, so the count is final: read it once more.
 				if err := m.Lookup(e.k, &e.v); err != nil {
 					continue
@@ -77,6 +74,53 @@ func (w *fileEBPF) summarise(m *ebpf.Map, sink Sink, reap, final bool) {
 			w.reaped.Add(1)
 		}
 	}
+}
+
+// tripEntry is one kernel counter as read by summarise.
+type tripEntry struct {
+	k bpf.FileFileTripKey
+	v bpf.FileFileTripCount
+}
+
+// fileTripBatch is how many counters one batch lookup reads.
+const fileTripBatch = 1024
+
+// readTrips reads every counter: in batches where the kernel can (5.6+),
+// one system call per fileTripBatch counters instead of two per counter, so
+// a summary over thousands of them (one per file a process opened) holds up
+// the records waiting on the ring buffer for a millisecond, not tens.
+func (w *fileEBPF) readTrips(m *ebpf.Map) []tripEntry {
+	var all []tripEntry
+	if !w.noBatch {
+		keys := make([]bpf.FileFileTripKey, fileTripBatch)
+		vals := make([]bpf.FileFileTripCount, fileTripBatch)
+		var cursor ebpf.MapBatchCursor
+		for {
+			n, err := m.BatchLookup(&cursor, keys, vals, nil)
+			for i := range n {
+				all = append(all, tripEntry{keys[i], vals[i]})
+			}
+			if errors.Is(err, ebpf.ErrKeyNotExist) {
+				return all
+			}
+			if err != nil {
+				w.log.Debug("batch lookup of file trip counters refused; iterating instead", "error", err.Error())
+				w.noBatch = true
+				all = all[:0]
+				break
+			}
+		}
+	}
+	var k bpf.FileFileTripKey
+	var v bpf.FileFileTripCount
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		all = append(all, tripEntry{k, v})
+	}
+	if err := it.Err(); err != nil {
+		w.log.Warn("reading file trip counters", "error", err.Error())
+	}
+	return all
 }
 
 // report emits one event for the trips counted since the last report.

@@ -150,6 +150,7 @@ type fileTripState struct {
 }
 
 type fileEBPF struct {
+	noBatch  bool // the kernel refused a batch lookup of the counters (before 5.6)
 	rules    *fileRules
 	ruleIDs  []*fileRule
 	mech     string

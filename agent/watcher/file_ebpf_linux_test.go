@@ -3,6 +3,7 @@ package watcher
 import (
 	"bufio"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+
+	"github.com/tripwire-sec/tripwire/bpf"
 	"github.com/tripwire-sec/tripwire/internal/event"
 )
 
@@ -360,4 +364,50 @@ func TestFileEBPFThreadOpenerChild(t *testing.T) {
 	go open()
 	n := <-done
 	fmt.Printf("opens %d\n", n)
+}
+
+// readTrips sees every counter of a map holding more than one batch, with
+// batch lookups and with the per-counter iteration older kernels get, and
+// both agree.
+func TestFileEBPFReadTripsBatched(t *testing.T) {
+	needRoot(t)
+	spec, err := bpf.LoadFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms := spec.Maps[bpf.FileMapFileTrips].Copy()
+	ms.Pinning = ebpf.PinNone
+	m, err := ebpf.NewMap(ms)
+	if err != nil {
+		t.Skipf("creating a hash map: %v", err)
+	}
+	defer m.Close()
+	const n = 3*fileTripBatch + 17
+	for i := range n {
+		k := bpf.FileFileTripKey{Ino: uint64(i + 1), Tgid: uint32(i % 7), StartNs: uint64(i)}
+		if err := m.Put(k, bpf.FileFileTripCount{Count: uint64(i + 1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := func(w *fileEBPF) map[uint64]uint64 {
+		got := map[uint64]uint64{}
+		for _, e := range w.readTrips(m) {
+			got[e.k.Ino] = e.v.Count
+		}
+		return got
+	}
+	batched := &fileEBPF{log: slog.New(slog.DiscardHandler)}
+	byOne := &fileEBPF{log: slog.New(slog.DiscardHandler), noBatch: true}
+	b, o := read(batched), read(byOne)
+	if batched.noBatch {
+		t.Log("this kernel refused batch lookups; both read one by one")
+	}
+	if len(b) != n || len(o) != n {
+		t.Fatalf("read %d counters batched and %d one by one, want %d", len(b), len(o), n)
+	}
+	for ino, c := range b {
+		if c != ino || o[ino] != c {
+			t.Fatalf("counter of inode %d: batched %d, one by one %d", ino, c, o[ino])
+		}
+	}
 }
