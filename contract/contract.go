@@ -84,3 +84,30 @@ const (
 	ClientAddress      = "client.address"
 	ClientCertNotAfter = "tls.client.not_after"
 )
+
+// ClientCertSerial is the client certificate's serial number (lowercase
+// hex), which the tripwire receiver sets on the resource beside
+// [ClientCertNotAfter]. A retired host is re-activated by a record under
+// another serial: a new certificate was issued for the name.
+const ClientCertSerial = "tripwire.client.cert_serial"
+
+// A refused identity: the tripwire receiver refused a request because of
+// who sent it (its certificate names another host than the records claim,
+// or was revoked or expired since the connection opened). The receiver hands
+// the refusal on as one log record named IdentityRefused whose resource
+// carries RefusalSource. The receiver rebuilds every agent's resource from
+// an allowlist without that key, and refuses records with attributes
+// outside the event schema, so only the receiver itself can produce one.
+const (
+	IdentityRefused = "tripwire.collector.identity_refused"
+	// RefusalSource marks the resource of the receiver's refusal record;
+	// its value is IdentityRefused.
+	RefusalSource = "tripwire.collector.refusal"
+	// Record attributes of a refusal, beside ClientAddress,
+	// ClientCertNotAfter and ClientCertSerial.
+	RefusedCertName    = "tripwire.refused.cert_name"    // the certificate's CN
+	RefusedClaimedName = "tripwire.refused.claimed_name" // the host.name the records claimed, if that was the refusal
+	RefusedReason      = "tripwire.refused.reason"       // the receiver's reason label (host_mismatch, revoked, expired)
+	RefusedDetail      = "tripwire.refused.detail"       // the refusal's message
+	RefusedCount       = "tripwire.refused.count"        // refusals since the receiver last recorded this one
+)

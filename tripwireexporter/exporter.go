@@ -199,6 +199,7 @@ type hostBatch struct {
 	version      string
 	addr         string
 	certNotAfter time.Time
+	certSerial   string
 	events       []record
 	heartbeat    *event.Event
 }
@@ -210,12 +211,20 @@ type record struct {
 }
 
 func (e *tripwireExporter) pushLogs(ctx context.Context, ld plog.Logs) error {
-	hosts := e.decode(ctx, ld)
-	if len(hosts) == 0 {
+	hosts, refusals := e.decode(ctx, ld)
+	if len(hosts) == 0 && len(refusals) == 0 {
 		return nil
 	}
 	if err := e.ensureReady(ctx); err != nil {
 		return fmt.Errorf("preparing PostgreSQL schema: %w", err)
+	}
+	if len(refusals) > 0 {
+		if err := e.storeRefusals(ctx, refusals); err != nil {
+			return classify(err)
+		}
+	}
+	if len(hosts) == 0 {
+		return nil
 	}
 	err := e.store(ctx, hosts)
 	if isDataError(err) && len(hosts) > 1 {
@@ -307,12 +316,21 @@ func (e *tripwireExporter) storeEach(ctx context.Context, hosts []*hostBatch) er
 }
 
 // decode groups the records by bound host and drops (counting and logging)
-// those that are not valid TripWire events.
-func (e *tripwireExporter) decode(ctx context.Context, ld plog.Logs) []*hostBatch {
+// those that are not valid TripWire events. The receiver's refusal records
+// are returned apart.
+func (e *tripwireExporter) decode(ctx context.Context, ld plog.Logs) ([]*hostBatch, map[[2]string]*event.Refusal) {
 	byName := map[string]*hostBatch{}
+	var refusals map[[2]string]*event.Refusal
 	rls := ld.ResourceLogs()
 	for i := 0; i < rls.Len(); i++ {
 		rl := rls.At(i)
+		if event.IsRefusal(rl) {
+			if refusals == nil {
+				refusals = map[[2]string]*event.Refusal{}
+			}
+			e.decodeRefusals(ctx, rl, refusals)
+			continue
+		}
 		attrs := rl.Resource().Attributes()
 		name := strAttr(attrs, event.ResourceHostName)
 		if name == "" || len(name) > 255 || !utf8.ValidString(name) || strings.ContainsRune(name, 0) {
@@ -367,7 +385,7 @@ func (e *tripwireExporter) decode(ctx context.Context, ld plog.Logs) []*hostBatc
 	}
 	// One order everywhere, so concurrent transactions lock rows alike.
 	sort.Slice(hosts, func(i, j int) bool { return hosts[i].name < hosts[j].name })
-	return hosts
+	return hosts, refusals
 }
 
 func (e *tripwireExporter) reject(ctx context.Context, reason string, sls plog.ScopeLogsSlice, fields ...zap.Field) {
@@ -399,6 +417,7 @@ func (h *hostBatch) merge(attrs pcommon.Map) {
 	set(&h.osType, event.ResourceOSType)
 	set(&h.arch, event.ResourceHostArch)
 	set(&h.version, event.ResourceServiceVersion)
+	set(&h.certSerial, event.ResourceClientCertSerial)
 	if v := strAttr(attrs, event.ResourceClientCertNotAfter); v != "" {
 		if t, err := time.Parse(time.RFC3339, v); err == nil {
 			h.certNotAfter = t

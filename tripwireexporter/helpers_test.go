@@ -166,6 +166,7 @@ func appendResource(ld plog.Logs, host string, events ...*event.Event) {
 	attrs.PutStr(event.ResourceServiceName, event.ServiceName)
 	attrs.PutStr(event.ResourceServiceVersion, "0.1.0-test")
 	attrs.PutStr(event.ResourceClientCertNotAfter, "2027-11-26T12:00:00Z")
+	attrs.PutStr(event.ResourceClientCertSerial, "1a2b")
 	lrs := rl.ScopeLogs().AppendEmpty().LogRecords()
 	for _, ev := range events {
 		lr := lrs.AppendEmpty()

@@ -14,11 +14,11 @@ import (
 )
 
 const upsertHostsSQL = `
-INSERT INTO hosts AS h (host_name, host_ext_id, ip_address, platform, arch, agent_version, cert_not_after, last_alert_at, last_seen)
+INSERT INTO hosts AS h (host_name, host_ext_id, ip_address, platform, arch, agent_version, cert_not_after, cert_serial, last_alert_at, last_seen)
 SELECT n, NULLIF(x, ''), NULLIF(ip, '')::inet, NULLIF(p, ''), NULLIF(a, ''), NULLIF(v, ''),
-       NULLIF(c, '')::timestamptz, NULLIF(la, '')::timestamptz, now()
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
-     AS u(n, x, ip, p, a, v, c, la)
+       NULLIF(c, '')::timestamptz, NULLIF(cs, ''), NULLIF(la, '')::timestamptz, now()
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
+     AS u(n, x, ip, p, a, v, c, cs, la)
 ORDER BY n
 ON CONFLICT (host_name) DO UPDATE SET
     host_ext_id    = COALESCE(EXCLUDED.host_ext_id, h.host_ext_id),
@@ -27,6 +27,7 @@ ON CONFLICT (host_name) DO UPDATE SET
     arch           = COALESCE(EXCLUDED.arch, h.arch),
     agent_version  = COALESCE(EXCLUDED.agent_version, h.agent_version),
     cert_not_after = COALESCE(EXCLUDED.cert_not_after, h.cert_not_after),
+    cert_serial    = COALESCE(EXCLUDED.cert_serial, h.cert_serial),
     last_alert_at  = GREATEST(h.last_alert_at, EXCLUDED.last_alert_at),
     last_seen      = GREATEST(h.last_seen, EXCLUDED.last_seen),
     status         = CASE WHEN h.status = '` + event.StatusOffline + `' THEN '` + event.StatusOnline + `'
@@ -36,10 +37,15 @@ ON CONFLICT (host_name) DO UPDATE SET
 RETURNING host_id, host_name`
 
 // reactivated: a retired host's record arrives under another certificate
-// than the one it had when it was retired (the receiver sets the not-after
-// from the peer certificate): the name was given to a new host.
-const reactivated = `(h.status = '` + event.StatusRetired + `' AND EXCLUDED.cert_not_after IS NOT NULL
-                           AND EXCLUDED.cert_not_after IS DISTINCT FROM h.retired_cert_not_after)`
+// than the one it had when it was retired, told by the serial the receiver
+// sets from the peer certificate: the name was given to a new host. A host
+// retired without a known serial (before serials were stored) compares the
+// not-after instead.
+const reactivated = `(h.status = '` + event.StatusRetired + `' AND CASE
+                           WHEN h.retired_cert_serial IS NOT NULL
+                             THEN EXCLUDED.cert_serial IS NOT NULL AND EXCLUDED.cert_serial <> h.retired_cert_serial
+                           ELSE EXCLUDED.cert_not_after IS NOT NULL
+                             AND EXCLUDED.cert_not_after IS DISTINCT FROM h.retired_cert_not_after END)`
 
 // heartbeatSQL sets what the agent reports now: a heartbeat without
 // watchers means none runs, not "unchanged".
@@ -242,7 +248,7 @@ func (e *tripwireExporter) storeBatch(ctx context.Context, hosts []*hostBatch, i
 }
 
 func upsertHosts(ctx context.Context, tx pgx.Tx, hosts []*hostBatch) error {
-	var cols [8][]string
+	var cols [9][]string
 	for _, h := range hosts {
 		cert := h.certNotAfter
 		var lastAlert time.Time
@@ -257,12 +263,13 @@ func upsertHosts(ctx context.Context, tx pgx.Tx, hosts []*hostBatch) error {
 		if cert.IsZero() && h.heartbeat != nil && h.heartbeat.Agent != nil {
 			cert = h.heartbeat.Agent.CertNotAfter
 		}
-		vals := []string{text(h.name), text(h.extID), h.addr, text(h.osType), text(h.arch), text(h.version), rfc3339(cert), rfc3339(lastAlert)}
+		vals := []string{text(h.name), text(h.extID), h.addr, text(h.osType), text(h.arch), text(h.version), rfc3339(cert),
+			text(h.certSerial), rfc3339(lastAlert)}
 		for i, v := range vals {
 			cols[i] = append(cols[i], v)
 		}
 	}
-	rows, err := tx.Query(ctx, upsertHostsSQL, cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7])
+	rows, err := tx.Query(ctx, upsertHostsSQL, cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7], cols[8])
 	if err != nil {
 		return fmt.Errorf("upserting hosts: %w", err)
 	}

@@ -35,6 +35,7 @@ type identity struct {
 	host     string // certificate CN
 	address  string // peer IP
 	notAfter string // RFC 3339
+	serial   string // lowercase hex
 }
 
 // verdict is what bindAndValidate refused in one request.
@@ -43,6 +44,15 @@ type verdict struct {
 	droppedResourceAttrs int
 	byReason             map[string]int
 	first                string // why the first refused record was refused
+	// The first host.name claimed that is not the certificate's, and why
+	// it was refused: an identity refusal, recorded centrally.
+	claimed, mismatch string
+}
+
+func (v *verdict) mismatched(claimed string, err error) {
+	if v.claimed == "" {
+		v.claimed, v.mismatch = claimed, err.Error()
+	}
 }
 
 func (v *verdict) reject(index int, what, reason string, err error) {
@@ -74,7 +84,7 @@ func (v *verdict) message(total int) string {
 //     and likewise a record whose own host.name attribute claims another
 //     host;
 //   - rebuilds each remaining resource from the allowlist: the certificate's
-//     identity (host.name = CN, tls.client.not_after; client.address goes on each record)
+//     identity (host.name = CN, its not-after and serial; client.address goes on each record)
 //     and the agent's descriptive attributes that are short, printable text,
 //     each once; everything else is dropped;
 //   - drops records that do not decode into a valid event, carry an
@@ -94,6 +104,7 @@ func bindAndValidate(ld plog.Logs, id identity, maxEventBytes int) verdict {
 		if claimed, ok := foreignHostName(res, id.host); ok {
 			err := fmt.Errorf("permission denied: resource %s %q is not the client certificate's host %q",
 				event.ResourceHostName, claimed, id.host)
+			v.mismatched(claimed, err)
 			for i := 0; i < rl.ScopeLogs().Len(); i++ {
 				for j := 0; j < rl.ScopeLogs().At(i).LogRecords().Len(); j++ {
 					v.reject(index, "", reasonHostMismatch, err)
@@ -112,8 +123,10 @@ func bindAndValidate(ld plog.Logs, id identity, maxEventBytes int) verdict {
 				i := index
 				index++
 				if claimed, ok := foreignHostName(lr.Attributes(), id.host); ok {
-					v.reject(i, "", reasonHostMismatch, fmt.Errorf("permission denied: attribute %s %q is not the client certificate's host %q",
-						event.ResourceHostName, claimed, id.host))
+					err := fmt.Errorf("permission denied: attribute %s %q is not the client certificate's host %q",
+						event.ResourceHostName, claimed, id.host)
+					v.mismatched(claimed, err)
+					v.reject(i, "", reasonHostMismatch, err)
 					return true
 				}
 				lr.Attributes().Remove(event.ResourceHostName)
@@ -216,12 +229,13 @@ func rebuildResource(res pcommon.Map, id identity) int {
 		}
 	}
 	res.Clear()
-	res.EnsureCapacity(len(kept) + 2)
+	res.EnsureCapacity(len(kept) + 3)
 	for _, k := range sortedKeys(kept) {
 		res.PutStr(k, kept[k])
 	}
 	res.PutStr(event.ResourceHostName, id.host)
 	res.PutStr(event.ResourceClientCertNotAfter, id.notAfter)
+	res.PutStr(event.ResourceClientCertSerial, id.serial)
 	return dropped
 }
 

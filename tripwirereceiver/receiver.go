@@ -2,6 +2,7 @@ package tripwirereceiver
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -42,11 +43,12 @@ type tripwireReceiver struct {
 	obsrecv   *receiverhelper.ObsReport
 	telemetry *metadata.TelemetryBuilder
 
-	server  *grpc.Server
-	group   *groupCommit
-	policy  *peerPolicy
-	addr    net.Addr // where the server listens, once started
-	serving sync.WaitGroup
+	server   *grpc.Server
+	group    *groupCommit
+	refusals *refusalLog
+	policy   *peerPolicy
+	addr     net.Addr // where the server listens, once started
+	serving  sync.WaitGroup
 }
 
 func newTripwireReceiver(cfg *Config, set receiver.Settings, next consumer.Logs) (*tripwireReceiver, error) {
@@ -73,7 +75,7 @@ func (r *tripwireReceiver) Start(ctx context.Context, host component.Host) (err 
 			err = errors.Join(err, r.Shutdown(ctx))
 		}
 	}()
-	r.policy, err = newPeerPolicy(r.cfg.TLS, r.settings.Logger, r.countRefusedConnection)
+	r.policy, err = newPeerPolicy(r.cfg.TLS, r.settings.Logger, r.refuseCertificate)
 	if err != nil {
 		return err
 	}
@@ -84,6 +86,7 @@ func (r *tripwireReceiver) Start(ctx context.Context, host component.Host) (err 
 	}
 	r.addr = ln.Addr()
 	r.group = newGroupCommit(r.next)
+	r.refusals = newRefusalLog(r.settings.Logger, refusalInterval, r.group.consume)
 	r.server = grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(r.policy.tlsConfig())),
 		grpc.MaxRecvMsgSize(r.cfg.MaxRecvMsgSize),
@@ -130,6 +133,9 @@ func (r *tripwireReceiver) Shutdown(ctx context.Context) error {
 		}
 	}
 	r.serving.Wait()
+	if r.refusals != nil {
+		r.refusals.close()
+	}
 	if r.group != nil {
 		// Handlers still running after a forced stop get their group's
 		// result; later ones are refused.
@@ -159,6 +165,10 @@ func (r *tripwireReceiver) Export(ctx context.Context, req plogotlp.ExportReques
 	if v.droppedResourceAttrs > 0 {
 		r.settings.Logger.Warn("dropped resource attributes outside the allowlist or not valid short text",
 			zap.String(event.ResourceHostName, peerID.host), zap.Int("dropped", v.droppedResourceAttrs))
+	}
+	if v.claimed != "" {
+		r.refusals.note(event.Refusal{Time: time.Now(), CertName: peerID.host, CertSerial: peerID.serial,
+			ClaimedName: v.claimed, Reason: reasonHostMismatch, Detail: v.mismatch, Address: peerID.address})
 	}
 	if v.rejected > 0 {
 		r.settings.Logger.Warn("rejected log records",
@@ -215,7 +225,8 @@ func (r *tripwireReceiver) peerIdentity(ctx context.Context) (identity, error) {
 	if err := r.policy.check(leaf, true); err != nil {
 		return identity{}, status.Error(codes.Unauthenticated, err.Error())
 	}
-	id := identity{host: leaf.Subject.CommonName, notAfter: leaf.NotAfter.UTC().Format(time.RFC3339)}
+	id := identity{host: leaf.Subject.CommonName, notAfter: leaf.NotAfter.UTC().Format(time.RFC3339),
+		serial: leaf.SerialNumber.Text(16)}
 	if host, _, err := net.SplitHostPort(p.Addr.String()); err == nil {
 		id.address = host
 	} else {
@@ -224,8 +235,15 @@ func (r *tripwireReceiver) peerIdentity(ctx context.Context) (identity, error) {
 	return id, nil
 }
 
-func (r *tripwireReceiver) countRefusedConnection(reason string) {
+// refuseCertificate counts a certificate the peer policy refused and records
+// the refused identity: its chain verified, so its name is one the client CA
+// gave out. The handshake does not tell the peer's address.
+func (r *tripwireReceiver) refuseCertificate(reason string, leaf *x509.Certificate, err error) {
 	r.telemetry.TripwireReceiverRefusedConnections.Add(context.Background(), 1,
 		metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", reason))))
 	r.settings.Logger.Warn("refused client certificate", zap.String("reason", reason))
+	if r.refusals != nil {
+		r.refusals.note(event.Refusal{Time: time.Now(), CertName: leaf.Subject.CommonName,
+			CertSerial: leaf.SerialNumber.Text(16), CertNotAfter: leaf.NotAfter, Reason: reason, Detail: err.Error()})
+	}
 }

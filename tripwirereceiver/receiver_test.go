@@ -163,7 +163,39 @@ func logs(resources map[string][]*event.Event) plog.Logs {
 	return ld
 }
 
-func received(f *fixture) []plog.Logs { return f.sink.AllLogs() }
+// received is what the agents' requests handed on, without the receiver's
+// own refusal records.
+func received(f *fixture) []plog.Logs {
+	var out []plog.Logs
+	for _, ld := range f.sink.AllLogs() {
+		agents := plog.NewLogs()
+		for i := 0; i < ld.ResourceLogs().Len(); i++ {
+			if rl := ld.ResourceLogs().At(i); !event.IsRefusal(rl) {
+				rl.CopyTo(agents.ResourceLogs().AppendEmpty())
+			}
+		}
+		if agents.ResourceLogs().Len() > 0 {
+			out = append(out, agents)
+		}
+	}
+	return out
+}
+
+// refused is the receiver's refusal records handed on so far.
+func refused(t testing.TB, f *fixture) []event.Refusal {
+	t.Helper()
+	var out []event.Refusal
+	for _, ld := range f.sink.AllLogs() {
+		for i := 0; i < ld.ResourceLogs().Len(); i++ {
+			if rl := ld.ResourceLogs().At(i); event.IsRefusal(rl) {
+				rs, err := event.RefusalsFrom(rl)
+				require.NoError(t, err)
+				out = append(out, rs...)
+			}
+		}
+	}
+	return out
+}
 
 // rejectedMetric returns the rejected-records counter by reason.
 func rejectedMetric(t *testing.T, f *fixture) map[string]int64 {
@@ -211,6 +243,8 @@ func TestBindsIdentityFromCertificate(t *testing.T) {
 		require.False(t, onResource, "client.address belongs on the records")
 		na, _ := attrs.Get(event.ResourceClientCertNotAfter)
 		require.Equal(t, leaf.NotAfter.UTC().Format(time.RFC3339), na.Str())
+		serial, _ := attrs.Get(event.ResourceClientCertSerial)
+		require.Equal(t, leaf.SerialNumber.Text(16), serial.Str())
 		lr := got[0].ResourceLogs().At(i).ScopeLogs().At(0).LogRecords().At(0)
 		a, _ := lr.Attributes().Get(event.KeyClientAddress)
 		require.Equal(t, "127.0.0.1", a.Str())

@@ -45,8 +45,9 @@ func stampOf(path string) (fileStamp, error) {
 type peerPolicy struct {
 	cfg    TLSConfig
 	logger *zap.Logger
-	// onRefuse counts a refused client certificate by reason.
-	onRefuse func(reason string)
+	// onRefuse reports a refused client certificate, verified as issued by
+	// the client CA, with the reason label and the error.
+	onRefuse func(reason string, leaf *x509.Certificate, err error)
 
 	clientCAs *x509.CertPool
 	caCerts   []*x509.Certificate
@@ -59,7 +60,7 @@ type peerPolicy struct {
 	checkedAt time.Time
 }
 
-func newPeerPolicy(cfg TLSConfig, logger *zap.Logger, onRefuse func(string)) (*peerPolicy, error) {
+func newPeerPolicy(cfg TLSConfig, logger *zap.Logger, onRefuse func(string, *x509.Certificate, error)) (*peerPolicy, error) {
 	p := &peerPolicy{cfg: cfg, logger: logger, onRefuse: onRefuse}
 	pemBytes, err := os.ReadFile(cfg.ClientCAFile)
 	if err != nil {
@@ -125,19 +126,20 @@ func (p *peerPolicy) tlsConfig() *tls.Config {
 // again is set (a request on a connection opened earlier), one that expired
 // since the handshake.
 func (p *peerPolicy) check(leaf *x509.Certificate, again bool) error {
-	if p.isRevoked(leaf) {
-		p.onRefuse("revoked")
-		return fmt.Errorf("%w: serial %s", errRevoked, leaf.SerialNumber.Text(16))
+	var reason string
+	var err error
+	switch {
+	case p.isRevoked(leaf):
+		reason, err = "revoked", fmt.Errorf("%w: serial %s", errRevoked, leaf.SerialNumber.Text(16))
+	case again && time.Now().After(leaf.NotAfter):
+		reason, err = "expired", fmt.Errorf("%w: not after %s", errExpired, leaf.NotAfter.UTC().Format(time.RFC3339))
+	case pki.CheckHost(leaf.Subject.CommonName) != nil:
+		reason, err = "no_host_name", fmt.Errorf("%w: %q", errNoHostName, leaf.Subject.CommonName)
+	default:
+		return nil
 	}
-	if again && time.Now().After(leaf.NotAfter) {
-		p.onRefuse("expired")
-		return fmt.Errorf("%w: not after %s", errExpired, leaf.NotAfter.UTC().Format(time.RFC3339))
-	}
-	if pki.CheckHost(leaf.Subject.CommonName) != nil {
-		p.onRefuse("no_host_name")
-		return fmt.Errorf("%w: %q", errNoHostName, leaf.Subject.CommonName)
-	}
-	return nil
+	p.onRefuse(reason, leaf, err)
+	return err
 }
 
 func (p *peerPolicy) isRevoked(leaf *x509.Certificate) bool {

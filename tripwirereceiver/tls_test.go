@@ -109,6 +109,18 @@ func TestRefusesRevokedCertificate(t *testing.T) {
 
 	// Nothing got through after the refusal.
 	require.Len(t, received(f), passed)
+
+	// Both refused identities are handed on for the central record, each
+	// once however often it was refused within refusalInterval.
+	require.Eventually(t, func() bool { return len(refused(t, f)) >= 2 }, 10*time.Second, 20*time.Millisecond)
+	byName := map[string]int{}
+	for _, r := range refused(t, f) {
+		require.Equal(t, "revoked", r.Reason)
+		require.Contains(t, r.Detail, "revoked")
+		require.NotEmpty(t, r.CertSerial)
+		byName[r.CertName]++
+	}
+	require.Equal(t, map[string]int{"lost-laptop": 1, "db-01": 1}, byName)
 }
 
 // signAgent signs a client certificate with any validity window, which pki

@@ -82,3 +82,7 @@ type Notification = contract.Notification
 
 // NotifyTimeLayout formats a Notification's times.
 const NotifyTimeLayout = contract.NotifyTimeLayout
+
+// ResourceClientCertSerial is the client certificate's serial, set by the
+// receiver on the resource.
+const ResourceClientCertSerial = contract.ClientCertSerial
