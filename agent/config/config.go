@@ -15,7 +15,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
@@ -24,6 +23,7 @@ import (
 	"slices"
 
 	"github.com/tripwire-sec/tripwire/agent/watcher"
+	"github.com/tripwire-sec/tripwire/contract/rules"
 	"github.com/tripwire-sec/tripwire/internal/auditchain"
 	"github.com/tripwire-sec/tripwire/internal/event"
 )
@@ -43,9 +43,9 @@ const (
 
 // Rule types.
 const (
-	TypeFile    = "file"
-	TypeProcess = "process"
-	TypeNetwork = "network"
+	TypeFile    = rules.TypeFile
+	TypeProcess = rules.TypeProcess
+	TypeNetwork = rules.TypeNetwork
 )
 
 // Config is a checked agent configuration.
@@ -163,11 +163,11 @@ func Load(path string) (*Config, error) {
 // Parse checks config data as if read from file name; relative paths in it are
 // taken relative to the directory of name.
 func Parse(name string, data []byte) (*Config, error) {
-	d := &decoder{file: name}
+	d := &decoder{Decoder: &rules.Decoder{File: name}}
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) { // EOF: an empty file, all defaults
-		return nil, &Error{File: name, Line: yamlErrorLine(err), Msg: "invalid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}
+		return nil, &Error{File: name, Line: rules.YAMLErrorLine(err), Msg: "invalid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err == nil {
@@ -189,53 +189,53 @@ func Parse(name string, data []byte) (*Config, error) {
 		HeartbeatInterval: DefaultHeartbeatInterval,
 		Transport:         Transport{DegradedAfter: DefaultDegradedAfter},
 	}
-	top := d.mapping(root, "", "host", "rules", "transport", "spool", "audit", "health", "heartbeat_interval", "watchers")
+	top := d.Mapping(root, "", "host", "rules", "transport", "spool", "audit", "health", "heartbeat_interval", "watchers")
 	if f, ok := top["host"]; ok {
-		m := d.mapping(f.value, f.path, "name", "id")
-		d.str(m, "name", &c.Host.Name)
-		d.str(m, "id", &c.Host.ID)
+		m := d.Mapping(f.Value, f.Path, "name", "id")
+		d.Str(m, "name", &c.Host.Name)
+		d.Str(m, "id", &c.Host.ID)
 	}
 	if f, ok := top["transport"]; ok {
 		d.transport(f, dir, &c.Transport)
 	}
 	if f, ok := top["spool"]; ok {
-		m := d.mapping(f.value, f.path, "path", "max_events", "max_bytes")
+		m := d.Mapping(f.Value, f.Path, "path", "max_events", "max_bytes")
 		d.path(m, "path", dir, &c.Spool.Path)
-		d.integer(m, "max_events", 100, 1<<40, &c.Spool.MaxEvents)
+		d.Integer(m, "max_events", 100, 1<<40, &c.Spool.MaxEvents)
 		d.size(m, "max_bytes", &c.Spool.MaxBytes)
 	}
 	if f, ok := top["audit"]; ok {
-		m := d.mapping(f.value, f.path, "path", "max_bytes", "keep")
+		m := d.Mapping(f.Value, f.Path, "path", "max_bytes", "keep")
 		d.path(m, "path", dir, &c.Audit.Path)
 		d.size(m, "max_bytes", &c.Audit.MaxBytes)
 		keep := int64(c.Audit.Keep)
-		d.integer(m, "keep", 1, 1000, &keep)
+		d.Integer(m, "keep", 1, 1000, &keep)
 		c.Audit.Keep = int(keep)
 	}
 	if f, ok := top["health"]; ok {
-		m := d.mapping(f.value, f.path, "socket", "socket_group", "address", "token_file", "allow_remote")
-		if s, ok := m["socket"]; ok && s.value.Tag == "!!str" && s.value.Value == "" {
+		m := d.Mapping(f.Value, f.Path, "socket", "socket_group", "address", "token_file", "allow_remote")
+		if s, ok := m["socket"]; ok && s.Value.Tag == "!!str" && s.Value.Value == "" {
 			c.Health.Socket = "" // explicitly off: TCP only
 		} else {
 			d.path(m, "socket", dir, &c.Health.Socket)
 		}
-		d.str(m, "socket_group", &c.Health.SocketGroup)
-		d.str(m, "address", &c.Health.Address)
+		d.Str(m, "socket_group", &c.Health.SocketGroup)
+		d.Str(m, "address", &c.Health.Address)
 		d.path(m, "token_file", dir, &c.Health.TokenFile)
-		d.boolean(m, "allow_remote", &c.Health.AllowRemote)
+		d.Boolean(m, "allow_remote", &c.Health.AllowRemote)
 		if a, ok := m["address"]; ok {
 			d.healthAddress(a, c.Health)
 			if c.Health.TokenFile == "" {
-				d.errorf(a.value, a.path, "a TCP health address needs health.token_file: any local user can reach a TCP port")
+				d.Errorf(a.Value, a.Path, "a TCP health address needs health.token_file: any local user can reach a TCP port")
 			}
 		}
 		if c.Health.Socket == "" && c.Health.Address == "" {
-			d.errorf(f.value, f.path, "health needs a socket or an address")
+			d.Errorf(f.Value, f.Path, "health needs a socket or an address")
 		}
 	}
-	d.duration(top, "heartbeat_interval", time.Second, &c.HeartbeatInterval)
+	d.Duration(top, "heartbeat_interval", time.Second, &c.HeartbeatInterval)
 	if f, ok := top["watchers"]; ok {
-		m := d.mapping(f.value, f.path, TypeFile, TypeProcess, TypeNetwork)
+		m := d.Mapping(f.Value, f.Path, TypeFile, TypeProcess, TypeNetwork)
 		d.mechanism(m, TypeFile, &c.Watchers.File)
 		d.mechanism(m, TypeProcess, &c.Watchers.Process)
 		d.mechanism(m, TypeNetwork, &c.Watchers.Network)
@@ -244,28 +244,18 @@ func Parse(name string, data []byte) (*Config, error) {
 		c.Rules = d.rules(f)
 	}
 	d.checkStateOutsideRules(c)
-	if len(d.errs) > 0 {
-		// Sections are checked in a fixed order; report in file order.
-		sort.SliceStable(d.errs, func(i, j int) bool { return d.errs[i].(*Error).Line < d.errs[j].(*Error).Line })
-		return nil, errors.Join(d.errs...)
+	if err := d.Err(); err != nil {
+		return nil, err
 	}
 	return c, nil
 }
 
-func yamlErrorLine(err error) int {
-	var line int
-	if _, scanErr := fmt.Sscanf(strings.TrimPrefix(err.Error(), "yaml: "), "line %d:", &line); scanErr == nil {
-		return line
-	}
-	return 1
-}
-
-func (d *decoder) path(m map[string]field, key, dir string, dst *string) {
+func (d *decoder) path(m map[string]rules.Field, key, dir string, dst *string) {
 	var s string
-	d.str(m, key, &s)
+	d.Str(m, key, &s)
 	if s == "" {
-		if f, ok := m[key]; ok && f.value.Tag == "!!str" {
-			d.errorf(f.value, f.path, "must not be empty")
+		if f, ok := m[key]; ok && f.Value.Tag == "!!str" {
+			d.Errorf(f.Value, f.Path, "must not be empty")
 		}
 		return
 	}
@@ -275,11 +265,11 @@ func (d *decoder) path(m map[string]field, key, dir string, dst *string) {
 	*dst = filepath.Clean(s)
 }
 
-func (d *decoder) transport(f field, dir string, t *Transport) {
-	m := d.mapping(f.value, f.path, "endpoint", "ca", "cert", "key", "server_name", "degraded_after")
-	d.str(m, "endpoint", &t.Endpoint)
-	d.duration(m, "degraded_after", time.Second, &t.DegradedAfter)
-	d.str(m, "server_name", &t.ServerName)
+func (d *decoder) transport(f rules.Field, dir string, t *Transport) {
+	m := d.Mapping(f.Value, f.Path, "endpoint", "ca", "cert", "key", "server_name", "degraded_after")
+	d.Str(m, "endpoint", &t.Endpoint)
+	d.Duration(m, "degraded_after", time.Second, &t.DegradedAfter)
+	d.Str(m, "server_name", &t.ServerName)
 	for _, k := range []struct {
 		key string
 		dst *string
@@ -287,25 +277,25 @@ func (d *decoder) transport(f field, dir string, t *Transport) {
 		d.path(m, k.key, dir, k.dst)
 		if *k.dst == "" {
 			if t.Endpoint != "" {
-				d.errorf(f.key, join(f.path, k.key), "required when transport.endpoint is set")
+				d.Errorf(f.Key, rules.Join(f.Path, k.key), "required when transport.endpoint is set")
 			}
 			continue
 		}
 		if _, err := os.Stat(*k.dst); err != nil {
-			d.errorf(m[k.key].value, m[k.key].path, "unreadable: %v", unwrapPathErr(err))
+			d.Errorf(m[k.key].Value, m[k.key].Path, "unreadable: %v", unwrapPathErr(err))
 		}
 	}
 	if t.Endpoint != "" {
 		if _, _, err := net.SplitHostPort(t.Endpoint); err != nil {
-			d.errorf(m["endpoint"].value, m["endpoint"].path, "want host:port, got %q", t.Endpoint)
+			d.Errorf(m["endpoint"].Value, m["endpoint"].Path, "want host:port, got %q", t.Endpoint)
 		}
 	}
 }
 
-func (d *decoder) healthAddress(f field, h Health) {
+func (d *decoder) healthAddress(f rules.Field, h Health) {
 	host, port, err := net.SplitHostPort(h.Address)
 	if err != nil || port == "" {
-		d.errorf(f.value, f.path, "want host:port, got %q", h.Address)
+		d.Errorf(f.Value, f.Path, "want host:port, got %q", h.Address)
 		return
 	}
 	if h.AllowRemote {
@@ -316,14 +306,14 @@ func (d *decoder) healthAddress(f field, h Health) {
 	}
 	ip := net.ParseIP(host)
 	if ip == nil || !ip.IsLoopback() {
-		d.errorf(f.value, f.path, "%q is not a loopback address; set health.allow_remote: true to expose health and metrics beyond this host", h.Address)
+		d.Errorf(f.Value, f.Path, "%q is not a loopback address; set health.allow_remote: true to expose health and metrics beyond this host", h.Address)
 	}
 }
 
-func (d *decoder) mechanism(m map[string]field, kind string, dst *string) {
-	d.str(m, kind, dst)
+func (d *decoder) mechanism(m map[string]rules.Field, kind string, dst *string) {
+	d.Str(m, kind, dst)
 	if *dst != "" && !slices.Contains(mechanisms[kind], *dst) {
-		d.errorf(m[kind].value, m[kind].path, "unknown %s mechanism %q (want one of %s, or empty for the best available)",
+		d.Errorf(m[kind].Value, m[kind].Path, "unknown %s mechanism %q (want one of %s, or empty for the best available)",
 			kind, *dst, strings.Join(mechanisms[kind], ", "))
 	}
 }
