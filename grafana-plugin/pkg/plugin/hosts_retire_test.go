@@ -1,7 +1,9 @@
 package plugin
 
 import (
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/tripwire-sec/tripwire/contract"
 )
@@ -40,5 +42,41 @@ func TestRetireHost(t *testing.T) {
 		if h.HostName == "web-01" && h.Status != contract.StatusOnline {
 			t.Errorf("web-01 is %s", h.Status)
 		}
+	}
+}
+
+// TestRefusedHostsListed: the identities the collector refused are listed
+// beside the hosts, most recent first, with their reason and count; none is
+// an empty list, not null.
+func TestRefusedHostsListed(t *testing.T) {
+	e := newEnv(t)
+	e.seed(t)
+	type list struct {
+		Hosts   []Host        `json:"hosts"`
+		Refused []RefusedHost `json:"refused_hosts"`
+	}
+	code, body := e.call(t, "GET", "/api/v1/hosts", "Viewer")
+	if code != 200 || !strings.Contains(string(body), `"refused_hosts":[]`) {
+		t.Fatalf("no refusals: %d %s", code, body)
+	}
+	e.exec(t, `INSERT INTO refused_hosts (cert_name, reason, claimed_name, detail, cert_serial, ip_address, first_seen, last_seen, refusals)
+VALUES ('web-07', 'host_mismatch', 'db-02', 'permission denied: resource host.name "db-02" is not the client certificate''s host "web-07"', '1f', '10.0.0.7', $1, $2, 42),
+       ('lost-laptop', 'revoked', NULL, 'client certificate is revoked: serial 2a', '2a', NULL, $1, $1, 3)`,
+		e.now.Add(-time.Hour), e.now.Add(-time.Minute))
+	code, body = e.call(t, "GET", "/api/v1/hosts", "Viewer")
+	if code != 200 {
+		t.Fatalf("%d %s", code, body)
+	}
+	got := decode[list](t, body)
+	if len(got.Hosts) != len(seedHosts) || len(got.Refused) != 2 {
+		t.Fatalf("%d hosts, %d refused: %s", len(got.Hosts), len(got.Refused), body)
+	}
+	r := got.Refused[0]
+	if r.CertName != "web-07" || r.Reason != "host_mismatch" || r.ClaimedName == nil || *r.ClaimedName != "db-02" ||
+		r.Refusals != 42 || r.IPAddress == nil || *r.IPAddress != "10.0.0.7" || !strings.Contains(r.Detail, "is not the client certificate's host") {
+		t.Errorf("first refused: %+v", r)
+	}
+	if r := got.Refused[1]; r.CertName != "lost-laptop" || r.ClaimedName != nil || r.Refusals != 3 {
+		t.Errorf("second refused: %+v", r)
 	}
 }

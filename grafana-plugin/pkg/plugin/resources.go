@@ -29,7 +29,7 @@ func (d *Datasource) registerRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/alerts", d.read(d.handleAlerts))
 	// GET /api/v1/alerts/{id}?host=
 	mux.HandleFunc("GET /api/v1/alerts/{id}", d.read(d.handleAlert))
-	// GET /api/v1/hosts
+	// GET /api/v1/hosts → hosts, and the identities the collector refused (refused_hosts)
 	mux.HandleFunc("GET /api/v1/hosts", d.read(d.handleHosts))
 	// POST /api/v1/hosts/{name}/retire (Admin): no more offline alerts; a new certificate re-activates
 	mux.HandleFunc("POST /api/v1/hosts/{name}/retire", d.read(d.handleRetire))
@@ -199,7 +199,11 @@ func (d *Datasource) handleHosts(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return map[string]any{"hosts": hosts, "offline_after_seconds": d.settings.OfflineAfter().Seconds()}, nil
+	refused, err := d.store.RefusedHosts(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	return map[string]any{"hosts": hosts, "refused_hosts": refused, "offline_after_seconds": d.settings.OfflineAfter().Seconds()}, nil
 }
 
 func (d *Datasource) handleAudit(r *http.Request) (any, error) {

@@ -201,6 +201,49 @@ LIMIT 10000`, s.offlineAfter.Seconds())
 	})
 }
 
+// RefusedHost is an identity the collector's receiver refused: a
+// certificate whose records claimed another host, or one revoked or expired.
+// Such a host has no row in hosts (nothing it sent was stored), so this is
+// where it shows. One per certificate name and reason.
+type RefusedHost struct {
+	CertName     string     `json:"cert_name"`
+	Reason       string     `json:"reason"`
+	ClaimedName  *string    `json:"claimed_name,omitempty"`
+	Detail       string     `json:"detail"`
+	CertSerial   *string    `json:"cert_serial,omitempty"`
+	CertNotAfter *time.Time `json:"cert_not_after,omitempty"`
+	IPAddress    *string    `json:"ip_address,omitempty"`
+	FirstSeen    time.Time  `json:"first_seen"`
+	LastSeen     time.Time  `json:"last_seen"`
+	Refusals     int64      `json:"refusals"`
+}
+
+// RefusedHosts lists the refused identities, most recently refused first.
+func (s *Store) RefusedHosts(ctx context.Context) ([]RefusedHost, error) {
+	rows, err := s.pool.Query(ctx, `
+SELECT cert_name, reason, claimed_name, detail, cert_serial, cert_not_after, host(ip_address),
+       first_seen, last_seen, refusals
+FROM refused_hosts
+ORDER BY last_seen DESC, cert_name, reason
+LIMIT 1000`)
+	if err != nil {
+		return nil, fmt.Errorf("listing refused hosts: %w", err)
+	}
+	refused, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (RefusedHost, error) {
+		var h RefusedHost
+		err := r.Scan(&h.CertName, &h.Reason, &h.ClaimedName, &h.Detail, &h.CertSerial, &h.CertNotAfter, &h.IPAddress,
+			&h.FirstSeen, &h.LastSeen, &h.Refusals)
+		return h, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing refused hosts: %w", err)
+	}
+	if refused == nil {
+		refused = []RefusedHost{}
+	}
+	return refused, nil
+}
+
 // Ping checks that PostgreSQL answers and the TripWire schema is there.
 func (s *Store) Ping(ctx context.Context) (hosts int64, err error) {
 	err = s.pool.QueryRow(ctx, `SELECT count(*) FROM hosts`).Scan(&hosts)

@@ -58,8 +58,26 @@ export interface Host {
   alerts_24h: number;
 }
 
+/** An identity the collector refused: nothing it sent was stored, so it has no host row. */
+export interface RefusedHost {
+  /** The client certificate's CN. */
+  cert_name: string;
+  /** host_mismatch, revoked, expired, no_host_name. */
+  reason: string;
+  /** The host.name its records claimed, for a host mismatch. */
+  claimed_name?: string;
+  detail: string;
+  cert_serial?: string;
+  cert_not_after?: string;
+  ip_address?: string;
+  first_seen: string;
+  last_seen: string;
+  refusals: number;
+}
+
 export interface HostList {
   hosts: Host[];
+  refused_hosts?: RefusedHost[];
   offline_after_seconds: number;
 }
 

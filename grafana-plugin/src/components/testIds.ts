@@ -18,6 +18,7 @@ export const testIds = {
   },
   hosts: {
     table: 'data-testid hosts-table',
+    refused: 'data-testid hosts-refused',
   },
   triage: {
     panel: 'data-testid triage-panel',

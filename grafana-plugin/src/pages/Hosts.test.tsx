@@ -73,6 +73,51 @@ describe('Hosts page', () => {
     expect(screen.getByText(/OFFLINE after 45 s/)).toBeInTheDocument();
   });
 
+  it('lists the identities the collector refused, even with no host yet', async () => {
+    hosts.mockResolvedValue({
+      hosts: [],
+      refused_hosts: [
+        {
+          cert_name: 'web-07',
+          reason: 'host_mismatch',
+          claimed_name: 'db-02',
+          detail: 'permission denied: resource host.name "db-02" is not the client certificate\'s host "web-07"',
+          ip_address: '10.0.0.7',
+          first_seen: new Date(Date.now() - 3600e3).toISOString(),
+          last_seen: new Date(Date.now() - 60e3).toISOString(),
+          refusals: 42,
+        },
+      ],
+      offline_after_seconds: 45,
+    });
+    render(
+      <MemoryRouter>
+        <Hosts />
+      </MemoryRouter>
+    );
+    expect(await screen.findByText(/No host has reported yet/)).toBeInTheDocument();
+    const refused = screen.getByTestId('data-testid hosts-refused');
+    const rows = within(refused).getAllByRole('row');
+    expect(rows).toHaveLength(2);
+    expect(within(rows[1]).getByText('web-07')).toBeInTheDocument();
+    expect(within(rows[1]).getByText('host_mismatch')).toBeInTheDocument();
+    expect(within(rows[1]).getByText('db-02')).toBeInTheDocument();
+    expect(within(rows[1]).getByText(/is not the client certificate's host "web-07"/)).toBeInTheDocument();
+    expect(within(rows[1]).getByText('10.0.0.7')).toBeInTheDocument();
+    expect(within(rows[1]).getByText('42')).toBeInTheDocument();
+  });
+
+  it('shows no refused section when nothing was refused', async () => {
+    hosts.mockResolvedValue({ hosts: [host('web-01')], refused_hosts: [], offline_after_seconds: 45 });
+    render(
+      <MemoryRouter>
+        <Hosts />
+      </MemoryRouter>
+    );
+    await screen.findByTestId('data-testid hosts-table');
+    expect(screen.queryByTestId('data-testid hosts-refused')).not.toBeInTheDocument();
+  });
+
   it('shows the server error with a retry', async () => {
     hosts.mockRejectedValueOnce(new ApiError('PostgreSQL: connection refused', 500));
     render(

@@ -7,7 +7,7 @@ import { config, PluginPage } from '@grafana/runtime';
 import { Column, ConfirmButton, Icon, InteractiveTable, Stack, Tooltip, useStyles2 } from '@grafana/ui';
 
 import { api } from '../api/client';
-import type { Host, HostList } from '../api/types';
+import type { Host, HostList, RefusedHost } from '../api/types';
 import { AGENT_STATUS } from '../api/contract.gen';
 import { StatusBadge } from '../components/Severity';
 import { Empty, ErrorView, Loading } from '../components/States';
@@ -128,6 +128,24 @@ export function Hosts() {
     [s, isAdmin, retire]
   );
 
+  const refusedColumns = useMemo<Array<Column<RefusedHost>>>(
+    () => [
+      { id: 'cert_name', header: 'Certificate' },
+      { id: 'reason', header: 'Refused as' },
+      { id: 'claimed_name', header: 'Claimed host', cell: ({ row }) => row.original.claimed_name ?? '—' },
+      { id: 'detail', header: 'Why', cell: ({ row }) => <span className={s.detail}>{row.original.detail}</span> },
+      { id: 'ip_address', header: 'Address', cell: ({ row }) => row.original.ip_address ?? '—' },
+      {
+        id: 'last_seen',
+        header: 'Last refused',
+        cell: ({ row }) => <span title={fmtTime(row.original.last_seen)}>{ago(row.original.last_seen)}</span>,
+      },
+      { id: 'refusals', header: 'Refusals' },
+    ],
+    [s]
+  );
+  const refused = data?.refused_hosts ?? [];
+
   let body: React.ReactNode;
   if (error) {
     body = <ErrorView title="Could not load hosts" error={error} onRetry={retry} />;
@@ -155,6 +173,16 @@ export function Hosts() {
         )}
         {retireError !== undefined && <ErrorView title="Could not retire the host" error={retireError} />}
         {body}
+        {refused.length > 0 && (
+          <div data-testid={testIds.hosts.refused}>
+            <h3>Refused identities</h3>
+            <div className={s.note}>
+              The collector refused these certificates, so nothing they sent was stored: a certificate issued for
+              another name than the agent&apos;s host name, or one revoked or expired.
+            </div>
+            <InteractiveTable columns={refusedColumns} data={refused} getRowId={(r) => `${r.cert_name}/${r.reason}`} />
+          </div>
+        )}
       </Stack>
     </PluginPage>
   );
@@ -165,6 +193,7 @@ const getStyles = (theme: GrafanaTheme2) => ({
   warnText: css({ color: theme.colors.warning.text }),
   note: css({ color: theme.colors.text.secondary }),
   link: css({ color: theme.colors.text.link, marginRight: theme.spacing(1) }),
+  detail: css({ wordBreak: 'break-word' }),
 });
 
 export default Hosts;
