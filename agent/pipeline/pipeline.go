@@ -1,8 +1,9 @@
 // Package pipeline carries trips from the watchers to the spool: it
 // coalesces repeated trips, gives each event its alert_id and seq, appends
-// it to the audit chain (one fsync per batch) and hands the batch to the
-// spool. Losses reported by watchers and spool sheds become
-// tripwire.agent.loss events that take the same path.
+// it to the audit chain (one fsync for everything that arrived while the
+// previous one ran) and hands the batch to the spool, which inserts it
+// during that fsync and commits it after. Losses reported by watchers and
+// spool sheds become tripwire.agent.loss events that take the same path.
 //
 // Start with [New], call [Pipeline.Reconcile] once at start-up, give each
 // watcher [Pipeline.Sink], and [Pipeline.Close] to drain.
@@ -56,8 +57,9 @@ type Trace struct {
 	Batched func(batch []*event.Event, at time.Time)
 	// Chained: the audit log's sync returned; the batch is durable there.
 	Chained func(batch []*event.Event, at time.Time)
-	// Spooled: a spool transaction holding the events began and committed
-	// (pass it to spool.Options.OnCommit).
+	// Spooled: a spool transaction holding the events began (its inserts
+	// overlap the chain's sync) and committed, after the sync (pass it to
+	// spool.Options.OnCommit).
 	Spooled func(batch []*event.Event, began, committed time.Time)
 }
 

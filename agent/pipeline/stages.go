@@ -245,19 +245,30 @@ func (p *Pipeline) commit(batch []*event.Event) error {
 	if len(valid) == 0 {
 		return nil
 	}
-	if err := p.opts.Chain.Append(valid); err != nil {
+	if err := p.opts.Chain.Write(valid); err != nil {
 		return fmt.Errorf("appending to the audit chain: %w", err)
-	}
-	p.chained.Add(int64(len(valid)))
-	if t := p.opts.Trace; t != nil && t.Chained != nil {
-		t.Chained(valid, time.Now())
 	}
 	// The spool keeps the events; give it its own slice, batch is reused.
 	out := make([]*event.Event, len(valid))
 	copy(out, valid)
-	if err := p.opts.Spool.Put(context.Background(), out); err != nil {
+	// The spool inserts the batch while the chain syncs it and commits it
+	// once the sync returned: a trip waits for the slower of the two, not
+	// for both in turn, and no reader sees an entry before it is durable.
+	durable := make(chan error, 1)
+	if err := p.opts.Spool.PutDurable(context.Background(), out, durable); err != nil {
 		// Only after Close; the chain has them and start-up reconciles.
 		p.log.Error("queueing for the spool", "error", err, "tripwire.seq", out[0].Seq)
+	}
+	err := p.opts.Chain.Sync()
+	if err == nil {
+		p.chained.Add(int64(len(out)))
+		if t := p.opts.Trace; t != nil && t.Chained != nil {
+			t.Chained(out, time.Now())
+		}
+	}
+	durable <- err
+	if err != nil {
+		return fmt.Errorf("syncing the audit chain: %w", err)
 	}
 	if p.opts.OnChained != nil {
 		p.opts.OnChained(out)

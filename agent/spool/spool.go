@@ -3,9 +3,10 @@
 // WAL) written by one goroutine in batched transactions and bounded by count
 // and bytes.
 //
-// Start with [Open]. The pipeline hands chained events to [Spool.Put]; the
-// shipper reads them with [Spool.Oldest], deletes them with [Spool.Delete]
-// once acknowledged, and wakes on [Spool.Committed]. When the spool is full it
+// Start with [Open]. The pipeline hands chained events to [Spool.PutDurable]
+// while the audit chain syncs them (start-up reconciliation uses
+// [Spool.Put]); the shipper reads them with [Spool.Oldest], deletes them
+// with [Spool.Delete] once acknowledged, and wakes on [Spool.Committed]. When the spool is full it
 // sheds INFO events first, then WARN, oldest first, never CRITICAL, and tells
 // the pipeline through [Options.OnShed] so the loss is itself reported.
 package spool
@@ -95,6 +96,10 @@ type Spool struct {
 type request struct {
 	events []*event.Event
 	ack    chan error // non-nil: Flush waiting for this point to be committed
+	// durable, if non-nil, says when the events are durable in the audit
+	// chain (nil error) or never will be; they are inserted meanwhile but
+	// committed only after it (PutDurable).
+	durable <-chan error
 }
 
 const lossName = string(event.AgentLoss)
@@ -213,6 +218,22 @@ func (s *Spool) Put(ctx context.Context, events []*event.Event) error {
 		}
 	}
 	return s.send(ctx, request{events: events})
+}
+
+// PutDurable is Put for events whose audit-chain sync is still running: the
+// writer inserts them at once, overlapping that sync, but commits them, and
+// so lets a reader see them, only once durable delivers nil. A shipper must
+// never send an entry a power loss could still take out of the chain (its
+// seq and hash would be reused, a false fork at the collector). If durable
+// delivers an error they are not committed; the chain stopped, and start-up
+// reconciles the spool from what the chain kept.
+func (s *Spool) PutDurable(ctx context.Context, events []*event.Event, durable <-chan error) error {
+	for _, e := range events {
+		if e.Seq == 0 || e.Hash == "" {
+			return fmt.Errorf("spooling %s: event is not chained", e.Name)
+		}
+	}
+	return s.send(ctx, request{events: events, durable: durable})
 }
 
 func (s *Spool) send(ctx context.Context, r request) error {

@@ -247,3 +247,54 @@ func BenchmarkOldestDelete(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*512)/b.Elapsed().Seconds(), "events/s")
 }
+
+// PutDurable's events are invisible until the chain says they are durable,
+// then committed; events whose sync failed are never committed, and the
+// ones before them in the same transaction still are.
+func TestPutDurable(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, Options{})
+	events := chain(1, 6, event.SeverityCritical)
+
+	first := make(chan error, 1)
+	if err := s.PutDurable(ctx, events[:2], first); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // the writer has inserted and is waiting
+	if items, err := s.Oldest(ctx, 10); err != nil || len(items) != 0 {
+		t.Fatalf("before the sync a reader sees %d events (%v), want none", len(items), err)
+	}
+	if through := s.SpooledThrough(); through != 0 {
+		t.Fatalf("spooled through %d before the sync", through)
+	}
+	first <- nil
+	if err := s.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if items, err := s.Oldest(ctx, 10); err != nil || len(items) != 2 {
+		t.Fatalf("after the sync a reader sees %d events (%v), want 2", len(items), err)
+	}
+
+	// Two requests (one transaction or two), the second one's sync failed.
+	ok, failed := make(chan error, 1), make(chan error, 1)
+	if err := s.PutDurable(ctx, events[2:4], ok); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutDurable(ctx, events[4:], failed); err != nil {
+		t.Fatal(err)
+	}
+	ok <- nil
+	failed <- fmt.Errorf("disk gone")
+	if err := s.Flush(ctx); err == nil {
+		// The flush may share the failed transaction (an error) or come
+		// after it (nil); either way the spool must hold seq 1-4 only.
+		t.Log("flush committed after the failed transaction")
+	}
+	items, err := s.Oldest(ctx, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(items) != 4 || items[3].ID != 4 || s.SpooledThrough() != 4 {
+		t.Fatalf("spool holds %d events through seq %d, want 4 through 4", len(items), s.SpooledThrough())
+	}
+}

@@ -19,35 +19,31 @@ const maxTxEvents = 4096
 // to maxTxEvents, and commits it in one transaction.
 func (s *Spool) writer() {
 	defer close(s.done)
-	var batch []*event.Event
-	var acks []chan error
+	var reqs []request
 	for {
-		batch, acks = batch[:0], acks[:0]
+		reqs = reqs[:0]
 		closing := false
+		n := 0
 		select {
 		case r := <-s.queue:
-			batch = append(batch, r.events...)
-			if r.ack != nil {
-				acks = append(acks, r.ack)
-			}
+			reqs, n = append(reqs, r), len(r.events)
 		case <-s.closed:
 			closing = true
 		}
 	drain:
-		for len(batch) < maxTxEvents {
+		for n < maxTxEvents {
 			select {
 			case r := <-s.queue:
-				batch = append(batch, r.events...)
-				if r.ack != nil {
-					acks = append(acks, r.ack)
-				}
+				reqs, n = append(reqs, r), n+len(r.events)
 			default:
 				break drain
 			}
 		}
-		err := s.commitWithRetry(batch, closing)
-		for _, a := range acks {
-			a <- err
+		err := s.commitWithRetry(&pending{reqs: reqs}, closing)
+		for _, r := range reqs {
+			if r.ack != nil {
+				r.ack <- err
+			}
 		}
 		if closing && len(s.queue) == 0 {
 			return
@@ -55,12 +51,51 @@ func (s *Spool) writer() {
 	}
 }
 
+// pending is what one transaction commits: the events of its requests, the
+// part of them the audit chain made durable once waited for.
+type pending struct {
+	reqs   []request
+	events []*event.Event
+	waited bool
+	ok     int // how many of events, from the first, are durable
+}
+
+func (p *pending) batch() []*event.Event {
+	if p.events == nil {
+		for _, r := range p.reqs {
+			p.events = append(p.events, r.events...)
+		}
+	}
+	return p.events
+}
+
+// durable waits for the audit chain to sync each request's events (called
+// after they are inserted, so the inserts overlap the sync) and returns how
+// many of the batch may be committed: all, or those before the first request
+// whose sync failed. It waits once; a retried transaction reuses the answer.
+func (p *pending) durable() int {
+	if !p.waited {
+		p.waited = true
+		p.ok = 0
+		for _, r := range p.reqs {
+			if r.durable != nil {
+				if err := <-r.durable; err != nil {
+					break
+				}
+			}
+			p.ok += len(r.events)
+		}
+	}
+	return p.ok
+}
+
 // commitWithRetry retries a failed transaction (a full disk, a locked file)
 // with backoff: the events are in the audit chain already, so holding them
 // and pushing back on the pipeline is better than dropping them. When closing
 // it gives up after a few tries; start-up reconciliation restores them from
 // the chain.
-func (s *Spool) commitWithRetry(batch []*event.Event, closing bool) error {
+func (s *Spool) commitWithRetry(p *pending, closing bool) error {
+	batch := p.batch()
 	if len(batch) == 0 {
 		return nil
 	}
@@ -68,9 +103,14 @@ func (s *Spool) commitWithRetry(batch []*event.Event, closing bool) error {
 		Multiplier: 2, MaxInterval: 5 * time.Second}
 	bo.Reset()
 	for attempt := 1; ; attempt++ {
-		err := s.commitBatch(batch)
+		err := s.commitBatch(batch, p.durable)
 		if err == nil {
-			return nil
+			if p.ok < len(batch) {
+				err = fmt.Errorf("%d events from seq %d not spooled: the audit chain did not sync them (start-up reconciles the spool from what it kept)",
+					len(batch)-p.ok, batch[p.ok].Seq)
+				s.log.Error("writing spool", "error", err)
+			}
+			return err
 		}
 		s.log.Error("writing spool; retrying", "error", err, "attempt", attempt,
 			"tripwire.seq", batch[0].Seq)
@@ -87,7 +127,9 @@ func (s *Spool) commitWithRetry(batch []*event.Event, closing bool) error {
 	}
 }
 
-func (s *Spool) commitBatch(batch []*event.Event) error {
+// commitBatch inserts batch in one transaction and, before committing,
+// calls durable (if not nil): only the first durable() events are committed.
+func (s *Spool) commitBatch(batch []*event.Event, durable func() int) error {
 	ctx := context.Background()
 	began := time.Now()
 	tx, err := s.db.BeginTx(ctx, nil)
@@ -120,6 +162,18 @@ func (s *Spool) commitBatch(batch []*event.Event) error {
 			bytes += size
 		}
 		top = max(top, e.Seq)
+	}
+	if durable != nil {
+		if n := durable(); n < len(batch) {
+			// The chain failed part-way: commit only what it made durable.
+			if err := tx.Rollback(); err != nil {
+				return fmt.Errorf("rolling back spool transaction: %w", err)
+			}
+			if n == 0 {
+				return nil
+			}
+			return s.commitBatch(batch[:n], nil)
+		}
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE meta SET value = max(value, ?) WHERE key = 'spooled_through'`, int64(top)); err != nil {
 		return fmt.Errorf("advancing spooled_through: %w", err)

@@ -301,3 +301,46 @@ func TestParseAnchor(t *testing.T) {
 		t.Fatalf("valid anchor: %v %v", a, err)
 	}
 }
+
+// Write chains at once but Head moves only with Sync: a caller that reports
+// the head (the heartbeat) never names an entry a power loss could undo.
+// Two writes are covered by one sync, and a rotation waits for the sync.
+func TestWriteThenSync(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	w, err := Open(path, Options{MaxBytes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := trip(1), trip(2)
+	if err := w.Write([]*event.Event{a}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Write([]*event.Event{b}); err != nil {
+		t.Fatal(err)
+	}
+	if a.Seq != 1 || b.Seq != 2 || b.PrevHash != a.Hash {
+		t.Fatalf("written: seq %d, %d; second links to %q, first is %q", a.Seq, b.Seq, b.PrevHash, a.Hash)
+	}
+	if seq, hash := w.Head(); seq != 0 || hash != contract.GenesisHash {
+		t.Fatalf("head before the sync: %d %q", seq, hash)
+	}
+	if w.Rotations() != 0 {
+		t.Fatal("rotated before the sync")
+	}
+	if err := w.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if seq, hash := w.Head(); seq != 2 || hash != b.Hash {
+		t.Fatalf("head after the sync: %d %q, want 2 %q", seq, hash, b.Hash)
+	}
+	if w.Rotations() != 1 {
+		t.Fatalf("%d rotations after a sync past MaxBytes, want 1", w.Rotations())
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := VerifySet(path, nil)
+	if err != nil || rep.Entries != 2 || rep.Break != nil {
+		t.Fatalf("verify: %+v, %v", rep, err)
+	}
+}

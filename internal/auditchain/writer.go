@@ -42,8 +42,10 @@ type Writer struct {
 	size      int64
 	rotations int
 	opts      Options
-	seq       uint64
+	seq       uint64 // head of what was written
 	hash      string
+	durable   uint64 // head of what was synced: Head
+	durHash   string
 	tornTail  int64
 	buf       []byte
 	err       error // sticky: after a failed write the head is unknown
@@ -78,6 +80,8 @@ func Open(path string, opts Options) (*Writer, error) {
 			return nil, err
 		}
 	}
+	// What Open finds was there before: count it as durable.
+	w.durable, w.durHash = w.seq, w.hash
 	return w, nil
 }
 
@@ -174,19 +178,30 @@ func lastLine(f *os.File, size int64) ([]byte, int64, error) {
 // TornTail is the number of bytes of a torn last entry cut off at Open.
 func (w *Writer) TornTail() int64 { return w.tornTail }
 
-// Head returns the last appended seq and hash (0 and contract.GenesisHash for an empty log).
+// Head returns the last durable seq and hash (0 and contract.GenesisHash
+// for an empty log): entries written but not yet synced are not in it.
 func (w *Writer) Head() (uint64, string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.seq, w.hash
+	return w.durable, w.durHash
 }
 
-// Append chains events in order: an event without a seq gets the next one, an
-// event with a seq must carry exactly the next one. It sets PrevHash and Hash
-// on each, writes all entries with one write, and syncs per the policy. On
-// error nothing may be assumed about the file and the writer refuses further
-// appends; reopen it.
+// Append is Write then Sync: the events are durable when it returns.
 func (w *Writer) Append(events []*event.Event) error {
+	if err := w.Write(events); err != nil {
+		return err
+	}
+	return w.Sync()
+}
+
+// Write chains events in order: an event without a seq gets the next one,
+// an event with a seq must carry exactly the next one. It sets PrevHash and
+// Hash on each and writes all entries with one write(2), but does not make
+// them durable: Sync does, for everything written before it, so a caller
+// can overlap the sync with work that must not be visible before it (the
+// spool's transaction). On error nothing may be assumed about the file and
+// the writer refuses further writes; reopen it.
+func (w *Writer) Write(events []*event.Event) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.err != nil {
@@ -213,16 +228,32 @@ func (w *Writer) Append(events []*event.Event) error {
 		w.err = fmt.Errorf("writing audit log: %w", err)
 		return w.err
 	}
+	w.seq, w.hash = seq, hash
+	w.size += int64(len(buf))
+	return nil
+}
+
+// Sync makes everything written durable per the policy and moves Head to
+// it, then rotates a full log.
+func (w *Writer) Sync() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil {
+		return w.err
+	}
+	if w.durable == w.seq {
+		return nil
+	}
 	if w.opts.Sync == SyncBatch {
 		if err := w.f.Sync(); err != nil {
 			w.err = fmt.Errorf("syncing audit log: %w", err)
 			return w.err
 		}
 	}
-	w.seq, w.hash = seq, hash
-	w.size += int64(len(buf))
+	w.durable, w.durHash = w.seq, w.hash
 	if w.opts.MaxBytes > 0 && w.size >= w.opts.MaxBytes {
-		// The batch is durable in the old file; the next one starts the new.
+		// What was written is durable in the old file; the next write
+		// starts the new.
 		if err := w.rotate(); err != nil {
 			w.err = err
 			return err
