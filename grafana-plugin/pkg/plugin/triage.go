@@ -277,15 +277,28 @@ JOIN alert_triage t ON t.alert_id = q.id AND t.host_id = h.host_id AND t.event_t
 // refer to the alerts row of the enclosing query.
 func triageWhere(w *where, f *Filter) {
 	const key = "t.alert_id = alerts.alert_id AND t.host_id = alerts.host_id AND t.event_time = alerts.event_time"
+	// PostgreSQL does not carry the alerts' time range across the join:
+	// bound the triage rows read by it too.
+	var inRange []any
+	tr := ""
+	if !f.From.IsZero() {
+		tr += " AND t.event_time >= ?"
+		inRange = append(inRange, f.From)
+	}
+	if !f.To.IsZero() {
+		tr += " AND t.event_time < ?"
+		inRange = append(inRange, f.To)
+	}
+	const fromTriage = "(alert_id, host_id, event_time) IN (SELECT t.alert_id, t.host_id, t.event_time FROM alert_triage t WHERE "
 	if len(f.States) > 0 && len(f.States) < len(TriageStates) {
 		if slices.Contains(f.States, TriageOpen) {
 			w.add("NOT EXISTS (SELECT 1 FROM alert_triage t WHERE "+key+" AND t.state <> ALL(?))", f.States)
 		} else {
-			w.add("(alert_id, host_id, event_time) IN (SELECT t.alert_id, t.host_id, t.event_time FROM alert_triage t WHERE t.state = ANY(?))", f.States)
+			w.add(fromTriage+"t.state = ANY(?)"+tr+")", append([]any{f.States}, inRange...)...)
 		}
 	}
 	if f.Assignee != "" {
-		w.add("(alert_id, host_id, event_time) IN (SELECT t.alert_id, t.host_id, t.event_time FROM alert_triage t WHERE t.assignee = ?)", f.Assignee)
+		w.add(fromTriage+"t.assignee = ?"+tr+")", append([]any{f.Assignee}, inRange...)...)
 	}
 }
 

@@ -193,6 +193,8 @@ func TestAlertsFilterByTriage(t *testing.T) {
 		return n
 	}
 	anyAlert := func(seedAlert) bool { return true }
+	since45 := url.QueryEscape(e.now.Add(-45 * time.Minute).Format(time.RFC3339))
+	recent := func(a seedAlert) bool { return a.ago <= 45*time.Minute }
 	for _, c := range []struct {
 		query string
 		want  int
@@ -203,7 +205,11 @@ func TestAlertsFilterByTriage(t *testing.T) {
 		{"state=OPEN&host=web-01,db-01", count(TriageOpen, webOrDB)},
 		{"state=ACKNOWLEDGED&host=web-01,db-01", count(TriageAcknowledged, webOrDB)},
 		{"state=ACKNOWLEDGED&severity=CRITICAL", count(TriageAcknowledged, func(a seedAlert) bool { return a.severity == "CRITICAL" })},
+		{"state=ACKNOWLEDGED&from=" + since45, count(TriageAcknowledged, recent)},
+		{"state=ACKNOWLEDGED&to=" + since45, count(TriageAcknowledged, func(a seedAlert) bool { return !recent(a) })},
+		{"state=OPEN&from=" + since45, count(TriageOpen, recent)},
 		{"assignee=carol", assigned},
+		{"assignee=carol&from=" + since45, 1}, // number 9, 42 minutes ago
 		{"assignee=carol&state=OPEN", 0},
 		{"assignee=nobody", 0},
 	} {
@@ -242,7 +248,7 @@ func TestAlertsFilterByTriage(t *testing.T) {
 
 // provisionedModel returns the model of refId in the provisioned alert rule
 // uid, as Grafana sends it to the datasource, and the rule's range.
-func provisionedModel(t *testing.T, uid, refID string) (json.RawMessage, time.Duration) {
+func provisionedModel(t testing.TB, uid, refID string) (json.RawMessage, time.Duration) {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("..", "..", "..", "dashboards", "provisioning", "alerting", "tripwire.yaml"))
 	if err != nil {
