@@ -21,7 +21,9 @@ import (
 // default, any role or service account granted it through RBAC, an
 // IdP-issued JWT mapped to such a user). Authorisation is Grafana's: no role
 // is compared here, except for the writes: retiring a host needs the Admin
-// role, changing an alert's triage the Editor role (triage.go). Every other
+// role, changing an alert's triage the Editor role (triage.go), and the
+// rule sets, which say what every host watches, need the Viewer role to read
+// and the Editor role to change (rules.go). Every other
 // route is a read, every other method gets 405 (with Allow) from the mux, an
 // unknown path 404.
 func (d *Datasource) registerRoutes(mux *http.ServeMux) {
@@ -42,6 +44,7 @@ func (d *Datasource) registerRoutes(mux *http.ServeMux) {
 	// GET /api/v1/live?host=&type=&severity=&rule= → {"channel": "ds/<uid>/alerts/..."}
 	mux.HandleFunc("GET /api/v1/live", d.read(d.handleLive))
 	d.registerTriageRoutes(mux)
+	d.registerRuleRoutes(mux)
 }
 
 // handlerFunc returns the value to encode as JSON, or an error to map.
@@ -55,6 +58,7 @@ func (d *Datasource) read(h handlerFunc) http.HandlerFunc {
 			return
 		}
 		v, err := h(r)
+		var fields FieldErrors
 		switch {
 		case err == nil:
 			writeJSON(w, http.StatusOK, v)
@@ -64,6 +68,10 @@ func (d *Datasource) read(h handlerFunc) http.HandlerFunc {
 			writeError(w, http.StatusNotFound, "not found")
 		case errors.Is(err, ErrForbidden):
 			writeError(w, http.StatusForbidden, strings.TrimPrefix(err.Error(), ErrForbidden.Error()+": "))
+		case errors.As(err, &fields):
+			writeJSON(w, http.StatusBadRequest, map[string]any{"error": fields.Error(), "fields": fields})
+		case errors.Is(err, ErrConflict):
+			writeError(w, http.StatusConflict, strings.TrimPrefix(err.Error(), ErrConflict.Error()+": "))
 		case errors.Is(err, ErrAmbiguous):
 			writeError(w, http.StatusConflict, strings.TrimPrefix(err.Error(), ErrAmbiguous.Error()+": "))
 		default:

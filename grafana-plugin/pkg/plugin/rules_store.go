@@ -1,0 +1,198 @@
+package plugin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/tripwire-sec/tripwire/contract"
+)
+
+// ErrConflict: the change was made from an older version than the current
+// one, or the name is taken; nothing was saved.
+var ErrConflict = errors.New("conflict")
+
+// RuleSet is one version of a central rule set (migrations/0014_rules.sql).
+type RuleSet struct {
+	ID        int64             `json:"id"`
+	Name      string            `json:"name"`
+	Version   int               `json:"version"`
+	Scope     string            `json:"scope"`
+	Selector  map[string]string `json:"selector,omitempty"`  // group scope
+	HostName  string            `json:"host_name,omitempty"` // host scope
+	Enabled   bool              `json:"enabled"`
+	Rules     string            `json:"rules"` // YAML list in the agent's rules: schema
+	Author    string            `json:"author"`
+	Note      string            `json:"note"`
+	CreatedAt time.Time         `json:"created_at"`
+}
+
+// RuleSetHost is a known host a rule set applies to.
+type RuleSetHost struct {
+	HostName string    `json:"host_name"`
+	Status   string    `json:"status"`
+	Platform *string   `json:"platform,omitempty"`
+	Arch     *string   `json:"arch,omitempty"`
+	LastSeen time.Time `json:"last_seen"`
+}
+
+const selectRuleSetVersion = `SELECT s.rule_set_id, s.name, v.version, v.scope, v.selector, COALESCE(v.host_name, ''),
+	v.enabled, v.rules, v.author, v.note, v.created_at
+	FROM rule_sets s JOIN rule_set_versions v ON v.rule_set_id = s.rule_set_id`
+
+func scanRuleSet(row pgx.CollectableRow) (RuleSet, error) {
+	var rs RuleSet
+	var sel []byte
+	if err := row.Scan(&rs.ID, &rs.Name, &rs.Version, &rs.Scope, &sel, &rs.HostName,
+		&rs.Enabled, &rs.Rules, &rs.Author, &rs.Note, &rs.CreatedAt); err != nil {
+		return rs, err
+	}
+	if err := json.Unmarshal(sel, &rs.Selector); err != nil {
+		return rs, fmt.Errorf("decoding selector of rule set %q: %w", rs.Name, err)
+	}
+	if len(rs.Selector) == 0 {
+		rs.Selector = nil
+	}
+	return rs, nil
+}
+
+// RuleSets lists the current version of every rule set, name order.
+func (s *Store) RuleSets(ctx context.Context) ([]RuleSet, error) {
+	rows, err := s.pool.Query(ctx, selectRuleSetVersion+` AND v.version = s.version ORDER BY s.name LIMIT 10000`)
+	if err != nil {
+		return nil, fmt.Errorf("listing rule sets: %w", err)
+	}
+	sets, err := pgx.CollectRows(rows, scanRuleSet)
+	if err != nil {
+		return nil, fmt.Errorf("listing rule sets: %w", err)
+	}
+	return sets, nil
+}
+
+// RuleSet returns version of set id, the current one when version is 0.
+func (s *Store) RuleSet(ctx context.Context, id int64, version int) (RuleSet, error) {
+	rows, err := s.pool.Query(ctx, selectRuleSetVersion+`
+		AND v.version = CASE WHEN $2 = 0 THEN s.version ELSE $2 END WHERE s.rule_set_id = $1`, id, version)
+	if err != nil {
+		return RuleSet{}, fmt.Errorf("reading rule set: %w", err)
+	}
+	rs, err := pgx.CollectExactlyOneRow(rows, scanRuleSet)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return RuleSet{}, ErrNotFound
+	}
+	if err != nil {
+		return RuleSet{}, fmt.Errorf("reading rule set: %w", err)
+	}
+	return rs, nil
+}
+
+// RuleSetVersions lists every version of set id, newest first.
+func (s *Store) RuleSetVersions(ctx context.Context, id int64) ([]RuleSet, error) {
+	rows, err := s.pool.Query(ctx, selectRuleSetVersion+` WHERE s.rule_set_id = $1 ORDER BY v.version DESC`, id)
+	if err != nil {
+		return nil, fmt.Errorf("listing rule set versions: %w", err)
+	}
+	versions, err := pgx.CollectRows(rows, scanRuleSet)
+	if err != nil {
+		return nil, fmt.Errorf("listing rule set versions: %w", err)
+	}
+	if len(versions) == 0 {
+		return nil, ErrNotFound
+	}
+	return versions, nil
+}
+
+// CreateRuleSet saves rs as version 1 of a new set through
+// tripwire_create_rule_set and returns its id.
+func (s *Store) CreateRuleSet(ctx context.Context, rs *RuleSet) (int64, error) {
+	sel, err := selectorJSON(rs)
+	if err != nil {
+		return 0, err
+	}
+	var id int64
+	err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{AccessMode: pgx.ReadWrite}, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, `SELECT tripwire_create_rule_set($1, $2, $3::jsonb, $4, $5, $6, $7, $8)`,
+			rs.Name, rs.Scope, sel, rs.HostName, rs.Enabled, rs.Rules, rs.Author, rs.Note).Scan(&id)
+	})
+	if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) && pgErr.Code == "23505" {
+		return 0, fieldError("name", "a rule set named %q exists", rs.Name)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("creating rule set: %w", err)
+	}
+	return id, nil
+}
+
+// UpdateRuleSet saves rs as the next version of set rs.ID, made from version
+// base, through tripwire_update_rule_set; a change equal to the current
+// version saves nothing. ErrConflict when the set has moved past base.
+func (s *Store) UpdateRuleSet(ctx context.Context, base int, rs *RuleSet) error {
+	sel, err := selectorJSON(rs)
+	if err != nil {
+		return err
+	}
+	var saved bool
+	var version int
+	err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{AccessMode: pgx.ReadWrite}, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, `SELECT saved, version FROM tripwire_update_rule_set($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9)`,
+			rs.ID, base, rs.Scope, sel, rs.HostName, rs.Enabled, rs.Rules, rs.Author, rs.Note).Scan(&saved, &version)
+	})
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return ErrNotFound
+	case err != nil:
+		return fmt.Errorf("updating rule set: %w", err)
+	case !saved:
+		return fmt.Errorf("%w: rule set %q is at version %d, the change was made from version %d; reload and edit again",
+			ErrConflict, rs.Name, version, base)
+	}
+	return nil
+}
+
+// RuleSetHosts lists the known hosts a set scoped like rs applies to (its
+// enabled flag aside), by the migration's own scoping function.
+func (s *Store) RuleSetHosts(ctx context.Context, rs *RuleSet) ([]RuleSetHost, error) {
+	sel, err := selectorJSON(rs)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.pool.Query(ctx, `
+SELECT h.host_name,
+       CASE WHEN h.status = '`+contract.StatusRetired+`' THEN h.status WHEN h.last_seen < now() - make_interval(secs => $5) THEN '`+contract.StatusOffline+`' ELSE h.status END,
+       h.platform, h.arch, h.last_seen
+FROM hosts h
+WHERE tripwire_rule_scope_matches($1, $2::jsonb, $3, tripwire_host_attributes(h))
+ORDER BY h.host_name
+LIMIT $4`, rs.Scope, sel, rs.HostName, MaxLimit, s.offlineAfter.Seconds())
+	if err != nil {
+		return nil, fmt.Errorf("listing the hosts of a rule set: %w", err)
+	}
+	hosts, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (RuleSetHost, error) {
+		var h RuleSetHost
+		err := r.Scan(&h.HostName, &h.Status, &h.Platform, &h.Arch, &h.LastSeen)
+		return h, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing the hosts of a rule set: %w", err)
+	}
+	return hosts, nil
+}
+
+// selectorJSON is rs's selector as the table stores it: an object, empty
+// unless the scope is a group.
+func selectorJSON(rs *RuleSet) (string, error) {
+	sel := rs.Selector
+	if sel == nil {
+		sel = map[string]string{}
+	}
+	b, err := json.Marshal(sel)
+	if err != nil {
+		return "", fmt.Errorf("encoding selector: %w", err)
+	}
+	return string(b), nil
+}
