@@ -56,6 +56,7 @@ type chainBreak struct {
 // lock on the host's chain_heads row.
 type chainState struct {
 	head     chainHead
+	anchor   chainHead // the last entry retention purged (seq 0: none)
 	now      time.Time // database time of the transaction
 	grace    time.Duration
 	batch    []*chainEntry    // this batch's chained events
@@ -105,6 +106,9 @@ type chainOutcome struct {
 //     it differs. An entry linking to a reported fork's entry continues
 //     that fork and raises nothing more. An entry below the head with no
 //     stored entry (one inside a gap already passed) is stored quietly.
+//   - An entry at or below the anchor (the last entry retention purged)
+//     is a replay of a purged one, its alert purged too: nothing is stored;
+//     at the anchor's own seq a hash other than the anchor's is a fork.
 //   - Entries above the head are taken in seq order: seq head+1 linking to
 //     the head's hash advances the head; linking elsewhere is a fork, after
 //     which the head follows the new branch. A missing seq range before an
@@ -141,7 +145,14 @@ func walk(s *chainState) chainOutcome {
 	seen := make(map[int64]string, len(s.batch))
 	var ahead []*chainEntry
 	for _, b := range s.batch {
+		if b.seq < s.anchor.seq || b.seq == s.anchor.seq && b.hash == s.anchor.hash {
+			out.replays = append(out.replays, b)
+			continue
+		}
 		known, haveKnown := s.stored[b.seq]
+		if b.seq == s.anchor.seq {
+			known, haveKnown = s.anchor.hash, true
+		}
 		if p, parked := above[b.seq]; parked {
 			known, haveKnown = p.hash, true
 		}

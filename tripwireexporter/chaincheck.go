@@ -76,6 +76,7 @@ func (e *tripwireExporter) checkChains(ctx context.Context, tx pgx.Tx, chains ma
 		FROM chain_losses l
 		JOIN chain_heads c ON c.host_id = l.host_id AND l.last_seq > c.seq
 		WHERE c.host_id = ANY($1::uuid[])`, ids)
+	anchors := b.Queue(`SELECT host_id, seq, hash FROM audit_anchors WHERE host_id = ANY($1::uuid[])`, ids)
 	forks := b.Queue(`SELECT DISTINCT f.host_id, f.seq, f.hash
 		FROM unnest($1::uuid[], $2::bigint[], $3::bpchar[]) AS q(id, s, p)
 		JOIN chain_forks f ON f.host_id = q.id AND f.seq = q.s - 1 AND f.hash = q.p`, pairHost, pairSeq, prevs)
@@ -143,6 +144,13 @@ func (e *tripwireExporter) checkChains(ctx context.Context, tx pgx.Tx, chains ma
 		_, err := pgx.ForEachRow(rows, []any{&id, &first, &last, &count}, func() error {
 			s := state(id)
 			s.losses = append(s.losses, seqRange{first, last, count})
+			return nil
+		})
+		return err
+	})
+	anchors.Query(func(rows pgx.Rows) error {
+		_, err := pgx.ForEachRow(rows, []any{&id, &seq, &hash}, func() error {
+			state(id).anchor = chainHead{seq: seq, hash: hash}
 			return nil
 		})
 		return err

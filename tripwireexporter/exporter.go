@@ -144,6 +144,17 @@ func (e *tripwireExporter) maintainPartitions(ctx context.Context) error {
 	if len(dropped) > 0 {
 		e.logger.Info("dropped expired alert partitions", zap.Strings("partitions", dropped), zap.Duration("retention", e.cfg.Retention))
 	}
+	if e.cfg.Retention > 0 {
+		cutoff := auditCutoff(now, e.cfg.Retention)
+		purged, err := e.purgeAudit(ctx, cutoff)
+		if err != nil {
+			return err
+		}
+		if purged > 0 {
+			e.logger.Info("purged expired audit entries, anchoring each chain at its last one",
+				zap.Int64("entries", purged), zap.Time("before", cutoff))
+		}
+	}
 	return nil
 }
 

@@ -132,6 +132,17 @@ type ChainStatus struct {
 	// Rehashed is how many entries this call hashed: those after the
 	// prefix an earlier call verified.
 	Rehashed int64 `json:"rehashed"`
+	// Anchor is where the stored chain starts once retention purged its
+	// oldest entries: the last purged entry's seq and hash, which the
+	// first stored entry must follow and link to.
+	Anchor *ChainAnchor `json:"anchor,omitempty"`
+}
+
+// ChainAnchor is the last audit entry retention purged from a host's chain.
+type ChainAnchor struct {
+	Seq       int64     `json:"seq"`
+	Hash      string    `json:"hash"`
+	EventTime time.Time `json:"event_time"`
 }
 
 // verifiedPrefix is the start of a host's chain a verification found
@@ -193,8 +204,9 @@ const maxReportedBreaks = 100
 
 // VerifyChain recomputes every hash of a host's stored chain: hash =
 // contract.ChainHash(prev_hash, payload) over the stored canonical bytes, each prev_hash equal to the hash
-// before it, seqs without gaps, genesis at seq 1, and the last entry equal to
-// the collector's chain head. Rows are streamed, so memory does not grow with
+// before it, seqs without gaps, genesis at seq 1 (or, once retention purged
+// the oldest entries, the first one following the anchor and linking to its
+// hash), and the last entry equal to the collector's chain head. Rows are streamed, so memory does not grow with
 // the chain. The intact prefix found is remembered (defaultVerifyMaxAge), and
 // the next call hashes only the entries after it.
 func (s *Store) VerifyChain(ctx context.Context, host string) (*ChainStatus, error) {
@@ -209,8 +221,24 @@ func (s *Store) VerifyChain(ctx context.Context, host string) (*ChainStatus, err
 	if err != nil {
 		return nil, err
 	}
+	var anchor *ChainAnchor
+	var a ChainAnchor
+	err = s.pool.QueryRow(ctx, `SELECT seq, hash, event_time FROM audit_anchors WHERE host_id = $1::uuid`, id).Scan(&a.Seq, &a.Hash, &a.EventTime)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+	case err != nil:
+		return nil, fmt.Errorf("reading audit anchor: %w", err)
+	default:
+		anchor = &a
+	}
+	// Retention purged the chain up to the anchor: verification starts
+	// there, and the first stored entry must follow it.
+	anchored := anchor != nil && start.seq < anchor.Seq
+	if anchored {
+		start = verifiedPrefix{seq: anchor.Seq, hash: anchor.Hash}
+	}
 	st := &ChainStatus{Host: host, Breaks: []ChainBreak{}, Recorded: []ChainBreak{},
-		Entries: start.entries, FirstSeq: start.firstSeq, VerifiedUpTo: start.seq}
+		Entries: start.entries, FirstSeq: start.firstSeq, VerifiedUpTo: start.seq, Anchor: anchor}
 	addBreak := func(b ChainBreak) {
 		if len(st.Breaks) < maxReportedBreaks {
 			st.Breaks = append(st.Breaks, b)
@@ -241,9 +269,11 @@ func (s *Store) VerifyChain(ctx context.Context, host string) (*ChainStatus, err
 			st.Entries++
 			st.Rehashed++
 			ok := true
-			switch {
-			case st.Entries == 1:
+			if st.Entries == 1 {
 				st.FirstSeq = seq
+			}
+			switch {
+			case st.Entries == 1 && !anchored:
 				// A chain stored from seq 1 must start at genesis; one stored
 				// from later (the collector joined mid-chain) is anchored on
 				// its first prev_hash.
@@ -306,7 +336,7 @@ func (s *Store) VerifyChain(ctx context.Context, host string) (*ChainStatus, err
 		return nil, fmt.Errorf("reading chain head: %w", err)
 	default:
 		st.HeadSeq, st.HeadHash = &headSeq, &headHash
-		if st.Entries > 0 && (headSeq != lastSeq || headHash != lastHashText) {
+		if (st.Entries > 0 || anchored) && (headSeq != lastSeq || headHash != lastHashText) {
 			broken = true
 			addBreak(ChainBreak{Kind: contract.BreakHead, Seq: headSeq, ExpectedSeq: ptr(headSeq), GotSeq: ptr(lastSeq),
 				ExpectedHash: ptr(headHash), GotHash: ptr(lastHashText),
