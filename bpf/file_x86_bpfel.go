@@ -72,6 +72,12 @@ type FileInodeKey struct {
 	Ino uint64
 }
 
+type FileTripClock struct {
+	_       structs.HostLayout
+	Jiffies uint64
+	BootNs  uint64
+}
+
 type FileTwFileFlag uint32
 
 const (
@@ -118,6 +124,7 @@ const (
 	FileMapFileTrips           = "file_trips"
 	FileMapFileWatches         = "file_watches"
 	FileMapStats               = "stats"
+	FileMapTripClocks          = "trip_clocks"
 	FileProgTwFileOpen         = "tw_file_open"
 	FileProgTwInodeCreate      = "tw_inode_create"
 	FileProgTwInodeMkdir       = "tw_inode_mkdir"
@@ -211,6 +218,7 @@ type FileMapSpecs struct {
 	FileTrips   *ebpf.MapSpec `ebpf:"file_trips"`
 	FileWatches *ebpf.MapSpec `ebpf:"file_watches"`
 	Stats       *ebpf.MapSpec `ebpf:"stats"`
+	TripClocks  *ebpf.MapSpec `ebpf:"trip_clocks"`
 }
 
 // FileVariableSpecs contains global variables before they are loaded into the kernel.
@@ -252,6 +260,7 @@ type FileMaps struct {
 	FileTrips   *ebpf.Map `ebpf:"file_trips"`
 	FileWatches *ebpf.Map `ebpf:"file_watches"`
 	Stats       *ebpf.Map `ebpf:"stats"`
+	TripClocks  *ebpf.Map `ebpf:"trip_clocks"`
 }
 
 func (m *FileMaps) Close() error {
@@ -261,6 +270,7 @@ func (m *FileMaps) Close() error {
 		m.FileTrips,
 		m.FileWatches,
 		m.Stats,
+		m.TripClocks,
 	)
 }
 

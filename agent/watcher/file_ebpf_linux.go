@@ -199,7 +199,12 @@ func (w *fileEBPF) counters() map[string]uint64 {
 }
 
 func (w *fileEBPF) start(ctx context.Context, sink Sink) error {
-	depth := uint32(1)
+	// Each level walked is a map lookup on every open on the host: walk
+	// parents only when a directory rule needs them.
+	depth := uint32(0)
+	if len(w.rules.dirs) > 0 {
+		depth = 1
+	}
 	if len(w.rules.recursive) > 0 {
 		depth = fileEBPFDepth
 	}
