@@ -41,6 +41,11 @@ func frontendContract() []byte {
 		reasons = append(reasons, tsConst{tsName(r), r})
 	}
 	tsObject(&b, "LossReason", "LOSS_REASON", "Why the agent lost events (tripwire.loss.reason).", reasons)
+	tsObject(&b, "RuleScope", "RULE_SCOPE", "What a central rule set applies to (rule_set_versions.scope).", []tsConst{
+		{"Global", RuleScopeGlobal}, {"Group", RuleScopeGroup}, {"Host", RuleScopeHost}})
+	tsObject(&b, "HostAttribute", "HOST_ATTRIBUTE", "Host attributes a group rule set's selector matches.", []tsConst{
+		{"HostName", ResourceHostName}, {"HostID", ResourceHostID}, {"OSType", ResourceOSType},
+		{"HostArch", ResourceHostArch}, {"ServiceVersion", ResourceServiceVersion}})
 	return b.Bytes()
 }
 

@@ -10,4 +10,5 @@ export enum ROUTES {
   Alerts = 'alerts',
   Hosts = 'hosts',
   Audit = 'audit',
+  Rules = 'rules',
 }

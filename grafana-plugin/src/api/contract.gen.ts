@@ -37,3 +37,21 @@ export const LOSS_REASON = {
   ReceiveOverflow: 'receive_overflow',
 } as const;
 export type LossReason = (typeof LOSS_REASON)[keyof typeof LOSS_REASON];
+
+/** What a central rule set applies to (rule_set_versions.scope). */
+export const RULE_SCOPE = {
+  Global: 'global',
+  Group: 'group',
+  Host: 'host',
+} as const;
+export type RuleScope = (typeof RULE_SCOPE)[keyof typeof RULE_SCOPE];
+
+/** Host attributes a group rule set's selector matches. */
+export const HOST_ATTRIBUTE = {
+  HostName: 'host.name',
+  HostID: 'host.id',
+  OSType: 'os.type',
+  HostArch: 'host.arch',
+  ServiceVersion: 'service.version',
+} as const;
+export type HostAttribute = (typeof HOST_ATTRIBUTE)[keyof typeof HOST_ATTRIBUTE];

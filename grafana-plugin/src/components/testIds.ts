@@ -25,6 +25,16 @@ export const testIds = {
     badge: 'data-testid triage-badge',
     history: 'data-testid triage-history',
   },
+  rules: {
+    table: 'data-testid rules-table',
+    editor: 'data-testid rules-editor',
+    preview: 'data-testid rules-preview',
+    current: 'data-testid rules-current',
+    versions: 'data-testid rules-versions',
+    diff: 'data-testid rules-diff',
+    hosts: 'data-testid rules-hosts',
+    field: (name: string) => `data-testid rules-field-${name}`,
+  },
   audit: {
     status: 'data-testid audit-status',
     entries: 'data-testid audit-entries',

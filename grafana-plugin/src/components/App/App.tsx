@@ -8,6 +8,7 @@ const Live = React.lazy(() => import('../../pages/Live'));
 const Alerts = React.lazy(() => import('../../pages/Alerts'));
 const Hosts = React.lazy(() => import('../../pages/Hosts'));
 const Audit = React.lazy(() => import('../../pages/Audit'));
+const Rules = React.lazy(() => import('../../pages/Rules'));
 
 function App(_: AppRootProps) {
   return (
@@ -16,6 +17,7 @@ function App(_: AppRootProps) {
       <Route path={ROUTES.Alerts} element={<Alerts />} />
       <Route path={ROUTES.Hosts} element={<Hosts />} />
       <Route path={ROUTES.Audit} element={<Audit />} />
+      <Route path={ROUTES.Rules} element={<Rules />} />
       <Route path="*" element={<Navigate to={ROUTES.Live} replace />} />
     </Routes>
   );
