@@ -127,8 +127,9 @@ func (s *Spool) commitWithRetry(p *pending, closing bool) error {
 	}
 }
 
-// commitBatch inserts batch in one transaction and, before committing,
-// calls durable (if not nil): only the first durable() events are committed.
+// commitBatch inserts batch in one transaction, sheds what the limits
+// require and, just before committing, calls durable (if not nil): only the
+// first durable() events are committed.
 func (s *Spool) commitBatch(batch []*event.Event, durable func() int) error {
 	ctx := context.Background()
 	began := time.Now()
@@ -163,6 +164,18 @@ func (s *Spool) commitBatch(batch []*event.Event, durable func() int) error {
 		}
 		top = max(top, e.Seq)
 	}
+	if _, err := tx.ExecContext(ctx, `UPDATE meta SET value = max(value, ?) WHERE key = 'spooled_through'`, int64(top)); err != nil {
+		return fmt.Errorf("advancing spooled_through: %w", err)
+	}
+	s.mu.Lock()
+	depth, total := s.stats.Depth+added, s.stats.Bytes+bytes
+	s.mu.Unlock()
+	shed, depth, total, over, err := s.shed(ctx, tx, depth, total)
+	if err != nil {
+		return err
+	}
+	// Everything but the commit is done: what is left once the chain's
+	// sync returns is the commit alone.
 	if durable != nil {
 		if n := durable(); n < len(batch) {
 			// The chain failed part-way: commit only what it made durable.
@@ -174,16 +187,6 @@ func (s *Spool) commitBatch(batch []*event.Event, durable func() int) error {
 			}
 			return s.commitBatch(batch[:n], nil)
 		}
-	}
-	if _, err := tx.ExecContext(ctx, `UPDATE meta SET value = max(value, ?) WHERE key = 'spooled_through'`, int64(top)); err != nil {
-		return fmt.Errorf("advancing spooled_through: %w", err)
-	}
-	s.mu.Lock()
-	depth, total := s.stats.Depth+added, s.stats.Bytes+bytes
-	s.mu.Unlock()
-	shed, depth, total, over, err := s.shed(ctx, tx, depth, total)
-	if err != nil {
-		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("committing spool: %w", err)
