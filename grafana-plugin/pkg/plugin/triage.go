@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -96,6 +97,31 @@ func (d *Datasource) registerTriageRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/alerts/{id}/triage", d.read(d.handleTriage))
 	// POST /api/v1/alerts/{id}/triage?host= (Editor): {"state","assignee","note"}
 	mux.HandleFunc("POST /api/v1/alerts/{id}/triage", d.read(d.handleTriageChange))
+	// POST /api/v1/alerts/triage (Editor): {"alerts":[{"alert_id","host_name"}],"state","assignee","note"}
+	mux.HandleFunc("POST /api/v1/alerts/triage", d.read(d.handleTriageBulk))
+}
+
+// maxBulk bounds one bulk change: a page of the Alerts page is 200.
+const maxBulk = 500
+
+// AlertRef names one alert: its id and its host (ids are unique per host).
+type AlertRef struct {
+	AlertID  string `json:"alert_id"`
+	HostName string `json:"host_name"`
+}
+
+// BulkTriageChange is the body of POST alerts/triage: one change for many
+// alerts.
+type BulkTriageChange struct {
+	Alerts []AlertRef `json:"alerts"`
+	TriageChange
+}
+
+// BulkTriageResult says which alerts were changed; Missing are those no
+// stored alert matched (retention may have removed them).
+type BulkTriageResult struct {
+	Applied int        `json:"applied"`
+	Missing []AlertRef `json:"missing"`
 }
 
 func (d *Datasource) handleTriage(r *http.Request) (any, error) {
@@ -108,15 +134,11 @@ func (d *Datasource) handleTriage(r *http.Request) (any, error) {
 }
 
 // handleTriageChange acknowledges, reopens, assigns or annotates an alert,
-// as the Grafana user of the request. Triage is a SOC analyst's work, so it
-// asks for the Editor role (or Admin); a Viewer reads it only.
+// as the Grafana user of the request.
 func (d *Datasource) handleTriageChange(r *http.Request) (any, error) {
-	u := backend.PluginConfigFromContext(r.Context()).User
-	if u == nil || (u.Role != "Editor" && u.Role != "Admin") {
-		return nil, fmt.Errorf("%w: changing triage state needs the Editor role or above", ErrForbidden)
-	}
-	if u.Login == "" {
-		return nil, fmt.Errorf("%w: no Grafana user in the request to attribute the change to", ErrForbidden)
+	login, err := triageActor(r)
+	if err != nil {
+		return nil, err
 	}
 	p := newParams(r, "host")
 	host := p.one("host")
@@ -124,24 +146,96 @@ func (d *Datasource) handleTriageChange(r *http.Request) (any, error) {
 		return nil, p.err
 	}
 	var c TriageChange
-	body := io.Reader(http.NoBody) // the SDK's adapter leaves Body nil for an empty body
-	if r.Body != nil {
-		body = r.Body
-	}
-	dec := json.NewDecoder(io.LimitReader(body, 2*maxNoteLen+1024))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil {
-		return nil, badRequest("body: want a JSON object with state, assignee or note: %v", err)
+	if err := decodeTriageBody(r, &c, 2*maxNoteLen+1024, "a JSON object with state, assignee or note"); err != nil {
+		return nil, err
 	}
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
 	id := r.PathValue("id")
-	if err := d.store.ChangeTriage(r.Context(), id, host, u.Login, &c); err != nil {
+	if err := d.store.ChangeTriage(r.Context(), id, host, login, &c); err != nil {
 		return nil, err
 	}
-	log.DefaultLogger.Info("alert triaged", "alert_id", id, contract.ResourceHostName, host, "user.name", u.Login)
+	log.DefaultLogger.Info("alert triaged", "alert_id", id, contract.ResourceHostName, host, "user.name", login)
 	return d.store.AlertTriage(r.Context(), id, host)
+}
+
+// handleTriageBulk applies one change to up to maxBulk alerts, each named
+// with its host, in one transaction, as the Grafana user of the request.
+func (d *Datasource) handleTriageBulk(r *http.Request) (any, error) {
+	login, err := triageActor(r)
+	if err != nil {
+		return nil, err
+	}
+	if p := newParams(r); p.err != nil {
+		return nil, p.err
+	}
+	var c BulkTriageChange
+	if err := decodeTriageBody(r, &c, 2*maxNoteLen+maxBulk*(36+maxFilterLen+40)+1024, "a JSON object with alerts and state, assignee or note"); err != nil {
+		return nil, err
+	}
+	if len(c.Alerts) == 0 || len(c.Alerts) > maxBulk {
+		return nil, badRequest("alerts: give 1..%d alerts", maxBulk)
+	}
+	for i, a := range c.Alerts {
+		if !isUUID(a.AlertID) {
+			return nil, badRequest("alerts[%d].alert_id: not a UUID", i)
+		}
+		if a.HostName == "" {
+			return nil, badRequest("alerts[%d].host_name: required", i)
+		}
+		if err := checkText(fmt.Sprintf("alerts[%d].host_name", i), a.HostName, maxFilterLen); err != nil {
+			return nil, err
+		}
+	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	res, err := d.store.ChangeTriageBulk(r.Context(), c.Alerts, login, &c.TriageChange)
+	if err != nil {
+		return nil, err
+	}
+	log.DefaultLogger.Info("alerts triaged", "alerts", res.Applied, "user.name", login)
+	return res, nil
+}
+
+// triageActor is the login to attribute a triage change to. Triage is a
+// SOC analyst's work, so it asks for the Editor role (or Admin); a Viewer
+// reads it only.
+func triageActor(r *http.Request) (string, error) {
+	u := backend.PluginConfigFromContext(r.Context()).User
+	if u == nil || (u.Role != "Editor" && u.Role != "Admin") {
+		return "", fmt.Errorf("%w: changing triage state needs the Editor role or above", ErrForbidden)
+	}
+	if u.Login == "" {
+		return "", fmt.Errorf("%w: no Grafana user in the request to attribute the change to", ErrForbidden)
+	}
+	return u.Login, nil
+}
+
+// decodeTriageBody reads a JSON body of at most limit bytes strictly: unknown
+// fields and trailing data are 400s.
+func decodeTriageBody(r *http.Request, v any, limit int, want string) error {
+	body := io.Reader(http.NoBody) // the SDK's adapter leaves Body nil for an empty body
+	if r.Body != nil {
+		body = r.Body
+	}
+	b, err := io.ReadAll(io.LimitReader(body, int64(limit)+1))
+	if err != nil {
+		return fmt.Errorf("reading body: %w", err)
+	}
+	if len(b) > limit {
+		return badRequest("body: larger than %d bytes", limit)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return badRequest("body: want %s: %v", want, err)
+	}
+	if dec.More() {
+		return badRequest("body: want one JSON object")
+	}
+	return nil
 }
 
 // ChangeTriage applies c to the alert id (on host, or the one host that has
@@ -173,6 +267,48 @@ func (s *Store) ChangeTriage(ctx context.Context, id, host, actor string, c *Tri
 		return nil
 	}
 	return fmt.Errorf("%w: alert id %s is used by several hosts; name one with host=", ErrAmbiguous, id)
+}
+
+// ChangeTriageBulk applies c to each alert in one transaction, attributed to
+// actor, and says which alerts no stored alert matched.
+func (s *Store) ChangeTriageBulk(ctx context.Context, alerts []AlertRef, actor string, c *TriageChange) (*BulkTriageResult, error) {
+	ids := make([]string, len(alerts))
+	hosts := make([]string, len(alerts))
+	for i, a := range alerts {
+		ids[i], hosts[i] = a.AlertID, a.HostName
+	}
+	var assignee *string
+	if c.Assignee != nil && *c.Assignee != "" {
+		assignee = c.Assignee
+	}
+	res := &BulkTriageResult{Missing: []AlertRef{}}
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{AccessMode: pgx.ReadWrite}, func(tx pgx.Tx) error {
+		res.Applied, res.Missing = 0, res.Missing[:0]
+		rows, err := tx.Query(ctx, `SELECT q.n, tripwire_triage(q.id, q.h, $3, $4, $5, $6, $7)
+FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS q(id, h, n) ORDER BY q.n`,
+			ids, hosts, actor, c.State, c.Assignee != nil, assignee, c.Note)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var n, matched int
+			if err := rows.Scan(&n, &matched); err != nil {
+				return err
+			}
+			// With a host named, an id matches one alert or none.
+			if matched == 1 {
+				res.Applied++
+			} else {
+				res.Missing = append(res.Missing, alerts[n-1])
+			}
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("changing triage: %w", err)
+	}
+	return res, nil
 }
 
 // AlertTriage returns the triage and history of the alert id (on host, or

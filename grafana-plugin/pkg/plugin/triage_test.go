@@ -353,3 +353,51 @@ func TestCriticalRuleCountsOnlyUnacknowledged(t *testing.T) {
 		t.Fatalf("after reopening one of mac-01's: %v", got)
 	}
 }
+
+// TestTriageBulk: one change for many alerts, each named with its host, in
+// one request; alerts that do not exist are reported, not fatal.
+func TestTriageBulk(t *testing.T) {
+	e := newEnv(t)
+	e.seed(t)
+	all := seedAlerts()
+	ref := func(a seedAlert) string { return `{"alert_id":"` + a.id + `","host_name":"` + a.host + `"}` }
+	three := ref(all[0]) + "," + ref(all[1]) + "," + ref(all[2])
+	gone := `{"alert_id":"0190a000-0000-7000-8000-999999999999","host_name":"web-01"}`
+	wrongHost := `{"alert_id":"` + all[3].id + `","host_name":"nope"}`
+	many := strings.Repeat(ref(all[0])+",", maxBulk) + ref(all[1])
+	for _, c := range []struct {
+		role, body string
+		want       int
+		wantBody   string
+	}{
+		{"Viewer", `{"alerts":[` + three + `],"state":"ACKNOWLEDGED"}`, 403, "Editor"},
+		{"Editor", `{"alerts":[],"state":"ACKNOWLEDGED"}`, 400, "alerts"},
+		{"Editor", `{"alerts":[` + many + `],"state":"ACKNOWLEDGED"}`, 400, "alerts"},
+		{"Editor", `{"alerts":[{"alert_id":"x","host_name":"web-01"}],"state":"ACKNOWLEDGED"}`, 400, "UUID"},
+		{"Editor", `{"alerts":[{"alert_id":"` + all[0].id + `"}],"state":"ACKNOWLEDGED"}`, 400, "host_name"},
+		{"Editor", `{"alerts":[` + three + `]}`, 400, "nothing to change"},
+		{"Editor", `{"alerts":[` + three + `],"state":"ACKNOWLEDGED","x":1}`, 400, "x"},
+		{"Editor", `{"alerts":[` + three + `],"state":"ACKNOWLEDGED"} {}`, 400, "one JSON object"},
+		{"Editor", `{"alerts":[` + three + `,` + gone + `,` + wrongHost + `],"state":"ACKNOWLEDGED","note":"scanner sweep"}`, 200,
+			`"applied":3,"missing":[` + gone + `,` + wrongHost + `]`},
+	} {
+		code, body := e.send(t, "POST", "/api/v1/alerts/triage", c.role, "eve", c.body)
+		if code != c.want || !strings.Contains(string(body), c.wantBody) {
+			t.Errorf("%s %.120s: %d %.300s, want %d with %q", c.role, c.body, code, body, c.want, c.wantBody)
+		}
+	}
+	_, body := e.send(t, "GET", "/api/v1/alerts?state=ACKNOWLEDGED", "Viewer", "vic", "")
+	page := decode[AlertPage](t, body)
+	if len(page.Alerts) != 3 {
+		t.Fatalf("%d acknowledged alerts, want 3", len(page.Alerts))
+	}
+	for _, a := range page.Alerts {
+		if a.Triage.UpdatedBy == nil || *a.Triage.UpdatedBy != "eve" {
+			t.Errorf("alert %s triage %+v", a.AlertID, a.Triage)
+		}
+	}
+	var n int
+	if err := e.conn.QueryRow(context.Background(), `SELECT count(*) FROM alert_triage_history WHERE actor = 'eve'`).Scan(&n); err != nil || n != 6 {
+		t.Fatalf("%d history rows by eve (%v), want 6: a state change and a note for each of 3", n, err)
+	}
+}

@@ -2,7 +2,7 @@ import { lastValueFrom } from 'rxjs';
 import { config, getBackendSrv } from '@grafana/runtime';
 
 import { ApiError, datasourceUid } from './client';
-import type { AlertTriage, TriageChange, TriageState } from './types';
+import type { AlertRef, AlertTriage, BulkTriageResult, TriageChange, TriageState } from './types';
 
 /** Triage states in the order the filters offer them (pkg/plugin/triage.go). */
 export const TRIAGE_STATES: TriageState[] = ['OPEN', 'ACKNOWLEDGED'];
@@ -37,9 +37,32 @@ async function call(method: 'GET' | 'POST', id: string, host: string | undefined
   }
 }
 
+async function bulk(alerts: AlertRef[], change: TriageChange): Promise<BulkTriageResult> {
+  const uid = await datasourceUid();
+  try {
+    const resp = await lastValueFrom(
+      getBackendSrv().fetch<BulkTriageResult>({
+        url: `/api/datasources/uid/${uid}/resources/api/v1/alerts/triage`,
+        method: 'POST',
+        data: { alerts, ...change },
+        showErrorAlert: false,
+      })
+    );
+    return resp.data;
+  } catch (e: unknown) {
+    const err = e as { status?: number; data?: { error?: string; message?: string }; message?: string };
+    throw new ApiError(err.data?.error ?? err.data?.message ?? err.message ?? 'request failed', err.status);
+  }
+}
+
+/** How many alerts one bulk change may name (pkg/plugin/triage.go maxBulk). */
+export const MAX_BULK = 500;
+
 export const triageApi = {
   /** The alert's triage and its history. */
   get: (id: string, host?: string) => call('GET', id, host),
   /** Acknowledge, reopen, assign or annotate, as the signed-in user (Editor or Admin). */
   change: (id: string, host: string | undefined, change: TriageChange) => call('POST', id, host, change),
+  /** One change for many alerts, in one transaction; `missing` lists those no stored alert matched. */
+  changeMany: bulk,
 };

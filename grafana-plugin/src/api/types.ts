@@ -181,6 +181,17 @@ export interface AlertTriage extends Triage {
   history: TriageEntry[];
 }
 
+/** One alert by id and host (ids are unique per host). */
+export interface AlertRef {
+  alert_id: string;
+  host_name: string;
+}
+
+export interface BulkTriageResult {
+  applied: number;
+  missing: AlertRef[];
+}
+
 /** The body of POST alerts/{id}/triage: absent fields stay; assignee '' unassigns. */
 export interface TriageChange {
   state?: TriageState;

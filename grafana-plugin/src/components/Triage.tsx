@@ -1,11 +1,11 @@
-import React, { useState } from 'react';
+import React, { useCallback, useMemo, useState } from 'react';
 import { useAsyncRetry } from 'react-use';
 import { css } from '@emotion/css';
 import { GrafanaTheme2 } from '@grafana/data';
-import { Badge, Button, Field, Input, Stack, TextArea, useStyles2 } from '@grafana/ui';
+import { Badge, Button, Checkbox, Column, Field, Input, Stack, TextArea, useStyles2 } from '@grafana/ui';
 
-import { canTriage, currentLogin, triageApi } from '../api/triage';
-import type { AlertTriage, Triage, TriageChange, TriageEntry } from '../api/types';
+import { canTriage, currentLogin, MAX_BULK, triageApi } from '../api/triage';
+import type { Alert, AlertRef, AlertTriage, Triage, TriageChange, TriageEntry } from '../api/types';
 import { ErrorView, Loading } from './States';
 import { testIds } from './testIds';
 import { fmtTime } from './time';
@@ -175,3 +175,128 @@ const getStyles = (theme: GrafanaTheme2) => ({
     'td:last-child': { wordBreak: 'break-word' },
   }),
 });
+
+const refKey = (a: AlertRef) => `${a.host_name}/${a.alert_id}`;
+
+/**
+ * Bulk triage for a list of alerts: a checkbox column (for Editors and
+ * Admins only) and, while alerts are selected, a toolbar that acknowledges,
+ * reopens or assigns them in one request. onTriaged gets each changed
+ * alert's new triage, for the list to show it. Selections of alerts no
+ * longer listed (another filter) are dropped.
+ */
+export function useBulkTriage(
+  alerts: Alert[],
+  triageOf: (a: Alert) => Triage | undefined,
+  onTriaged: (changed: Array<{ ref: AlertRef; triage: Triage }>) => void
+): { column?: Column<Alert>; toolbar: React.ReactNode } {
+  const [picked, setPicked] = useState<Set<string>>(new Set());
+  const [busy, setBusy] = useState(false);
+  const [result, setResult] = useState<{ error?: unknown; missing?: number }>();
+  const allowed = canTriage();
+  const selected = useMemo(() => alerts.filter((a) => picked.has(refKey(a))), [alerts, picked]);
+  const toggle = useCallback(
+    (a: Alert) =>
+      setPicked((prev) => {
+        const next = new Set(prev);
+        if (!next.delete(refKey(a))) {
+          next.add(refKey(a));
+        }
+        return next;
+      }),
+    []
+  );
+  const allShown = alerts.length > 0 && selected.length === alerts.length;
+  const column = useMemo<Column<Alert> | undefined>(
+    () =>
+      allowed
+        ? {
+            id: 'select',
+            disableGrow: true,
+            header: () => (
+              <Checkbox
+                aria-label="select all shown"
+                value={allShown}
+                onChange={() => setPicked(allShown ? new Set() : new Set(alerts.map(refKey)))}
+              />
+            ),
+            cell: ({ row }) => (
+              <Checkbox
+                aria-label={`select ${row.original.alert_id}`}
+                value={picked.has(refKey(row.original))}
+                onChange={() => toggle(row.original)}
+              />
+            ),
+          }
+        : undefined,
+    [allowed, allShown, alerts, picked, toggle]
+  );
+
+  const apply = (change: TriageChange) => {
+    const refs = selected.slice(0, MAX_BULK).map((a) => ({ alert_id: a.alert_id, host_name: a.host_name }));
+    setBusy(true);
+    setResult(undefined);
+    triageApi
+      .changeMany(refs, change)
+      .then(
+        (r) => {
+          const missing = new Set(r.missing.map(refKey));
+          const now = new Date().toISOString();
+          const me = currentLogin();
+          const byKey = new Map(selected.map((a) => [refKey(a), a]));
+          const changed = refs
+            .filter((ref) => !missing.has(refKey(ref)))
+            .map((ref) => {
+              const before = triageOf(byKey.get(refKey(ref))!) ?? { state: 'OPEN' as const };
+              const assignee = change.assignee === undefined ? before.assignee : change.assignee || undefined;
+              return {
+                ref,
+                triage: { ...before, state: change.state ?? before.state, assignee, updated_at: now, updated_by: me },
+              };
+            });
+          onTriaged(changed);
+          setPicked(new Set());
+          setResult(r.missing.length > 0 ? { missing: r.missing.length } : undefined);
+        },
+        (e: unknown) => setResult({ error: e })
+      )
+      .finally(() => setBusy(false));
+  };
+
+  const me = currentLogin();
+  let toolbar: React.ReactNode = null;
+  if (allowed && (selected.length > 0 || result)) {
+    toolbar = (
+      <div data-testid={testIds.triage.bulk}>
+        <Stack direction="column" gap={1}>
+          {selected.length > 0 && (
+            <Stack gap={1} alignItems="center">
+              <span>
+                {selected.length} selected{selected.length > MAX_BULK ? ` (the first ${MAX_BULK} are changed)` : ''}
+              </span>
+              <Button size="sm" icon="check" disabled={busy} onClick={() => apply({ state: 'ACKNOWLEDGED' })}>
+                Acknowledge
+              </Button>
+              <Button size="sm" variant="secondary" disabled={busy} onClick={() => apply({ state: 'OPEN' })}>
+                Reopen
+              </Button>
+              {me && (
+                <Button size="sm" variant="secondary" disabled={busy} onClick={() => apply({ assignee: me })}>
+                  Assign to me
+                </Button>
+              )}
+              <Button size="sm" variant="secondary" fill="text" onClick={() => setPicked(new Set())}>
+                Clear selection
+              </Button>
+            </Stack>
+          )}
+          {result?.error ? <ErrorView title="The change was not saved" error={result.error} /> : null}
+          {result?.missing ? (
+            <span>{result.missing} of the selected alerts are no longer stored and were not changed.</span>
+          ) : null}
+        </Stack>
+      </div>
+    );
+  }
+  return { column, toolbar };
+}

@@ -24,6 +24,7 @@ export const testIds = {
     panel: 'data-testid triage-panel',
     badge: 'data-testid triage-badge',
     history: 'data-testid triage-history',
+    bulk: 'data-testid triage-bulk',
   },
   rules: {
     table: 'data-testid rules-table',

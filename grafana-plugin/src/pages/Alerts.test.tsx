@@ -14,12 +14,13 @@ jest.mock('../api/client', () => ({
 }));
 jest.mock('../api/triage', () => ({
   ...jest.requireActual('../api/triage'),
-  triageApi: { get: jest.fn(), change: jest.fn() },
+  triageApi: { get: jest.fn(), change: jest.fn(), changeMany: jest.fn() },
 }));
 const listAlerts = api.listAlerts as jest.Mock;
 const getAlert = api.getAlert as jest.Mock;
 const getTriage = triageApi.get as jest.Mock;
 const changeTriage = triageApi.change as jest.Mock;
+const changeMany = triageApi.changeMany as jest.Mock;
 
 const probe = { search: '' };
 function LocationProbe() {
@@ -222,6 +223,73 @@ describe('Alerts page triage', () => {
     } finally {
       config.bootData.user.orgRole = saved;
     }
+  });
+});
+
+describe('Alerts page bulk triage', () => {
+  const config = jest.requireActual('@grafana/runtime').config;
+  let saved: { role: string; login: string };
+  beforeEach(() => {
+    listAlerts.mockReset();
+    changeMany.mockReset();
+    saved = { role: config.bootData.user.orgRole, login: config.bootData.user.login };
+  });
+  afterEach(() => {
+    config.bootData.user.orgRole = saved.role;
+    config.bootData.user.login = saved.login;
+  });
+  const badges = () => screen.getAllByTestId('data-testid triage-badge').map((b) => b.textContent);
+
+  it('gives a Viewer no selection', async () => {
+    config.bootData.user.orgRole = 'Viewer';
+    listAlerts.mockResolvedValue({ alerts: [alert(1), alert(2)] });
+    renderAt('/alerts');
+    await screen.findByTestId('data-testid alerts-table');
+    expect(screen.queryByLabelText('select all shown')).not.toBeInTheDocument();
+  });
+
+  it('acknowledges and assigns the selected alerts in one request each, and says which were gone', async () => {
+    config.bootData.user.orgRole = 'Editor';
+    config.bootData.user.login = 'eve';
+    listAlerts.mockResolvedValue({ alerts: [alert(3), alert(2), alert(1, { host_name: 'db-01' })] });
+    renderAt('/alerts');
+    await screen.findByTestId('data-testid alerts-table');
+    fireEvent.click(screen.getByLabelText(`select ${alert(3).alert_id}`));
+    fireEvent.click(screen.getByLabelText(`select ${alert(1).alert_id}`));
+    expect(screen.getByTestId('data-testid triage-bulk').textContent).toContain('2 selected');
+    changeMany.mockResolvedValueOnce({ applied: 2, missing: [] });
+    await act(async () => screen.getByRole('button', { name: /Acknowledge/ }).click());
+    expect(changeMany).toHaveBeenCalledWith(
+      [
+        { alert_id: alert(3).alert_id, host_name: 'web-01' },
+        { alert_id: alert(1).alert_id, host_name: 'db-01' },
+      ],
+      { state: 'ACKNOWLEDGED' }
+    );
+    await waitFor(() => expect(badges()).toEqual(['ACKNOWLEDGED', 'OPEN', 'ACKNOWLEDGED']));
+    expect(screen.queryByTestId('data-testid triage-bulk')).not.toBeInTheDocument();
+
+    // Select all shown; one alert went with retention meanwhile.
+    fireEvent.click(screen.getByLabelText('select all shown'));
+    changeMany.mockResolvedValueOnce({ applied: 2, missing: [{ alert_id: alert(2).alert_id, host_name: 'web-01' }] });
+    await act(async () => screen.getByRole('button', { name: /Assign to me/ }).click());
+    expect(changeMany).toHaveBeenLastCalledWith(expect.any(Array), { assignee: 'eve' });
+    expect(changeMany.mock.calls[1][0]).toHaveLength(3);
+    await waitFor(() => expect(badges()).toEqual(['ACKNOWLEDGED eve', 'OPEN', 'ACKNOWLEDGED eve']));
+    expect(screen.getByText(/1 of the selected alerts are no longer stored/)).toBeInTheDocument();
+  });
+
+  it('keeps the selection and shows the error when the change fails', async () => {
+    config.bootData.user.orgRole = 'Admin';
+    listAlerts.mockResolvedValue({ alerts: [alert(1)] });
+    changeMany.mockRejectedValue(new ApiError('changing triage state needs the Editor role or above', 403));
+    renderAt('/alerts');
+    await screen.findByTestId('data-testid alerts-table');
+    fireEvent.click(screen.getByLabelText(`select ${alert(1).alert_id}`));
+    await act(async () => screen.getByRole('button', { name: /Acknowledge/ }).click());
+    expect(await screen.findByText('changing triage state needs the Editor role or above')).toBeInTheDocument();
+    expect(screen.getByTestId('data-testid triage-bulk').textContent).toContain('1 selected');
+    expect(badges()).toEqual(['OPEN']);
   });
 });
 

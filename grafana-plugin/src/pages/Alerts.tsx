@@ -25,7 +25,7 @@ import { Empty, ErrorView, Loading } from '../components/States';
 import { fmtTime } from '../components/time';
 import { apiRange, PageTimeRangePicker, useUrlTimeRange } from '../components/TimeRange';
 import { testIds } from '../components/testIds';
-import { TriageBadge, TriagePanel } from '../components/Triage';
+import { TriageBadge, TriagePanel, useBulkTriage } from '../components/Triage';
 import { withParams } from '../components/urlParams';
 import { SEVERITIES, TYPES } from '../datasource/types';
 
@@ -82,6 +82,15 @@ export function Alerts() {
   // reloading (the filters apply on the next load).
   const [triaged, setTriaged] = useState<Record<string, Triage>>({});
   const triageOf = useCallback((a: Alert) => triaged[`${a.host_name}/${a.alert_id}`] ?? a.triage, [triaged]);
+  const bulk = useBulkTriage(alerts, triageOf, (changed) =>
+    setTriaged((prev) => {
+      const next = { ...prev };
+      for (const { ref, triage } of changed) {
+        next[`${ref.host_name}/${ref.alert_id}`] = triage;
+      }
+      return next;
+    })
+  );
 
   const setParam = useCallback(
     (key: FilterKey, value: string | undefined) => setParams((prev) => withParams(prev, { [key]: value })),
@@ -108,6 +117,7 @@ export function Alerts() {
 
   const columns = useMemo<Array<Column<Alert>>>(
     () => [
+      ...(bulk.column ? [bulk.column] : []),
       {
         id: 'event_time',
         header: 'Time',
@@ -130,7 +140,7 @@ export function Alerts() {
       { id: 'rule_name', header: 'Rule' },
       { id: 'summary', header: 'Summary' },
     ],
-    [openAlert, triageOf]
+    [openAlert, triageOf, bulk.column]
   );
 
   // Text filters are uncontrolled inputs keyed by their URL value: typing is
@@ -159,6 +169,7 @@ export function Alerts() {
   } else {
     body = (
       <div data-testid={testIds.alerts.table}>
+        {bulk.toolbar}
         <InteractiveTable columns={columns} data={alerts} getRowId={(a) => a.alert_id} />
         <div className={s.footer}>
           {alerts.length} alerts shown
