@@ -77,7 +77,7 @@ func (a *Agent) Report() health.Report {
 		UptimeS:    time.Since(a.started).Seconds(),
 		QueueDepth: a.pipe.Stats().Queued,
 		SpoolDepth: a.spool.Depth(),
-		Unserved:   slices.Clone(a.unserved),
+		Unserved:   a.unservedNow(),
 		Watchers:   []health.Watcher{},
 		Version:    a.opts.Version,
 	}

@@ -31,7 +31,7 @@ type agentStatus struct {
 func (a *Agent) currentStatus() agentStatus {
 	now := time.Now()
 	a.mu.Lock()
-	unserved := slices.Clone(a.unserved)
+	unserved := a.unservedNow()
 	ws := slices.Clone(a.watchers)
 	degradedAfter := a.cfg.Transport.DegradedAfter
 	a.mu.Unlock()

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -137,7 +138,8 @@ func TestDegradedReasons(t *testing.T) {
 	if !strings.Contains(strings.Join(rep.Reasons, "\n"), "lacking: file rules decoy are served by fsnotify") {
 		t.Errorf("reasons lack the fsnotify one: %q", rep.Reasons)
 	}
-	if len(rep.Watchers) != 1 || rep.Watchers[0].Mechanism != "fsnotify" || len(rep.Unserved) != 1 {
+	// The honeyport runs, holding no socket, and tries the port again.
+	if len(rep.Watchers) != 2 || rep.Watchers[0].Mechanism != "fsnotify" || rep.Watchers[1].Mechanism != "honeyport" || len(rep.Unserved) != 1 {
 		t.Errorf("degraded agent: watchers %+v unserved %q", rep.Watchers, rep.Unserved)
 	}
 
@@ -208,4 +210,39 @@ func servedRules(r health.Report) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// TestSquattedHoneyportBindsWithoutReload: a decoy port another process
+// holds at start leaves its rule unserved (DEGRADED, CRITICAL) while the
+// honeyport tries it again; once the squatter goes, the port binds without
+// a reload and the agent is ONLINE again.
+func TestSquattedHoneyportBindsWithoutReload(t *testing.T) {
+	dir := t.TempDir()
+	held, err := net.Listen("tcp", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	busy := held.Addr().(*net.TCPAddr).Port
+	state := fmt.Sprintf("audit: {path: %s/state/audit.log}\nspool: {path: %s/state/spool.db}\nhealth: {socket: %s/health.sock}\n", dir, dir, dir)
+	ag := runAgent(t, writeConfig(t, dir, "rules:\n"+honeyportRule("pg", busy)+state), Options{})
+	rep := ag.waitStatus(t, dir, health.StatusDegraded, `unserved: network rule "pg"`, event.SeverityCritical)
+	if len(rep.Unserved) != 1 || !strings.Contains(rep.Unserved[0], "tried again every") {
+		t.Errorf("unserved %q", rep.Unserved)
+	}
+	held.Close()
+	ag.waitStatus(t, dir, health.StatusOK, "", event.SeverityInfo)
+	if rep := ag.health(t); len(rep.Unserved) != 0 {
+		t.Errorf("ONLINE with unserved %q", rep.Unserved)
+	}
+	conn, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(busy)))
+	if err != nil {
+		t.Fatalf("the freed decoy port does not answer: %v", err)
+	}
+	conn.Close()
+	waitFor(t, "a chained trip on the freed port", func() bool {
+		return len(chained(t, dir, func(e *event.Event) bool {
+			return e.Name == event.NetworkConnection && e.Network.DestinationPort == int64(busy)
+		})) > 0
+	})
 }

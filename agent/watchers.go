@@ -111,15 +111,17 @@ func (a *Agent) applyRules(ctx context.Context, cfg *config.Config) {
 	for _, r := range old {
 		stop = append(stop, r) // no rules of its kind left
 	}
+	unserved = append(unserved, watcher.Unserved(cfg.FileRules(), cfg.ProcessRules(), cfg.NetworkRules())...)
+	logged := slices.Clone(unserved)
 	// Rules a running watcher does not serve: a decoy port another process
-	// holds, a decoy it could not plant safely.
+	// holds, a decoy it could not plant safely. Asked again at each status
+	// check (unservedNow): a honeyport binds a squatted port once it is free.
 	for _, r := range next {
 		if ps, ok := r.w.(watcher.PartlyServed); ok {
-			unserved = append(unserved, ps.Unserved()...)
+			logged = append(logged, ps.Unserved()...)
 		}
 	}
-	unserved = append(unserved, watcher.Unserved(cfg.FileRules(), cfg.ProcessRules(), cfg.NetworkRules())...)
-	for _, u := range unserved {
+	for _, u := range logged {
 		a.log.Warn("rule unserved", "tripwire.agent.unserved_rules", u)
 	}
 	a.mu.Lock()
@@ -171,6 +173,19 @@ func (a *Agent) stopWatchers() {
 		a.metrics.Watchers.WithLabelValues(r.w.Kind(), r.w.Mechanism()).Set(0)
 	}
 	a.watchers, a.extras = nil, nil
+}
+
+// unservedNow lists the rules not served now: those no watcher could take
+// at the last start or reload, and what the running watchers report. The
+// caller holds a.mu.
+func (a *Agent) unservedNow() []string {
+	out := slices.Clone(a.unserved)
+	for _, r := range a.watchers {
+		if ps, ok := r.w.(watcher.PartlyServed); ok {
+			out = append(out, ps.Unserved()...)
+		}
+	}
+	return out
 }
 
 func (a *Agent) watcherModes() string {

@@ -33,6 +33,10 @@ const (
 	// honeyDropPoll is how often a honeyport reads its sockets' drop
 	// counters; a final read at stop catches the rest.
 	honeyDropPoll = time.Second
+	// honeyRetryEvery is how often a honeyport tries again to bind a decoy
+	// port another process held at start: once the squatter goes, the port
+	// is a tripwire again without a reload. One bind attempt per port.
+	honeyRetryEvery = 5 * time.Second
 )
 
 // honeyport is the network watcher of decoy ports: the agent itself listens
@@ -50,7 +54,9 @@ type honeyport struct {
 	addrs                                             []net.Addr // bound, for tests and logs
 	socks                                             map[string]*honeySock
 	unserved                                          []string
-	prev                                              *honeyport // the watcher this one replaces, whose sockets it takes
+	squatted                                          []squattedPort // in use at start, tried again every honeyRetryEvery
+	stopped                                           bool           // the sockets were closed: none is added any more
+	prev                                              *honeyport     // the watcher this one replaces, whose sockets it takes
 
 	// Tests only: a shorter accept queue, and a gate the accept loops wait
 	// on, so a test can overflow the queue on purpose.
@@ -69,6 +75,14 @@ type honeySock struct {
 	seen     uint32           // sk_drops is a 32-bit counter that wraps
 	released atomic.Bool      // the loop stops without closing: a successor takes it
 	done     chan struct{}    // closed when the loop has stopped
+}
+
+// squattedPort is a decoy port another process held when the honeyport
+// started, with its line in unserved.
+type squattedPort struct {
+	t             netTarget
+	addr, key     string
+	unservedEntry string
 }
 
 func (s *honeySock) conn() syscall.Conn {
@@ -168,9 +182,10 @@ func (h *honeyport) take(key string) *honeySock {
 }
 
 // Start binds every decoy port it can (or takes it from the watcher it
-// replaces). A port that cannot be bound, e.g. because another process holds
-// it, is listed by Unserved and the others are served; Start fails only if
-// none can be.
+// replaces). A port that cannot be bound is listed by Unserved and the
+// others are served; one another process holds is tried again every
+// honeyRetryEvery and served once it binds. Start fails only if none can be
+// bound now or later.
 func (h *honeyport) Start(ctx context.Context, sink Sink) error {
 	sem := make(chan struct{}, honeyMaxReaders)
 	var lc net.ListenConfig
@@ -187,38 +202,39 @@ func (h *honeyport) Start(ctx context.Context, sink Sink) error {
 			if s == nil {
 				var err error
 				if s, err = h.listen(ctx, &lc, t.transport, addr); err != nil {
+					inUse := errors.Is(err, syscall.EADDRINUSE)
 					err = fmt.Errorf("honeyport %q: listening on %s %s: %w", t.rule.Name, t.transport, addr, err)
+					line := fmt.Sprintf("network rule %q: %v", t.rule.Name, err)
+					if inUse {
+						line += fmt.Sprintf(" (tried again every %s)", honeyRetryEvery)
+						h.squatted = append(h.squatted, squattedPort{t: t, addr: addr, key: key, unservedEntry: line})
+					}
 					errs = append(errs, err)
 					h.mu.Lock()
-					h.unserved = append(h.unserved, fmt.Sprintf("network rule %q: %v", t.rule.Name, err))
+					h.unserved = append(h.unserved, line)
 					h.mu.Unlock()
 					continue
 				}
 			}
-			h.mu.Lock()
-			h.socks[key] = s
-			h.mu.Unlock()
-			if s.ln != nil {
-				h.bound(s.ln.Addr())
-				go h.acceptLoop(s, t, sink, sem)
-			} else {
-				h.bound(s.pc.LocalAddr())
-				go h.packetLoop(s, t, sink)
-			}
+			h.serve(s, key, t, sink, sem)
 		}
 	}
 	h.prev = nil // what it held and this one does not serve closes with it
 	h.mu.Lock()
 	n := len(h.socks)
 	h.mu.Unlock()
-	if n == 0 && len(errs) > 0 {
+	if n == 0 && len(h.squatted) == 0 && len(errs) > 0 {
 		return errors.Join(errs...)
 	}
 	h.log.Info("network watcher started", "mechanism", netMechHoneyport, "listening", n, "unserved", len(errs))
 	go h.expireFloods(ctx, sink)
+	if len(h.squatted) > 0 {
+		go h.retrySquatted(ctx, &lc, sink, sem)
+	}
 	go func() {
 		h.watchDrops(ctx, sink)
 		h.mu.Lock()
+		h.stopped = true
 		for _, s := range h.socks {
 			s.close()
 		}
@@ -226,6 +242,60 @@ func (h *honeyport) Start(ctx context.Context, sink Sink) error {
 		h.emitFloods(sink, h.flood.close())
 	}()
 	return nil
+}
+
+// serve adds a bound socket and starts its loop; false (and the socket
+// closed) if the honeyport has stopped.
+func (h *honeyport) serve(s *honeySock, key string, t netTarget, sink Sink, sem chan struct{}) bool {
+	h.mu.Lock()
+	if h.stopped {
+		h.mu.Unlock()
+		s.close()
+		return false
+	}
+	h.socks[key] = s
+	h.mu.Unlock()
+	if s.ln != nil {
+		h.bound(s.ln.Addr())
+		go h.acceptLoop(s, t, sink, sem)
+	} else {
+		h.bound(s.pc.LocalAddr())
+		go h.packetLoop(s, t, sink)
+	}
+	return true
+}
+
+// retrySquatted tries the ports held by other processes at start again
+// until each binds or the honeyport stops; a port that binds is served and
+// leaves Unserved.
+func (h *honeyport) retrySquatted(ctx context.Context, lc *net.ListenConfig, sink Sink, sem chan struct{}) {
+	tick := time.NewTicker(honeyRetryEvery)
+	defer tick.Stop()
+	pending := h.squatted
+	for len(pending) > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		var still []squattedPort
+		for _, p := range pending {
+			s, err := h.listen(ctx, lc, p.t.transport, p.addr)
+			if err != nil {
+				still = append(still, p)
+				continue
+			}
+			if !h.serve(s, p.key, p.t, sink, sem) {
+				return
+			}
+			h.mu.Lock()
+			h.unserved = slices.DeleteFunc(h.unserved, func(u string) bool { return u == p.unservedEntry })
+			h.mu.Unlock()
+			h.log.Info("honeyport bound: the port's squatter has gone", event.KeyRule, p.t.rule.Name,
+				"network.transport", p.t.transport, "server.address", p.addr)
+		}
+		pending = still
+	}
 }
 
 func (h *honeyport) listen(ctx context.Context, lc *net.ListenConfig, transport, addr string) (*honeySock, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -93,8 +94,10 @@ func TestHoneyport(t *testing.T) {
 	}
 }
 
-// TestHoneyportPortInUse: a decoy port that cannot be bound is an error at
-// start, not a silent gap.
+// TestHoneyportPortInUse: a decoy port another process holds at start is
+// reported unserved, not a silent gap, and tried again: once the squatter
+// goes, the port binds without a reload, trips, and leaves the report. A
+// port that cannot be bound for another reason fails the start.
 func TestHoneyportPortInUse(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -108,8 +111,45 @@ func TestHoneyportPortInUse(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	sink := newTripSink()
+	if err := ws[0].Start(ctx, sink); err != nil {
+		t.Fatalf("honeyport with its only port squatted: %v", err)
+	}
+	h := ws[0].(*honeyport)
+	if u := h.Unserved(); len(u) != 1 || !strings.Contains(u[0], `network rule "busy"`) || !strings.Contains(u[0], "address already in use") {
+		t.Fatalf("unserved %q", u)
+	}
+	time.Sleep(honeyRetryEvery + time.Second)
+	if u := h.Unserved(); len(u) != 1 {
+		t.Fatalf("still squatted, unserved %q", u)
+	}
+
+	ln.Close()
+	deadline := time.Now().Add(2*honeyRetryEvery + 5*time.Second)
+	for len(h.Unserved()) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("not bound %s after the squatter left: %q", 2*honeyRetryEvery, h.Unserved())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	conn, err := net.Dial("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := conn.LocalAddr().(*net.TCPAddr).Port
+	conn.Close()
+	e := sink.waitFor(t, "trip on the port freed", func(e *event.Event) bool { return e.Network.SourcePort == int64(src) })
+	if e.Rule != "busy" || e.Network.DestinationPort != int64(port) {
+		t.Errorf("trip: rule %q network %+v", e.Rule, *e.Network)
+	}
+
+	// An address this host does not have never binds: no retry, no start.
+	ws, err = NewNetworkWatchers([]NetworkRule{{Name: "nowhere", Ports: []int{port}, Mode: "honeyport", Address: "192.0.2.1"}}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := ws[0].Start(ctx, newTripSink()); err == nil {
-		t.Fatalf("honeyport on busy port %d started", port)
+		t.Fatal("honeyport on an address the host does not have started")
 	}
 }
 
