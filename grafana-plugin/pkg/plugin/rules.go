@@ -61,6 +61,14 @@ func (fe FieldErrors) Error() string {
 	return b.String()
 }
 
+// orNil is fe as an error, nil when empty.
+func (fe FieldErrors) orNil() error {
+	if len(fe) == 0 {
+		return nil
+	}
+	return fe
+}
+
 func fieldError(field, format string, a ...any) FieldErrors {
 	return FieldErrors{{Field: field, Message: fmt.Sprintf(format, a...)}}
 }
@@ -175,7 +183,7 @@ func (d *Datasource) registerRuleRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/rules", d.read(d.handleRuleSets))
 	// POST /api/v1/rules (Editor): RuleSetEdit → the new set at version 1
 	mux.HandleFunc("POST /api/v1/rules", d.read(d.handleCreateRuleSet))
-	// POST /api/v1/rules/check: RuleSetEdit → {"errors": [...], "hosts": [...]}, saves nothing
+	// POST /api/v1/rules/check?id=: RuleSetEdit (of set id, or a new one) → {"errors": [...], "hosts": [...]}, saves nothing
 	mux.HandleFunc("POST /api/v1/rules/check", d.read(d.handleCheckRuleSet))
 	// GET /api/v1/rules/{id}?version=
 	mux.HandleFunc("GET /api/v1/rules/{id}", d.read(d.handleRuleSet))
@@ -303,6 +311,9 @@ func (d *Datasource) handleCreateRuleSet(r *http.Request) (any, error) {
 	}
 	rs := e.ruleSet()
 	rs.Author = u.Login
+	if fe, err := d.store.RuleNameClashes(r.Context(), &rs); err != nil || len(fe) > 0 {
+		return nil, errors.Join(err, fe.orNil())
+	}
 	id, err := d.store.CreateRuleSet(r.Context(), &rs)
 	if err != nil {
 		return nil, err
@@ -352,6 +363,9 @@ func (d *Datasource) handleUpdateRuleSet(r *http.Request) (any, error) {
 // saveVersion saves rs as the version after base and returns the set's
 // current version.
 func (d *Datasource) saveVersion(r *http.Request, base int, rs *RuleSet) (any, error) {
+	if fe, err := d.store.RuleNameClashes(r.Context(), rs); err != nil || len(fe) > 0 {
+		return nil, errors.Join(err, fe.orNil())
+	}
 	if err := d.store.UpdateRuleSet(r.Context(), base, rs); err != nil {
 		return nil, err
 	}
@@ -525,14 +539,23 @@ func (d *Datasource) handleCheckRuleSet(r *http.Request) (any, error) {
 	if _, err := ruleUser(r, false); err != nil {
 		return nil, err
 	}
-	if p := newParams(r); p.err != nil {
+	p := newParams(r, "id")
+	var id int64
+	if s := p.one("id"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < 1 {
+			p.fail(badRequest("id: want a positive integer"))
+		}
+		id = n
+	}
+	if p.err != nil {
 		return nil, p.err
 	}
 	var e RuleSetEdit
 	if err := decodeBody(r, &e); err != nil {
 		return nil, err
 	}
-	fe := e.check(e.Name != "")
+	fe := e.check(id == 0)
 	if fe == nil {
 		fe = FieldErrors{}
 	}
@@ -541,12 +564,20 @@ func (d *Datasource) handleCheckRuleSet(r *http.Request) (any, error) {
 		return f.Field == "scope" || f.Field == "selector" || f.Field == "host_name"
 	}) {
 		rs := e.ruleSet()
+		rs.ID = id
 		found, err := d.store.RuleSetHosts(r.Context(), &rs)
 		if err != nil {
 			return nil, err
 		}
 		if found != nil {
 			hosts = found
+		}
+		if len(fe) == 0 {
+			clashes, err := d.store.RuleNameClashes(r.Context(), &rs)
+			if err != nil {
+				return nil, err
+			}
+			fe = append(fe, clashes...)
 		}
 	}
 	return map[string]any{"errors": fe, "hosts": hosts}, nil

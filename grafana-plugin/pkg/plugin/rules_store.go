@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/tripwire-sec/tripwire/contract"
+	"github.com/tripwire-sec/tripwire/contract/rules"
 )
 
 // ErrConflict: the change was made from an older version than the current
@@ -195,4 +196,98 @@ func selectorJSON(rs *RuleSet) (string, error) {
 		return "", fmt.Errorf("encoding selector: %w", err)
 	}
 	return string(b), nil
+}
+
+// RuleNameClashes refuses rule names rs shares with another enabled set
+// that may apply to one same host: the host's agent would be sent two
+// rules of one name and refuse the rule set. A set that is disabled, or
+// whose rules do not parse, clashes with nothing.
+func (s *Store) RuleNameClashes(ctx context.Context, rs *RuleSet) (FieldErrors, error) {
+	if !rs.Enabled {
+		return nil, nil
+	}
+	mine, err := rules.Parse("rules", []byte(rs.Rules), nil)
+	if err != nil {
+		return nil, nil
+	}
+	rows, err := s.pool.Query(ctx, selectRuleSetVersion+` AND v.version = s.version
+		WHERE v.enabled AND s.rule_set_id <> $1 ORDER BY s.name`, rs.ID)
+	if err != nil {
+		return nil, fmt.Errorf("reading rule sets: %w", err)
+	}
+	others, err := pgx.CollectRows(rows, scanRuleSet)
+	if err != nil {
+		return nil, fmt.Errorf("reading rule sets: %w", err)
+	}
+	var fe FieldErrors
+	for _, other := range others {
+		theirs, err := rules.Parse("rules", []byte(other.Rules), nil)
+		if err != nil {
+			continue // saved before a stricter validator; the agent will say
+		}
+		shared := map[string]bool{}
+		for _, r := range theirs {
+			shared[r.Name] = true
+		}
+		var clash []int
+		for i, r := range mine {
+			if shared[r.Name] {
+				clash = append(clash, i)
+			}
+		}
+		if len(clash) == 0 {
+			continue
+		}
+		may, err := s.mayShareHost(ctx, rs, &other)
+		if err != nil {
+			return nil, err
+		}
+		if !may {
+			continue
+		}
+		for _, i := range clash {
+			fe = append(fe, FieldError{Field: "rules", Line: mine[i].Line, Key: fmt.Sprintf("rules[%d].name", i),
+				Message: fmt.Sprintf("rule %q is also in rule set %q, which may apply to the same hosts (%s); rename one or disable that set",
+					mine[i].Name, other.Name, other.Scope)})
+		}
+	}
+	return fe, nil
+}
+
+// mayShareHost says whether some host could get both sets: a global set
+// reaches every host; two groups can both match unless one attribute must
+// have two values; a host set and a group share a host when the host's
+// known attributes match the group, or when the host is not known yet.
+func (s *Store) mayShareHost(ctx context.Context, a, b *RuleSet) (bool, error) {
+	if a.Scope == contract.RuleScopeHost && b.Scope != contract.RuleScopeHost {
+		a, b = b, a
+	}
+	switch {
+	case a.Scope == contract.RuleScopeGlobal || b.Scope == contract.RuleScopeGlobal:
+		return true, nil
+	case a.Scope == contract.RuleScopeHost: // both host sets
+		return a.HostName == b.HostName, nil
+	case b.Scope == contract.RuleScopeGroup: // both groups
+		for k, v := range a.Selector {
+			if w, ok := b.Selector[k]; ok && w != v {
+				return false, nil
+			}
+		}
+		return true, nil
+	}
+	// a is a group, b one host.
+	sel, err := selectorJSON(a)
+	if err != nil {
+		return false, err
+	}
+	var matches bool
+	err = s.pool.QueryRow(ctx, `SELECT tripwire_rule_scope_matches($1, $2::jsonb, '', tripwire_host_attributes(h))
+		FROM hosts h WHERE h.host_name = $3`, contract.RuleScopeGroup, sel, b.HostName).Scan(&matches)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("reading host %q: %w", b.HostName, err)
+	}
+	return matches, nil
 }

@@ -239,3 +239,68 @@ func TestRuleSetHosts(t *testing.T) {
 		t.Fatalf("hosts: %d %s", code, out)
 	}
 }
+
+// TestRuleSetNameClashes: a rule name may be in two enabled sets only when
+// no host can get both; the refusal names the line and the other set.
+func TestRuleSetNameClashes(t *testing.T) {
+	e := newEnv(t)
+	e.seed(t) // web-01, db-01, mac-01: linux
+	e.exec(t, `INSERT INTO hosts (host_name, platform, arch) VALUES ('mbp-07', 'darwin', 'arm64')`)
+	other := "- name: other\n  type: process\n  severity: WARN\n  names: [nc]\n"
+	withShadow := other + shadowRules // shadow starts on line 5
+	group := func(os string) map[string]string { return map[string]string{contract.ResourceOSType: os} }
+	save := func(method, path, login string, edit map[string]any) (int, string) {
+		t.Helper()
+		code, out := e.send(t, method, path, "Editor", login, editJSON(t, edit))
+		return code, string(out)
+	}
+	steps := []struct {
+		method, path string
+		edit         map[string]any
+		want         int
+		wantBody     string
+	}{
+		{"POST", "/api/v1/rules", map[string]any{"name": "base", "scope": contract.RuleScopeGlobal, "rules": shadowRules}, 200, ""},
+		// A global set reaches every host.
+		{"POST", "/api/v1/rules", map[string]any{"name": "linux", "scope": contract.RuleScopeGroup, "selector": group("linux"), "rules": withShadow},
+			400, `"line":5,"key":"rules[1].name","message":"rule \"shadow\" is also in rule set \"base\"`},
+		// A disabled set clashes with nothing, either way.
+		{"POST", "/api/v1/rules", map[string]any{"name": "linux", "scope": contract.RuleScopeGroup, "selector": group("linux"), "rules": withShadow, "enabled": false}, 200, ""},
+		{"POST", "/api/v1/rules/1/disable", nil, 200, ""},
+		{"POST", "/api/v1/rules/2/enable", nil, 200, ""},
+		// Its own names are no clash: a new version of it saves.
+		{"PUT", "/api/v1/rules/2", map[string]any{"base_version": 2, "scope": contract.RuleScopeGroup, "selector": group("linux"), "rules": withShadow, "enabled": true, "note": "again"}, 200, ""},
+		// Two groups that need different values of one attribute share no host.
+		{"POST", "/api/v1/rules", map[string]any{"name": "darwin", "scope": contract.RuleScopeGroup, "selector": group("darwin"), "rules": shadowRules}, 200, ""},
+		// A known host outside the group shares nothing; one inside does; an unknown one may.
+		{"POST", "/api/v1/rules", map[string]any{"name": "db", "scope": contract.RuleScopeHost, "host_name": "db-01", "rules": shadowRules}, 400, `rule set \"linux\"`},
+		{"POST", "/api/v1/rules", map[string]any{"name": "new", "scope": contract.RuleScopeHost, "host_name": "new-01", "rules": shadowRules}, 400, `rule set \"darwin\"`},
+		{"POST", "/api/v1/rules", map[string]any{"name": "db", "scope": contract.RuleScopeHost, "host_name": "db-01", "rules": other}, 400, `rule \"other\" is also in rule set \"linux\"`},
+		// Enabling the global set again would clash with both groups.
+		{"POST", "/api/v1/rules/1/enable", nil, 400, `rule set \"darwin\"`},
+	}
+	for i, s := range steps {
+		var code int
+		var out string
+		if s.edit == nil {
+			c, b := e.send(t, s.method, s.path, "Editor", "ed", "")
+			code, out = c, string(b)
+		} else {
+			code, out = save(s.method, s.path, "ed", s.edit)
+		}
+		if code != s.want || !strings.Contains(out, s.wantBody) {
+			t.Fatalf("step %d %s %s: %d %.400s, want %d with %s", i, s.method, s.path, code, out, s.want, s.wantBody)
+		}
+	}
+	// The check route of an existing set leaves the set itself out.
+	code, out := e.send(t, "POST", "/api/v1/rules/check?id=2", "Viewer", "vic", editJSON(t, map[string]any{
+		"scope": contract.RuleScopeGroup, "selector": group("linux"), "rules": withShadow, "enabled": true}))
+	if code != 200 || !strings.Contains(string(out), `"errors":[]`) {
+		t.Fatalf("check of set 2: %d %s", code, out)
+	}
+	code, out = e.send(t, "POST", "/api/v1/rules/check", "Viewer", "vic", editJSON(t, map[string]any{
+		"name": "x", "scope": contract.RuleScopeGroup, "selector": group("linux"), "rules": withShadow}))
+	if code != 200 || !strings.Contains(string(out), `rule set \"linux\"`) {
+		t.Fatalf("check of a new set: %d %s", code, out)
+	}
+}

@@ -112,8 +112,9 @@ export const rulesApi = {
   update: (id: number, e: RuleSetEdit) => call<RuleSet>('PUT', `rules/${id}`, e),
   setEnabled: (id: number, enabled: boolean, baseVersion: number) =>
     call<RuleSet>('POST', `rules/${id}/${enabled ? 'enable' : 'disable'}`, { base_version: baseVersion }),
-  /** Validates an edit and lists the hosts it would apply to; saves nothing. */
-  check: (e: RuleSetEdit) => call<{ errors: FieldError[]; hosts: RuleSetHost[] }>('POST', 'rules/check', e),
+  /** Validates an edit (of set id, or a new set) and lists the hosts it would apply to; saves nothing. */
+  check: (e: RuleSetEdit, id?: number) =>
+    call<{ errors: FieldError[]; hosts: RuleSetHost[] }>('POST', 'rules/check', e, id ? { id: String(id) } : undefined),
   versions: (id: number) => call<{ versions: RuleSet[] }>('GET', `rules/${id}/versions`),
   /** from/to default to the current version against the one before. */
   diff: (id: number, from?: number, to?: number) => {

@@ -177,6 +177,18 @@ describe('Rules page', () => {
     const more = SHADOW + '- name: nc\n  type: process\n  severity: WARN\n  names: [nc]\n';
     fireEvent.change(screen.getByLabelText('Rules'), { target: { value: more } });
     fireEvent.change(screen.getByLabelText('Note'), { target: { value: 'add nc' } });
+    // A check of an existing set names it, so its own rule names are no clash.
+    api.check.mockResolvedValue({
+      errors: [{ field: 'rules', line: 5, key: 'rules[1].name', message: 'rule "nc" is also in rule set "tools"' }],
+      hosts: [host('web-01')],
+    });
+    fireEvent.click(screen.getByText('Check'));
+    expect(
+      await within(screen.getByTestId('data-testid rules-field-rules')).findByText(
+        'line 5: rules[1].name: rule "nc" is also in rule set "tools"'
+      )
+    ).toBeInTheDocument();
+    expect(api.check).toHaveBeenCalledWith(expect.objectContaining({ base_version: 2, rules: more }), 7);
     const v3 = ruleSet({ version: 3, rules: more, author: 'ed', note: 'add nc' });
     api.update.mockResolvedValue(v3);
     api.versions.mockResolvedValue({ versions: [v3, v2] });

@@ -287,8 +287,7 @@ export function RuleSetEditor({
   const check = () => {
     setBusy(true);
     setFailure(undefined);
-    rulesApi
-      .check(edit())
+    (set ? rulesApi.check(edit(), set.id) : rulesApi.check(edit()))
       .then((r) => {
         setErrors(r.errors);
         setHosts(r.hosts);
