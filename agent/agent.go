@@ -21,6 +21,7 @@ import (
 
 	"github.com/tripwire-sec/tripwire/agent/config"
 	"github.com/tripwire-sec/tripwire/agent/health"
+	"github.com/tripwire-sec/tripwire/agent/management"
 	"github.com/tripwire-sec/tripwire/agent/pipeline"
 	"github.com/tripwire-sec/tripwire/agent/shipper"
 	"github.com/tripwire-sec/tripwire/agent/spool"
@@ -68,6 +69,21 @@ type Agent struct {
 	unserved []string
 	status   agentStatus // as last chained
 	recheck  chan struct{}
+
+	// Central management (management: in the config). local is the config
+	// as loaded, central the central rule set running beside its rules;
+	// a.cfg is the two merged.
+	local      *config.Config
+	central    []byte
+	mgmt       *management.Client
+	centralReq chan centralOffer
+	runDone    chan struct{}
+}
+
+// centralOffer is a central rule set for the run loop to check and apply.
+type centralOffer struct {
+	body []byte
+	done chan error
 }
 
 type running struct {
@@ -89,8 +105,8 @@ func New(cfg *config.Config, opts Options) (_ *Agent, err error) {
 	}
 	// Not the named result: a failed return sets that to nil, and the
 	// cleanup below needs what was opened.
-	a := &Agent{opts: opts, log: opts.Logger, cfg: cfg, started: time.Now(), recheck: make(chan struct{}, 1),
-		status: agentStatus{Status: event.StatusOnline}}
+	a := &Agent{opts: opts, log: opts.Logger, cfg: cfg, local: cfg, started: time.Now(), recheck: make(chan struct{}, 1),
+		status: agentStatus{Status: event.StatusOnline}, centralReq: make(chan centralOffer), runDone: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			a.closeState()
@@ -137,6 +153,7 @@ func New(cfg *config.Config, opts Options) (_ *Agent, err error) {
 		return nil, err
 	}
 	a.registerGauges()
+	a.loadCentral()
 	if a.health, err = health.Listen(health.ListenOptions{
 		Socket: cfg.Health.Socket, SocketGroup: cfg.Health.SocketGroup,
 		Address: cfg.Health.Address, TokenFile: cfg.Health.TokenFile, Logger: a.log,
@@ -197,6 +214,7 @@ func (a *Agent) closeState() {
 // replaces the rules (watchers restart; nothing queued is lost).
 func (a *Agent) Run(ctx context.Context, reload <-chan *config.Config) (err error) {
 	a.pipe.Start()
+	defer close(a.runDone)
 	defer func() {
 		if stopErr := a.stop(); err == nil {
 			err = stopErr
@@ -223,6 +241,10 @@ func (a *Agent) Run(ctx context.Context, reload <-chan *config.Config) (err erro
 	if err := a.startShipper(shipCtx, shipDone); err != nil {
 		return &StartError{err}
 	}
+	if err := a.startManagement(ctx); err != nil {
+		return &StartError{err}
+	}
+	defer a.stopManagement()
 	a.running.Store(true)
 	// Loading the watchers used memory an idle agent does not need: give
 	// it back now, not minutes later.
@@ -241,6 +263,8 @@ func (a *Agent) Run(ctx context.Context, reload <-chan *config.Config) (err erro
 			return err
 		case cfg := <-reload:
 			a.reload(ctx, cfg)
+		case offer := <-a.centralReq:
+			offer.done <- a.applyCentral(ctx, offer.body)
 		case <-tick.C:
 			a.checkStatus()
 		case <-a.recheck:
@@ -335,10 +359,24 @@ func (a *Agent) reload(ctx context.Context, cfg *config.Config) {
 		cfg.Transport.Endpoint != a.cfg.Transport.Endpoint || cfg.HeartbeatInterval != a.cfg.HeartbeatInterval {
 		a.log.Warn("host, spool, audit, health, heartbeat_interval and transport.endpoint changes take effect at the next restart")
 	}
+	a.mu.Lock()
+	a.local = cfg
+	a.mu.Unlock()
+	if a.central != nil {
+		merged, err := cfg.WithCentralRules(a.central)
+		if err != nil {
+			a.log.Error("the central rule set does not fit the reloaded local rules; running the local rules only", "error", err)
+			if a.mgmt != nil {
+				a.mgmt.Refused(err)
+			}
+		} else {
+			cfg = merged
+		}
+	}
 	a.applyRules(ctx, cfg)
 	a.mu.Lock()
 	kept := *a.cfg
-	kept.Rules, kept.Watchers = cfg.Rules, cfg.Watchers
+	kept.Rules, kept.Watchers, kept.Central = cfg.Rules, cfg.Watchers, cfg.Central
 	kept.Transport.DegradedAfter = cfg.Transport.DegradedAfter
 	a.cfg = &kept
 	a.mu.Unlock()
@@ -348,6 +386,9 @@ func (a *Agent) reload(ctx context.Context, cfg *config.Config) {
 		}
 	}
 	a.log.Info("rules reloaded", "tripwire.watcher.mechanism", a.watcherModes())
+	if a.mgmt != nil {
+		a.mgmt.EffectiveChanged(ctx)
+	}
 }
 
 func (a *Agent) startEvent() *event.Event {

@@ -116,4 +116,7 @@ func (a *Agent) checkStatus() {
 	if sh := a.shipping.Load(); sh != nil {
 		sh.BeatSoon()
 	}
+	if a.mgmt != nil {
+		a.mgmt.SetHealth(st.Status == event.StatusOnline, st.Status, strings.Join(st.Reasons, "; "))
+	}
 }

@@ -15,3 +15,15 @@ const (
 // NOTIFYs, with the set's id as the payload, so that the collectors push the
 // change to the agents at once.
 const RuleSetsChannel = "tripwire_rule_sets"
+
+// RemoteRulesKey names the central rule set in the OpAMP remote config the
+// collector offers an agent (a rules: YAML document); its config hash is
+// SHA-256 of that body, which the agent reports back as applied or refused.
+const RemoteRulesKey = "rules.yaml"
+
+// Rule set states an agent reports over OpAMP, agent_management.rule_status.
+const (
+	RuleStatusApplied  = "APPLIED"
+	RuleStatusApplying = "APPLYING"
+	RuleStatusFailed   = "FAILED"
+)

@@ -6,6 +6,8 @@ import (
 	"net"
 
 	"go.opentelemetry.io/collector/component"
+
+	"github.com/tripwire-sec/tripwire/internal/peertls"
 )
 
 // Config is the tripwire receiver's configuration. TLS is not optional: the
@@ -38,24 +40,9 @@ type Config struct {
 	_ struct{}
 }
 
-// TLSConfig names the files the receiver's mutual TLS is built from. The
-// server certificate and the CRL are reloaded when their files change; the
-// client CA is read at start.
-type TLSConfig struct {
-	// CertFile is the server certificate (PEM), e.g. from `tripwire pki issue-server`.
-	CertFile string `mapstructure:"cert_file"`
-	// KeyFile is the server certificate's private key (PEM).
-	KeyFile string `mapstructure:"key_file"`
-	// ClientCAFile is the CA (PEM) that signs agent certificates; a client
-	// without a certificate from it is refused at the handshake.
-	ClientCAFile string `mapstructure:"client_ca_file"`
-	// CRLFile is an optional certificate revocation list (PEM or DER) signed
-	// by the client CA, e.g. `tripwire pki`'s crl.pem.
-	CRLFile string `mapstructure:"crl_file"`
-
-	// prevent unkeyed literal initialization
-	_ struct{}
-}
+// TLSConfig names the files the receiver's mutual TLS is built from (shared
+// with the OpAMP extension, so both trust the same identity).
+type TLSConfig = peertls.Config
 
 const (
 	defaultEndpoint       = "localhost:4317"
@@ -101,14 +88,8 @@ func (c *Config) Validate() error {
 	} else if _, _, err := net.SplitHostPort(c.Endpoint); err != nil {
 		errs = append(errs, fmt.Errorf("endpoint %q: %w", c.Endpoint, err))
 	}
-	if c.TLS.CertFile == "" {
-		errs = append(errs, errors.New("tls.cert_file is required: the receiver serves TLS only"))
-	}
-	if c.TLS.KeyFile == "" {
-		errs = append(errs, errors.New("tls.key_file is required: the receiver serves TLS only"))
-	}
-	if c.TLS.ClientCAFile == "" {
-		errs = append(errs, errors.New("tls.client_ca_file is required: agents are identified by their client certificate"))
+	if err := c.TLS.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.MaxRecvMsgSize <= 0 || c.MaxRecvMsgSize > maxMaxRecvMsgSize {
 		errs = append(errs, fmt.Errorf("max_recv_msg_size %d: must be between 1 and %d bytes", c.MaxRecvMsgSize, maxMaxRecvMsgSize))

@@ -30,6 +30,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/tripwire-sec/tripwire/internal/event"
+	"github.com/tripwire-sec/tripwire/internal/peertls"
 	"github.com/tripwire-sec/tripwire/tripwirereceiver/internal/metadata"
 )
 
@@ -46,7 +47,7 @@ type tripwireReceiver struct {
 	server   *grpc.Server
 	group    *groupCommit
 	refusals *refusalLog
-	policy   *peerPolicy
+	policy   *peertls.Policy
 	addr     net.Addr // where the server listens, once started
 	serving  sync.WaitGroup
 }
@@ -75,7 +76,7 @@ func (r *tripwireReceiver) Start(ctx context.Context, host component.Host) (err 
 			err = errors.Join(err, r.Shutdown(ctx))
 		}
 	}()
-	r.policy, err = newPeerPolicy(r.cfg.TLS, r.settings.Logger, r.refuseCertificate)
+	r.policy, err = peertls.NewPolicy(r.cfg.TLS, r.settings.Logger, r.refuseCertificate)
 	if err != nil {
 		return err
 	}
@@ -88,7 +89,7 @@ func (r *tripwireReceiver) Start(ctx context.Context, host component.Host) (err 
 	r.group = newGroupCommit(r.next)
 	r.refusals = newRefusalLog(r.settings.Logger, refusalInterval, r.group.consume)
 	r.server = grpc.NewServer(
-		grpc.Creds(credentials.NewTLS(r.policy.tlsConfig())),
+		grpc.Creds(credentials.NewTLS(r.policy.ServerTLS())),
 		grpc.MaxRecvMsgSize(r.cfg.MaxRecvMsgSize),
 		grpc.MaxConcurrentStreams(r.cfg.MaxConcurrentStreams),
 		grpc.ForceServerCodecV2(newLimitedCodec(&requestLimits{
@@ -222,7 +223,7 @@ func (r *tripwireReceiver) peerIdentity(ctx context.Context) (identity, error) {
 		return identity{}, status.Error(codes.Unauthenticated, "no verified client certificate")
 	}
 	leaf := ti.State.VerifiedChains[0][0]
-	if err := r.policy.check(leaf, true); err != nil {
+	if err := r.policy.Check(leaf, true); err != nil {
 		return identity{}, status.Error(codes.Unauthenticated, err.Error())
 	}
 	id := identity{host: leaf.Subject.CommonName, notAfter: leaf.NotAfter.UTC().Format(time.RFC3339),

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -60,6 +61,27 @@ type Config struct {
 	Health            Health
 	HeartbeatInterval time.Duration
 	Watchers          Watchers
+	Management        Management
+
+	// rules is the rules: sequence as written, kept so that a central rule
+	// set is checked together with it (overlaps span both).
+	rules *yaml.Node
+	// Central names the rules added from the central rule set, nil when
+	// none are (see [Config.WithCentralRules]).
+	Central []string
+}
+
+// Management is the OpAMP connection through which the collector offers a
+// central rule set; off without an endpoint.
+type Management struct {
+	Endpoint   string // wss://host:port/v1/opamp; "" is off
+	CA         string // default: transport.ca
+	Cert       string // default: transport.cert (the same identity)
+	Key        string // default: transport.key
+	ServerName string // default: transport.server_name
+	// RulesFile is where the last applied central rule set is kept (0600),
+	// so a restart without the server keeps watching it.
+	RulesFile string
 }
 
 // Host overrides the identity the agent reports; empty fields are detected.
@@ -189,7 +211,7 @@ func Parse(name string, data []byte) (*Config, error) {
 		HeartbeatInterval: DefaultHeartbeatInterval,
 		Transport:         Transport{DegradedAfter: DefaultDegradedAfter},
 	}
-	top := d.Mapping(root, "", "host", "rules", "transport", "spool", "audit", "health", "heartbeat_interval", "watchers")
+	top := d.Mapping(root, "", "host", "rules", "transport", "spool", "audit", "health", "heartbeat_interval", "watchers", "management")
 	if f, ok := top["host"]; ok {
 		m := d.Mapping(f.Value, f.Path, "name", "id")
 		d.Str(m, "name", &c.Host.Name)
@@ -242,6 +264,10 @@ func Parse(name string, data []byte) (*Config, error) {
 	}
 	if f, ok := top["rules"]; ok {
 		c.Rules = d.rules(f)
+		c.rules = f.Value
+	}
+	if f, ok := top["management"]; ok {
+		d.management(f, dir, c)
 	}
 	d.checkStateOutsideRules(c)
 	if err := d.Err(); err != nil {
@@ -289,6 +315,43 @@ func (d *decoder) transport(f rules.Field, dir string, t *Transport) {
 		if _, _, err := net.SplitHostPort(t.Endpoint); err != nil {
 			d.Errorf(m["endpoint"].Value, m["endpoint"].Path, "want host:port, got %q", t.Endpoint)
 		}
+	}
+}
+
+func (d *decoder) management(f rules.Field, dir string, c *Config) {
+	m := d.Mapping(f.Value, f.Path, "endpoint", "ca", "cert", "key", "server_name", "rules_file")
+	g := &c.Management
+	d.Str(m, "endpoint", &g.Endpoint)
+	d.Str(m, "server_name", &g.ServerName)
+	d.path(m, "rules_file", dir, &g.RulesFile)
+	if g.Endpoint == "" {
+		return
+	}
+	if u, err := url.Parse(g.Endpoint); err != nil || u.Scheme != "wss" || u.Host == "" {
+		d.Errorf(m["endpoint"].Value, m["endpoint"].Path, "want wss://host:port/path, got %q (management is mutual TLS only)", g.Endpoint)
+	}
+	for _, k := range []struct {
+		key      string
+		dst      *string
+		fallback string
+	}{{"ca", &g.CA, c.Transport.CA}, {"cert", &g.Cert, c.Transport.Cert}, {"key", &g.Key, c.Transport.Key}} {
+		d.path(m, k.key, dir, k.dst)
+		if *k.dst == "" {
+			*k.dst = k.fallback
+		}
+		if *k.dst == "" {
+			d.Errorf(f.Key, rules.Join(f.Path, k.key), "required when management.endpoint is set (or set transport.%s)", k.key)
+			continue
+		}
+		if _, err := os.Stat(*k.dst); err != nil {
+			d.Errorf(f.Key, rules.Join(f.Path, k.key), "%s unreadable: %v", *k.dst, unwrapPathErr(err))
+		}
+	}
+	if g.ServerName == "" {
+		g.ServerName = c.Transport.ServerName
+	}
+	if g.RulesFile == "" {
+		g.RulesFile = filepath.Join(filepath.Dir(c.Spool.Path), "central-rules.yaml")
 	}
 }
 

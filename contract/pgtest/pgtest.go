@@ -40,6 +40,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -239,14 +240,27 @@ func (c *Cluster) Start() error {
 	cmd.Dir = c.dir
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = procAttr(c.runAs, true)
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting postgres: %w", err)
-	}
-	exited := make(chan struct{})
+	// The parent-death signal follows the thread that forked the server,
+	// not the process: started from any thread, the server got SIGQUIT
+	// whenever the Go runtime retired that thread (a goroutine that exits
+	// while locked to its thread, as the agent's watchers do, takes the
+	// thread with it). The server is forked from a thread locked until it
+	// exits, which lives as long as the server.
+	started, exited := make(chan error, 1), make(chan struct{})
 	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
 		cmd.Wait()
 		close(exited)
 	}()
+	if err := <-started; err != nil {
+		return fmt.Errorf("starting postgres: %w", err)
+	}
 
 	deadline := time.Now().Add(startTimeout)
 	for {

@@ -1,4 +1,9 @@
-package tripwirereceiver
+// Package peertls is the collector's mutual TLS toward agents, shared by the
+// tripwire receiver and the OpAMP extension so both trust the same identity:
+// a client certificate from the client CA, not revoked, whose CN is the
+// host's name. Start with [NewPolicy] and serve [Policy.ServerTLS]; call
+// [Policy.Check] again on a request of a connection opened earlier.
+package peertls
 
 import (
 	"crypto/tls"
@@ -20,11 +25,46 @@ import (
 // enough that 1,000 reconnecting agents do not hammer the file system.
 const reloadEvery = time.Second
 
+// Why a client certificate that verified is still refused.
 var (
-	errRevoked    = errors.New("client certificate is revoked")
-	errNoHostName = errors.New("client certificate has no usable host name in its CN")
-	errExpired    = errors.New("client certificate has expired")
+	ErrRevoked    = errors.New("client certificate is revoked")
+	ErrNoHostName = errors.New("client certificate has no usable host name in its CN")
+	ErrExpired    = errors.New("client certificate has expired")
 )
+
+// Config names the files the mutual TLS is built from. The server
+// certificate and the CRL are reloaded when their files change; the client
+// CA is read at start.
+type Config struct {
+	// CertFile is the server certificate (PEM), e.g. from `tripwire pki issue-server`.
+	CertFile string `mapstructure:"cert_file"`
+	// KeyFile is the server certificate's private key (PEM).
+	KeyFile string `mapstructure:"key_file"`
+	// ClientCAFile is the CA (PEM) that signs agent certificates; a client
+	// without a certificate from it is refused at the handshake.
+	ClientCAFile string `mapstructure:"client_ca_file"`
+	// CRLFile is an optional certificate revocation list (PEM or DER) signed
+	// by the client CA, e.g. `tripwire pki`'s crl.pem.
+	CRLFile string `mapstructure:"crl_file"`
+
+	// prevent unkeyed literal initialization
+	_ struct{}
+}
+
+// Validate names each required file that is missing.
+func (c Config) Validate() error {
+	var errs []error
+	if c.CertFile == "" {
+		errs = append(errs, errors.New("tls.cert_file is required: only TLS is served"))
+	}
+	if c.KeyFile == "" {
+		errs = append(errs, errors.New("tls.key_file is required: only TLS is served"))
+	}
+	if c.ClientCAFile == "" {
+		errs = append(errs, errors.New("tls.client_ca_file is required: agents are identified by their client certificate"))
+	}
+	return errors.Join(errs...)
+}
 
 // fileStamp tells whether a file changed since it was read.
 type fileStamp struct {
@@ -40,10 +80,10 @@ func stampOf(path string) (fileStamp, error) {
 	return fileStamp{mod: fi.ModTime(), size: fi.Size()}, nil
 }
 
-// peerPolicy is the receiver's mutual TLS: the server certificate, the client
+// Policy is the mutual TLS toward agents: the server certificate, the client
 // CA, and the revoked serials, the last two reloaded when their files change.
-type peerPolicy struct {
-	cfg    TLSConfig
+type Policy struct {
+	cfg    Config
 	logger *zap.Logger
 	// onRefuse reports a refused client certificate, verified as issued by
 	// the client CA, with the reason label and the error.
@@ -60,8 +100,11 @@ type peerPolicy struct {
 	checkedAt time.Time
 }
 
-func newPeerPolicy(cfg TLSConfig, logger *zap.Logger, onRefuse func(string, *x509.Certificate, error)) (*peerPolicy, error) {
-	p := &peerPolicy{cfg: cfg, logger: logger, onRefuse: onRefuse}
+// NewPolicy reads the client CA, the server certificate and the CRL;
+// onRefuse is told each refused client certificate (verified as issued by
+// the client CA) with the reason label and the error.
+func NewPolicy(cfg Config, logger *zap.Logger, onRefuse func(string, *x509.Certificate, error)) (*Policy, error) {
+	p := &Policy{cfg: cfg, logger: logger, onRefuse: onRefuse}
 	pemBytes, err := os.ReadFile(cfg.ClientCAFile)
 	if err != nil {
 		return nil, fmt.Errorf("reading client CA: %w", err)
@@ -98,9 +141,9 @@ func newPeerPolicy(cfg TLSConfig, logger *zap.Logger, onRefuse func(string, *x50
 	return p, nil
 }
 
-// tlsConfig is TLS 1.3 only, with a client certificate from the client CA
+// ServerTLS is TLS 1.3 only, with a client certificate from the client CA
 // required and verified by crypto/tls, then checked against the CRL.
-func (p *peerPolicy) tlsConfig() *tls.Config {
+func (p *Policy) ServerTLS() *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS13,
 		ClientAuth: tls.RequireAndVerifyClientCert,
@@ -117,24 +160,24 @@ func (p *peerPolicy) tlsConfig() *tls.Config {
 			if len(cs.PeerCertificates) == 0 {
 				return errors.New("no client certificate")
 			}
-			return p.check(cs.PeerCertificates[0], false)
+			return p.Check(cs.PeerCertificates[0], false)
 		},
 	}
 }
 
-// check refuses a revoked certificate, one without a host name and, when
+// Check refuses a revoked certificate, one without a host name and, when
 // again is set (a request on a connection opened earlier), one that expired
 // since the handshake.
-func (p *peerPolicy) check(leaf *x509.Certificate, again bool) error {
+func (p *Policy) Check(leaf *x509.Certificate, again bool) error {
 	var reason string
 	var err error
 	switch {
 	case p.isRevoked(leaf):
-		reason, err = "revoked", fmt.Errorf("%w: serial %s", errRevoked, leaf.SerialNumber.Text(16))
+		reason, err = "revoked", fmt.Errorf("%w: serial %s", ErrRevoked, leaf.SerialNumber.Text(16))
 	case again && time.Now().After(leaf.NotAfter):
-		reason, err = "expired", fmt.Errorf("%w: not after %s", errExpired, leaf.NotAfter.UTC().Format(time.RFC3339))
+		reason, err = "expired", fmt.Errorf("%w: not after %s", ErrExpired, leaf.NotAfter.UTC().Format(time.RFC3339))
 	case pki.CheckHost(leaf.Subject.CommonName) != nil:
-		reason, err = "no_host_name", fmt.Errorf("%w: %q", errNoHostName, leaf.Subject.CommonName)
+		reason, err = "no_host_name", fmt.Errorf("%w: %q", ErrNoHostName, leaf.Subject.CommonName)
 	default:
 		return nil
 	}
@@ -142,7 +185,7 @@ func (p *peerPolicy) check(leaf *x509.Certificate, again bool) error {
 	return err
 }
 
-func (p *peerPolicy) isRevoked(leaf *x509.Certificate) bool {
+func (p *Policy) isRevoked(leaf *x509.Certificate) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.refreshLocked()
@@ -152,7 +195,7 @@ func (p *peerPolicy) isRevoked(leaf *x509.Certificate) bool {
 // refreshLocked reloads the server certificate and the CRL when their files
 // changed. A file that cannot be read or parsed keeps the previous state: a
 // half-written CRL must not un-revoke anyone.
-func (p *peerPolicy) refreshLocked() {
+func (p *Policy) refreshLocked() {
 	if time.Since(p.checkedAt) < reloadEvery {
 		return
 	}
@@ -174,13 +217,13 @@ func (p *peerPolicy) refreshLocked() {
 	}
 }
 
-func (p *peerPolicy) loadCert() error {
+func (p *Policy) loadCert() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.loadCertLocked()
 }
 
-func (p *peerPolicy) loadCertLocked() error {
+func (p *Policy) loadCertLocked() error {
 	st, err := stampOf(p.cfg.CertFile)
 	if err != nil {
 		return fmt.Errorf("reading server certificate: %w", err)
@@ -193,13 +236,13 @@ func (p *peerPolicy) loadCertLocked() error {
 	return nil
 }
 
-func (p *peerPolicy) loadCRL() error {
+func (p *Policy) loadCRL() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.loadCRLLocked()
 }
 
-func (p *peerPolicy) loadCRLLocked() error {
+func (p *Policy) loadCRLLocked() error {
 	st, err := stampOf(p.cfg.CRLFile)
 	if err != nil {
 		return fmt.Errorf("reading CRL: %w", err)
