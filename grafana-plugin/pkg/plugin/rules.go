@@ -133,6 +133,16 @@ func (e *RuleSetEdit) check(create bool) FieldErrors {
 	default:
 		add("scope", "unknown scope %q (want one of %s)", e.Scope, strings.Join(RuleScopes, ", "))
 	}
+	for _, f := range [][2]string{{"name", e.Name}, {"host_name", e.HostName}, {"rules", e.Rules}, {"note", e.Note}} {
+		if strings.IndexByte(f[1], 0) >= 0 {
+			add(f[0], "contains a NUL character")
+		}
+	}
+	for k, v := range e.Selector {
+		if strings.IndexByte(k+v, 0) >= 0 {
+			add("selector", "contains a NUL character")
+		}
+	}
 	if len(e.Note) > maxNoteLen {
 		add("note", "longer than %d bytes", maxNoteLen)
 	}
@@ -179,7 +189,7 @@ func (e *RuleSetEdit) ruleSet() RuleSet {
 // need the Viewer role, writes the Editor role; every write is attributed
 // to the Grafana user of the request.
 func (d *Datasource) registerRuleRoutes(mux *http.ServeMux) {
-	// GET /api/v1/rules → {"rule_sets": [...]}: the current version of every set
+	// GET /api/v1/rules?host= → {"rule_sets": [...]}: the current version of every set (of the sets taking in host), without rules
 	mux.HandleFunc("GET /api/v1/rules", d.read(d.handleRuleSets))
 	// POST /api/v1/rules (Editor): RuleSetEdit → the new set at version 1
 	mux.HandleFunc("POST /api/v1/rules", d.read(d.handleCreateRuleSet))
@@ -249,10 +259,15 @@ func (d *Datasource) handleRuleSets(r *http.Request) (any, error) {
 	if _, err := ruleUser(r, false); err != nil {
 		return nil, err
 	}
-	if p := newParams(r); p.err != nil {
+	p := newParams(r, "host")
+	host := p.one("host")
+	if p.err != nil {
 		return nil, p.err
 	}
-	sets, err := d.store.RuleSets(r.Context())
+	if err := checkText("host", host, maxFilterLen); err != nil {
+		return nil, err
+	}
+	sets, err := d.store.RuleSets(r.Context(), host)
 	if err != nil {
 		return nil, err
 	}

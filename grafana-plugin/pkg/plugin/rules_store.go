@@ -27,7 +27,7 @@ type RuleSet struct {
 	Selector  map[string]string `json:"selector,omitempty"`  // group scope
 	HostName  string            `json:"host_name,omitempty"` // host scope
 	Enabled   bool              `json:"enabled"`
-	Rules     string            `json:"rules"` // YAML list in the agent's rules: schema
+	Rules     string            `json:"rules,omitempty"` // YAML list in the agent's rules: schema; absent in lists
 	Author    string            `json:"author"`
 	Note      string            `json:"note"`
 	CreatedAt time.Time         `json:"created_at"`
@@ -62,9 +62,26 @@ func scanRuleSet(row pgx.CollectableRow) (RuleSet, error) {
 	return rs, nil
 }
 
-// RuleSets lists the current version of every rule set, name order.
-func (s *Store) RuleSets(ctx context.Context) ([]RuleSet, error) {
-	rows, err := s.pool.Query(ctx, selectRuleSetVersion+` AND v.version = s.version ORDER BY s.name LIMIT 10000`)
+// RuleSets lists the current version of every rule set, name order,
+// without their rules (a list could be large; GET rules/{id} has them).
+// With host, only the sets whose scope takes in that known host, enabled or
+// not; ErrNotFound when no host has the name.
+func (s *Store) RuleSets(ctx context.Context, host string) ([]RuleSet, error) {
+	if host != "" {
+		var known bool
+		if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM hosts WHERE host_name = $1)`, host).Scan(&known); err != nil {
+			return nil, fmt.Errorf("looking up host: %w", err)
+		}
+		if !known {
+			return nil, ErrNotFound
+		}
+	}
+	rows, err := s.pool.Query(ctx, `SELECT s.rule_set_id, s.name, v.version, v.scope, v.selector, COALESCE(v.host_name, ''),
+	v.enabled, '', v.author, v.note, v.created_at
+	FROM rule_sets s JOIN rule_set_versions v ON v.rule_set_id = s.rule_set_id AND v.version = s.version
+	WHERE $1 = '' OR EXISTS (SELECT 1 FROM hosts h WHERE h.host_name = $1
+		AND tripwire_rule_scope_matches(v.scope, v.selector, v.host_name, tripwire_host_attributes(h)))
+	ORDER BY s.name LIMIT 10000`, host)
 	if err != nil {
 		return nil, fmt.Errorf("listing rule sets: %w", err)
 	}

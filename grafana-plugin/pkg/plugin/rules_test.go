@@ -113,6 +113,7 @@ func TestRuleSetFieldErrors(t *testing.T) {
 		{map[string]any{"name": "g", "scope": contract.RuleScopeGlobal, "host_name": "web-01", "rules": shadowRules}},
 		{map[string]any{"name": "s", "scope": "everything", "rules": shadowRules}},
 		{map[string]any{"name": "empty", "scope": contract.RuleScopeGlobal, "rules": ""}},
+		{map[string]any{"name": "nul", "scope": contract.RuleScopeGlobal, "rules": shadowRules, "note": "a\u0000b"}},
 	} {
 		if code, out := e.send(t, "POST", "/api/v1/rules", "Editor", "ed", editJSON(t, c.edit)); code != 400 || !strings.Contains(string(out), `"fields"`) {
 			t.Errorf("%v: %d %s, want 400 with fields", c.edit, code, out)
@@ -230,7 +231,32 @@ func TestRuleSetHosts(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("create: %d %s", code, out)
 	}
-	code, out = e.send(t, "GET", fmt.Sprintf("/api/v1/rules/%d/hosts", decode[RuleSet](t, out).ID), "Viewer", "vic", "")
+	macs := decode[RuleSet](t, out).ID
+	code, out = e.send(t, "POST", "/api/v1/rules", "Editor", "ed", editJSON(t, map[string]any{"name": "web",
+		"scope": contract.RuleScopeHost, "host_name": "web-01", "rules": shadowRules}))
+	if code != 200 {
+		t.Fatalf("create: %d %s", code, out)
+	}
+	// The sets that take in a host, without their rules.
+	for host, want := range map[string][]string{"mbp-07": {"macs"}, "web-01": {"web"}, "db-01": nil} {
+		code, out := e.send(t, "GET", "/api/v1/rules?host="+host, "Viewer", "vic", "")
+		var names []string
+		for _, rs := range decode[struct {
+			RuleSets []RuleSet `json:"rule_sets"`
+		}](t, out).RuleSets {
+			names = append(names, rs.Name)
+			if rs.Rules != "" {
+				t.Errorf("a list carries the rules of %s", rs.Name)
+			}
+		}
+		if code != 200 || !slices.Equal(names, want) {
+			t.Errorf("rules?host=%s: %d %v, want %v", host, code, names, want)
+		}
+	}
+	if code, _ := e.send(t, "GET", "/api/v1/rules?host=nope", "Viewer", "vic", ""); code != 404 {
+		t.Errorf("rules?host=nope: %d, want 404", code)
+	}
+	code, out = e.send(t, "GET", fmt.Sprintf("/api/v1/rules/%d/hosts", macs), "Viewer", "vic", "")
 	got := decode[struct {
 		Enabled bool
 		Hosts   []RuleSetHost

@@ -13,7 +13,7 @@ export interface RuleSet {
   selector?: Record<string, string>;
   host_name?: string;
   enabled: boolean;
-  /** YAML list in the agent's rules: schema. */
+  /** YAML list in the agent's rules: schema; empty in lists. */
   rules: string;
   author: string;
   note: string;
@@ -103,7 +103,8 @@ async function call<T>(method: 'GET' | 'POST' | 'PUT', path: string, data?: unkn
 }
 
 export const rulesApi = {
-  list: () => call<{ rule_sets: RuleSet[] }>('GET', 'rules'),
+  /** Every set's current version without its rules; with host, only the sets that take in that host. */
+  list: (host?: string) => call<{ rule_sets: RuleSet[] }>('GET', 'rules', undefined, host ? { host } : undefined),
   get: (id: number, version?: number) =>
     call<RuleSet>('GET', `rules/${id}`, undefined, version ? { version: String(version) } : undefined),
   /** A new set at version 1, as the signed-in user (Editor or Admin). */

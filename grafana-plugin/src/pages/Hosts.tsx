@@ -101,6 +101,9 @@ export function Hosts() {
             </Link>{' '}
             <Link className={s.link} to={`${prefixRoute(ROUTES.Audit)}?host=${encodeURIComponent(h.host_name)}`}>
               Audit
+            </Link>{' '}
+            <Link className={s.link} to={`${prefixRoute(ROUTES.Rules)}?host=${encodeURIComponent(h.host_name)}`}>
+              Rules
             </Link>
           </>
         ),

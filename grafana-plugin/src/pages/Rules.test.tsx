@@ -1,4 +1,5 @@
 import React from 'react';
+import { MemoryRouter } from 'react-router-dom';
 import { fireEvent, render, screen, waitFor, within } from '@testing-library/react';
 import { config } from '@grafana/runtime';
 
@@ -38,6 +39,12 @@ const ruleSet = (patch: Partial<RuleSet> = {}): RuleSet => ({
   ...patch,
 });
 
+const page = (url = '/rules') => (
+  <MemoryRouter initialEntries={[url]}>
+    <Rules />
+  </MemoryRouter>
+);
+
 function asRole(role: 'Viewer' | 'Editor' | 'Admin', login = 'ed') {
   const user = config.bootData.user;
   const saved = { role: user.orgRole, login: user.login };
@@ -59,11 +66,22 @@ describe('Rules page', () => {
 
   it('shows loading, then explains an empty list', async () => {
     api.list.mockReturnValueOnce(pending());
-    const { unmount } = render(<Rules />);
+    const { unmount } = render(page());
     expect(screen.getByText(/Loading rule sets/)).toBeInTheDocument();
     unmount();
     api.list.mockResolvedValue({ rule_sets: [] });
-    render(<Rules />);
+    render(page());
+    expect(await screen.findByText(/No central rule set yet/)).toBeInTheDocument();
+  });
+
+  it('lists the sets that take in the host of the URL', async () => {
+    api.list.mockResolvedValue({ rule_sets: [ruleSet({ rules: '' })] });
+    render(page('/rules?host=web-01'));
+    expect(await screen.findByText(/Rule sets that take in host web-01/)).toBeInTheDocument();
+    expect(api.list).toHaveBeenCalledWith('web-01');
+    api.list.mockResolvedValue({ rule_sets: [] });
+    fireEvent.click(screen.getByText('All rule sets'));
+    await waitFor(() => expect(api.list).toHaveBeenLastCalledWith(undefined));
     expect(await screen.findByText(/No central rule set yet/)).toBeInTheDocument();
   });
 
@@ -84,7 +102,7 @@ describe('Rules page', () => {
         ruleSet({ id: 9, name: 'everyone', scope: RULE_SCOPE.Global, selector: undefined, version: 1 }),
       ],
     });
-    render(<Rules />);
+    render(page());
     const rows = within(await screen.findByTestId('data-testid rules-table')).getAllByRole('row');
     expect(rows).toHaveLength(4);
     expect(within(rows[1]).getByText(`${HOST_ATTRIBUTE.OSType}=linux`)).toBeInTheDocument();
@@ -104,7 +122,7 @@ describe('Rules page', () => {
 
   it('shows each refused field on its field, rule problems with line and key', async () => {
     api.list.mockResolvedValue({ rule_sets: [] });
-    render(<Rules />);
+    render(page());
     fireEvent.click(await screen.findByText('New rule set'));
     fireEvent.change(screen.getByLabelText('Name'), { target: { value: 'bad name' } });
     fireEvent.change(screen.getByLabelText('Rules'), { target: { value: SHADOW.replace('CRITICAL', 'LOUD') } });
@@ -139,7 +157,7 @@ describe('Rules page', () => {
 
   it('checks a group edit and previews the hosts it would apply to, saving nothing', async () => {
     api.list.mockResolvedValue({ rule_sets: [] });
-    render(<Rules />);
+    render(page());
     fireEvent.click(await screen.findByText('New rule set'));
     fireEvent.change(screen.getByLabelText('Name'), { target: { value: 'macs' } });
     fireEvent.click(screen.getByLabelText('Host group'));
@@ -170,7 +188,7 @@ describe('Rules page', () => {
       versions: [v2, ruleSet({ version: 1, scope: RULE_SCOPE.Global, selector: undefined })],
     });
     api.hosts.mockResolvedValue({ enabled: true, hosts: [host('web-01')] });
-    render(<Rules />);
+    render(page());
     fireEvent.click(await screen.findByText('linux-base'));
     fireEvent.click(await screen.findByText('Edit'));
     expect(screen.queryByLabelText('Name')).not.toBeInTheDocument(); // a name never changes
@@ -210,7 +228,7 @@ describe('Rules page', () => {
     api.list.mockResolvedValue({ rule_sets: [ruleSet()] });
     api.versions.mockResolvedValue({ versions: [ruleSet()] });
     api.hosts.mockResolvedValue({ enabled: true, hosts: [] });
-    render(<Rules />);
+    render(page());
     fireEvent.click(await screen.findByText('linux-base'));
     fireEvent.click(await screen.findByText('Edit'));
     api.update.mockRejectedValue(
@@ -241,7 +259,7 @@ describe('Rules page', () => {
         { op: '+', text: '  severity: CRITICAL' },
       ],
     });
-    render(<Rules />);
+    render(page());
     fireEvent.click(await screen.findByText('linux-base'));
     const versions = await screen.findByTestId('data-testid rules-versions');
     expect(within(versions).getByText(/v1 by alice/)).toBeInTheDocument();

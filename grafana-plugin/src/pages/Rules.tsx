@@ -1,5 +1,6 @@
 import React, { useCallback, useMemo, useState } from 'react';
 import { useAsyncRetry } from 'react-use';
+import { useSearchParams } from 'react-router-dom';
 import { css, cx } from '@emotion/css';
 import { GrafanaTheme2 } from '@grafana/data';
 import { PluginPage } from '@grafana/runtime';
@@ -33,6 +34,7 @@ import { StatusBadge } from '../components/Severity';
 import { Empty, ErrorView, Loading } from '../components/States';
 import { testIds } from '../components/testIds';
 import { ago, fmtTime } from '../components/time';
+import { withParams } from '../components/urlParams';
 
 type View = { kind: 'list' } | { kind: 'edit'; set?: RuleSet } | { kind: 'detail'; id: number };
 
@@ -66,7 +68,9 @@ export function scopeText(rs: Pick<RuleSet, 'scope' | 'selector' | 'host_name'>)
  */
 export function Rules() {
   const [view, setView] = useState<View>({ kind: 'list' });
-  const list = useAsyncRetry(() => rulesApi.list(), []);
+  const [params, setParams] = useSearchParams();
+  const host = params.get('host') ?? '';
+  const list = useAsyncRetry(() => rulesApi.list(host || undefined), [host]);
   const saved = useCallback(
     (rs: RuleSet) => {
       list.retry();
@@ -91,6 +95,8 @@ export function Rules() {
     body = (
       <RuleSetList
         sets={list.value?.rule_sets}
+        host={host}
+        onAllHosts={() => setParams((p) => withParams(p, { host: undefined }))}
         error={list.error}
         retry={list.retry}
         onOpen={(id) => setView({ kind: 'detail', id })}
@@ -103,12 +109,16 @@ export function Rules() {
 
 function RuleSetList({
   sets,
+  host,
+  onAllHosts,
   error,
   retry,
   onOpen,
   onNew,
 }: {
   sets?: RuleSet[];
+  host: string;
+  onAllHosts: () => void;
   error?: unknown;
   retry: () => void;
   onOpen: (id: number) => void;
@@ -143,6 +153,8 @@ function RuleSetList({
     body = <ErrorView title="Could not load rule sets" error={error} onRetry={retry} />;
   } else if (!sets) {
     body = <Loading what="rule sets" />;
+  } else if (sets.length === 0 && host) {
+    body = <Empty message={`No rule set takes in ${host}`} />;
   } else if (sets.length === 0) {
     body = (
       <Empty message="No central rule set yet">
@@ -158,6 +170,14 @@ function RuleSetList({
   }
   return (
     <Stack direction="column" gap={1}>
+      {host && (
+        <div className={s.note}>
+          Rule sets that take in host {host}, enabled or not.{' '}
+          <Button size="sm" variant="secondary" fill="text" onClick={onAllHosts}>
+            All rule sets
+          </Button>
+        </div>
+      )}
       {canEditRules() && (
         <div>
           <Button icon="plus" onClick={onNew}>
