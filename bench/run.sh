@@ -2,7 +2,7 @@
 # `make bench`: every benchmark, each printing its own figures. Needs root
 # (fanotify, eBPF) and, for the exec storm's comparison, auditd
 # (apt-get install auditd). Takes about 15 minutes; pass a section name to run
-# one: chain, event, agent, file, exec, shipper, exporter, ingest, search, plugin.
+# one: chain, event, agent, file, exec, shipper, exporter, ingest, opamp, search, plugin.
 set -eu
 cd "$(dirname "$0")/.."
 want=${1:-all}
@@ -43,6 +43,10 @@ fi
 if section ingest; then
   echo "== delivery: trip → row latency at 200/s; OTLP load generator → collector → PostgreSQL vs raw COPY; 1,000 agents"
   go test -run '^$' -bench . -benchtime 1x -timeout 30m -v ./collector/ | grep -E 'Benchmark|bench_test'
+fi
+if section opamp; then
+  echo "== central rules: save in PostgreSQL → applied on 100 simulated OpAMP agents + 1 real agent (p50/p99/max), next to save → NOTIFY"
+  go test -run '^$' -bench BenchmarkRuleRollout -benchtime 20x -timeout 20m -v ./collector/ | grep -E '^Benchmark.*-[0-9]|opamp_test'
 fi
 if section search; then
   echo "== search: what a free-text index costs 50-row inserts (no index vs trigram vs tsvector), alternating rounds"

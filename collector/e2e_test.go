@@ -56,12 +56,15 @@ type stack struct {
 	pki      string
 	db       string
 	endpoint string
+	opamp    string // the OpAMP server's address (opamp.yaml)
 	col      *collectorProc
 	sink     *otlpSink
 	env      []string
 	health   int
 	queue    string
 	configs  []string // the shipped config files, layered
+	// agentExtra is appended to every agent config startAgent writes.
+	agentExtra string
 }
 
 func newStack(t testing.TB) *stack {
@@ -103,8 +106,9 @@ spool: {path: %s}
 audit: {path: %s}
 health: {socket: "%s"}
 heartbeat_interval: 5s
+%s
 `, host, rules, s.endpoint, filepath.Join(s.pki, pki.CACertFile), certFile, keyFile,
-		filepath.Join(dir, "spool.db"), filepath.Join(dir, "audit.log"), healthSock)), 0o600)
+		filepath.Join(dir, "spool.db"), filepath.Join(dir, "audit.log"), healthSock, s.agentExtra)), 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}

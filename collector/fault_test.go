@@ -399,12 +399,14 @@ func newStackOn(t testing.TB, db string, configs ...string) *stack {
 	}
 	s := &stack{pki: pkiDir(t), db: db, sink: startSink(t), queue: t.TempDir(), configs: configs}
 	s.endpoint = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	s.opamp = fmt.Sprintf("127.0.0.1:%d", freePort(t)) // used by opamp.yaml only
 	s.health = freePort(t)
 	s.env = []string{
 		"TRIPWIRE_PKI_DIR=" + s.pki,
 		"TRIPWIRE_PG_DSN=" + s.db,
 		"TRIPWIRE_QUEUE_DIR=" + s.queue,
 		"TRIPWIRE_ENDPOINT=" + s.endpoint,
+		"TRIPWIRE_OPAMP_ENDPOINT=" + s.opamp,
 		fmt.Sprintf("TRIPWIRE_HEALTH_ENDPOINT=127.0.0.1:%d", s.health),
 		"TRIPWIRE_FORWARD_ENDPOINT=" + s.sink.addr,
 		"TRIPWIRE_FORWARD_INSECURE=true",
