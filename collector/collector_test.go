@@ -81,6 +81,7 @@ func TestExampleConfigValidates(t *testing.T) {
 	for _, args := range [][]string{
 		{"--config", "config.yaml"},
 		{"--config", "config.yaml", "--config", "forward.yaml"},
+		{"--config", "config.yaml", "--config", "opamp.yaml"},
 	} {
 		out, err := runCollector(t, env, append([]string{"validate"}, args...)...)
 		if err != nil {
@@ -136,7 +137,7 @@ func TestComponents(t *testing.T) {
 		"receivers":  {"tripwire", "otlp"},
 		"exporters":  {"tripwire", "debug", "otlp_grpc", "otlp_http"},
 		"processors": {"memory_limiter", "batch"},
-		"extensions": {"file_storage", "health_check"},
+		"extensions": {"file_storage", "health_check", "tripwire_opamp"},
 	}
 	for kind, names := range want {
 		list, _ := got[kind].([]any)
