@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/grafana/grafana-plugin-sdk-go/backend"
+	"github.com/jackc/pgx/v5"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -399,5 +400,80 @@ func TestTriageBulk(t *testing.T) {
 	var n int
 	if err := e.conn.QueryRow(context.Background(), `SELECT count(*) FROM alert_triage_history WHERE actor = 'eve'`).Scan(&n); err != nil || n != 6 {
 		t.Fatalf("%d history rows by eve (%v), want 6: a state change and a note for each of 3", n, err)
+	}
+}
+
+// TestTriageConcurrent: an Editor's change waits for a concurrent one to
+// the same alert and then sees its result, so acknowledging an alert
+// another analyst is acknowledging records one state change, not two.
+func TestTriageConcurrent(t *testing.T) {
+	e := newEnv(t)
+	e.seed(t)
+	ctx := context.Background()
+	// The alert has a triage row already (assigned, OPEN): the race is on
+	// an update, not on the first insert.
+	if code, body := e.send(t, "POST", triagePath+"?host=web-01", "Editor", "lead", `{"assignee":"carol"}`); code != 200 {
+		t.Fatalf("%d %s", code, body)
+	}
+	// The first analyst's change has the alert's row and is still running.
+	// (On a connection of its own: e.conn watches pg_stat_activity, which a
+	// transaction reads once.)
+	first, err := pgx.Connect(ctx, e.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close(ctx)
+	tx, err := first.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM alert_triage WHERE alert_id = '0190a000-0000-7000-8000-000000000001' FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan int, 1)
+	go func() {
+		code, _ := e.send(t, "POST", triagePath+"?host=web-01", "Editor", "second", `{"state":"ACKNOWLEDGED","note":"on it"}`)
+		done <- code
+	}()
+	// Wait until the second change waits for the first's lock.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var waiting int
+		if err := e.conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%tripwire_triage%'`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the second change never waited for the first")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var n int
+	if err := tx.QueryRow(ctx, `SELECT tripwire_triage('0190a000-0000-7000-8000-000000000001', 'web-01', 'first', 'ACKNOWLEDGED', false, NULL, NULL)`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("first change: %d %v", n, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if code := <-done; code != 200 {
+		t.Fatalf("second change: %d", code)
+	}
+	rows, err := e.conn.Query(ctx, `SELECT actor || ' ' || action FROM alert_triage_history ORDER BY entry_id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, s)
+	}
+	if want := "lead assign, first state, second note"; strings.Join(got, ", ") != want {
+		t.Fatalf("history %q, want %q", strings.Join(got, ", "), want)
 	}
 }
