@@ -18,6 +18,7 @@ import (
 	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
 
+	"github.com/tripwire-sec/tripwire/agent/procfs"
 	"github.com/tripwire-sec/tripwire/bpf"
 	"github.com/tripwire-sec/tripwire/internal/event"
 )
@@ -130,10 +131,39 @@ func loadFileCollection(mech string, walkDepth uint32) (*ebpf.Collection, error)
 	}
 	coll, err := ebpf.NewCollection(spec)
 	if err != nil {
+		if mech != MechanismEBPFSyscall && errors.Is(err, unix.EPERM) {
+			if caps, cerr := effectiveCaps(procfs.DefaultRoot); cerr == nil && caps.ebpf() {
+				return nil, &trampolinesRefusedError{mech: mech, err: err}
+			}
+		}
 		return nil, fmt.Errorf("loading file programs (%s): %w", mech, err)
 	}
 	return coll, nil
 }
+
+// trampolinesRefusedError: the kernel refused an fentry or BPF LSM program
+// with EPERM although the agent may load eBPF programs. Both attach through
+// BPF trampolines, which are built on ftrace; a kernel that refuses ftrace
+// function tracing (lockdown, a hardened build) refuses them before the
+// verifier runs, with an empty log. The loader's own hint (MEMLOCK) is wrong
+// here, so the message says what an operator can act on.
+type trampolinesRefusedError struct {
+	mech string
+	err  error
+}
+
+func (e *trampolinesRefusedError) Error() string {
+	what := "fentry programs"
+	if e.mech == MechanismEBPFLSM {
+		what = "BPF LSM programs"
+	}
+	return "the kernel refused the " + what + " (EPERM, empty verifier log) although the agent may load eBPF programs: " +
+		"it does not allow BPF trampolines, through which fentry and BPF LSM programs attach (a kernel that refuses ftrace " +
+		"function tracing, as lockdown or a hardened build can, refuses them); ebpf_syscall catches opens at the open system calls instead, " +
+		"at the cost of the kernel's tracepoint path on every system call (docs/capabilities.md)"
+}
+
+func (e *trampolinesRefusedError) Unwrap() error { return e.err }
 
 // fileAnchor is a watched inode the kernel matches against.
 type fileAnchor struct {

@@ -2,6 +2,7 @@ package watcher
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -409,5 +410,29 @@ func TestFileEBPFReadTripsBatched(t *testing.T) {
 		if c != ino || o[ino] != c {
 			t.Fatalf("counter of inode %d: batched %d, one by one %d", ino, c, o[ino])
 		}
+	}
+}
+
+// A kernel that refuses BPF trampolines (this one refuses ftrace function
+// tracing) refuses fentry with EPERM and no verifier log; the fallback's
+// reason must say that, not the loader's MEMLOCK hint.
+func TestFileEBPFTrampolinesRefusedSaysWhy(t *testing.T) {
+	needRoot(t)
+	err := fileEBPFProbe(MechanismEBPF)
+	if err == nil {
+		t.Skip("fentry programs load on this kernel")
+	}
+	if !errors.Is(err, syscall.EPERM) {
+		t.Skipf("fentry refused for another reason: %v", err)
+	}
+	var refused *trampolinesRefusedError
+	if !errors.As(err, &refused) {
+		t.Fatalf("EPERM as root is not explained: %v", err)
+	}
+	if msg := err.Error(); !strings.Contains(msg, "BPF trampolines") || strings.Contains(msg, "MEMLOCK") {
+		t.Errorf("reason: %s", msg)
+	}
+	if err := fileEBPFProbe(MechanismEBPFSyscall); err != nil {
+		t.Errorf("the claim is that tracepoint programs still load, but: %v", err)
 	}
 }

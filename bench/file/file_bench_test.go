@@ -31,9 +31,14 @@ func needRoot(b *testing.B) {
 	}
 }
 
-// buildAgent builds the release binary once per benchmark.
+// buildAgent builds the release binary once per benchmark, or returns
+// $TRIPWIRE_BENCH_AGENT (another build, to compare two in the same
+// conditions).
 func buildAgent(b *testing.B) string {
 	b.Helper()
+	if bin := os.Getenv("TRIPWIRE_BENCH_AGENT"); bin != "" {
+		return bin
+	}
 	bin := filepath.Join(b.TempDir(), "tripwire")
 	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "github.com/tripwire-sec/tripwire/agent/cmd/tripwire")
 	cmd.Stderr = os.Stderr
@@ -183,20 +188,28 @@ func auditd(b *testing.B, path string) func() {
 }
 
 // BenchmarkGetpwnam: a getpwnam("root") loop (it opens and reads
-// /etc/passwd on every call) with nothing watching, with the agent watching
-// /etc/passwd on its default mechanism, and with auditd's `-w /etc/passwd
-// -p r`, in alternating rounds of the same run; medians, per second of wall
-// time and per second of the loop's CPU time.
+// /etc/passwd on every call) with nothing watching, with an empty
+// tp_btf/sys_exit program attached (the kernel's part of ebpf_syscall: what
+// no program can make cheaper), with the agent watching /etc/passwd on its
+// default mechanism, and with auditd's `-w /etc/passwd -p r`, in alternating
+// rounds of the same run; medians, per second of wall time and per second of
+// the loop's CPU time. Then, with the kernel's BPF statistics on, what the
+// agent's own programs cost per system call, per open and per call.
 func BenchmarkGetpwnam(b *testing.B) {
 	needRoot(b)
-	const secs, rounds = 3.0, 5
+	const secs, rounds = 3.0, 7
+	const rule = "  - {name: passwd, type: file, severity: WARN, paths: [/etc/passwd]}\n"
 	bin := buildAgent(b)
-	var none, agent, audit, noneCPU, agentCPU, auditCPU []float64
+	var none, empty, agent, audit, noneCPU, emptyCPU, agentCPU, auditCPU []float64
 	mech := ""
 	for range rounds {
 		w, c := getpwnamRate(b, secs)
 		none, noneCPU = append(none, w), append(noneCPU, c)
-		a := startAgent(b, bin, "  - {name: passwd, type: file, severity: WARN, paths: [/etc/passwd]}\n")
+		detach := attachEmptySysExit(b)
+		w, c = getpwnamRate(b, secs)
+		empty, emptyCPU = append(empty, w), append(emptyCPU, c)
+		detach()
+		a := startAgent(b, bin, rule)
 		mech = a.mech
 		w, c = getpwnamRate(b, secs)
 		agent, agentCPU = append(agent, w), append(agentCPU, c)
@@ -206,17 +219,33 @@ func BenchmarkGetpwnam(b *testing.B) {
 		audit, auditCPU = append(audit, w), append(auditCPU, c)
 		stop()
 	}
-	line := func(what string, n, ag, au float64) {
+	line := func(what string, n, em, ag, au float64) {
 		ns := func(r float64) float64 { return 1e9/r - 1e9/n }
-		fmt.Printf("getpwnam(\"root\") loop, %s, median of %d × %.0f s: no agent %.0f/s; agent (%s) %.0f/s = %.1f %% (+%.0f ns per call); auditd -w /etc/passwd -p r %.0f/s = %.1f %% (+%.0f ns per call)\n",
-			what, rounds, secs, n, mech, ag, ag/n*100, ns(ag), au, au/n*100, ns(au))
+		fmt.Printf("getpwnam(\"root\") loop, %s, median of %d × %.0f s: no agent %.0f/s; agent (%s) %.0f/s = %.1f %% (+%.0f ns per call); auditd -w /etc/passwd -p r %.0f/s = %.1f %% (+%.0f ns per call); empty tp_btf/sys_exit program %.0f/s = %.1f %% (+%.0f ns per call)\n",
+			what, rounds, secs, n, mech, ag, ag/n*100, ns(ag), au, au/n*100, ns(au), em, em/n*100, ns(em))
 	}
-	line("per second of the loop's CPU time", median(noneCPU), median(agentCPU), median(auditCPU))
-	line("per second of wall time", median(none), median(agent), median(audit))
-	fmt.Printf("  rounds (wall): none %v | agent %v | auditd %v\n", rounds3(none), rounds3(agent), rounds3(audit))
-	fmt.Printf("  rounds (cpu):  none %v | agent %v | auditd %v\n", rounds3(noneCPU), rounds3(agentCPU), rounds3(auditCPU))
+	line("per second of the loop's CPU time", median(noneCPU), median(emptyCPU), median(agentCPU), median(auditCPU))
+	line("per second of wall time", median(none), median(empty), median(agent), median(audit))
+	fmt.Printf("  rounds (wall): none %v | empty %v | agent %v | auditd %v\n", rounds3(none), rounds3(empty), rounds3(agent), rounds3(audit))
+	fmt.Printf("  rounds (cpu):  none %v | empty %v | agent %v | auditd %v\n", rounds3(noneCPU), rounds3(emptyCPU), rounds3(agentCPU), rounds3(auditCPU))
+	fmt.Printf("  agent/none per round (cpu): %v\n", ratios(agentCPU, noneCPU))
+
+	a := startAgent(b, bin, rule)
+	fmt.Printf("  agent's eBPF programs (%s), with BPF run-time statistics on (their clock reads included): %s\n",
+		a.mech, programCost(b, a.cmd.Process.Pid, "/etc/passwd", "/etc/group"))
+	a.stop(b)
 	b.ReportMetric(median(agentCPU)/median(noneCPU)*100, "agent_cpu_%")
 	b.ReportMetric(median(auditCPU)/median(noneCPU)*100, "auditd_cpu_%")
+	b.ReportMetric(median(emptyCPU)/median(noneCPU)*100, "empty_sys_exit_cpu_%")
+}
+
+// ratios lists xs[i]/ys[i] in per cent, one decimal.
+func ratios(xs, ys []float64) string {
+	var s []string
+	for i := range xs {
+		s = append(s, strconv.FormatFloat(xs[i]/ys[i]*100, 'f', 1, 64))
+	}
+	return strings.Join(s, " ")
 }
 
 func rounds3(xs []float64) string {
