@@ -57,10 +57,12 @@ type Rule struct {
 	Plant     *Plant
 	HoldOpens bool // planted decoys only: every open of the path waits for the agent
 	// process (Paths above holds executable paths)
-	Names   []string
-	Resolve bool
+	Names     []string
+	NameLines []int // the line of each of Names
+	Resolve   bool
 	// network
 	Ports     []int
+	PortLines []int  // the line of each of Ports
 	Mode      string // observe, honeyport
 	Transport string // tcp, udp
 	Address   string
@@ -346,6 +348,7 @@ func (c *checker) processRule(rs *ruleSet, i int, path string, n *yaml.Node, m m
 	nameNodes := c.Strings(m, "names", &r.Names)
 	pathNodes := c.Strings(m, "paths", &r.Paths)
 	r.PathLines = lines(pathNodes)
+	r.NameLines = lines(nameNodes)
 	c.Boolean(m, "resolve", &r.Resolve)
 	if len(r.Names) == 0 && len(r.Paths) == 0 {
 		c.Errorf(n, path+".names", "a process rule needs names or paths")
@@ -430,6 +433,7 @@ func (c *checker) networkRule(rs *ruleSet, i int, path string, n *yaml.Node, m m
 			continue
 		}
 		r.Ports = append(r.Ports, port)
+		r.PortLines = append(r.PortLines, pn.Line)
 		if r.Enabled {
 			rs.ports = append(rs.ports, target{rule: i, value: r.Transport + "/" + pn.Value, node: pn, path: key})
 		}

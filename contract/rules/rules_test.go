@@ -133,3 +133,73 @@ func TestOverlapsWithinSet(t *testing.T) {
 		t.Fatalf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+func TestClashes(t *testing.T) {
+	base := `- name: shadow
+  type: file
+  severity: CRITICAL
+  paths: [/etc/shadow]
+- name: www
+  type: file
+  severity: INFO
+  recursive: true
+  paths: [/srv/www]
+- name: ssh
+  type: network
+  severity: INFO
+  ports: [22]
+- name: off
+  type: process
+  severity: INFO
+  enabled: false
+  names: [nc]
+`
+	mine := `- name: shadow
+  type: process
+  severity: WARN
+  names: [nc]
+- name: secrets
+  type: file
+  severity: WARN
+  paths: [/etc/passwd, /etc/shadow, /srv/www/config]
+- name: etc
+  type: file
+  severity: INFO
+  recursive: true
+  paths: [/etc/ssh]
+- name: ssh2
+  type: network
+  severity: INFO
+  ports: [2222, 22]
+`
+	theirs, err := Parse("base", []byte(base), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Parse("mine", []byte(mine), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range Clashes(m, theirs, `rule set "base"`) {
+		got = append(got, strings.TrimPrefix(e.Error(), ":"))
+	}
+	want := []string{
+		`1: rules[0].name: duplicate rule name "shadow" (also in rule set "base", line 1)`,
+		`8: rules[1].paths[1]: overlapping rules: path /etc/shadow is also watched by rule "shadow" of rule set "base" (line 4)`,
+		`8: rules[1].paths[2]: overlapping rules: /srv/www/config is inside /srv/www, watched recursively by rule "www" of rule set "base" (line 9)`,
+		`17: rules[3].ports[1]: overlapping rules: port tcp/22 is also watched by rule "ssh" of rule set "base" (line 13)`,
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("clashes:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	// The disabled rule "off" watches nc too: no clash with it. The other
+	// way round, a recursive directory of mine takes in their path.
+	got = nil
+	for _, e := range Clashes(theirs, m, `rule set "mine"`) {
+		got = append(got, strings.TrimPrefix(e.Error(), ":"))
+	}
+	if len(got) != 4 || got[2] != `9: rules[1].paths[0]: overlapping rules: watches /srv/www recursively, and /srv/www/config inside it is watched by rule "secrets" of rule set "mine" (line 8)` {
+		t.Fatalf("reverse clashes:\n%s", strings.Join(got, "\n"))
+	}
+}

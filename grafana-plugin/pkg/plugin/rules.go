@@ -326,7 +326,7 @@ func (d *Datasource) handleCreateRuleSet(r *http.Request) (any, error) {
 	}
 	rs := e.ruleSet()
 	rs.Author = u.Login
-	if fe, err := d.store.RuleNameClashes(r.Context(), &rs); err != nil || len(fe) > 0 {
+	if fe, err := d.store.RuleSetClashes(r.Context(), &rs); err != nil || len(fe) > 0 {
 		return nil, errors.Join(err, fe.orNil())
 	}
 	id, err := d.store.CreateRuleSet(r.Context(), &rs)
@@ -378,7 +378,7 @@ func (d *Datasource) handleUpdateRuleSet(r *http.Request) (any, error) {
 // saveVersion saves rs as the version after base and returns the set's
 // current version.
 func (d *Datasource) saveVersion(r *http.Request, base int, rs *RuleSet) (any, error) {
-	if fe, err := d.store.RuleNameClashes(r.Context(), rs); err != nil || len(fe) > 0 {
+	if fe, err := d.store.RuleSetClashes(r.Context(), rs); err != nil || len(fe) > 0 {
 		return nil, errors.Join(err, fe.orNil())
 	}
 	if err := d.store.UpdateRuleSet(r.Context(), base, rs); err != nil {
@@ -588,7 +588,7 @@ func (d *Datasource) handleCheckRuleSet(r *http.Request) (any, error) {
 			hosts = found
 		}
 		if len(fe) == 0 {
-			clashes, err := d.store.RuleNameClashes(r.Context(), &rs)
+			clashes, err := d.store.RuleSetClashes(r.Context(), &rs)
 			if err != nil {
 				return nil, err
 			}

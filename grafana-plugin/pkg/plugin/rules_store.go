@@ -215,11 +215,12 @@ func selectorJSON(rs *RuleSet) (string, error) {
 	return string(b), nil
 }
 
-// RuleNameClashes refuses rule names rs shares with another enabled set
-// that may apply to one same host: the host's agent would be sent two
-// rules of one name and refuse the rule set. A set that is disabled, or
-// whose rules do not parse, clashes with nothing.
-func (s *Store) RuleNameClashes(ctx context.Context, rs *RuleSet) (FieldErrors, error) {
+// RuleSetClashes refuses what rs has in common with another enabled set
+// that may apply to one same host: a rule name, or a target both watch (see
+// rules.Clashes). The host's agent would be sent both and refuse the whole
+// set. A set that is disabled, or whose rules do not parse, clashes with
+// nothing.
+func (s *Store) RuleSetClashes(ctx context.Context, rs *RuleSet) (FieldErrors, error) {
 	if !rs.Enabled {
 		return nil, nil
 	}
@@ -242,17 +243,8 @@ func (s *Store) RuleNameClashes(ctx context.Context, rs *RuleSet) (FieldErrors, 
 		if err != nil {
 			continue // saved before a stricter validator; the agent will say
 		}
-		shared := map[string]bool{}
-		for _, r := range theirs {
-			shared[r.Name] = true
-		}
-		var clash []int
-		for i, r := range mine {
-			if shared[r.Name] {
-				clash = append(clash, i)
-			}
-		}
-		if len(clash) == 0 {
+		clashes := rules.Clashes(mine, theirs, fmt.Sprintf("rule set %q", other.Name))
+		if len(clashes) == 0 {
 			continue
 		}
 		may, err := s.mayShareHost(ctx, rs, &other)
@@ -262,10 +254,9 @@ func (s *Store) RuleNameClashes(ctx context.Context, rs *RuleSet) (FieldErrors, 
 		if !may {
 			continue
 		}
-		for _, i := range clash {
-			fe = append(fe, FieldError{Field: "rules", Line: mine[i].Line, Key: fmt.Sprintf("rules[%d].name", i),
-				Message: fmt.Sprintf("rule %q is also in rule set %q, which may apply to the same hosts (%s); rename one or disable that set",
-					mine[i].Name, other.Name, other.Scope)})
+		for _, c := range clashes {
+			fe = append(fe, FieldError{Field: "rules", Line: c.Line, Key: c.Key,
+				Message: c.Msg + ", which may apply to the same hosts (" + other.Scope + ")"})
 		}
 	}
 	return fe, nil

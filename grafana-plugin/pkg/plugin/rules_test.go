@@ -266,8 +266,9 @@ func TestRuleSetHosts(t *testing.T) {
 	}
 }
 
-// TestRuleSetNameClashes: a rule name may be in two enabled sets only when
-// no host can get both; the refusal names the line and the other set.
+// TestRuleSetNameClashes: a rule name, or a target, may be in two enabled
+// sets only when no host can get both; the refusal names the line and the
+// other set.
 func TestRuleSetNameClashes(t *testing.T) {
 	e := newEnv(t)
 	e.seed(t) // web-01, db-01, mac-01: linux
@@ -289,7 +290,7 @@ func TestRuleSetNameClashes(t *testing.T) {
 		{"POST", "/api/v1/rules", map[string]any{"name": "base", "scope": contract.RuleScopeGlobal, "rules": shadowRules}, 200, ""},
 		// A global set reaches every host.
 		{"POST", "/api/v1/rules", map[string]any{"name": "linux", "scope": contract.RuleScopeGroup, "selector": group("linux"), "rules": withShadow},
-			400, `"line":5,"key":"rules[1].name","message":"rule \"shadow\" is also in rule set \"base\"`},
+			400, `"line":5,"key":"rules[1].name","message":"duplicate rule name \"shadow\" (also in rule set \"base\", line 1), which may apply to the same hosts (global)"`},
 		// A disabled set clashes with nothing, either way.
 		{"POST", "/api/v1/rules", map[string]any{"name": "linux", "scope": contract.RuleScopeGroup, "selector": group("linux"), "rules": withShadow, "enabled": false}, 200, ""},
 		{"POST", "/api/v1/rules/1/disable", nil, 200, ""},
@@ -301,7 +302,11 @@ func TestRuleSetNameClashes(t *testing.T) {
 		// A known host outside the group shares nothing; one inside does; an unknown one may.
 		{"POST", "/api/v1/rules", map[string]any{"name": "db", "scope": contract.RuleScopeHost, "host_name": "db-01", "rules": shadowRules}, 400, `rule set \"linux\"`},
 		{"POST", "/api/v1/rules", map[string]any{"name": "new", "scope": contract.RuleScopeHost, "host_name": "new-01", "rules": shadowRules}, 400, `rule set \"darwin\"`},
-		{"POST", "/api/v1/rules", map[string]any{"name": "db", "scope": contract.RuleScopeHost, "host_name": "db-01", "rules": other}, 400, `rule \"other\" is also in rule set \"linux\"`},
+		{"POST", "/api/v1/rules", map[string]any{"name": "db", "scope": contract.RuleScopeHost, "host_name": "db-01", "rules": other}, 400, `duplicate rule name \"other\" (also in rule set \"linux\"`},
+		// Another name for a target another set watches clashes too.
+		{"POST", "/api/v1/rules", map[string]any{"name": "tools", "scope": contract.RuleScopeGlobal,
+			"rules": "- name: nc2\n  type: process\n  severity: INFO\n  names: [nc]\n"},
+			400, `"line":4,"key":"rules[0].names[0]","message":"overlapping rules: process name nc is also watched by rule \"other\" of rule set \"linux\" (line 4)`},
 		// Enabling the global set again would clash with both groups.
 		{"POST", "/api/v1/rules/1/enable", nil, 400, `rule set \"darwin\"`},
 	}
