@@ -42,6 +42,10 @@ type Options struct {
 	DrainTimeout time.Duration
 	// Trace sees trips pass the stages of the commit path (benchmarks).
 	Trace *pipeline.Trace
+	// MemoryLimit, if set, is the soft Go memory limit while the live heap
+	// is small; the agent raises it with the heap (see memoryLimit). 0
+	// leaves the runtime's limit (GOMEMLIMIT) alone.
+	MemoryLimit int64
 }
 
 // Agent is one running tripwire agent.
@@ -252,6 +256,10 @@ func (a *Agent) Run(ctx context.Context, reload <-chan *config.Config) (err erro
 	a.log.Info("started", "tripwire.config", a.cfg.File, "tripwire.audit.path", a.cfg.Audit.Path,
 		"tripwire.spool.path", a.cfg.Spool.Path, "server.address", a.HealthAddress())
 
+	// After start-up, whose heap is released: the rules themselves may be a
+	// live heap near the idle limit (10,000 watched paths are ~8 MB).
+	memLimit := newMemoryLimit(a.opts.MemoryLimit)
+	memLimit.adjust()
 	tick := time.NewTicker(statusCheckInterval)
 	defer tick.Stop()
 	for {
@@ -267,6 +275,7 @@ func (a *Agent) Run(ctx context.Context, reload <-chan *config.Config) (err erro
 			offer.done <- a.applyCentral(ctx, offer.body)
 		case <-tick.C:
 			a.checkStatus()
+			memLimit.adjust()
 		case <-a.recheck:
 			a.checkStatus()
 		}

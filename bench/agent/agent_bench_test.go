@@ -9,10 +9,13 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
+	"runtime/metrics"
 	"slices"
 	"sort"
 	"strconv"
@@ -289,7 +292,16 @@ func BenchmarkLatency(b *testing.B) {
 			each(batch, func(st *stamps) { first(&st.spoolBegan, began); first(&st.committed, committed) })
 		},
 	}
-	a, stop := startAgent(b, conf, agent.Options{Version: "bench", Trace: trace})
+	// The memory limit the binary runs with (this process also holds the
+	// benchmark's own ~3 MB: the file list and the stamps).
+	a, stop := startAgent(b, conf, agent.Options{Version: "bench", Trace: trace, MemoryLimit: agent.IdleMemoryLimit})
+	defer debug.SetMemoryLimit(math.MaxInt64)
+	gcs := func() uint64 {
+		s := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}}
+		metrics.Read(s)
+		return s[0].Value.Uint64()
+	}
+	gc0 := gcs()
 	sp := a.Spool()
 	// A shipper's view: woken by Committed, it reads and deletes.
 	shipDone := make(chan struct{})
@@ -320,6 +332,7 @@ func BenchmarkLatency(b *testing.B) {
 		}
 	}()
 	reads := runReader(b, rate, secs, files)
+	gcRun := gcs() - gc0
 	time.Sleep(2 * time.Second)
 	cancel()
 	<-shipDone
@@ -351,8 +364,8 @@ func BenchmarkLatency(b *testing.B) {
 		b.Fatal("no trip reached the spool")
 	}
 	sortDurations(total)
-	fmt.Printf("latency read(2) → spool commit at %d reads/s for %d s: p50 %v, p99 %v, max %v (%d reads, %d not committed, %d trips, %d coalesced, %d dropped)\n",
-		rate, secs, pct(total, 0.50), pct(total, 0.99), pct(total, 1), len(reads), missing, st.Trips, st.Coalesced, st.Dropped)
+	fmt.Printf("latency read(2) → spool commit at %d reads/s for %d s: p50 %v, p99 %v, max %v (%d reads, %d not committed, %d trips, %d coalesced, %d dropped, %d GC cycles while reading)\n",
+		rate, secs, pct(total, 0.50), pct(total, 0.99), pct(total, 1), len(reads), missing, st.Trips, st.Coalesced, st.Dropped, gcRun)
 	for _, part := range []struct {
 		name string
 		d    []time.Duration

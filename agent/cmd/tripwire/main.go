@@ -208,7 +208,7 @@ func start(args []string, stderr io.Writer) int {
 		return 2
 	}
 	restrictUmask()
-	idleMemoryLimit()
+	memLimit := idleMemoryLimit()
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).
 		With(event.ResourceServiceName, event.ServiceName, event.ResourceServiceVersion, version)
 	cfg, err := config.Load(path)
@@ -221,7 +221,7 @@ func start(args []string, stderr io.Writer) int {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	a, err := agent.New(cfg, agent.Options{Version: version, Logger: log})
+	a, err := agent.New(cfg, agent.Options{Version: version, Logger: log, MemoryLimit: memLimit})
 	if err != nil {
 		return cannotStart(stderr, err)
 	}
@@ -258,18 +258,16 @@ func start(args []string, stderr io.Writer) int {
 	return 0
 }
 
-// agentMemoryLimit is the agent's soft Go memory limit: an idle agent holds
-// a few MB of live heap, and without a limit the runtime keeps twice that
-// plus what start-up used. It is soft: the heap may grow past it under load
-// (the runtime then collects more often), it is never an out-of-memory kill.
-const agentMemoryLimit = 16 << 20
-
-// idleMemoryLimit sets agentMemoryLimit unless the operator set GOMEMLIMIT
-// (the knob: GOMEMLIMIT=64MiB raises it, GOMEMLIMIT=off removes it).
-func idleMemoryLimit() {
-	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
-		debug.SetMemoryLimit(agentMemoryLimit)
+// idleMemoryLimit sets agent.IdleMemoryLimit unless the operator set
+// GOMEMLIMIT (the knob: GOMEMLIMIT=64MiB raises it, GOMEMLIMIT=off removes
+// it), and returns the limit the running agent keeps in step with its live
+// heap (0: the operator's, left alone).
+func idleMemoryLimit() int64 {
+	if _, set := os.LookupEnv("GOMEMLIMIT"); set {
+		return 0
 	}
+	debug.SetMemoryLimit(agent.IdleMemoryLimit)
+	return agent.IdleMemoryLimit
 }
 
 // cannotStart prints why start failed as one line, for the operator at the
