@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.opentelemetry.io/collector/component/componenttest"
@@ -54,17 +55,19 @@ func opampServer(t *testing.T, pkiDir, dsn string, port int) extension.Extension
 	return ext
 }
 
-// TestCentralRules (issue 15): a rule set saved in PostgreSQL reaches the
-// agent over OpAMP and is applied beside the local rules, and its file trips;
-// a set that clashes with a local rule is refused, reported, and the running
-// rules stay; a disable removes the central rule; an agent restarted without
-// the server runs the set it kept.
-func TestCentralRules(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("fanotify needs root")
-	}
+// managed is an OpAMP server (the collector's extension) on a fresh
+// database, with a PKI that has a certificate for agent-01.
+type managed struct {
+	pool       *pgxpool.Pool
+	rules      *rulestore.Store
+	port       int
+	pki        string
+	stopServer func()
+}
+
+func startManagement(t *testing.T, dir string) *managed {
+	t.Helper()
 	ctx := context.Background()
-	dir := t.TempDir()
 	pkiDir := filepath.Join(dir, "pki")
 	if err := pki.Init(pkiDir); err != nil {
 		t.Fatal(err)
@@ -80,7 +83,7 @@ func TestCentralRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pool.Close()
+	t.Cleanup(pool.Close)
 	if err := migrations.Apply(ctx, pool); err != nil {
 		t.Fatal(err)
 	}
@@ -93,6 +96,25 @@ func TestCentralRules(t *testing.T) {
 			srv = nil
 		}
 	}
+	t.Cleanup(stopServer)
+
+	return &managed{pool: pool, rules: rules, port: port, pki: pkiDir, stopServer: stopServer}
+}
+
+// TestCentralRules (issue 15): a rule set saved in PostgreSQL reaches the
+// agent over OpAMP and is applied beside the local rules, and its file trips;
+// a set that clashes with a local rule is refused, reported, and the running
+// rules stay; a disable removes the central rule; an agent restarted without
+// the server runs the set it kept.
+func TestCentralRules(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("fanotify needs root")
+	}
+	ctx := context.Background()
+	dir := t.TempDir()
+	m := startManagement(t, dir)
+	pool, rules, port, pkiDir := m.pool, m.rules, m.port, m.pki
+	stopServer := m.stopServer
 	defer stopServer()
 
 	local, central := filepath.Join(dir, "local-decoy"), filepath.Join(dir, "central-decoy")
@@ -141,6 +163,16 @@ func TestCentralRules(t *testing.T) {
 	catFile(t, central)
 	waitFor(t, "a trip of the central rule", func() bool { return countRule(t, dir, "central-decoy", central) > 0 })
 	waitFor(t, "the server's record of the applied set", func() bool { s, _ := record(); return s == contract.RuleStatusApplied })
+	var healthy bool
+	var healthStatus, effective string
+	waitFor(t, "health and effective config in the server's record", func() bool {
+		err := pool.QueryRow(ctx, `SELECT COALESCE(healthy, false), COALESCE(health_status, ''), COALESCE(effective_config_hash, '')
+			FROM agent_management WHERE host_name = 'agent-01'`).Scan(&healthy, &healthStatus, &effective)
+		return err == nil && healthStatus != "" && effective != ""
+	})
+	if !healthy || healthStatus != event.StatusOnline || len(effective) != 64 {
+		t.Errorf("recorded health %v %q, effective config hash %q", healthy, healthStatus, effective)
+	}
 	kept := filepath.Join(dir, "state", "central-rules.yaml")
 	if fi, err := os.Stat(kept); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("kept central rule set: %v %v", fi, err)
@@ -185,5 +217,89 @@ func TestCentralRules(t *testing.T) {
 	waitFor(t, "a trip of the kept central rule", func() bool { return countRule(t, dir, "central-decoy", central) > before })
 	if n := len(chained(t, dir, func(e *event.Event) bool { return e.Name == event.AgentStart })); n != 2 {
 		t.Errorf("%d agent starts chained, want 2", n)
+	}
+}
+
+// TestCentralApplyMissesNoTrip: while a local decoy is read by a stream of
+// processes, central sets that change the file watcher's rules are applied
+// four times (each restarts the file watcher, the new one beside the old):
+// every read is chained exactly once.
+func TestCentralApplyMissesNoTrip(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("fanotify needs root")
+	}
+	ctx := context.Background()
+	dir := t.TempDir()
+	m := startManagement(t, dir)
+	local := filepath.Join(dir, "local-decoy")
+	var others []string
+	for i := range 4 {
+		others = append(others, filepath.Join(dir, fmt.Sprintf("central-%d", i)))
+	}
+	for _, p := range append([]string{local}, others...) {
+		if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cert, key := pki.AgentFiles(m.pki, "agent-01")
+	conf := fmt.Sprintf("host: {name: agent-01}\nwatchers: {file: fanotify}\nmanagement: {endpoint: \"wss://127.0.0.1:%d/v1/opamp\", ca: %s, cert: %s, key: %s}\nrules:\n",
+		m.port, filepath.Join(m.pki, pki.CACertFile), cert, key) + fileRule("local-decoy", local)
+	ag, err := New(loadConfig(t, dir, conf), Options{Version: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	runErr := make(chan error, 1)
+	go func() { runErr <- ag.Run(rctx, make(chan *config.Config)) }()
+	served := func() string {
+		r, _ := health.Fetch(ctx, ag.HealthAddress())
+		return strings.Join(servedRules(r), ",")
+	}
+	waitFor(t, "the local rule", func() bool { return served() == "local-decoy" })
+
+	const reads = 200
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range reads {
+			catFile(t, local)
+		}
+	}()
+	set, err := m.rules.Create(ctx, rulestore.RuleSet{Name: "rotating", Scope: rulestore.ScopeGlobal, Enabled: true,
+		Rules: fileRule("central-0", others[0]), Author: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "central-0", func() bool { return served() == "central-0,local-decoy" })
+	for i := 1; i < len(others); i++ {
+		set.Rules = fileRule(fmt.Sprintf("central-%d", i), others[i])
+		if set, err = m.rules.Update(ctx, set.Version, set); err != nil {
+			t.Fatal(err)
+		}
+		want := fmt.Sprintf("central-%d,local-decoy", i)
+		waitFor(t, want, func() bool { return served() == want })
+	}
+	<-done
+	waitFor(t, "every read chained", func() bool { return countRule(t, dir, "local-decoy", local) >= reads })
+	time.Sleep(500 * time.Millisecond) // a duplicate would arrive meanwhile
+	cancel()
+	if err := <-runErr; err != nil {
+		t.Fatal(err)
+	}
+	if n := countRule(t, dir, "local-decoy", local); n != reads {
+		t.Errorf("%d reads chained %d times across 4 central applies, want exactly once each", reads, n)
+		byPID := map[int64]int{}
+		for _, e := range chained(t, dir, func(e *event.Event) bool { return e.Rule == "local-decoy" }) {
+			if e.Process != nil {
+				byPID[e.Process.PID]++
+			}
+		}
+		for pid, c := range byPID {
+			if c > 1 {
+				for _, e := range chained(t, dir, func(e *event.Event) bool { return e.Rule == "local-decoy" && e.Process != nil && e.Process.PID == pid }) {
+					t.Logf("pid %d: %s %s seq %d mechanism %s exe %q file %+v", pid, e.Name, e.Time.Format(time.RFC3339Nano), e.Seq, e.Mechanism, e.Process.ExecutablePath, *e.File)
+				}
+			}
+		}
 	}
 }

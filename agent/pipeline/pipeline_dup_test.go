@@ -32,3 +32,19 @@ func TestOverlappingWatchersReportOnce(t *testing.T) {
 		t.Fatalf("stats %+v, want 1 duplicate and 1 coalesced", st)
 	}
 }
+
+// The new watcher may see a short-lived reader only after it exited, its
+// executable no longer readable: still the same trip.
+func TestOverlappingWatchersReportOnceWithoutTheExecutable(t *testing.T) {
+	dir := t.TempDir()
+	r := newRig(t, dir, spool.Options{}, 2*time.Second)
+	oldSink, newSink := r.p.Sink("fanotify", nil), r.p.Sink("fanotify", nil)
+	oldSink.Trip(trip("/srv/a", 7))
+	late := trip("/srv/a", 7)
+	late.Process.ExecutablePath = ""
+	newSink.Trip(late)
+	r.close(t)
+	if st := r.p.Stats(); st.Duplicate != 1 {
+		t.Fatalf("stats %+v, want the late copy counted as a duplicate", st)
+	}
+}

@@ -40,7 +40,13 @@ func tripKey(e *event.Event) string {
 	}
 	b.WriteByte(0)
 	if e.Process != nil {
-		b.WriteString(e.Process.ExecutablePath)
+		// The PID is the actor; the executable only when there is no PID.
+		// Two watchers overlapping during a reload see one short-lived
+		// reader, and the later one may find /proc/PID/exe gone: keyed on
+		// the executable too, its copy of the trip was chained twice.
+		if e.Process.PID == 0 {
+			b.WriteString(e.Process.ExecutablePath)
+		}
 		b.WriteByte(0)
 		b.WriteString(strconv.FormatInt(e.Process.PID, 10))
 	}
