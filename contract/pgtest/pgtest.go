@@ -89,14 +89,18 @@ var (
 
 // Main runs the tests and then stops the shared cluster, if one was started,
 // and removes its directory. Call it from TestMain.
-func Main(m *testing.M) {
+func Main(m *testing.M) { os.Exit(Run(m)) }
+
+// Run is Main for a TestMain that must exit itself (testscript.Main): it
+// runs the tests, removes the shared cluster and returns the exit code.
+func Run(m interface{ Run() int }) int {
 	code := m.Run()
 	if shared != nil {
 		if err := shared.remove(); err != nil {
 			fmt.Fprintf(os.Stderr, "pgtest: %v\n", err)
 		}
 	}
-	os.Exit(code)
+	return code
 }
 
 // Shared returns the cluster shared by the test binary, starting it on first

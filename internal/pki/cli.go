@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"slices"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // Usage is the help text of `tripwire pki`.
@@ -23,6 +26,9 @@ Commands:
   issue-server          issue the collector's certificate (server.crt, server.key)
   issue-agent HOST      issue HOST's client certificate (agents/HOST.crt, .key)
   revoke HOST|SERIAL    revoke HOST's certificates or one serial; rewrite crl.pem
+                        (with a DSN also in PostgreSQL, for every collector)
+  token HOST            print a one-time bootstrap token for HOST's first
+                        enrollment over OpAMP (stored hashed in PostgreSQL)
   crl                   re-sign crl.pem (do it before its next update, yearly)
   list                  list issued certificates
 
@@ -31,6 +37,8 @@ Flags:
   --validity D          issue-*: validity, e.g. 365d, 1y, 720h (default 365d, max 730d)
   --dns NAME            issue-server: a DNS name (repeatable)
   --ip ADDR             issue-server: an IP address (repeatable)
+  --ttl D               token: how long the token is good (default 15m, max 24h)
+  --dsn DSN             token, revoke: PostgreSQL (default $TRIPWIRE_PG_DSN)
 
 Exit status: 0 done, 1 failed, 2 bad usage.
 `
@@ -68,6 +76,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	dir := fs.String("dir", defDir, "")
 	validityText := fs.String("validity", "", "")
 	var dns, ips listFlag
+	ttl := fs.Duration("ttl", DefaultTokenTTL, "")
+	dsn := fs.String("dsn", os.Getenv("TRIPWIRE_PG_DSN"), "")
 	fs.Var(&dns, "dns", "")
 	fs.Var(&ips, "ip", "")
 
@@ -103,11 +113,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		validity = v
 	}
 	allowed := map[string][]string{
-		"init": {"dir"}, "crl": {"dir"}, "list": {"dir"}, "revoke": {"dir"},
+		"init": {"dir"}, "crl": {"dir"}, "list": {"dir"}, "revoke": {"dir", "dsn"},
+		"token":        {"ttl", "dsn"},
 		"issue-agent":  {"dir", "validity"},
 		"issue-server": {"dir", "validity", "dns", "ip"},
 	}
-	wantPos := map[string]int{"issue-agent": 1, "revoke": 1}
+	wantPos := map[string]int{"issue-agent": 1, "revoke": 1, "token": 1}
 	ok, known := allowed[cmd]
 	if !known {
 		return usageError(stderr, fmt.Sprintf("unknown command %q", cmd))
@@ -146,14 +157,43 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		}
 		printIssued(stdout, "agent "+pos[0], is)
 	case "revoke":
+		// The collectors sign certificates the local index never saw: with a
+		// DSN, a host unknown here may still be revoked centrally.
 		revoked, err := Revoke(*dir, pos[0])
-		if err != nil {
+		if err != nil && (*dsn == "" || !errors.Is(err, ErrNotFound)) {
 			return fail(stderr, err)
 		}
 		for _, e := range revoked {
 			fmt.Fprintf(stdout, "revoked %s %s serial %s\n", e.Kind, e.Name, e.Serial)
 		}
-		fmt.Fprintf(stdout, "wrote %s/%s\n", *dir, CRLFile)
+		if err == nil {
+			fmt.Fprintf(stdout, "wrote %s/%s\n", *dir, CRLFile)
+		}
+		if *dsn != "" {
+			serials, err := withDB(*dsn, func(ctx context.Context, conn *pgx.Conn) ([]string, error) {
+				return RevokeCentral(ctx, conn, pos[0], revoked)
+			})
+			if err != nil {
+				return fail(stderr, err)
+			}
+			fmt.Fprintf(stdout, "revoked in PostgreSQL for every collector: %s\n", strings.Join(serials, " "))
+		}
+	case "token":
+		if *dsn == "" {
+			return usageError(stderr, "token needs --dsn or $TRIPWIRE_PG_DSN: the collectors check tokens in PostgreSQL")
+		}
+		var expires time.Time
+		tok, err := withDB(*dsn, func(ctx context.Context, conn *pgx.Conn) (string, error) {
+			t, e, err := NewToken(ctx, conn, pos[0], *ttl)
+			expires = e
+			return t, err
+		})
+		if err != nil {
+			return fail(stderr, err)
+		}
+		// The token alone on stdout, so TOKEN=$(tripwire pki token HOST) works.
+		fmt.Fprintln(stdout, tok)
+		fmt.Fprintf(stderr, "one-time bootstrap token for %s, good until %s\n", pos[0], expires.UTC().Format(time.RFC3339))
 	case "crl":
 		if err := WriteCRL(*dir); err != nil {
 			return fail(stderr, err)
@@ -176,6 +216,18 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return ExitOK
+}
+
+func withDB[T any](dsn string, f func(context.Context, *pgx.Conn) (T, error)) (T, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var zero T
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return zero, fmt.Errorf("connecting to PostgreSQL: %w", err)
+	}
+	defer conn.Close(context.Background())
+	return f(ctx, conn)
 }
 
 func printIssued(w io.Writer, what string, is Issued) {

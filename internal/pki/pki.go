@@ -408,28 +408,32 @@ func LoadCRL(path string, ca *x509.Certificate) (*x509.RevocationList, error) {
 }
 
 func loadCA(dir string) (*x509.Certificate, crypto.Signer, error) {
-	certPEM, err := os.ReadFile(filepath.Join(dir, CACertFile))
-	if errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(dir, CACertFile)); errors.Is(err, os.ErrNotExist) {
 		return nil, nil, fmt.Errorf("%s: %w", dir, ErrNoCA)
 	}
+	return loadCAFiles(filepath.Join(dir, CACertFile), filepath.Join(dir, CAKeyFile))
+}
+
+func loadCAFiles(certFile, keyFile string) (*x509.Certificate, crypto.Signer, error) {
+	certPEM, err := os.ReadFile(certFile)
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading CA certificate: %w", err)
 	}
 	blk, _ := pem.Decode(certPEM)
 	if blk == nil || blk.Type != "CERTIFICATE" {
-		return nil, nil, fmt.Errorf("parsing %s: no CERTIFICATE block", CACertFile)
+		return nil, nil, fmt.Errorf("parsing %s: no CERTIFICATE block", certFile)
 	}
 	cert, err := x509.ParseCertificate(blk.Bytes)
 	if err != nil {
 		return nil, nil, fmt.Errorf("parsing CA certificate: %w", err)
 	}
-	keyPEM, err := os.ReadFile(filepath.Join(dir, CAKeyFile))
+	keyPEM, err := os.ReadFile(keyFile)
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading CA key: %w", err)
 	}
 	blk, _ = pem.Decode(keyPEM)
 	if blk == nil {
-		return nil, nil, fmt.Errorf("parsing %s: no PEM block", CAKeyFile)
+		return nil, nil, fmt.Errorf("parsing %s: no PEM block", keyFile)
 	}
 	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
 	if err != nil {

@@ -13,10 +13,18 @@ import (
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/tripwire-sec/tripwire/contract/pgtest"
 )
 
+// pgRun removes the shared PostgreSQL cluster of the central tests after the
+// tests; testscript.Main exits itself.
+type pgRun struct{ m *testing.M }
+
+func (r pgRun) Run() int { return pgtest.Run(r.m) }
+
 func TestMain(m *testing.M) {
-	testscript.Main(m, map[string]func(){
+	testscript.Main(pgRun{m}, map[string]func(){
 		// The scripts run the real CLI entry point as a program named
 		// "tripwire-pki".
 		"tripwire-pki": func() { os.Exit(Main(os.Args[1:], os.Stdout, os.Stderr)) },
