@@ -237,6 +237,12 @@ func (e *tripwireExporter) pushLogs(ctx context.Context, ld plog.Logs) error {
 	if len(hosts) == 0 {
 		return nil
 	}
+	return e.storeLanes(ctx, e.lanes(hosts))
+}
+
+// storeLane stores hosts in one transaction; when PostgreSQL refuses it
+// for its data, it narrows down to the bad host or record.
+func (e *tripwireExporter) storeLane(ctx context.Context, hosts []*hostBatch) error {
 	err := e.store(ctx, hosts)
 	if isDataError(err) && len(hosts) > 1 {
 		e.logger.Warn("PostgreSQL refused a batch; storing it host by host to find the bad ones", zap.Error(err))

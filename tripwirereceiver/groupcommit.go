@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/consumer/consumererror"
@@ -22,21 +23,34 @@ const maxGroupRecords = 5000
 // records is not one write and one transaction the size of many requests.
 const maxGroupBytes = 16 << 20
 
+// minGroupInterval is the least time between the starts of two groups.
+// Each group costs the persistent queue behind the receiver three fsync'd
+// writes, one after another under one lock (stored, taken by the exporter,
+// deleted once stored): a group per request that arrived during the last
+// write made hundreds of groups a second of a few records each under steady
+// load, and the queue's writes, not the work, set the pace. An idle
+// receiver's request still goes at once.
+const minGroupInterval = 10 * time.Millisecond
+
 // groupCommit hands the records of concurrent requests to the next consumer
-// together. Behind the receiver sits a persistent queue that pays an fsync'd
-// write per ConsumeLogs call, so a fleet of agents each sending a few records
-// at a time would be capped by the disk's fsync rate, not by the work;
-// grouped, it costs one write per group. No request waits for a timer: when
-// nothing is being consumed a request goes at once, and the requests that
-// arrive while a group is being consumed form the next one. A request is
-// answered only after its group was consumed, with the group's result, so an
-// acknowledgement still means its records were taken.
+// together. Behind the receiver sits a persistent queue that pays fsync'd
+// writes per ConsumeLogs call, so a fleet of agents each sending a few
+// records at a time would be capped by the disk's fsync rate, not by the
+// work; grouped, it costs one write per group. A request that arrives when
+// no group started in the last minGroupInterval goes at once; otherwise it
+// waits, with the others arriving meanwhile, for the rest of the interval
+// (less if they fill a group). A request is answered only after its group
+// was consumed, with the group's result, so an acknowledgement still means
+// its records were taken.
 type groupCommit struct {
-	next consumer.Logs
+	next     consumer.Logs
+	interval time.Duration // minGroupInterval; tests set another
 
 	mu      sync.Mutex
 	closed  bool
 	pending []*commitRequest
+	records int           // in pending
+	bytes   int           // in pending
 	wake    chan struct{} // buffered: requests are pending
 	stop    chan struct{}
 	done    chan struct{}
@@ -54,7 +68,7 @@ type commitRequest struct {
 var sizer plog.ProtoMarshaler
 
 func newGroupCommit(next consumer.Logs) *groupCommit {
-	g := &groupCommit{next: next, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	g := &groupCommit{next: next, interval: minGroupInterval, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	go g.run()
 	return g
 }
@@ -71,6 +85,8 @@ func (g *groupCommit) consume(ld plog.Logs) error {
 		return errShuttingDown
 	}
 	g.pending = append(g.pending, req)
+	g.records += ld.LogRecordCount()
+	g.bytes += req.size
 	g.mu.Unlock()
 	select {
 	case g.wake <- struct{}{}:
@@ -95,6 +111,7 @@ func (g *groupCommit) close() {
 
 func (g *groupCommit) run() {
 	defer close(g.done)
+	var last time.Time // when the last group started
 	for {
 		select {
 		case <-g.wake:
@@ -103,8 +120,44 @@ func (g *groupCommit) run() {
 			}
 			return
 		}
-		for g.commitNext() {
+		for g.hasPending() {
+			if !g.paced(last) {
+				for g.commitNext() {
+				}
+				return
+			}
+			last = time.Now()
+			g.commitNext()
 		}
+	}
+}
+
+func (g *groupCommit) hasPending() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.pending) > 0
+}
+
+// paced waits until the interval has passed since last or a full group
+// is pending; it reports false when the receiver is stopping.
+func (g *groupCommit) paced(last time.Time) bool {
+	for {
+		wait := time.Until(last.Add(g.interval))
+		g.mu.Lock()
+		full := g.records >= maxGroupRecords || g.bytes >= maxGroupBytes
+		g.mu.Unlock()
+		if wait <= 0 || full {
+			return true
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-g.wake: // more arrived: full yet?
+		case <-g.stop:
+			t.Stop()
+			return false
+		}
+		t.Stop()
 	}
 }
 
@@ -122,6 +175,8 @@ func (g *groupCommit) commitNext() bool {
 	}
 	group := g.pending[:n]
 	g.pending = append([]*commitRequest(nil), g.pending[n:]...)
+	g.records -= records
+	g.bytes -= size
 	g.mu.Unlock()
 	if len(group) == 0 {
 		return false

@@ -181,3 +181,45 @@ func TestGroupCommitRefusesAfterClose(t *testing.T) {
 	require.ErrorIs(t, g.consume(logs(map[string][]*event.Event{"web-01": {trip("/b")}})), errShuttingDown)
 	require.Equal(t, 1, sink.LogRecordCount())
 }
+
+// A request to an idle receiver goes at once; requests arriving within the
+// interval (minGroupInterval; long here, so that a loaded machine's
+// scheduling cannot pass for it) of the last group's start wait for the rest of it and go
+// on together, so a steady trickle costs the queue one write per interval,
+// not one per request.
+func TestGroupCommitPacesGroups(t *testing.T) {
+	g := newGatedConsumer(nil, "")
+	close(g.gate) // the first call closes entered and passes
+	const interval = 500 * time.Millisecond
+	gc := newGroupCommit(g.consumer(t))
+	gc.interval = interval
+	one := func(p string) plog.Logs { return logs(map[string][]*event.Event{"web-01": {trip(p)}}) }
+
+	start := time.Now()
+	require.NoError(t, gc.consume(one("/idle")))
+	require.Less(t, time.Since(start), interval, "an idle receiver's request waited")
+
+	// Right after a group started: these wait for the interval and go as one.
+	const n = 5
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { require.NoError(t, gc.consume(one(fmt.Sprintf("/p%d", i)))) })
+	}
+	wg.Wait()
+	require.GreaterOrEqual(t, time.Since(start), interval)
+	g.mu.Lock()
+	calls := slices.Clone(g.calls)
+	g.mu.Unlock()
+	require.Equal(t, 1, calls[0])
+	require.Equal(t, n+1, len(g.accepted))
+	// However the goroutines were scheduled, all that arrived within the
+	// interval went together: far fewer groups than requests.
+	require.LessOrEqual(t, len(calls), 3, "groups %v", calls)
+
+	// After an idle interval, a request goes at once again.
+	time.Sleep(interval)
+	t0 := time.Now()
+	require.NoError(t, gc.consume(one("/later")))
+	require.Less(t, time.Since(t0), interval, "a request after an idle interval waited")
+	gc.close()
+}
