@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -33,13 +35,65 @@ type RuleSet struct {
 	CreatedAt time.Time         `json:"created_at"`
 }
 
-// RuleSetHost is a known host a rule set applies to.
+// RuleSetHost is a known host a rule set applies to, with how far the
+// set's current version got on it (saved sets only).
 type RuleSetHost struct {
 	HostName string    `json:"host_name"`
 	Status   string    `json:"status"`
 	Platform *string   `json:"platform,omitempty"`
 	Arch     *string   `json:"arch,omitempty"`
 	LastSeen time.Time `json:"last_seen"`
+
+	Rollout    string     `json:"rollout,omitempty"`     // one of the Rollout values
+	ApplyError *string    `json:"apply_error,omitempty"` // FAILED: why the agent refused; offer_failed: why the collector could not compose
+	AppliedAt  *time.Time `json:"applied_at,omitempty"`  // when the agent last reported a set applied
+}
+
+// Rollout values: how far a set's current version got on a host, from
+// what the collector's OpAMP server recorded (agent_management).
+const (
+	RolloutUnmanaged   = "unmanaged"    // no OpAMP agent reported for the host
+	RolloutOfferFailed = "offer_failed" // the collector could not compose the host's sets
+	RolloutNotOffered  = "not_offered"  // this version (or, disabled, its removal) is not offered yet
+	RolloutApplying    = "applying"     // offered; the agent has not said it applied it
+	RolloutApplied     = "applied"      // the agent applied the offer that has (or, disabled, lacks) it
+	RolloutFailed      = "failed"       // the agent refused the offer; its running rules stay
+)
+
+// rollout says how far version of set name (enabled or not) got on a host
+// from its agent_management row; offeredSets is "name@version, ...".
+func rollout(name string, version int, enabled bool, m managed) (string, *string) {
+	if !m.known {
+		return RolloutUnmanaged, nil
+	}
+	if m.offerError != nil {
+		return RolloutOfferFailed, m.offerError
+	}
+	offered := m.offeredSets != nil && slices.Contains(strings.Split(*m.offeredSets, ", "), fmt.Sprintf("%s@%d", name, version))
+	gone := m.offeredSets == nil || !slices.ContainsFunc(strings.Split(*m.offeredSets, ", "), func(s string) bool {
+		return strings.HasPrefix(s, name+"@")
+	})
+	if (enabled && !offered) || (!enabled && !gone) || m.offeredHash == nil {
+		return RolloutNotOffered, nil
+	}
+	if m.ruleHash == nil || *m.ruleHash != *m.offeredHash || m.ruleStatus == nil {
+		return RolloutApplying, nil
+	}
+	switch *m.ruleStatus {
+	case contract.RuleStatusApplied:
+		return RolloutApplied, nil
+	case contract.RuleStatusFailed:
+		return RolloutFailed, m.lastApplyError
+	}
+	return RolloutApplying, nil
+}
+
+// managed is a host's agent_management row, as far as a rollout needs it.
+type managed struct {
+	known                                                      bool
+	offeredHash, offeredSets, offerError, ruleStatus, ruleHash *string
+	lastApplyError                                             *string
+	appliedAt                                                  *time.Time
 }
 
 const selectRuleSetVersion = `SELECT s.rule_set_id, s.name, v.version, v.scope, v.selector, COALESCE(v.host_name, ''),
@@ -182,8 +236,10 @@ func (s *Store) RuleSetHosts(ctx context.Context, rs *RuleSet) ([]RuleSetHost, e
 	rows, err := s.pool.Query(ctx, `
 SELECT h.host_name,
        CASE WHEN h.status = '`+contract.StatusRetired+`' THEN h.status WHEN h.last_seen < now() - make_interval(secs => $5) THEN '`+contract.StatusOffline+`' ELSE h.status END,
-       h.platform, h.arch, h.last_seen
-FROM hosts h
+       h.platform, h.arch, h.last_seen,
+       m.host_name IS NOT NULL, m.offered_hash, m.offered_sets, m.offer_error, m.rule_status, m.rule_hash,
+       m.last_apply_error, m.applied_at
+FROM hosts h LEFT JOIN agent_management m ON m.host_name = h.host_name
 WHERE tripwire_rule_scope_matches($1, $2::jsonb, $3, tripwire_host_attributes(h))
 ORDER BY h.host_name
 LIMIT $4`, rs.Scope, sel, rs.HostName, MaxLimit, s.offlineAfter.Seconds())
@@ -192,7 +248,13 @@ LIMIT $4`, rs.Scope, sel, rs.HostName, MaxLimit, s.offlineAfter.Seconds())
 	}
 	hosts, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (RuleSetHost, error) {
 		var h RuleSetHost
-		err := r.Scan(&h.HostName, &h.Status, &h.Platform, &h.Arch, &h.LastSeen)
+		var m managed
+		err := r.Scan(&h.HostName, &h.Status, &h.Platform, &h.Arch, &h.LastSeen,
+			&m.known, &m.offeredHash, &m.offeredSets, &m.offerError, &m.ruleStatus, &m.ruleHash, &m.lastApplyError, &m.appliedAt)
+		if rs.Version > 0 { // a saved version, not an edit being checked
+			h.Rollout, h.ApplyError = rollout(rs.Name, rs.Version, rs.Enabled, m)
+			h.AppliedAt = m.appliedAt
+		}
 		return h, err
 	})
 	if err != nil {

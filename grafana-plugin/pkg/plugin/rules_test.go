@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -333,5 +334,74 @@ func TestRuleSetNameClashes(t *testing.T) {
 		"name": "x", "scope": contract.RuleScopeGroup, "selector": group("linux"), "rules": withShadow}))
 	if code != 200 || !strings.Contains(string(out), `rule set \"linux\"`) {
 		t.Fatalf("check of a new set: %d %s", code, out)
+	}
+}
+
+// TestRuleSetRollout: the hosts of a set say how far its current version
+// got on each, from what the OpAMP server recorded.
+func TestRuleSetRollout(t *testing.T) {
+	e := newEnv(t)
+	e.seed(t) // web-01, db-01, mac-01
+	for _, h := range []string{"mbp-07", "old-01", "bad-01"} {
+		e.exec(t, `INSERT INTO hosts (host_name, platform) VALUES ($1, 'linux')`, h)
+	}
+	code, out := e.send(t, "POST", "/api/v1/rules", "Editor", "ed",
+		editJSON(t, map[string]any{"name": "base", "scope": contract.RuleScopeGlobal, "rules": shadowRules}))
+	if code != 200 {
+		t.Fatalf("create: %d %s", code, out)
+	}
+	report := func(host, sets, offered, applied, status string, applyErr, offerErr any) {
+		t.Helper()
+		e.exec(t, `INSERT INTO agent_management (host_name, offered_sets, offered_hash, rule_hash, rule_status, last_apply_error, offer_error)
+VALUES ($1, NULLIF($2, '-'), $3, $4, NULLIF($5, ''), $6, $7)
+ON CONFLICT (host_name) DO UPDATE SET offered_sets = NULLIF($2, '-'), offered_hash = $3, rule_hash = $4,
+  rule_status = NULLIF($5, ''), last_apply_error = $6, offer_error = $7`,
+			host, sets, offered, applied, status, applyErr, offerErr)
+	}
+	report("web-01", "base@1", "h1", "h1", contract.RuleStatusApplied, nil, nil)
+	report("db-01", "base@1, tools@2", "h1", "h0", contract.RuleStatusApplied, nil, nil) // still on the previous offer
+	report("mac-01", "tools@2, base@1", "h1", "h1", contract.RuleStatusFailed, "rules[0].paths[0]: unreadable path", nil)
+	report("mbp-07", "base-old@1", "h9", "h9", contract.RuleStatusApplied, nil, nil) // a prefix is not the set
+	report("bad-01", "-", "", "", "", nil, "duplicate rule name")
+	rollouts := func() map[string]string {
+		t.Helper()
+		code, out := e.send(t, "GET", "/api/v1/rules/1/hosts", "Viewer", "vic", "")
+		if code != 200 {
+			t.Fatalf("hosts: %d %s", code, out)
+		}
+		got := map[string]string{}
+		for _, h := range decode[struct{ Hosts []RuleSetHost }](t, out).Hosts {
+			got[h.HostName] = h.Rollout
+			if h.ApplyError != nil {
+				got[h.HostName] += ": " + *h.ApplyError
+			}
+		}
+		return got
+	}
+	want := map[string]string{
+		"web-01": RolloutApplied,
+		"db-01":  RolloutApplying,
+		"mac-01": RolloutFailed + ": rules[0].paths[0]: unreadable path",
+		"mbp-07": RolloutNotOffered,
+		"old-01": RolloutUnmanaged,
+		"bad-01": RolloutOfferFailed + ": duplicate rule name",
+	}
+	if got := rollouts(); !maps.Equal(got, want) {
+		t.Fatalf("rollout of version 1:\n%v\nwant\n%v", got, want)
+	}
+	// Disabled, the set is rolled out when the offer no longer has it.
+	if code, out := e.send(t, "POST", "/api/v1/rules/1/disable", "Editor", "ed", ""); code != 200 {
+		t.Fatalf("disable: %d %s", code, out)
+	}
+	report("db-01", "tools@2", "h2", "h2", contract.RuleStatusApplied, nil, nil)
+	got := rollouts()
+	if got["web-01"] != RolloutNotOffered || got["db-01"] != RolloutApplied || got["mbp-07"] != RolloutApplied {
+		t.Fatalf("rollout of the disable: %v", got)
+	}
+	// A check of an edit says nothing of rollout.
+	code, out = e.send(t, "POST", "/api/v1/rules/check?id=1", "Viewer", "vic",
+		editJSON(t, map[string]any{"scope": contract.RuleScopeGlobal, "rules": shadowRules, "enabled": true}))
+	if code != 200 || strings.Contains(string(out), "rollout") {
+		t.Fatalf("check: %d %s", code, out)
 	}
 }

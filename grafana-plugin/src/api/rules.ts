@@ -40,13 +40,19 @@ export interface FieldError {
   message: string;
 }
 
-/** A known host a rule set applies to. */
+/** How far a set's current version got on a host (pkg/plugin/rules_store.go). */
+export type Rollout = 'unmanaged' | 'offer_failed' | 'not_offered' | 'applying' | 'applied' | 'failed';
+
+/** A known host a rule set applies to; saved sets say how far their current version got on it. */
 export interface RuleSetHost {
   host_name: string;
   status: string;
   platform?: string;
   arch?: string;
   last_seen: string;
+  rollout?: Rollout;
+  apply_error?: string;
+  applied_at?: string;
 }
 
 export interface DiffLine {

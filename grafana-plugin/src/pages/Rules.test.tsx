@@ -248,7 +248,13 @@ describe('Rules page', () => {
     const v1 = ruleSet({ version: 1, scope: RULE_SCOPE.Global, selector: undefined, author: 'alice', note: 'first' });
     api.list.mockResolvedValue({ rule_sets: [v2] });
     api.versions.mockResolvedValue({ versions: [v2, v1] });
-    api.hosts.mockResolvedValue({ enabled: true, hosts: [host('web-01'), host('db-01')] });
+    api.hosts.mockResolvedValue({
+      enabled: true,
+      hosts: [
+        { ...host('web-01'), rollout: 'applied' },
+        { ...host('db-01'), rollout: 'failed', apply_error: 'rules[0].paths[0]: unreadable path' },
+      ],
+    });
     api.diff.mockResolvedValue({
       from: v1,
       to: v2,
@@ -272,8 +278,13 @@ describe('Rules page', () => {
     expect(within(diff).getByText('+ severity: CRITICAL')).toBeInTheDocument();
 
     const hosts = await screen.findByTestId('data-testid rules-hosts');
-    expect(await within(hosts).findByText('Applies to 2 known hosts.')).toBeInTheDocument();
-    expect(within(hosts).getByText('db-01')).toBeInTheDocument();
+    expect(
+      await within(hosts).findByText(/Applies to 2 known hosts. Rolled out on 1 of 2, refused on 1./)
+    ).toBeInTheDocument();
+    const rows = within(hosts).getAllByRole('row');
+    expect(within(rows[1]).getByText('applied')).toBeInTheDocument();
+    expect(within(rows[2]).getByText('refused')).toBeInTheDocument();
+    expect(within(rows[2]).getByText(/unreadable path/)).toBeInTheDocument();
 
     api.setEnabled.mockResolvedValue(ruleSet({ version: 3, enabled: false }));
     api.versions.mockResolvedValue({ versions: [ruleSet({ version: 3, enabled: false, author: 'ed' }), v2, v1] });

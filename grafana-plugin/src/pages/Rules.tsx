@@ -6,6 +6,7 @@ import { GrafanaTheme2 } from '@grafana/data';
 import { PluginPage } from '@grafana/runtime';
 import {
   Badge,
+  BadgeColor,
   Button,
   Column,
   ConfirmButton,
@@ -25,6 +26,7 @@ import {
   rulesApi,
   RuleSetError,
   type FieldError,
+  type Rollout,
   type RuleSet,
   type RuleSetDiff,
   type RuleSetEdit,
@@ -423,7 +425,37 @@ export function RuleSetEditor({
   );
 }
 
+const ROLLOUT: Record<Rollout, { text: string; color: BadgeColor; tip: string }> = {
+  applied: { text: 'applied', color: 'green', tip: 'The agent applied the offer with this version' },
+  applying: { text: 'applying', color: 'blue', tip: 'Offered; the agent has not reported it applied yet' },
+  failed: { text: 'refused', color: 'red', tip: 'The agent refused the offer and keeps its running rules' },
+  not_offered: { text: 'not offered yet', color: 'orange', tip: 'The collector has not offered this version yet' },
+  offer_failed: { text: 'not composable', color: 'red', tip: "The collector could not compose this host's rule sets" },
+  unmanaged: { text: 'unmanaged', color: 'purple', tip: 'No agent of this host has connected over OpAMP' },
+};
+
+function RolloutCell({ h }: { h: RuleSetHost }) {
+  if (!h.rollout) {
+    return null;
+  }
+  const r = ROLLOUT[h.rollout];
+  return (
+    <span title={r.tip}>
+      <Badge text={r.text} color={r.color} />
+      {h.apply_error ? ` ${h.apply_error}` : ''}
+    </span>
+  );
+}
+
+/** "Rolled out on 3 of 4, refused on 1." */
+function rolloutSummary(hosts: RuleSetHost[]): string {
+  const count = (r: Rollout) => hosts.filter((h) => h.rollout === r).length;
+  const refused = count('failed') + count('offer_failed');
+  return `Rolled out on ${count('applied')} of ${hosts.length}${refused > 0 ? `, refused on ${refused}` : ''}.`;
+}
+
 function HostList({ hosts }: { hosts: RuleSetHost[] }) {
+  const withRollout = hosts.some((h) => h.rollout);
   const columns = useMemo<Array<Column<RuleSetHost>>>(
     () => [
       { id: 'host_name', header: 'Host' },
@@ -434,8 +466,17 @@ function HostList({ hosts }: { hosts: RuleSetHost[] }) {
         cell: ({ row }) => [row.original.platform, row.original.arch].filter(Boolean).join('/') || '—',
       },
       { id: 'last_seen', header: 'Last seen', cell: ({ row }) => ago(row.original.last_seen) },
+      ...(withRollout
+        ? [
+            {
+              id: 'rollout',
+              header: 'This version',
+              cell: ({ row }: { row: { original: RuleSetHost } }) => <RolloutCell h={row.original} />,
+            },
+          ]
+        : []),
     ],
-    []
+    [withRollout]
   );
   if (hosts.length === 0) {
     return <div>No known host matches.</div>;
@@ -544,7 +585,8 @@ export function RuleSetDetail({
                 ? `Applies to ${hosts.value.hosts.length} known host${hosts.value.hosts.length === 1 ? '' : 's'}.`
                 : `Disabled: no host gets it. Enabled, it would apply to ${hosts.value.hosts.length} known host${
                     hosts.value.hosts.length === 1 ? '' : 's'
-                  }.`}
+                  }.`}{' '}
+              {hosts.value.hosts.some((h) => h.rollout) && rolloutSummary(hosts.value.hosts)}
             </div>
             <HostList hosts={hosts.value.hosts} />
           </>
