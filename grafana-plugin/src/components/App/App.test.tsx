@@ -11,6 +11,11 @@ jest.mock('../../api/client', () => ({
   api: { hosts: jest.fn(() => new Promise(() => {})), liveChannel: jest.fn(() => new Promise(() => {})) },
 }));
 
+jest.mock('../../api/rules', () => ({
+  ...jest.requireActual('../../api/rules'),
+  rulesApi: { list: jest.fn(() => new Promise(() => {})) },
+}));
+
 const props = {
   basename: 'a/tripwiresec-tripwire-app',
   meta: { id: 'tripwiresec-tripwire-app', name: 'TripWire', type: PluginType.app, enabled: true, jsonData: {} },
@@ -43,5 +48,16 @@ describe('App', () => {
       </MemoryRouter>
     );
     expect(await screen.findByText(/Loading hosts/, {}, { timeout: 25000 })).toBeInTheDocument();
+  });
+
+  it('routes to Rules', async () => {
+    render(
+      <MemoryRouter initialEntries={['/rules']}>
+        <React.Suspense fallback="…">
+          <App {...props} />
+        </React.Suspense>
+      </MemoryRouter>
+    );
+    expect(await screen.findByText(/Loading rule sets/, {}, { timeout: 25000 })).toBeInTheDocument();
   });
 });
