@@ -397,6 +397,7 @@ func (a *Agent) reload(ctx context.Context, cfg *config.Config) {
 	a.log.Info("rules reloaded", "tripwire.watcher.mechanism", a.watcherModes())
 	if a.mgmt != nil {
 		a.mgmt.EffectiveChanged(ctx)
+		go a.mgmt.CheckRenewal()
 	}
 }
 

@@ -47,9 +47,19 @@ func (a *Agent) startManagement(ctx context.Context) error {
 	c, err := management.New(management.Options{
 		Endpoint: m.Endpoint, CA: m.CA, Cert: m.Cert, Key: m.Key, ServerName: m.ServerName, RulesFile: m.RulesFile,
 		HostName: host, HostID: id, Version: a.opts.Version,
-		Apply:     a.offerCentral,
-		Effective: a.effectiveConfig,
-		Logger:    a.log,
+		Apply:       a.offerCentral,
+		Effective:   a.effectiveConfig,
+		RenewBefore: m.RenewBefore,
+		// The shipper's next request uses the renewed certificate; the one
+		// in flight finishes on its connection, so nothing is sent twice.
+		OnRenewed: func() {
+			if sh := a.shipping.Load(); sh != nil {
+				if err := sh.Reload(); err != nil {
+					a.log.Error("reloading the renewed certificate", "error", err)
+				}
+			}
+		},
+		Logger: a.log,
 	}, a.central)
 	if err != nil {
 		return err

@@ -3,13 +3,16 @@ package collector
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -357,4 +360,112 @@ func BenchmarkRuleRollout(b *testing.B) {
 	b.Logf("save → applied, %d rounds × %d agents (100 simulated + 1 real): p50 %s p99 %s max %s (goal p99 <= 5s); "+
 		"the real agent p50 %s max %s; baseline save → NOTIFY at a LISTEN connection p99 %s (p99 ratio %.1f)",
 		b.N, len(f.hosts), quantile(all, 0.5), p99, all[len(all)-1], quantile(real, 0.5), real[len(real)-1], base, float64(p99)/float64(base))
+}
+
+// TestCertificateRenewalWhileEventsFlow (issue 15): the real agent renews its
+// client certificate over OpAMP (a CSR for a key made on the host; the
+// collector signs it with the CA of opamp.yaml's renewal_pki_dir) while a
+// decoy is read over and over: every read is stored exactly once, the
+// certificate file holds the new certificate for the new key, and the
+// collector saw events under it.
+func TestCertificateRenewalWhileEventsFlow(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the agent's fanotify watcher needs root")
+	}
+	s := newStackOn(t, pgtest.NewDB(t), "config.yaml", "opamp.yaml")
+	const host = "renew-01"
+	// Due 10 s after issue: not at the agent's first connection, but at
+	// the SIGHUP below, while reads go on.
+	issued, err := pki.IssueAgent(s.pki, host, 2*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	renewBefore := 2*time.Hour - 10*time.Second
+	due := issued.NotAfter.Add(-renewBefore)
+	s.agentExtra = fmt.Sprintf("management: {endpoint: \"wss://%s/v1/opamp\", server_name: localhost, renew_before: %s}\nwatchers: {file: fanotify}\n",
+		s.opamp, renewBefore)
+	dir := t.TempDir()
+	decoy := filepath.Join(dir, "decoy")
+	if err := os.WriteFile(decoy, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	agent := s.startAgent(t, host, "  - {name: decoy, type: file, severity: WARN, paths: ["+decoy+"]}", dir)
+	certFile, _ := pki.AgentFiles(s.pki, host)
+
+	stop := make(chan struct{})
+	readsDone := make(chan int)
+	go func() {
+		n := 0
+		defer func() { readsDone <- n }()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := exec.Command("cat", decoy).Run(); err != nil {
+				t.Error(err)
+				return
+			}
+			n++
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	time.Sleep(time.Until(due) + 500*time.Millisecond)
+	if serial := certSerial(t, certFile); serial != issued.Serial {
+		t.Fatalf("renewed before it was due (serial %s)", serial)
+	}
+	if err := agent.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the renewed certificate", func() bool { return certSerial(t, certFile) != issued.Serial })
+	time.Sleep(2 * time.Second) // reads under the new certificate
+	close(stop)
+	reads := <-readsDone
+
+	db := dbConn(t, s.db)
+	var stored, distinct int
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		err := db.QueryRow(context.Background(), `SELECT count(*), count(DISTINCT event_detail->>'process.pid')
+			FROM alerts WHERE host_name = $1 AND rule_name = 'decoy'`, host).Scan(&stored, &distinct)
+		if err == nil && stored >= reads {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d reads stored after 60s\nagent log:\n%s", stored, reads, agent.log.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // a duplicate would land meanwhile
+	db.QueryRow(context.Background(), `SELECT count(*), count(DISTINCT event_detail->>'process.pid')
+		FROM alerts WHERE host_name = $1 AND rule_name = 'decoy'`, host).Scan(&stored, &distinct)
+	if stored != reads || distinct != reads {
+		t.Errorf("%d reads: %d rows, %d distinct readers; want each once", reads, stored, distinct)
+	}
+	var notAfter time.Time
+	if err := db.QueryRow(context.Background(), `SELECT cert_not_after FROM hosts WHERE host_name = $1`, host).Scan(&notAfter); err != nil {
+		t.Fatal(err)
+	}
+	if !notAfter.After(issued.NotAfter.Add(time.Hour)) {
+		t.Errorf("the collector's last certificate of %s expires %s: the renewed one was not used", host, notAfter)
+	}
+	t.Logf("%d reads, renewed at %s, every read stored once", reads, time.Since(due).Round(time.Millisecond))
+}
+
+func certSerial(t testing.TB, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		t.Fatalf("%s: not PEM", path)
+	}
+	c, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.SerialNumber.Text(16)
 }

@@ -25,6 +25,12 @@ type Config struct {
 	// and the agents' reports written to. Kept opaque: it usually holds a
 	// password.
 	DSN configopaque.String `mapstructure:"dsn"`
+	// RenewalPKIDir, when set, is the `tripwire pki` directory (with the CA's
+	// key) whose CA signs agents' certificate renewals: an agent sends a
+	// CSR for a new key of its own and gets a certificate for the host of
+	// the certificate it connected with, nothing else. Unset, renewal
+	// requests are refused.
+	RenewalPKIDir string `mapstructure:"renewal_pki_dir"`
 	// ResyncInterval recomputes every connected agent's rule set even
 	// without a change notification (one lost while PostgreSQL was away).
 	ResyncInterval time.Duration `mapstructure:"resync_interval"`

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -19,8 +21,10 @@ import (
 	"go.opentelemetry.io/collector/extension"
 	"go.uber.org/zap"
 
+	"github.com/tripwire-sec/tripwire/contract"
 	"github.com/tripwire-sec/tripwire/internal/event"
 	"github.com/tripwire-sec/tripwire/internal/peertls"
+	"github.com/tripwire-sec/tripwire/internal/pki"
 )
 
 // server is the OpAMP server: one WebSocket per agent, keyed by the host of
@@ -226,7 +230,33 @@ func (s *server) onMessage(ctx context.Context, a *agent, msg *protobufs.AgentTo
 		}
 	}
 	resp.RemoteConfig = s.due(ctx, a)
+	if csr := msg.GetConnectionSettingsRequest().GetOpamp().GetCertificateRequest().GetCsr(); csr != nil {
+		resp.ConnectionSettings = s.renew(a, csr)
+	}
 	return resp
+}
+
+// renew signs a's CSR for a's host. A refusal is logged and answered with
+// nothing: the agent keeps its certificate and asks again later.
+func (s *server) renew(a *agent, csr []byte) *protobufs.ConnectionSettingsOffers {
+	if s.cfg.RenewalPKIDir == "" {
+		s.logger.Warn("certificate renewal requested; renewal_pki_dir is not set", zap.String(event.ResourceHostName, a.host))
+		return nil
+	}
+	cert, is, err := pki.SignAgentCSR(s.cfg.RenewalPKIDir, csr, a.host, 0)
+	if err != nil {
+		s.logger.Warn("refused a certificate renewal", zap.String(event.ResourceHostName, a.host), zap.Error(err))
+		return nil
+	}
+	ca, err := os.ReadFile(filepath.Join(s.cfg.RenewalPKIDir, pki.CACertFile))
+	if err != nil {
+		s.logger.Error("reading the CA certificate for a renewal", zap.Error(err))
+		return nil
+	}
+	s.logger.Info("renewed an agent certificate", zap.String(event.ResourceHostName, a.host),
+		zap.String("tls.client.serial_number", is.Serial), zap.Time(contract.ClientCertNotAfter, is.NotAfter))
+	return &protobufs.ConnectionSettingsOffers{Hash: hashOf(cert), Opamp: &protobufs.OpAMPConnectionSettings{
+		Certificate: &protobufs.TLSCertificate{Cert: cert, CaCert: ca}}}
 }
 
 // due is the remote config to send a, or nil when a runs it, has reported

@@ -82,7 +82,13 @@ type Management struct {
 	// RulesFile is where the last applied central rule set is kept (0600),
 	// so a restart without the server keeps watching it.
 	RulesFile string
+	// RenewBefore is how long before the client certificate expires the
+	// agent asks the server for a new one (a CSR; the key stays here).
+	RenewBefore time.Duration
 }
+
+// DefaultRenewBefore is management.renew_before when not set.
+const DefaultRenewBefore = 30 * 24 * time.Hour
 
 // Host overrides the identity the agent reports; empty fields are detected.
 type Host struct {
@@ -319,8 +325,10 @@ func (d *decoder) transport(f rules.Field, dir string, t *Transport) {
 }
 
 func (d *decoder) management(f rules.Field, dir string, c *Config) {
-	m := d.Mapping(f.Value, f.Path, "endpoint", "ca", "cert", "key", "server_name", "rules_file")
+	m := d.Mapping(f.Value, f.Path, "endpoint", "ca", "cert", "key", "server_name", "rules_file", "renew_before")
 	g := &c.Management
+	g.RenewBefore = DefaultRenewBefore
+	d.Duration(m, "renew_before", time.Minute, &g.RenewBefore)
 	d.Str(m, "endpoint", &g.Endpoint)
 	d.Str(m, "server_name", &g.ServerName)
 	d.path(m, "rules_file", dir, &g.RulesFile)

@@ -9,6 +9,7 @@ package management
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -18,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/open-telemetry/opamp-go/client"
@@ -56,6 +58,13 @@ type Options struct {
 	// Effective is the effective config reported to the server.
 	Effective func() *protobufs.EffectiveConfig
 
+	// RenewBefore asks the server for a new certificate (a CSR for a key
+	// made here) when the current one has less than this left; 0 never.
+	RenewBefore time.Duration
+	// OnRenewed is called once a renewed key and certificate replaced the
+	// files Cert and Key.
+	OnRenewed func()
+
 	Logger *slog.Logger
 }
 
@@ -68,6 +77,11 @@ type Client struct {
 	status *protobufs.RemoteConfigStatus
 	// applying serialises offers: one is checked and applied at a time.
 	applying sync.Mutex
+
+	renewMu     sync.Mutex
+	pendingKey  *ecdsa.PrivateKey // made for the renewal requested at requestedAt
+	requestedAt time.Time
+	stop        chan struct{}
 }
 
 // LoadRules reads the kept central rule set; none kept is (nil, nil).
@@ -187,10 +201,16 @@ func (c *Client) Start(ctx context.Context) error {
 			protobufs.AgentCapabilities_AgentCapabilities_AcceptsRemoteConfig |
 			protobufs.AgentCapabilities_AgentCapabilities_ReportsRemoteConfig |
 			protobufs.AgentCapabilities_AgentCapabilities_ReportsEffectiveConfig |
-			protobufs.AgentCapabilities_AgentCapabilities_ReportsHealth,
+			protobufs.AgentCapabilities_AgentCapabilities_ReportsHealth |
+			protobufs.AgentCapabilities_AgentCapabilities_AcceptsOpAMPConnectionSettings |
+			protobufs.AgentCapabilities_AgentCapabilities_ReportsConnectionSettingsStatus,
 		RemoteConfigStatus: status,
 		Callbacks: types.Callbacks{
-			OnConnect: func(context.Context) { c.log.Info("management connected", "url.full", c.opts.Endpoint) },
+			OnConnect: func(context.Context) {
+				c.log.Info("management connected", "url.full", c.opts.Endpoint)
+				go c.maybeRenew()
+			},
+			OnOpampConnectionSettings: c.onConnectionSettings,
 			OnConnectFailed: func(_ context.Context, err error) {
 				c.log.Warn("management connection failed; keeping the running rules", "url.full", c.opts.Endpoint, "error", err)
 			},
@@ -200,11 +220,32 @@ func (c *Client) Start(ctx context.Context) error {
 			},
 		},
 	}
-	return c.opamp.Start(ctx, settings)
+	if err := c.opamp.Start(ctx, settings); err != nil {
+		return err
+	}
+	c.stop = make(chan struct{})
+	go func() {
+		t := time.NewTicker(renewCheckEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-c.stop:
+				return
+			case <-t.C:
+				c.maybeRenew()
+			}
+		}
+	}()
+	return nil
 }
 
 // Stop closes the connection.
-func (c *Client) Stop(ctx context.Context) error { return c.opamp.Stop(ctx) }
+func (c *Client) Stop(ctx context.Context) error {
+	if c.stop != nil {
+		close(c.stop)
+	}
+	return c.opamp.Stop(ctx)
+}
 
 // SetHealth reports the agent's health: status is ONLINE or DEGRADED, why
 // the reasons when degraded.
