@@ -14,7 +14,7 @@ import (
 
 const shadowRules = "- name: shadow\n  type: file\n  severity: CRITICAL\n  paths: [/etc/shadow]\n"
 
-func editJSON(t *testing.T, e map[string]any) string {
+func editJSON(t testing.TB, e map[string]any) string {
 	t.Helper()
 	b, err := json.Marshal(e)
 	if err != nil {
