@@ -74,6 +74,15 @@ describe('Rules page', () => {
     expect(await screen.findByText(/No central rule set yet/)).toBeInTheDocument();
   });
 
+  it('opens the set of the URL', async () => {
+    api.list.mockResolvedValue({ rule_sets: [ruleSet()] });
+    api.versions.mockResolvedValue({ versions: [ruleSet()] });
+    api.hosts.mockResolvedValue({ enabled: true, hosts: [] });
+    render(page('/rules?set=7'));
+    expect(await screen.findByTestId('data-testid rules-current')).toHaveTextContent('/etc/shadow');
+    expect(api.versions).toHaveBeenCalledWith(7);
+  });
+
   it('lists the sets that take in the host of the URL', async () => {
     api.list.mockResolvedValue({ rule_sets: [ruleSet({ rules: '' })] });
     render(page('/rules?host=web-01'));
@@ -222,6 +231,12 @@ describe('Rules page', () => {
       })
     );
     expect(await screen.findByText(/Version 3, saved by ed/)).toBeInTheDocument();
+    // Cancelling an edit returns to the set.
+    fireEvent.click(screen.getByText('Edit'));
+    fireEvent.click(screen.getByText('Cancel'));
+    expect(await screen.findByText(/Version 3, saved by ed/)).toBeInTheDocument();
+    fireEvent.click(screen.getByText('All rule sets'));
+    expect(await screen.findByTestId('data-testid rules-table')).toBeInTheDocument();
   });
 
   it('says when someone else saved first', async () => {

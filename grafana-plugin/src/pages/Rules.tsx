@@ -38,8 +38,6 @@ import { testIds } from '../components/testIds';
 import { ago, fmtTime } from '../components/time';
 import { withParams } from '../components/urlParams';
 
-type View = { kind: 'list' } | { kind: 'edit'; set?: RuleSet } | { kind: 'detail'; id: number };
-
 const NEW_RULES = `- name: shadow-read
   type: file
   severity: CRITICAL
@@ -69,27 +67,36 @@ export function scopeText(rs: Pick<RuleSet, 'scope' | 'selector' | 'host_name'>)
  * user; edits are checked by the validator `tripwire validate` runs.
  */
 export function Rules() {
-  const [view, setView] = useState<View>({ kind: 'list' });
+  // The set shown is in the URL (?set=ID), so a link or the back button
+  // reaches it; an edit in progress is not.
   const [params, setParams] = useSearchParams();
+  const [editing, setEditing] = useState<{ set?: RuleSet }>();
   const host = params.get('host') ?? '';
+  const shown = Number(params.get('set') ?? '');
   const list = useAsyncRetry(() => rulesApi.list(host || undefined), [host]);
+  const show = useCallback(
+    (id?: number) => setParams((p) => withParams(p, { set: id ? String(id) : undefined })),
+    [setParams]
+  );
   const saved = useCallback(
     (rs: RuleSet) => {
+      setEditing(undefined);
       list.retry();
-      setView({ kind: 'detail', id: rs.id });
+      show(rs.id);
     },
-    [list]
+    [list, show]
   );
 
   let body: React.ReactNode;
-  if (view.kind === 'edit') {
-    body = <RuleSetEditor set={view.set} onSaved={saved} onCancel={() => setView({ kind: 'list' })} />;
-  } else if (view.kind === 'detail') {
+  if (editing) {
+    body = <RuleSetEditor set={editing.set} onSaved={saved} onCancel={() => setEditing(undefined)} />;
+  } else if (Number.isInteger(shown) && shown > 0) {
     body = (
       <RuleSetDetail
-        id={view.id}
-        onEdit={(set) => setView({ kind: 'edit', set })}
-        onBack={() => setView({ kind: 'list' })}
+        key={shown}
+        id={shown}
+        onEdit={(set) => setEditing({ set })}
+        onBack={() => show(undefined)}
         onChanged={() => list.retry()}
       />
     );
@@ -101,8 +108,8 @@ export function Rules() {
         onAllHosts={() => setParams((p) => withParams(p, { host: undefined }))}
         error={list.error}
         retry={list.retry}
-        onOpen={(id) => setView({ kind: 'detail', id })}
-        onNew={() => setView({ kind: 'edit' })}
+        onOpen={show}
+        onNew={() => setEditing({})}
       />
     );
   }
