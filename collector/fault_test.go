@@ -407,7 +407,7 @@ func newStackOn(t testing.TB, db string, configs ...string) *stack {
 		"TRIPWIRE_QUEUE_DIR=" + s.queue,
 		"TRIPWIRE_ENDPOINT=" + s.endpoint,
 		"TRIPWIRE_OPAMP_ENDPOINT=" + s.opamp,
-		"TRIPWIRE_OPAMP_RENEWAL_PKI_DIR=" + s.pki,
+		"TRIPWIRE_OPAMP_CA_KEY_FILE=" + filepath.Join(s.pki, pki.CAKeyFile),
 		fmt.Sprintf("TRIPWIRE_HEALTH_ENDPOINT=127.0.0.1:%d", s.health),
 		"TRIPWIRE_FORWARD_ENDPOINT=" + s.sink.addr,
 		"TRIPWIRE_FORWARD_INSECURE=true",

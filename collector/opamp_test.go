@@ -469,3 +469,54 @@ func certSerial(t testing.TB, path string) string {
 	}
 	return c.SerialNumber.Text(16)
 }
+
+// TestEnrollWithBootstrapToken (issue 15): with the real binaries, `tripwire
+// pki token HOST --dsn` issues a one-time token, `tripwire enroll` gets the
+// host's first certificate with it from the collector (a key made on the
+// host, only the CSR sent), a second enroll with the same token is refused
+// as used, and the enrolled agent's trips are stored under its name.
+func TestEnrollWithBootstrapToken(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the agent's fanotify watcher needs root")
+	}
+	s := newStackOn(t, pgtest.NewDB(t), "config.yaml", "opamp.yaml")
+	const host = "enroll-01"
+	bin := agentBinary(t)
+	waitUntil(t, "the schema", func() bool {
+		var n int
+		return dbConn(t, s.db).QueryRow(context.Background(), `SELECT count(*) FROM pki_bootstrap_tokens`).Scan(&n) == nil
+	})
+	tok, err := exec.Command(bin, "pki", "token", "--dsn", s.db, "--ttl", "5m", host).Output()
+	if err != nil {
+		t.Fatalf("pki token: %v", err)
+	}
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, tok, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cert, key := pki.AgentFiles(s.pki, host)
+	enroll := func(cert, key string) (string, error) {
+		out, err := exec.Command(bin, "enroll", "--endpoint", "wss://"+s.opamp+"/v1/opamp", "--ca", filepath.Join(s.pki, pki.CACertFile),
+			"--server-name", "localhost", "--host", host, "--token-file", tokenFile, "--cert", cert, "--key", key).CombinedOutput()
+		return string(out), err
+	}
+	if out, err := enroll(cert, key); err != nil {
+		t.Fatalf("enroll: %v\n%s", err, out)
+	}
+	if out, err := enroll(filepath.Join(dir, "again.crt"), filepath.Join(dir, "again.key")); err == nil || !strings.Contains(out, "already used") {
+		t.Errorf("a reused token: %v\n%s", err, out)
+	}
+	decoy := filepath.Join(dir, "decoy")
+	if err := os.WriteFile(decoy, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// startAgent finds the enrolled certificate where it would have issued one.
+	s.startAgent(t, host, "  - {name: decoy, type: file, severity: WARN, paths: ["+decoy+"]}", dir)
+	cat(t, decoy)
+	db := dbConn(t, s.db)
+	waitUntil(t, "the enrolled agent's trip", func() bool {
+		var n int
+		return db.QueryRow(context.Background(), `SELECT count(*) FROM alerts WHERE host_name = $1 AND rule_name = 'decoy'`, host).Scan(&n) == nil && n > 0
+	})
+}

@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/collector/config/configopaque"
 
 	"github.com/tripwire-sec/tripwire/internal/peertls"
+	"github.com/tripwire-sec/tripwire/internal/pki"
 )
 
 // Config is the OpAMP server's configuration.
@@ -25,12 +26,14 @@ type Config struct {
 	// and the agents' reports written to. Kept opaque: it usually holds a
 	// password.
 	DSN configopaque.String `mapstructure:"dsn"`
-	// RenewalPKIDir, when set, is the `tripwire pki` directory (with the CA's
-	// key) whose CA signs agents' certificate renewals: an agent sends a
-	// CSR for a new key of its own and gets a certificate for the host of
-	// the certificate it connected with, nothing else. Unset, renewal
-	// requests are refused.
-	RenewalPKIDir string `mapstructure:"renewal_pki_dir"`
+	// CAKeyFile, when set, is the key of the client CA (tls.client_ca_file),
+	// mode 0600: the server then signs agents' CSRs, a renewal for the host
+	// of the certificate the agent connected with, or a first enrollment
+	// for the host a one-time bootstrap token (`tripwire pki token HOST`)
+	// was issued for. Unset, both are refused.
+	CAKeyFile string `mapstructure:"ca_key_file"`
+	// CertificateValidity is how long a certificate it signs is valid.
+	CertificateValidity time.Duration `mapstructure:"certificate_validity"`
 	// ResyncInterval recomputes every connected agent's rule set even
 	// without a change notification (one lost while PostgreSQL was away).
 	ResyncInterval time.Duration `mapstructure:"resync_interval"`
@@ -47,7 +50,7 @@ const (
 )
 
 func createDefaultConfig() component.Config {
-	return &Config{Endpoint: defaultEndpoint, ResyncInterval: defaultResyncInterval}
+	return &Config{Endpoint: defaultEndpoint, ResyncInterval: defaultResyncInterval, CertificateValidity: pki.DefaultValidity}
 }
 
 // Validate reports every problem, not just the first.
@@ -63,6 +66,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("dsn must be set: rule sets are read from PostgreSQL"))
 	} else if _, err := pgxpool.ParseConfig(string(c.DSN)); err != nil {
 		errs = append(errs, fmt.Errorf("dsn: %w", err))
+	}
+	if c.CertificateValidity < time.Hour || c.CertificateValidity > pki.MaxValidity {
+		errs = append(errs, fmt.Errorf("certificate_validity %s: between 1h and %s", c.CertificateValidity, pki.MaxValidity))
 	}
 	if c.ResyncInterval < time.Second {
 		errs = append(errs, fmt.Errorf("resync_interval must be at least 1s, got %s", c.ResyncInterval))

@@ -4,12 +4,12 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -34,6 +34,7 @@ type server struct {
 	logger *zap.Logger
 
 	policy *peertls.Policy
+	signer *pki.Signer // nil: no renewal, no enrollment
 	pool   *pgxpool.Pool
 	store  *store
 	http   *http.Server
@@ -82,6 +83,11 @@ func (s *server) Start(ctx context.Context, _ component.Host) (err error) {
 	if err != nil {
 		return err
 	}
+	if s.cfg.CAKeyFile != "" {
+		if s.signer, err = pki.LoadSigner(s.cfg.TLS.ClientCAFile, s.cfg.CAKeyFile, s.cfg.CertificateValidity); err != nil {
+			return err
+		}
+	}
 	pcfg, err := pgxpool.ParseConfig(string(s.cfg.DSN))
 	if err != nil {
 		return fmt.Errorf("parsing dsn: %w", err)
@@ -111,7 +117,11 @@ func (s *server) Start(ctx context.Context, _ component.Host) (err error) {
 		ErrorLog: zap.NewStdLog(s.logger)}
 	hs := s.http
 	go func() {
-		if err := hs.Serve(tls.NewListener(ln, s.policy.ServerTLS())); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		tc := s.policy.ServerTLS()
+		if s.signer != nil {
+			tc = s.policy.ServerTLSWithEnrollment()
+		}
+		if err := hs.Serve(tls.NewListener(ln, tc)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.logger.Error("OpAMP server stopped", zap.Error(err))
 		}
 	}()
@@ -152,7 +162,15 @@ func (s *server) Shutdown(ctx context.Context) error {
 // certificate with a host name; that host is who the agent is.
 func (s *server) onConnecting(r *http.Request) types.ConnectionResponse {
 	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
-		return types.ConnectionResponse{Accept: false, HTTPStatusCode: http.StatusUnauthorized}
+		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if s.signer == nil || !ok || !pki.IsToken(token) {
+			return types.ConnectionResponse{Accept: false, HTTPStatusCode: http.StatusUnauthorized}
+		}
+		return types.ConnectionResponse{Accept: true, ConnectionCallbacks: types.ConnectionCallbacks{
+			OnMessage: func(ctx context.Context, conn types.Connection, msg *protobufs.AgentToServer) *protobufs.ServerToAgent {
+				return s.enroll(ctx, conn, token, msg)
+			},
+		}}
 	}
 	leaf := r.TLS.VerifiedChains[0][0]
 	if err := s.policy.Check(leaf, true); err != nil {
@@ -231,32 +249,92 @@ func (s *server) onMessage(ctx context.Context, a *agent, msg *protobufs.AgentTo
 	}
 	resp.RemoteConfig = s.due(ctx, a)
 	if csr := msg.GetConnectionSettingsRequest().GetOpamp().GetCertificateRequest().GetCsr(); csr != nil {
-		resp.ConnectionSettings = s.renew(a, csr)
+		resp.ConnectionSettings = s.renew(ctx, a, csr)
 	}
 	return resp
 }
 
+// enroll answers a client without a certificate, which may only enroll: its
+// CSR names the host, the bootstrap token must have been issued for that
+// host and not used or expired; then it gets the host's first certificate.
+// Nothing else is offered to it and nothing it reports is recorded.
+func (s *server) enroll(ctx context.Context, conn types.Connection, token string, msg *protobufs.AgentToServer) *protobufs.ServerToAgent {
+	resp := &protobufs.ServerToAgent{InstanceUid: msg.InstanceUid}
+	csrPEM := msg.GetConnectionSettingsRequest().GetOpamp().GetCertificateRequest().GetCsr()
+	if csrPEM == nil {
+		return resp
+	}
+	refuse := func(err error) *protobufs.ServerToAgent {
+		s.logger.Warn("refused an enrollment", zap.Error(err))
+		resp.ErrorResponse = &protobufs.ServerErrorResponse{Type: protobufs.ServerErrorResponseType_ServerErrorResponseType_BadRequest,
+			ErrorMessage: "enrollment refused: " + err.Error()}
+		go func() { time.Sleep(time.Second); conn.Disconnect() }()
+		return resp
+	}
+	csr, err := pki.ParseCSR(csrPEM)
+	if err != nil {
+		return refuse(err)
+	}
+	host := csr.Subject.CommonName
+	if err := pki.RedeemToken(ctx, s.pool, token, host); err != nil {
+		return refuse(err)
+	}
+	offer, err := s.sign(ctx, csrPEM, host, pki.HowEnroll)
+	if err != nil {
+		return refuse(err)
+	}
+	if err := pki.NoteTokenSerial(ctx, s.pool, token, serialOf(offer)); err != nil {
+		s.logger.Warn("recording which certificate a token bought", zap.Error(err))
+	}
+	resp.ConnectionSettings = offer
+	return resp
+}
+
+func serialOf(o *protobufs.ConnectionSettingsOffers) string {
+	blk, _ := pem.Decode(o.GetOpamp().GetCertificate().GetCert())
+	if blk == nil {
+		return ""
+	}
+	c, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		return ""
+	}
+	return c.SerialNumber.Text(16)
+}
+
 // renew signs a's CSR for a's host. A refusal is logged and answered with
 // nothing: the agent keeps its certificate and asks again later.
-func (s *server) renew(a *agent, csr []byte) *protobufs.ConnectionSettingsOffers {
-	if s.cfg.RenewalPKIDir == "" {
-		s.logger.Warn("certificate renewal requested; renewal_pki_dir is not set", zap.String(event.ResourceHostName, a.host))
+func (s *server) renew(ctx context.Context, a *agent, csrPEM []byte) *protobufs.ConnectionSettingsOffers {
+	if s.signer == nil {
+		s.logger.Warn("certificate renewal requested; ca_key_file is not set", zap.String(event.ResourceHostName, a.host))
 		return nil
 	}
-	cert, is, err := pki.SignAgentCSR(s.cfg.RenewalPKIDir, csr, a.host, 0)
+	offer, err := s.sign(ctx, csrPEM, a.host, pki.HowRenew)
 	if err != nil {
 		s.logger.Warn("refused a certificate renewal", zap.String(event.ResourceHostName, a.host), zap.Error(err))
 		return nil
 	}
-	ca, err := os.ReadFile(filepath.Join(s.cfg.RenewalPKIDir, pki.CACertFile))
+	return offer
+}
+
+// sign issues host's certificate for the key of csrPEM and records it in
+// PostgreSQL (`tripwire pki revoke HOST --dsn` finds it).
+func (s *server) sign(ctx context.Context, csrPEM []byte, host, how string) (*protobufs.ConnectionSettingsOffers, error) {
+	csr, err := pki.ParseCSR(csrPEM)
 	if err != nil {
-		s.logger.Error("reading the CA certificate for a renewal", zap.Error(err))
-		return nil
+		return nil, err
 	}
-	s.logger.Info("renewed an agent certificate", zap.String(event.ResourceHostName, a.host),
-		zap.String("tls.client.serial_number", is.Serial), zap.Time(contract.ClientCertNotAfter, is.NotAfter))
-	return &protobufs.ConnectionSettingsOffers{Hash: hashOf(cert), Opamp: &protobufs.OpAMPConnectionSettings{
-		Certificate: &protobufs.TLSCertificate{Cert: cert, CaCert: ca}}}
+	cert, certPEM, err := s.signer.Sign(csr, host)
+	if err != nil {
+		return nil, err
+	}
+	if err := pki.RecordIssued(ctx, s.pool, cert, how); err != nil {
+		return nil, err
+	}
+	s.logger.Info("signed an agent certificate", zap.String(event.ResourceHostName, host), zap.String("how", how),
+		zap.String("tls.client.serial_number", cert.SerialNumber.Text(16)), zap.Time(contract.ClientCertNotAfter, cert.NotAfter))
+	return &protobufs.ConnectionSettingsOffers{Hash: hashOf(certPEM), Opamp: &protobufs.OpAMPConnectionSettings{
+		Certificate: &protobufs.TLSCertificate{Cert: certPEM, CaCert: s.signer.CAPEM()}}}, nil
 }
 
 // due is the remote config to send a, or nil when a runs it, has reported

@@ -2,8 +2,10 @@ package tripwireopamp
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,6 +17,7 @@ import (
 	"go.opentelemetry.io/collector/config/configopaque"
 	"go.opentelemetry.io/collector/extension/extensiontest"
 
+	"github.com/tripwire-sec/tripwire/agent/management"
 	"github.com/tripwire-sec/tripwire/contract"
 	"github.com/tripwire-sec/tripwire/contract/pgtest"
 	"github.com/tripwire-sec/tripwire/internal/opampsim"
@@ -37,7 +40,7 @@ type fixture struct {
 	srv   *server
 }
 
-func startServer(t *testing.T) *fixture {
+func startServer(t *testing.T, tweak ...func(cfg *Config, pkiDir string)) *fixture {
 	t.Helper()
 	dsn := pgtest.NewDB(t)
 	dir := filepath.Join(t.TempDir(), "pki")
@@ -49,6 +52,9 @@ func startServer(t *testing.T) *fixture {
 	cfg.DSN = configopaque.String(dsn)
 	cfg.TLS = peertls.Config{CertFile: filepath.Join(dir, pki.ServerCertFile), KeyFile: filepath.Join(dir, pki.ServerKeyFile),
 		ClientCAFile: filepath.Join(dir, pki.CACertFile), CRLFile: filepath.Join(dir, pki.CRLFile)}
+	for _, f := range tweak {
+		f(cfg, dir)
+	}
 	require.NoError(t, cfg.Validate())
 	ext, err := NewFactory().Create(context.Background(), extensiontest.NewNopSettings(metadata.Type), cfg)
 	require.NoError(t, err)
@@ -237,4 +243,51 @@ func TestRefusesOtherIdentities(t *testing.T) {
 	var n int
 	require.NoError(t, f.pool.QueryRow(context.Background(), `SELECT count(*) FROM agent_management`).Scan(&n))
 	require.Zero(t, n, "a certificate from another CA or a revoked one was let in")
+}
+
+// TestEnrollment: a host without a certificate gets its first one with a
+// one-time bootstrap token for its name, for a key it made; the token is
+// good once, before it expires, for that host only; the certificate is
+// recorded for revocation and identifies the host from then on.
+func TestEnrollment(t *testing.T) {
+	f := startServer(t, func(cfg *Config, dir string) { cfg.CAKeyFile = filepath.Join(dir, pki.CAKeyFile) })
+	ctx := context.Background()
+	dir := t.TempDir()
+	enroll := func(host, token, name string) (*x509.Certificate, error) {
+		return management.Enroll(ctx, management.Enrollment{Endpoint: f.url, CA: filepath.Join(f.pki, pki.CACertFile),
+			Host: host, Token: token, Cert: filepath.Join(dir, name+".crt"), Key: filepath.Join(dir, name+".key")})
+	}
+	token, _, err := pki.NewToken(ctx, f.pool, "new-01", time.Minute)
+	require.NoError(t, err)
+
+	_, err = enroll("other-01", token, "wrong-host")
+	require.ErrorContains(t, err, "issued for another host")
+	cert, err := enroll("new-01", token, "new-01")
+	require.NoError(t, err)
+	require.Equal(t, "new-01", cert.Subject.CommonName)
+	fi, err := os.Stat(filepath.Join(dir, "new-01.key"))
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
+	var how string
+	require.NoError(t, f.pool.QueryRow(ctx, `SELECT how FROM pki_certificates WHERE serial = $1 AND host_name = 'new-01'`,
+		cert.SerialNumber.Text(16)).Scan(&how))
+	require.Equal(t, pki.HowEnroll, how)
+
+	_, err = enroll("new-01", token, "again")
+	require.ErrorContains(t, err, "already used")
+	expiring, _, err := pki.NewToken(ctx, f.pool, "new-02", time.Millisecond)
+	require.NoError(t, err)
+	time.Sleep(50 * time.Millisecond)
+	_, err = enroll("new-02", expiring, "new-02")
+	require.ErrorContains(t, err, "expired")
+
+	// The enrolled certificate is the host's identity.
+	a, err := opampsim.Start(ctx, opampsim.Options{URL: f.url, Host: "new-01", CA: filepath.Join(f.pki, pki.CACertFile),
+		Cert: filepath.Join(dir, "new-01.crt"), Key: filepath.Join(dir, "new-01.key")})
+	require.NoError(t, err)
+	defer a.Stop(ctx)
+	f.waitRecord(t, "new-01", func(r record) bool { return r.connected })
+	var n int
+	require.NoError(t, f.pool.QueryRow(ctx, `SELECT count(*) FROM agent_management WHERE host_name <> 'new-01'`).Scan(&n))
+	require.Zero(t, n, "an enrolling client was recorded as an agent")
 }

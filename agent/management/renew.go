@@ -47,20 +47,14 @@ func (c *Client) maybeRenew() {
 	if c.pendingKey != nil && time.Since(c.requestedAt) < 5*time.Minute {
 		return // asked already; the answer may still come
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, csr, err := newRequest(leaf.Subject.CommonName)
 	if err != nil {
-		c.log.Error("certificate renewal: generating a key", "error", err)
-		return
-	}
-	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
-		Subject: pkix.Name{CommonName: leaf.Subject.CommonName}}, key)
-	if err != nil {
-		c.log.Error("certificate renewal: making the request", "error", err)
+		c.log.Error("certificate renewal", "error", err)
 		return
 	}
 	c.pendingKey, c.requestedAt = key, time.Now()
 	req := &protobufs.ConnectionSettingsRequest{Opamp: &protobufs.OpAMPConnectionSettingsRequest{
-		CertificateRequest: &protobufs.CertificateRequest{Csr: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})}}}
+		CertificateRequest: &protobufs.CertificateRequest{Csr: csr}}}
 	if err := c.opamp.RequestConnectionSettings(req); err != nil {
 		c.log.Error("certificate renewal: sending the request", "error", err)
 		return
@@ -90,48 +84,12 @@ func (c *Client) onConnectionSettings(_ context.Context, s *protobufs.OpAMPConne
 	if c.pendingKey == nil {
 		return errors.New("a certificate was offered but none was requested")
 	}
-	blk, _ := pem.Decode(offered.Cert)
-	if blk == nil {
-		return errors.New("offered certificate: not PEM")
-	}
-	cert, err := x509.ParseCertificate(blk.Bytes)
-	if err != nil {
-		return fmt.Errorf("offered certificate: %w", err)
-	}
-	if !c.pendingKey.PublicKey.Equal(cert.PublicKey) {
-		return errors.New("offered certificate is not for the requested key")
-	}
 	old, err := loadLeaf(c.opts.Cert, c.opts.Key)
 	if err != nil {
 		return err
 	}
-	if cert.Subject.CommonName != old.Subject.CommonName {
-		return fmt.Errorf("offered certificate is for %q, not %q", cert.Subject.CommonName, old.Subject.CommonName)
-	}
-	roots := x509.NewCertPool()
-	ca, err := os.ReadFile(c.opts.CA)
+	cert, err := install(c.pendingKey, offered.Cert, old.Subject.CommonName, c.opts.CA, c.opts.Cert, c.opts.Key)
 	if err != nil {
-		return err
-	}
-	roots.AppendCertsFromPEM(ca)
-	if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
-		return fmt.Errorf("offered certificate: %w", err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(c.pendingKey)
-	if err != nil {
-		return err
-	}
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
-	if err := writePrivate(c.opts.Key+".new", keyPEM); err != nil {
-		return err
-	}
-	if err := writePrivate(c.opts.Cert+".new", offered.Cert); err != nil {
-		return err
-	}
-	if err := os.Rename(c.opts.Key+".new", c.opts.Key); err != nil {
-		return err
-	}
-	if err := os.Rename(c.opts.Cert+".new", c.opts.Cert); err != nil {
 		return err
 	}
 	c.pendingKey = nil
@@ -160,4 +118,63 @@ func writePrivate(path string, b []byte) error {
 		return err
 	}
 	return f.Close()
+}
+
+// install checks an offered certificate against the key it was requested
+// for, the host and the CA, then writes key and certificate beside certFile
+// and keyFile and renames them over them, the key first.
+func install(key *ecdsa.PrivateKey, certPEM []byte, host, caFile, certFile, keyFile string) (*x509.Certificate, error) {
+	blk, _ := pem.Decode(certPEM)
+	if blk == nil {
+		return nil, errors.New("offered certificate: not PEM")
+	}
+	cert, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("offered certificate: %w", err)
+	}
+	if !key.PublicKey.Equal(cert.PublicKey) {
+		return nil, errors.New("offered certificate is not for the requested key")
+	}
+	if cert.Subject.CommonName != host {
+		return nil, fmt.Errorf("offered certificate is for %q, not %q", cert.Subject.CommonName, host)
+	}
+	roots := x509.NewCertPool()
+	ca, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	roots.AppendCertsFromPEM(ca)
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		return nil, fmt.Errorf("offered certificate: %w", err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	if err := writePrivate(keyFile+".new", pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})); err != nil {
+		return nil, err
+	}
+	if err := writePrivate(certFile+".new", certPEM); err != nil {
+		return nil, err
+	}
+	if err := os.Rename(keyFile+".new", keyFile); err != nil {
+		return nil, err
+	}
+	if err := os.Rename(certFile+".new", certFile); err != nil {
+		return nil, err
+	}
+	return cert, nil
+}
+
+// newRequest makes a key and a CSR for host, PEM.
+func newRequest(host string) (*ecdsa.PrivateKey, []byte, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("generating a key: %w", err)
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: host}}, key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("making the certificate request: %w", err)
+	}
+	return key, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), nil
 }

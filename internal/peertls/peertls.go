@@ -165,6 +165,24 @@ func (p *Policy) ServerTLS() *tls.Config {
 	}
 }
 
+// ServerTLSWithEnrollment is ServerTLS for a listener that also takes
+// clients without a certificate, for a first enrollment with a bootstrap
+// token: a certificate that is given is checked exactly as ServerTLS
+// checks it. The caller must refuse everything but enrollment to a client
+// without one.
+func (p *Policy) ServerTLSWithEnrollment() *tls.Config {
+	c := p.ServerTLS()
+	c.ClientAuth = tls.VerifyClientCertIfGiven
+	verify := c.VerifyConnection
+	c.VerifyConnection = func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return nil
+		}
+		return verify(cs)
+	}
+	return c
+}
+
 // Check refuses a revoked certificate, one without a host name and, when
 // again is set (a request on a connection opened earlier), one that expired
 // since the handshake.

@@ -220,59 +220,7 @@ func AgentFiles(dir, host string) (cert, key string) {
 	return filepath.Join(dir, AgentsDir, host+".crt"), filepath.Join(dir, AgentsDir, host+".key")
 }
 
-// SignAgentCSR issues a client certificate for host to the key of csr (DER
-// or PEM), the renewal of an agent whose key never leaves its host. The CSR
-// must be self-signed and name host as its CN; the certificate is recorded
-// in the index like any other, so it can be revoked. It returns the
-// certificate as PEM.
-func SignAgentCSR(dir string, csr []byte, host string, validity time.Duration) ([]byte, Issued, error) {
-	if err := CheckHost(host); err != nil {
-		return nil, Issued{}, err
-	}
-	if blk, _ := pem.Decode(csr); blk != nil {
-		csr = blk.Bytes
-	}
-	req, err := x509.ParseCertificateRequest(csr)
-	if err != nil {
-		return nil, Issued{}, fmt.Errorf("parsing certificate request: %w", err)
-	}
-	if err := req.CheckSignature(); err != nil {
-		return nil, Issued{}, fmt.Errorf("certificate request: %w", err)
-	}
-	if req.Subject.CommonName != host {
-		return nil, Issued{}, fmt.Errorf("certificate request for %q from host %q", req.Subject.CommonName, host)
-	}
-	tmpl := &x509.Certificate{
-		Subject:     pkix.Name{CommonName: host, Organization: []string{"TripWire"}},
-		DNSNames:    []string{host},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	var der []byte
-	is, err := issueTo(dir, KindAgent, host, tmpl, validity, req.PublicKey, func(d []byte) error { der = d; return nil })
-	if err != nil {
-		return nil, Issued{}, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), is, nil
-}
-
 func issue(dir, kind, name string, tmpl *x509.Certificate, validity time.Duration, certPath, keyPath string) (Issued, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return Issued{}, fmt.Errorf("generating key: %w", err)
-	}
-	is, err := issueTo(dir, kind, name, tmpl, validity, &key.PublicKey, func(der []byte) error {
-		if err := writeKey(keyPath, key); err != nil {
-			return err
-		}
-		return writePEM(certPath, "CERTIFICATE", der, 0o644)
-	})
-	is.CertFile, is.KeyFile = certPath, keyPath
-	return is, err
-}
-
-// issueTo signs tmpl for pub, hands the certificate to keep, then records it
-// in the index.
-func issueTo(dir, kind, name string, tmpl *x509.Certificate, validity time.Duration, pub any, keep func(der []byte) error) (Issued, error) {
 	if validity == 0 {
 		validity = DefaultValidity
 	}
@@ -292,6 +240,10 @@ func issueTo(dir, kind, name string, tmpl *x509.Certificate, validity time.Durat
 	if err != nil {
 		return Issued{}, err
 	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return Issued{}, fmt.Errorf("generating key: %w", err)
+	}
 	serial, err := newSerial()
 	if err != nil {
 		return Issued{}, err
@@ -305,11 +257,14 @@ func issueTo(dir, kind, name string, tmpl *x509.Certificate, validity time.Durat
 		tmpl.NotAfter = caCert.NotAfter
 	}
 	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, pub, caKey)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
 	if err != nil {
 		return Issued{}, fmt.Errorf("signing %s certificate: %w", kind, err)
 	}
-	if err := keep(der); err != nil {
+	if err := writeKey(keyPath, key); err != nil {
+		return Issued{}, err
+	}
+	if err := writePEM(certPath, "CERTIFICATE", der, 0o644); err != nil {
 		return Issued{}, err
 	}
 	hex := serialHex(serial)
@@ -318,7 +273,7 @@ func issueTo(dir, kind, name string, tmpl *x509.Certificate, validity time.Durat
 	if err := saveIndex(dir, idx); err != nil {
 		return Issued{}, err
 	}
-	return Issued{Serial: hex, NotAfter: tmpl.NotAfter}, nil
+	return Issued{CertFile: certPath, KeyFile: keyPath, Serial: hex, NotAfter: tmpl.NotAfter}, nil
 }
 
 // Revoke revokes the certificate with serial what (hex, as printed at issue;

@@ -29,6 +29,7 @@ import (
 	"github.com/tripwire-sec/tripwire/agent"
 	"github.com/tripwire-sec/tripwire/agent/config"
 	"github.com/tripwire-sec/tripwire/agent/health"
+	"github.com/tripwire-sec/tripwire/agent/management"
 	"github.com/tripwire-sec/tripwire/agent/watcher"
 	"github.com/tripwire-sec/tripwire/internal/auditchain"
 	"github.com/tripwire-sec/tripwire/internal/event"
@@ -54,6 +55,9 @@ commands:
                                           ...), or with --from one file alone: exit 0 intact,
                                           1 tampered, 2 unreadable
   pki <command>                           certificates for agents and the collector (tripwire pki help)
+  enroll --endpoint URL --ca FILE --host NAME --token-file FILE --cert FILE --key FILE
+                                          get this host's first certificate from the collector's
+                                          OpAMP server with a token from tripwire pki token
   version                                 print the version
 `
 
@@ -80,6 +84,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return audit(rest, stdout, stderr)
 	case "pki":
 		return pki.Main(rest, stdout, stderr)
+	case "enroll":
+		return enroll(rest, stdout, stderr)
 	case "version":
 		if len(rest) > 0 {
 			fmt.Fprintln(stderr, "usage: tripwire version")
@@ -401,4 +407,47 @@ func unwrapPath(err error) error {
 		return pe.Err
 	}
 	return err
+}
+
+// enroll gets the host's first certificate for a key made here, with a
+// one-time bootstrap token read from a file (not an argument: ps shows
+// those to every user).
+func enroll(args []string, stdout, stderr io.Writer) int {
+	fs := flags("enroll", "enroll --endpoint URL --ca FILE --host NAME --token-file FILE --cert FILE --key FILE", stderr)
+	var e management.Enrollment
+	fs.StringVar(&e.Endpoint, "endpoint", "", "the collector's OpAMP `url` (wss://host:4320/v1/opamp)")
+	fs.StringVar(&e.CA, "ca", "", "the CA `file` that signed the collector's certificate")
+	fs.StringVar(&e.ServerName, "server-name", "", "the `name` to check in the collector's certificate (default: the URL's host)")
+	fs.StringVar(&e.Host, "host", "", "this host's `name`, the one the token was issued for")
+	tokenFile := fs.String("token-file", "", "the `file` holding the token from tripwire pki token")
+	fs.StringVar(&e.Cert, "cert", "", "where to write the certificate (`file`)")
+	fs.StringVar(&e.Key, "key", "", "where to write the key (`file`, mode 0600)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return 2
+	}
+	if len(pos) > 0 || e.Endpoint == "" || e.CA == "" || e.Host == "" || *tokenFile == "" || e.Cert == "" || e.Key == "" {
+		fs.Usage()
+		return 2
+	}
+	b, err := os.ReadFile(*tokenFile)
+	if err != nil {
+		fmt.Fprintf(stderr, "tripwire enroll: %v\n", err)
+		return 1
+	}
+	e.Token = strings.TrimSpace(string(b))
+	if !pki.IsToken(e.Token) {
+		fmt.Fprintf(stderr, "tripwire enroll: %s does not hold a bootstrap token\n", *tokenFile)
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cert, err := management.Enroll(ctx, e)
+	if err != nil {
+		fmt.Fprintf(stderr, "tripwire enroll: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "enrolled %s: certificate %s (serial %s, not after %s), key %s\n", e.Host, e.Cert,
+		cert.SerialNumber.Text(16), cert.NotAfter.UTC().Format(time.RFC3339), e.Key)
+	return 0
 }
