@@ -365,8 +365,9 @@ func (a *Agent) Close() error {
 func (a *Agent) reload(ctx context.Context, cfg *config.Config) {
 	a.log.Info("reloading rules", "tripwire.config", cfg.File)
 	if cfg.Spool != a.cfg.Spool || cfg.Audit != a.cfg.Audit || cfg.Health != a.cfg.Health || cfg.Host != a.cfg.Host ||
-		cfg.Transport.Endpoint != a.cfg.Transport.Endpoint || cfg.HeartbeatInterval != a.cfg.HeartbeatInterval {
-		a.log.Warn("host, spool, audit, health, heartbeat_interval and transport.endpoint changes take effect at the next restart")
+		cfg.Transport.Endpoint != a.cfg.Transport.Endpoint || cfg.HeartbeatInterval != a.cfg.HeartbeatInterval ||
+		cfg.Management != a.cfg.Management {
+		a.log.Warn("host, spool, audit, health, heartbeat_interval, transport.endpoint and management changes take effect at the next restart")
 	}
 	a.mu.Lock()
 	a.local = cfg
