@@ -51,6 +51,23 @@ func (f *fleet) next() (plog.Logs, [][]*event.Event) {
 	return ld, all
 }
 
+// withoutSearchIndex drops migration 0012's free-text index when
+// TRIPWIRE_BENCH_SEARCH_INDEX=off, so bench/search can measure ingest with
+// and without it.
+func withoutSearchIndex(b *testing.B, ctx context.Context, dsn string) {
+	if os.Getenv("TRIPWIRE_BENCH_SEARCH_INDEX") != "off" {
+		return
+	}
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "DROP INDEX alerts_search_idx"); err != nil {
+		b.Fatal(err)
+	}
+}
+
 func durability() string {
 	if os.Getenv("PGTEST_DURABLE") == "1" {
 		return "fsync on"
@@ -128,7 +145,7 @@ func BenchmarkRawCopy(b *testing.B) {
 
 // alertCols are the columns of copyRows.
 var alertCols = []string{"alert_id", "event_time", "host_id", "host_name", "event_name", "tripwire_type",
-	"rule_name", "severity", "seq", "summary", "event_detail"}
+	"rule_name", "severity", "seq", "summary", "event_detail", "search_words"}
 
 // copyRows are the alert rows of a fleet's batch, for a raw COPY baseline.
 func copyRows(f *fleet, evs [][]*event.Event, hostIDs map[string]pgtype.UUID) [][]any {
@@ -136,8 +153,13 @@ func copyRows(f *fleet, evs [][]*event.Event, hostIDs map[string]pgtype.UUID) []
 	for i, hostEvents := range evs {
 		host := f.agents[i].host
 		for _, ev := range hostEvents {
+			var cmd, user string
+			if ev.Process != nil {
+				cmd, user = ev.Process.CommandLine, ev.Process.UserName
+			}
 			rows = append(rows, []any{dbUUID(ev.AlertID), ev.Time, hostIDs[host], host, string(ev.Name),
-				string(ev.Type()), ev.Rule, ev.Severity.String(), int64(ev.Seq), ev.Summary(), string(ev.Canonical())})
+				string(ev.Type()), ev.Rule, ev.Severity.String(), int64(ev.Seq), ev.Summary(), string(ev.Canonical()),
+				event.SearchWords(ev.Summary(), ev.Rule, host, cmd, user)})
 		}
 	}
 	return rows
@@ -155,6 +177,7 @@ func copyTarget(b *testing.B, ctx context.Context, fleets []*fleet) (*pgxpool.Po
 	if err := migrations.Apply(ctx, pool); err != nil {
 		b.Fatal(err)
 	}
+	withoutSearchIndex(b, ctx, pool.Config().ConnString())
 	if _, err := migrations.EnsurePartitions(ctx, pool, baseTime, 1); err != nil {
 		b.Fatal(err)
 	}
@@ -225,7 +248,8 @@ func BenchmarkExportVsRawCopy(b *testing.B) {
 	for _, workers := range []int{1, 4} {
 		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
 			ctx := context.Background()
-			exp, err := NewFactory().CreateLogs(ctx, exportertest.NewNopSettings(metadata.Type), testConfig(pgtest.NewDB(b)))
+			dsn := pgtest.NewDB(b)
+			exp, err := NewFactory().CreateLogs(ctx, exportertest.NewNopSettings(metadata.Type), testConfig(dsn))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -233,6 +257,7 @@ func BenchmarkExportVsRawCopy(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer exp.Shutdown(ctx)
+			withoutSearchIndex(b, ctx, dsn)
 			expFleets, copyFleets := make([]*fleet, workers), make([]*fleet, workers)
 			for w := 0; w < workers; w++ {
 				expFleets[w] = newFleet(b, fmt.Sprintf("vs-exp-w%d", w))

@@ -66,11 +66,11 @@ WHERE h.host_id = u.id`
 const insertAlertsSQL = `
 WITH ins AS (
     INSERT INTO alerts (alert_id, event_time, host_id, host_name, event_name, tripwire_type,
-                        rule_name, severity, seq, summary, event_detail, received_at)
-    SELECT id, t, h, hn, en, tt, r, sev, NULLIF(sq, 0), sm, d::jsonb, $12
+                        rule_name, severity, seq, summary, event_detail, received_at, search_words)
+    SELECT id, t, h, hn, en, tt, r, sev, NULLIF(sq, 0), sm, d::jsonb, $12, string_to_array(w, ' ')
     FROM unnest($1::uuid[], $2::timestamptz[], $3::uuid[], $4::text[], $5::text[], $6::text[],
-                $7::text[], $8::text[], $9::bigint[], $10::text[], $11::text[])
-         AS u(id, t, h, hn, en, tt, r, sev, sq, sm, d)
+                $7::text[], $8::text[], $9::bigint[], $10::text[], $11::text[], $14::text[])
+         AS u(id, t, h, hn, en, tt, r, sev, sq, sm, d, w)
     ON CONFLICT DO NOTHING
     RETURNING alert_id, event_time, host_id
 )
@@ -148,6 +148,8 @@ type alertRows struct {
 	hostNames, names, types, rules, sevs, summaries, details []string
 	times                                                    []time.Time
 	seqs                                                     []int64
+	// words are each alert's search words (migration 0012).
+	words [][]string
 }
 
 func (a *alertRows) add(hostID pgtype.UUID, hostName string, ev *event.Event, summary string, canon []byte) {
@@ -168,6 +170,21 @@ func (a *alertRows) add(hostID pgtype.UUID, hostName string, ev *event.Event, su
 	a.seqs = append(a.seqs, seq)
 	a.summaries = append(a.summaries, text(summary))
 	a.details = append(a.details, jsonbSafe(canon))
+	var cmd, user string
+	if ev.Process != nil {
+		cmd, user = ev.Process.CommandLine, ev.Process.UserName
+	}
+	a.words = append(a.words, event.SearchWords(summary, ev.Rule, hostName, cmd, user))
+}
+
+// joinedWords are a's search words as one space-separated string per row,
+// for an INSERT's unnest (which cannot take an array of arrays).
+func (a *alertRows) joinedWords() []string {
+	out := make([]string, len(a.words))
+	for i, w := range a.words {
+		out[i] = strings.Join(w, " ")
+	}
+	return out
 }
 
 // entryRows are audit entries; payloads hold the exact canonical bytes the
@@ -337,7 +354,7 @@ func (e *tripwireExporter) flush(ctx context.Context, tx pgx.Tx, b *pgx.Batch, w
 			inserted = n
 		} else {
 			b.Queue(insertAlertsSQL, a.ids, a.times, a.hosts, a.hostNames, a.names, a.types, a.rules, a.sevs, a.seqs,
-				a.summaries, a.details, received, payloads).
+				a.summaries, a.details, received, payloads, a.joinedWords()).
 				QueryRow(func(row pgx.Row) error { return row.Scan(&inserted) })
 		}
 	}
@@ -405,14 +422,14 @@ func copyAlerts(ctx context.Context, tx pgx.Tx, b *pgx.Batch, a *alertRows, know
 			seq = a.seqs[i]
 		}
 		rows = append(rows, []any{a.ids[i], a.times[i], received, a.hosts[i], a.hostNames[i], a.names[i], a.types[i],
-			a.rules[i], a.sevs[i], seq, a.summaries[i], a.details[i]})
+			a.rules[i], a.sevs[i], seq, a.summaries[i], a.details[i], a.words[i]})
 		notify = append(notify, payloads[i])
 	}
 	if len(rows) == 0 {
 		return 0, nil
 	}
 	n, err := tx.CopyFrom(ctx, pgx.Identifier{"alerts"}, []string{"alert_id", "event_time", "received_at", "host_id",
-		"host_name", "event_name", "tripwire_type", "rule_name", "severity", "seq", "summary", "event_detail"},
+		"host_name", "event_name", "tripwire_type", "rule_name", "severity", "seq", "summary", "event_detail", "search_words"},
 		pgx.CopyFromRows(rows))
 	if err != nil {
 		return 0, fmt.Errorf("storing alerts: %w", err)

@@ -86,3 +86,9 @@ const NotifyTimeLayout = contract.NotifyTimeLayout
 // ResourceClientCertSerial is the client certificate's serial, set by the
 // receiver on the resource.
 const ResourceClientCertSerial = contract.ClientCertSerial
+
+// SearchWords are the words free text finds an alert by: the exporter
+// stores them in alerts.search_words (see contract.SearchWords).
+func SearchWords(summary, rule, host, commandLine, userName string) []string {
+	return contract.SearchWords(contract.SearchText(summary, rule, host, commandLine, userName))
+}

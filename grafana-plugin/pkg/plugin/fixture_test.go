@@ -132,10 +132,12 @@ func (e *env) insertAlert(t testing.TB, a seedAlert) {
 		"log.record.uid": a.id, "security_rule.name": a.rule, "tripwire.type": a.typ,
 		"file.path": path, "process.pid": 4242, "process.user.name": "mallory",
 	})
+	// The search words as the exporter stores them (migration 0012).
+	words := contract.SearchWords(contract.SearchText(a.summary, a.rule, a.host, "", "mallory"))
 	e.exec(t, `INSERT INTO alerts (alert_id, event_time, received_at, host_id, host_name, event_name, tripwire_type,
-  rule_name, severity, seq, summary, event_detail)
-SELECT $1, $2, $2, host_id, host_name, $4, $5, $6, $7, $8, $9, $10 FROM hosts WHERE host_name = $3`,
-		a.id, at, a.host, a.event, a.typ, a.rule, a.severity, a.seq, a.summary, detail)
+  rule_name, severity, seq, summary, event_detail, search_words)
+SELECT $1, $2, $2, host_id, host_name, $4, $5, $6, $7, $8, $9, $10, $11 FROM hosts WHERE host_name = $3`,
+		a.id, at, a.host, a.event, a.typ, a.rule, a.severity, a.seq, a.summary, detail, words)
 }
 
 // seedChain stores the golden chain as web-01's audit entries and head.

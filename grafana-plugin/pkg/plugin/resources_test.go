@@ -70,6 +70,7 @@ func TestResourceStatusCodes(t *testing.T) {
 		{"GET", "/api/v1/live?severity=critical", "Viewer", 400, "severity"},
 		{"GET", "/api/v1/live?q=x", "Viewer", 400, "unknown parameter"},
 		{"GET", "/api/v1/alerts?q=shadow", "Viewer", 400, "time range"},
+		{"GET", "/api/v1/alerts?q=__", "Viewer", 400, "letter or digit"},
 		{"GET", "/api/v1/hosts", "Editor", 200, ""},
 		{"GET", "/api/v1/hosts", "Admin", 200, ""},
 	}
@@ -116,10 +117,13 @@ func TestAlertsFiltersAndPagination(t *testing.T) {
 		{"rule=passwd-write&severity=INFO", count(func(a seedAlert) bool { return a.rule == "passwd-write" && a.severity == "INFO" })},
 		{"q=%2317" + hourAgo, 1}, // "#17" in a summary
 		{"q=SHADOW" + hourAgo, count(func(a seedAlert) bool { return a.rule == "shadow-read" })},
-		{"q=adow-re" + hourAgo, count(func(a seedAlert) bool { return a.rule == "shadow-read" })}, // any substring
+		{"q=shadow-read" + hourAgo, count(func(a seedAlert) bool { return a.rule == "shadow-read" })},
+		{"q=adow-re" + hourAgo, 0},        // whole words, not any substring
+		{"q=read%20shadow" + hourAgo, 0},  // both words are there, but not as typed
 		{"q=mallory" + hourAgo, len(all)}, // a user name in every event's detail
 		{"q=100%25" + hourAgo, 0},         // a literal %, not a wildcard
-		{"q=__" + hourAgo, 0},             // literal _, not wildcards
+		{"q=shadow_read" + hourAgo, 0},    // a literal _, not a wildcard
+		{"q=shadow%25read" + hourAgo, 0},  // a literal %, not a wildcard
 		{"from=" + url.QueryEscape(e.now.Add(-20*time.Minute).Format(time.RFC3339)), count(func(a seedAlert) bool { return a.ago <= 20*time.Minute })},
 		{"to=" + url.QueryEscape(e.now.Add(-20*time.Minute).Format(time.RFC3339)), count(func(a seedAlert) bool { return a.ago > 20*time.Minute })},
 		{"host=unknown-host", 0},
