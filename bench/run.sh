@@ -2,7 +2,8 @@
 # `make bench`: every benchmark, each printing its own figures. Needs root
 # (fanotify, eBPF) and, for the exec storm's comparison, auditd
 # (apt-get install auditd). Takes about 15 minutes; pass a section name to run
-# one: chain, event, agent, file, exec, shipper, exporter, ingest, opamp, search, plugin.
+# one: chain, event, agent, file, exec, shipper, exporter, ingest, opamp, search,
+# plugin, install.
 set -eu
 cd "$(dirname "$0")/.."
 want=${1:-all}
@@ -53,6 +54,16 @@ if section search; then
   ./bench/search/run.sh
   echo "== search: free-text p50/p95 over 5,000,000 alerts (24 h range), alone and while inserting at 15,000 rows/s"
   (cd grafana-plugin && go test -run '^$' -bench 'BenchmarkAlertsAPI/text$|BenchmarkSearchUnderIngest' -benchtime 200x -timeout 60m -v ./pkg/plugin | grep -E '^Benchmark.*-[0-9]|bench_test.go:[0-9]+: free')
+fi
+if section install; then
+  echo "== install: dpkg -i of the package → the unit's ExecStart as its user with its capabilities → first heartbeat in PostgreSQL"
+  if ! command -v dpkg >/dev/null; then
+    echo "dpkg is not available on this machine: install time not measured"
+  else
+    arch=$(go env GOARCH)
+    ls dist/tripwire_*_"$arch".deb >/dev/null 2>&1 || make packages VERSION=0.0.0-bench
+    go test -count=1 -run '^$' -bench . -benchtime 1x -timeout 20m ./bench/install/ | grep -E '^(install|Benchmark|--- SKIP)|bench/install|SKIP'
+  fi
 fi
 if section plugin && [ -x grafana-plugin/bench.sh ]; then
   echo "== plugin: /api/v1/alerts over 5,000,000 alerts; INSERT → stream frame"

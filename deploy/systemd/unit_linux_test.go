@@ -1,9 +1,6 @@
-// Package systemd holds the agent's systemd unit; its test runs the unit's
-// commands the way systemd would, with the packaged example config.
 package systemd
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,54 +9,6 @@ import (
 	"strings"
 	"testing"
 )
-
-// unit is the [Service] section of a unit file: each key's values in order.
-type unit map[string][]string
-
-func readUnit(t *testing.T, path string) unit {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	u, section := unit{}, ""
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		switch {
-		case line == "" || strings.HasPrefix(line, "#"):
-		case strings.HasPrefix(line, "["):
-			section = line
-		case section == "[Service]":
-			k, v, ok := strings.Cut(line, "=")
-			if !ok {
-				t.Fatalf("%s: not key=value: %q", path, line)
-			}
-			u[k] = append(u[k], v)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return u
-}
-
-func (u unit) one(key, def string) string {
-	if v := u[key]; len(v) > 0 {
-		return v[len(v)-1]
-	}
-	return def
-}
-
-// setprivCaps turns "CAP_SYS_ADMIN CAP_BPF" into "-all,+sys_admin,+bpf".
-func setprivCaps(list string) string {
-	out := "-all"
-	for _, c := range strings.Fields(list) {
-		out += ",+" + strings.ToLower(strings.TrimPrefix(c, "CAP_"))
-	}
-	return out
-}
 
 // TestUnitRunsPackagedConfig runs the packaged unit's commands with the
 // packaged example config as systemd would: ExecStartPre lines marked "+"
@@ -85,11 +34,14 @@ func TestUnitRunsPackagedConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	u := readUnit(t, filepath.Join(root, "deploy", "systemd", "tripwire.service"))
-	if v := u.one("PrivateTmp", "no"); v == "yes" || v == "true" {
+	u, err := ReadUnit(filepath.Join(root, "deploy", "systemd", "tripwire.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := u.One("PrivateTmp", "no"); v == "yes" || v == "true" {
 		t.Errorf("PrivateTmp=%s: a rule on /tmp would watch the service's private /tmp, not the host's", v)
 	}
-	usr, grp := u.one("User", "root"), u.one("Group", "root")
+	usr, grp := u.One("User", "root"), u.One("Group", "root")
 	ensureUser(t, root, usr)
 
 	dir := t.TempDir()
@@ -131,17 +83,11 @@ func TestUnitRunsPackagedConfig(t *testing.T) {
 		line = strings.ReplaceAll(line, "/usr/bin/tripwire", bin)
 		return privileged, strings.ReplaceAll(line, "/etc/tripwire/config.yaml", conf)
 	}
-	caps := u.one("AmbientCapabilities", "")
-	asUser := fmt.Sprintf("setpriv --reuid=%s --regid=%s --init-groups --inh-caps=%s --ambient-caps=%s --bounding-set=%s",
-		usr, grp, setprivCaps(caps), setprivCaps(caps), setprivCaps(u.one("CapabilityBoundingSet", caps)))
-	if u.one("NoNewPrivileges", "no") == "yes" {
-		asUser += " --no-new-privs"
-	}
-	asUser += " --"
+	asUser := u.AsUser()
 	// The sandbox applies to the unit's user commands, not to "+" ones: each
 	// runs in its own mount namespace with the protections applied.
-	protect := fmt.Sprintf("umask %s", u.one("UMask", "0022"))
-	if u.one("ProtectHome", "no") == "read-only" {
+	protect := fmt.Sprintf("umask %s", u.One("UMask", "0022"))
+	if u.One("ProtectHome", "no") == "read-only" {
 		protect += "; for d in /root /home; do mount --bind $d $d; mount -o remount,bind,ro $d; done"
 	}
 	sandboxed := func(cmd string) string {
@@ -155,8 +101,8 @@ func TestUnitRunsPackagedConfig(t *testing.T) {
 	}
 	sb.WriteString("chmod 0700 /root\n")
 	for key, parent := range map[string]string{"StateDirectory": "/var/lib", "LogsDirectory": "/var/log", "RuntimeDirectory": "/run"} {
-		for _, name := range strings.Fields(u.one(key, "")) {
-			mode := u.one(key+"Mode", "0755")
+		for _, name := range strings.Fields(u.One(key, "")) {
+			mode := u.One(key+"Mode", "0755")
 			fmt.Fprintf(&sb, "install -d -o %s -g %s -m %s %s/%s\n", usr, grp, mode, parent, name)
 		}
 	}
@@ -167,7 +113,7 @@ func TestUnitRunsPackagedConfig(t *testing.T) {
 			fmt.Fprintf(&sb, "%s\n", sandboxed(cmd))
 		}
 	}
-	_, start := command(u.one("ExecStart", ""))
+	_, start := command(u.One("ExecStart", ""))
 	fmt.Fprintf(&sb, "%s >%s/agent.log 2>&1 &\nagent=$!\n", sandboxed(start), dir)
 	fmt.Fprintf(&sb, `code=1
 for i in $(seq 100); do
