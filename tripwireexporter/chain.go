@@ -23,6 +23,7 @@ type chainEntry struct {
 	stored     bool
 	ev         *event.Event // nil for a stored entry
 	canon      []byte       // ev.Canonical()
+	hashed     string       // ChainHash(prev, canon) if already computed
 }
 
 // seqRange is a shed range an agent reported: count events of [first,
@@ -168,7 +169,11 @@ func walk(s *chainState) chainOutcome {
 			continue // twice in this batch: the first copy is stored
 		}
 		mismatched := false
-		if got := event.ChainHash(b.prev, b.canon); got != b.hash {
+		got := b.hashed
+		if got == "" {
+			got = event.ChainHash(b.prev, b.canon)
+		}
+		if got != b.hash {
 			mismatched = true
 			raise(chainBreak{kind: event.BreakMismatch, expectedSeq: b.seq, gotSeq: b.seq, expectedHash: got, gotHash: b.hash})
 		}

@@ -174,7 +174,7 @@ func (e *tripwireExporter) checkChains(ctx context.Context, tx pgx.Tx, chains ma
 		for _, r := range c.records {
 			s.batch = append(s.batch, &chainEntry{
 				seq: int64(r.ev.Seq), prev: r.ev.PrevHash, hash: r.ev.Hash, receivedAt: s.now,
-				loss: r.ev.Name == event.AgentLoss, ev: r.ev, canon: r.canon,
+				loss: r.ev.Name == event.AgentLoss, ev: r.ev, canon: r.canon, hashed: r.hashed,
 			})
 		}
 		out := walk(s)

@@ -49,6 +49,7 @@ type tripwireExporter struct {
 	insertRetries atomic.Int64
 
 	pool    *pgxpool.Pool
+	laneMu  []sync.Mutex // one per pool connection: see lanes
 	setupMu sync.Mutex
 	ready   atomic.Bool
 	cancel  context.CancelFunc
@@ -83,6 +84,7 @@ func (e *tripwireExporter) start(ctx context.Context, _ component.Host) (err err
 	if err != nil {
 		return fmt.Errorf("creating PostgreSQL pool: %w", err)
 	}
+	e.laneMu = make([]sync.Mutex, max(pcfg.MaxConns, 1))
 	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	if err := e.ensureReady(sctx); err != nil {
 		e.logger.Warn("PostgreSQL not ready at start; events wait in the queue while it is retried", zap.Error(err))
@@ -215,10 +217,13 @@ type hostBatch struct {
 	heartbeat    *event.Event
 }
 
-// record is a decoded, valid event with its canonical bytes.
+// record is a decoded, valid event with its canonical bytes and, if it is
+// chained, the hash they give (computed while decoding, outside the
+// transaction that holds its host's chain head locked).
 type record struct {
-	ev    *event.Event
-	canon []byte
+	ev     *event.Event
+	canon  []byte
+	hashed string
 }
 
 func (e *tripwireExporter) pushLogs(ctx context.Context, ld plog.Logs) error {
@@ -389,7 +394,11 @@ func (e *tripwireExporter) decode(ctx context.Context, ld plog.Logs) ([]*hostBat
 						zap.String(event.KeyAlertID, ev.AlertID.String()), zap.Int("bytes", len(canon)))
 					continue
 				}
-				h.events = append(h.events, record{ev: ev, canon: canon})
+				r := record{ev: ev, canon: canon}
+				if ev.Chained() {
+					r.hashed = event.ChainHash(ev.PrevHash, canon)
+				}
+				h.events = append(h.events, r)
 			}
 		}
 		if len(h.events) > 0 || h.heartbeat != nil {
