@@ -425,6 +425,7 @@ func BenchmarkIngestRate(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.ResetTimer()
+		load0 := loadAvg()
 		colCPU, genCPU, pgCPU := cpuSeconds(s.col.cmd.Process.Pid), cpuSeconds(os.Getpid()), clusterCPUSeconds(s.db)
 		start := time.Now()
 		owed := int(perAgent * float64(seconds)) // events per agent
@@ -497,12 +498,12 @@ func BenchmarkIngestRate(b *testing.B) {
 			"all sent %s after the start; %d rows; event → row p50 %.1f ms, p99 %.1f ms, max %.1f ms; "+
 			"backlog when the load stopped %d events, drained %s later; collector RSS %d MiB; "+
 			"while sending, CPU of the collector %.2f cores, of the load generator %.2f cores (of %d); "+
-			"CPU per 1,000 events: collector %.0f ms, PostgreSQL %.0f ms",
+			"CPU per 1,000 events: collector %.0f ms, PostgreSQL %.0f ms; machine load average (1 min) %s at the start, %s at the end",
 			agents, rate, seconds, maxBatch, total, requests.Load(), float64(total)/float64(requests.Load()), largest.Load(),
 			sendTime.Round(time.Millisecond), l.rows, l.p50*1000, l.p99*1000, l.max*1000,
 			backlog, drain.Round(time.Millisecond), rssKiB(s.col.cmd.Process.Pid)/1024,
 			colCPU/sendTime.Seconds(), genCPU/sendTime.Seconds(), runtime.NumCPU(),
-			1e6*colTotal/float64(total), 1e6*pgTotal/float64(total))
+			1e6*colTotal/float64(total), 1e6*pgTotal/float64(total), load0, loadAvg())
 	}
 }
 
@@ -573,6 +574,16 @@ func procStat(dir string) []string {
 		return nil
 	}
 	return strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+}
+
+// loadAvg is the machine's one-minute load average: the steady-rate
+// figures depend on how much of the machine other work takes.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	return strings.Fields(string(b))[0]
 }
 
 // rssKiB reads a process's resident set size.
