@@ -168,23 +168,41 @@ func (f *fleet) waitAll(t testing.TB, status, want string, within time.Duration)
 	}
 }
 
-// offeredHash is the hash the server offers now (every host gets the same
-// global set); "" before it offered it to the real agent.
-func (f *fleet) offeredHash(t testing.TB, saved time.Time) string {
+// offeredHash is the hash of the offer that carries the saved version of
+// the set "fleet" (every host gets the same global set), or, for a disabled
+// version, of the first offer without it made after the save. The offer's
+// time alone is not enough: an offer composed just before the save may be
+// recorded just after it.
+func (f *fleet) offeredHash(t testing.TB, saved rulestore.RuleSet) string {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		var h string
-		err := f.pool.QueryRow(context.Background(), `SELECT offered_hash FROM agent_management
-			WHERE host_name = $1 AND offered_at >= $2`, realHost, saved).Scan(&h)
-		if err == nil {
+		var h, sets string
+		err := f.pool.QueryRow(context.Background(), `SELECT offered_hash, COALESCE(offered_sets, '') FROM agent_management
+			WHERE host_name = $1 AND offered_at >= $2`, realHost, saved.CreatedAt).Scan(&h, &sets)
+		if err == nil && offers(sets, saved) {
 			return h
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the set saved at %s was not offered: %v", saved, err)
+			t.Fatalf("version %d saved at %s was not offered (last offer %q): %v", saved.Version, saved.CreatedAt, sets, err)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// offers says whether an offer listing sets ("name@version, ...") is the
+// one made for saved: it lists that version, or no version of the set when
+// saved disabled it.
+func offers(sets string, saved rulestore.RuleSet) bool {
+	for _, s := range strings.Split(sets, ", ") {
+		if s == fmt.Sprintf("%s@%d", saved.Name, saved.Version) {
+			return saved.Enabled
+		}
+		if strings.HasPrefix(s, saved.Name+"@") {
+			return false
+		}
+	}
+	return !saved.Enabled
 }
 
 func (f *fleet) served(t testing.TB) []string {
@@ -238,8 +256,8 @@ func quantile(sorted []time.Duration, q float64) time.Duration {
 func TestCentralRulesEndToEnd(t *testing.T) {
 	f := startFleet(t, 100)
 
-	_, saved := f.save(t, true, decoyRule("central-decoy", f.decoy))
-	want := f.offeredHash(t, saved)
+	rs, saved := f.save(t, true, decoyRule("central-decoy", f.decoy))
+	want := f.offeredHash(t, rs)
 	recs := f.waitAll(t, contract.RuleStatusApplied, want, 60*time.Second)
 	lat := latencies(recs, saved)
 	t.Logf("save → applied on %d agents: p50 %s p99 %s max %s", len(lat), quantile(lat, 0.5), quantile(lat, 0.99), lat[len(lat)-1])
@@ -250,8 +268,8 @@ func TestCentralRulesEndToEnd(t *testing.T) {
 	waitUntil(t, "a central-decoy trip in PostgreSQL", func() bool { return f.trips(t, "central-decoy") > 0 })
 
 	// Refused everywhere: a path no host has. The running set stays.
-	_, saved = f.save(t, true, decoyRule("central-decoy", f.decoy)+decoyRule("missing", "/nonexistent/tripwire-e2e"))
-	bad := f.offeredHash(t, saved)
+	rs, _ = f.save(t, true, decoyRule("central-decoy", f.decoy)+decoyRule("missing", "/nonexistent/tripwire-e2e"))
+	bad := f.offeredHash(t, rs)
 	recs = f.waitAll(t, contract.RuleStatusFailed, bad, 60*time.Second)
 	if e := recs[realHost].lastError; !strings.Contains(e, "rules[1].paths[0]: unreadable path") {
 		t.Errorf("the real agent's recorded error %q does not name the missing path's rule", e)
@@ -264,8 +282,8 @@ func TestCentralRulesEndToEnd(t *testing.T) {
 	waitUntil(t, "the running central rule still tripping", func() bool { return f.trips(t, "central-decoy") > before })
 
 	// Disabled: every agent runs the empty set, the real one stops tripping.
-	_, saved = f.save(t, false, decoyRule("central-decoy", f.decoy))
-	f.waitAll(t, contract.RuleStatusApplied, f.offeredHash(t, saved), 60*time.Second)
+	rs, _ = f.save(t, false, decoyRule("central-decoy", f.decoy))
+	f.waitAll(t, contract.RuleStatusApplied, f.offeredHash(t, rs), 60*time.Second)
 	waitUntil(t, "the central rule gone", func() bool { return strings.Join(f.served(t), ",") == "local-canary" })
 	time.Sleep(time.Second) // the old watcher's marks go asynchronously
 	before = f.trips(t, "central-decoy")
@@ -285,7 +303,7 @@ func TestCentralRulesEndToEnd(t *testing.T) {
 	f.s.col.stop(t)
 	last, _ := f.save(t, true, decoyRule("rollout-b", f.decoy))
 	f.s.col = startCollectorOn(t, f.s.configs, f.s.health, f.s.env...)
-	final := f.offeredHash(t, last.CreatedAt)
+	final := f.offeredHash(t, last)
 	f.waitAll(t, contract.RuleStatusApplied, final, 90*time.Second)
 	for i, a := range f.sims {
 		got, _ := a.Applied()
@@ -336,7 +354,7 @@ func BenchmarkRuleRollout(b *testing.B) {
 	b.ResetTimer()
 	for i := range b.N {
 		start := time.Now()
-		_, saved := f.save(b, true, decoyRule(fmt.Sprintf("rollout-%d", i), f.decoy))
+		rs, saved := f.save(b, true, decoyRule(fmt.Sprintf("rollout-%d", i), f.decoy))
 		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		_, err := listener.WaitForNotification(wctx)
 		cancel()
@@ -344,7 +362,7 @@ func BenchmarkRuleRollout(b *testing.B) {
 			b.Fatal(err)
 		}
 		floor = append(floor, time.Since(start))
-		recs := f.waitAll(b, contract.RuleStatusApplied, f.offeredHash(b, saved), 60*time.Second)
+		recs := f.waitAll(b, contract.RuleStatusApplied, f.offeredHash(b, rs), 60*time.Second)
 		all = append(all, latencies(recs, saved)...)
 		real = append(real, recs[realHost].appliedAt.Sub(saved))
 	}
