@@ -155,6 +155,7 @@ func (s *server) Shutdown(ctx context.Context) error {
 		s.pool.Close()
 		s.pool = nil
 	}
+	s.policy.Close()
 	return errors.Join(errs...)
 }
 

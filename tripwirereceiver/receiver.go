@@ -119,6 +119,7 @@ func (r *tripwireReceiver) Start(ctx context.Context, host component.Host) (err 
 // ends. It is safe when Start never ran or failed half-way.
 func (r *tripwireReceiver) Shutdown(ctx context.Context) error {
 	var err error
+	defer r.policy.Close()
 	if r.server != nil {
 		stopped := make(chan struct{})
 		go func() {

@@ -6,6 +6,7 @@
 package peertls
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -15,6 +16,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/collector/config/configopaque"
 	"go.uber.org/zap"
 
 	"github.com/tripwire-sec/tripwire/internal/pki"
@@ -46,6 +49,11 @@ type Config struct {
 	// CRLFile is an optional certificate revocation list (PEM or DER) signed
 	// by the client CA, e.g. `tripwire pki`'s crl.pem.
 	CRLFile string `mapstructure:"crl_file"`
+	// RevocationsDSN is an optional PostgreSQL connection string whose
+	// pki_revocations table (written by `tripwire pki revoke --dsn`) lists
+	// more revoked serials; every collector replica reloads it on NOTIFY and
+	// every RevocationsInterval, so one revoke reaches them all.
+	RevocationsDSN configopaque.String `mapstructure:"revocations_dsn"`
 
 	// prevent unkeyed literal initialization
 	_ struct{}
@@ -62,6 +70,11 @@ func (c Config) Validate() error {
 	}
 	if c.ClientCAFile == "" {
 		errs = append(errs, errors.New("tls.client_ca_file is required: agents are identified by their client certificate"))
+	}
+	if c.RevocationsDSN != "" {
+		if _, err := pgx.ParseConfig(string(c.RevocationsDSN)); err != nil {
+			errs = append(errs, fmt.Errorf("tls.revocations_dsn: %w", err))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -98,6 +111,11 @@ type Policy struct {
 	revoked   map[string]bool // serial, lowercase hex
 	crlStamp  fileStamp
 	checkedAt time.Time
+	// dbRevoked is the serials of pki_revocations, nil until first read.
+	dbRevoked map[string]bool
+
+	stopDB context.CancelFunc
+	dbDone chan struct{}
 }
 
 // NewPolicy reads the client CA, the server certificate and the CRL;
@@ -138,7 +156,71 @@ func NewPolicy(cfg Config, logger *zap.Logger, onRefuse func(string, *x509.Certi
 		}
 	}
 	p.checkedAt = time.Now()
+	if cfg.RevocationsDSN != "" {
+		ctx, cancel := context.WithCancel(context.Background())
+		p.stopDB, p.dbDone = cancel, make(chan struct{})
+		go p.followRevocations(ctx)
+	}
 	return p, nil
+}
+
+// Close stops following pki_revocations; safe on a nil or closed policy.
+func (p *Policy) Close() {
+	if p == nil || p.stopDB == nil {
+		return
+	}
+	p.stopDB()
+	<-p.dbDone
+	p.stopDB = nil
+}
+
+// RevocationsInterval is how often pki_revocations is read again without a
+// notification (one lost while the connection was down).
+var RevocationsInterval = 30 * time.Second
+
+// followRevocations keeps dbRevoked current: LISTEN, read, then read again
+// on each notification and every RevocationsInterval. While PostgreSQL is
+// away the last list read stays in force.
+func (p *Policy) followRevocations(ctx context.Context) {
+	defer close(p.dbDone)
+	for ctx.Err() == nil {
+		err := p.listenRevocations(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		p.logger.Warn("following pki_revocations; keeping the serials read last", zap.Error(err))
+		select {
+		case <-ctx.Done():
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+func (p *Policy) listenRevocations(ctx context.Context) error {
+	conn, err := pgx.Connect(ctx, string(p.cfg.RevocationsDSN))
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, "LISTEN "+pki.RevocationsChannel); err != nil {
+		return err
+	}
+	for {
+		revoked, err := pki.RevokedSerials(ctx, conn)
+		if err != nil {
+			return err
+		}
+		p.mu.Lock()
+		p.dbRevoked = revoked
+		p.mu.Unlock()
+		p.logger.Debug("read pki_revocations", zap.Int("revoked", len(revoked)))
+		wait, cancel := context.WithTimeout(ctx, RevocationsInterval)
+		_, err = conn.WaitForNotification(wait)
+		cancel()
+		if err != nil && (ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded)) {
+			return err
+		}
+	}
 }
 
 // ServerTLS is TLS 1.3 only, with a client certificate from the client CA
@@ -207,7 +289,8 @@ func (p *Policy) isRevoked(leaf *x509.Certificate) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.refreshLocked()
-	return p.revoked[leaf.SerialNumber.Text(16)]
+	serial := leaf.SerialNumber.Text(16)
+	return p.revoked[serial] || p.dbRevoked[serial]
 }
 
 // refreshLocked reloads the server certificate and the CRL when their files
