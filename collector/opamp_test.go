@@ -469,6 +469,8 @@ func TestCertificateRenewalWhileEventsFlow(t *testing.T) {
 		t.Errorf("the collector's last certificate of %s expires %s: the renewed one was not used", host, notAfter)
 	}
 	t.Logf("%d reads, renewed at %s, every read stored once", reads, time.Since(due).Round(time.Millisecond))
+	// And PostgreSQL holds exactly the events of the agent's audit chain.
+	s.compareChain(t, &tripFiles{rule: "decoy", n: reads}, filepath.Join(dir, "audit.log"), agent)
 }
 
 func certSerial(t testing.TB, path string) string {
