@@ -62,14 +62,31 @@ struct {
 	__type(value, struct file_trip_count);
 } file_trips SEC(".maps");
 
-/* 512 KiB, about 35 records: one per new (process, file, operation), so it
- * fills only in a burst of distinct ones, and then counts still stand (the
- * record is counted as undetailed). The agent maps it twice over, so twice
- * its size is resident in the agent: sized for a burst, not a flood. */
+/* 512 KiB: one record per new (process, file, operation), each only as long
+ * as its names and command line (a few hundred bytes for a short path and
+ * command line, ~14 KB at most), so a stalled reader has ~1,000 typical
+ * records of slack; when it fills, counts still stand (the record is
+ * counted as undetailed). The agent maps it twice over, so twice its size
+ * is resident in the agent: sized for a burst, not a flood. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 19);
 } file_events SEC(".maps");
+
+/* A record is built here at its largest and only its used bytes are copied
+ * to the ring buffer: a reservation must be sized before the names and argv
+ * are read. */
+struct file_record {
+	struct file_event e;
+	char data[TW_FILE_DATA_LEN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct file_record);
+} file_scratch SEC(".maps");
 
 /* The boot time last read on this CPU, and the jiffy it was read in. */
 struct trip_clock {
@@ -192,6 +209,38 @@ static __always_inline __u32 record_names(char names[TW_FILE_DEPTH][TW_FILE_NAME
 	return i;
 }
 
+/* bounded is the count at *p, at most max. Read back from the record, not
+ * kept in a register, it is a range to the verifier: a count it knew
+ * exactly would make it walk the rest of the record once per value. */
+static __always_inline __u32 bounded(const __u32 *p, __u32 max)
+{
+	__u32 v = *(const volatile __u32 *)p;
+	asm volatile("" : "+r"(v));
+	return v > max ? max : v;
+}
+
+/* at_most is v, at most max, with a bound the verifier sees at the use,
+ * however clang computed v. */
+static __always_inline __u64 at_most(__u64 v, __u64 max)
+{
+	asm volatile("" : "+r"(v));
+	return v > max ? max : v;
+}
+
+/* lost_record counts a trip whose record did not reach the ring buffer: an
+ * aggregated one still counts, without its actor (undetailed). */
+static __always_inline void lost_record(struct file_trip_key *key, __u32 flags)
+{
+	if (flags & TW_FILE_AGGREGATED) {
+		struct file_trip_count *c = bpf_map_lookup_elem(&file_trips, key);
+		if (c)
+			c->record = TW_RECORD_LOST;
+		stat_inc(TW_STAT_FILE_UNDETAILED);
+	} else {
+		stat_inc(TW_STAT_FILE_LOST);
+	}
+}
+
 /* trip counts one matched operation and, for the first of its kind, puts a
  * record on the ring buffer. to is the new name of a rename. */
 static __always_inline void trip(struct dentry *d, __u32 op, struct match *m, struct dentry *to, __u32 flags)
@@ -240,18 +289,13 @@ static __always_inline void trip(struct dentry *d, __u32 op, struct match *m, st
 		}
 	}
 
-	struct file_event *e = bpf_ringbuf_reserve(&file_events, sizeof(*e), 0);
-	if (!e) {
-		if (flags & TW_FILE_AGGREGATED) {
-			struct file_trip_count *c = bpf_map_lookup_elem(&file_trips, &key);
-			if (c)
-				c->record = TW_RECORD_LOST;
-			stat_inc(TW_STAT_FILE_UNDETAILED);
-		} else {
-			stat_inc(TW_STAT_FILE_LOST);
-		}
+	__u32 zero = 0;
+	struct file_record *r = bpf_map_lookup_elem(&file_scratch, &zero);
+	if (!r) {
+		lost_record(&key, flags);
 		return;
 	}
+	struct file_event *e = &r->e;
 	e->boot_ns = bpf_ktime_get_boot_ns(); /* a record is rare: the exact time */
 	e->cgroup_id = bpf_get_current_cgroup_id();
 	e->key = key;
@@ -272,19 +316,23 @@ static __always_inline void trip(struct dentry *d, __u32 op, struct match *m, st
 
 	bool root;
 	/* The watched side's names stop at the anchor, whose path the agent knows. */
-	e->depth = record_names(e->names, d, m->depth, &root);
+	e->depth = record_names((void *)r->data, d, m->depth, &root);
+	__u64 off = bounded(&e->depth, TW_FILE_DEPTH) * TW_FILE_NAME_LEN;
 	e->to_depth = 0;
 	e->to_dev = 0;
 	if (to) {
 		e->to_dev = BPF_CORE_READ(to, d_sb, s_dev);
-		e->to_depth = record_names(e->to_names, to, TW_FILE_DEPTH, &root);
+		e->to_depth = record_names((void *)(r->data + at_most(off, TW_FILE_DEPTH * TW_FILE_NAME_LEN)), to, TW_FILE_DEPTH, &root);
 		if (root)
 			flags |= TW_FILE_TO_ROOT;
+		off += bounded(&e->to_depth, TW_FILE_DEPTH) * TW_FILE_NAME_LEN;
 	}
 
 	struct file *exe = BPF_CORE_READ(task, mm, exe_file);
-	e->exe_n = exe ? tw_resolve_path(e->exe, &e->task_flags, exe) : 0;
-	e->args_len = tw_read_args(e->args, &e->task_flags, task);
+	e->exe_n = exe ? tw_resolve_path((void *)(r->data + at_most(off, 2 * TW_FILE_DEPTH * TW_FILE_NAME_LEN)), &e->task_flags, exe) : 0;
+	off += bounded(&e->exe_n, TW_PATH_DEPTH) * TW_NAME_LEN;
+	e->args_len = tw_read_args(r->data + at_most(off, TW_FILE_DATA_LEN - TW_ARGS_LEN), &e->task_flags, task);
+	off += bounded(&e->args_len, TW_ARGS_LEN);
 	e->flags = flags;
 
 	if (flags & TW_FILE_AGGREGATED) {
@@ -292,7 +340,13 @@ static __always_inline void trip(struct dentry *d, __u32 op, struct match *m, st
 		if (c)
 			c->record = TW_RECORD_SENT;
 	}
-	bpf_ringbuf_submit(e, 0);
+	/* The scratch is this CPU's, but a preempted program may find another
+	 * task's first trip written over its own: never send a mixed record. */
+	if (e->pid != task->pid || e->key.start_ns != key.start_ns ||
+	    bpf_ringbuf_output(&file_events, r, sizeof(*e) + at_most(off, TW_FILE_DATA_LEN), 0)) {
+		lost_record(&key, flags);
+		return;
+	}
 	stat_inc(TW_STAT_FILE_SENT);
 }
 

@@ -34,10 +34,12 @@ type FileFileEvent struct {
 	ExeN      uint32
 	Pad       uint32
 	Comm      [16]int8
-	Names     [16][256]int8
-	ToNames   [16][256]int8
-	Exe       [24][64]int8
-	Args      [4096]int8
+}
+
+type FileFileRecord struct {
+	_    structs.HostLayout
+	E    FileFileEvent
+	Data [13824]int8
 }
 
 type FileFileTripCount struct {
@@ -121,6 +123,7 @@ const (
 const (
 	FileMapFileDevs            = "file_devs"
 	FileMapFileEvents          = "file_events"
+	FileMapFileScratch         = "file_scratch"
 	FileMapFileTrips           = "file_trips"
 	FileMapFileWatches         = "file_watches"
 	FileMapStats               = "stats"
@@ -215,6 +218,7 @@ type FileProgramSpecs struct {
 type FileMapSpecs struct {
 	FileDevs    *ebpf.MapSpec `ebpf:"file_devs"`
 	FileEvents  *ebpf.MapSpec `ebpf:"file_events"`
+	FileScratch *ebpf.MapSpec `ebpf:"file_scratch"`
 	FileTrips   *ebpf.MapSpec `ebpf:"file_trips"`
 	FileWatches *ebpf.MapSpec `ebpf:"file_watches"`
 	Stats       *ebpf.MapSpec `ebpf:"stats"`
@@ -257,6 +261,7 @@ func (o *FileObjects) Close() error {
 type FileMaps struct {
 	FileDevs    *ebpf.Map `ebpf:"file_devs"`
 	FileEvents  *ebpf.Map `ebpf:"file_events"`
+	FileScratch *ebpf.Map `ebpf:"file_scratch"`
 	FileTrips   *ebpf.Map `ebpf:"file_trips"`
 	FileWatches *ebpf.Map `ebpf:"file_watches"`
 	Stats       *ebpf.Map `ebpf:"stats"`
@@ -267,6 +272,7 @@ func (m *FileMaps) Close() error {
 	return _FileClose(
 		m.FileDevs,
 		m.FileEvents,
+		m.FileScratch,
 		m.FileTrips,
 		m.FileWatches,
 		m.Stats,

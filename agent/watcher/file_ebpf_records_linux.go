@@ -14,23 +14,67 @@ import (
 	"github.com/tripwire-sec/tripwire/internal/event"
 )
 
+// Sizes of a file record's parts, from the generated types of tripwire.h
+// (the exec event has the same executable path and argv limits).
+const (
+	fileExeDepth = len(bpf.TripwireExecEvent{}.Resolved)
+	fileExeLen   = len(bpf.TripwireExecEvent{}.Resolved[0])
+	fileArgsLen  = len(bpf.TripwireExecEvent{}.Args)
+	fileNameLen  = 256 // TW_FILE_NAME_LEN: NAME_MAX + NUL
+)
+
+// fileRecord is one record of the file ring buffer: the header, and the
+// parts of its variable tail (tripwire.h), as views into the sample.
+type fileRecord struct {
+	bpf.FileFileEvent
+	names, toNames [][fileNameLen]int8
+	exe            [][fileExeLen]int8
+	args           []int8
+}
+
+// parseFileRecord splits a record into its parts, or reports it malformed
+// when the lengths the kernel wrote do not fit the sample or the limits.
+func parseFileRecord(raw []byte) (*fileRecord, bool) {
+	head := int(unsafe.Sizeof(bpf.FileFileEvent{}))
+	if len(raw) < head {
+		return nil, false
+	}
+	// A copy of the header as the C struct lays it out (the Go type is
+	// generated from it with the same layout).
+	r := &fileRecord{FileFileEvent: *(*bpf.FileFileEvent)(unsafe.Pointer(&raw[0]))}
+	if r.Depth > fileEBPFDepth || r.ToDepth > fileEBPFDepth || r.ArgsLen > uint32(fileArgsLen) || r.ExeN > uint32(fileExeDepth) {
+		return nil, false
+	}
+	tail := raw[head:]
+	if len(tail) < int(r.Depth+r.ToDepth)*fileNameLen+int(r.ExeN)*fileExeLen+int(r.ArgsLen) {
+		return nil, false
+	}
+	r.names, tail = slotsOf[[fileNameLen]int8](tail, int(r.Depth))
+	r.toNames, tail = slotsOf[[fileNameLen]int8](tail, int(r.ToDepth))
+	r.exe, tail = slotsOf[[fileExeLen]int8](tail, int(r.ExeN))
+	r.args = unsafe.Slice((*int8)(unsafe.Pointer(unsafe.SliceData(tail))), r.ArgsLen)
+	return r, true
+}
+
+// slotsOf views the first n fixed-size slots of b without copying, and
+// returns the rest. The caller has checked that b holds them.
+func slotsOf[S any](b []byte, n int) ([]S, []byte) {
+	size := int(unsafe.Sizeof(*new(S)))
+	if n == 0 {
+		return nil, b
+	}
+	return unsafe.Slice((*S)(unsafe.Pointer(&b[0])), n), b[n*size:]
+}
+
 // handle turns one record into a trip.
 func (w *fileEBPF) handle(raw []byte, sink Sink) {
-	if len(raw) < int(unsafe.Sizeof(bpf.FileFileEvent{})) {
-		w.malformed.Add(1)
-		return
-	}
-	// A copy of the record as the C struct lays it out (the Go type is
-	// generated from it with the same layout); binary.Decode would walk
-	// its 14 KB one byte at a time.
-	ev := *(*bpf.FileFileEvent)(unsafe.Pointer(&raw[0]))
-	if ev.Depth > fileEBPFDepth || ev.ToDepth > fileEBPFDepth ||
-		ev.ArgsLen > uint32(len(ev.Args)) || ev.ExeN > uint32(len(ev.Exe)) {
+	ev, ok := parseFileRecord(raw)
+	if !ok {
 		w.malformed.Add(1)
 		return
 	}
 	w.records.Add(1)
-	e, r := w.tripOf(&ev)
+	e, r := w.tripOf(ev)
 	var st *fileTripState
 	counted := false // its trip is already in a summary sent without it
 	if ev.Flags&uint32(bpf.FileTwFileFlagTW_FILE_AGGREGATED) != 0 {
@@ -100,7 +144,7 @@ var fileOpNames = map[bpf.FileTwFileOp]event.Name{
 
 // tripOf builds the event of a record, or nil when no rule covers it (a
 // sibling of a watched file created in its directory).
-func (w *fileEBPF) tripOf(ev *bpf.FileFileEvent) (*event.Event, *fileRule) {
+func (w *fileEBPF) tripOf(ev *fileRecord) (*event.Event, *fileRule) {
 	name, ok := fileOpNames[bpf.FileTwFileOp(ev.Key.Op)]
 	if !ok {
 		return nil, nil
@@ -109,7 +153,7 @@ func (w *fileEBPF) tripOf(ev *bpf.FileFileEvent) (*event.Event, *fileRule) {
 	if !ok {
 		return nil, nil // watches changed since
 	}
-	path := joinBelow(a.path, ev.Names[:ev.Depth])
+	path := joinBelow(a.path, ev.names)
 	var r *fileRule
 	if a.kind == bpf.FileTwWatchKindTW_WATCH_PARENT || a.rule < 0 || a.rule >= len(w.ruleIDs) {
 		r = w.rules.match(path)
@@ -136,8 +180,8 @@ func (w *fileEBPF) tripOf(ev *bpf.FileFileEvent) (*event.Event, *fileRule) {
 
 // otherPath is the side of a rename that did not match, walked to its
 // filesystem root and placed under where that filesystem is mounted.
-func (w *fileEBPF) otherPath(ev *bpf.FileFileEvent) string {
-	rel := joinBelow("", ev.ToNames[:ev.ToDepth])
+func (w *fileEBPF) otherPath(ev *fileRecord) string {
+	rel := joinBelow("", ev.toNames)
 	if ev.Flags&uint32(bpf.FileTwFileFlagTW_FILE_TO_ROOT) == 0 {
 		return "..." + rel // deeper than the walk: the leading directories are unknown
 	}
@@ -167,7 +211,7 @@ func fsRoot(path string, kdev uint64) string {
 }
 
 // joinBelow appends names (leaf first, as the kernel walks) under base.
-func joinBelow(base string, names [][256]int8) string {
+func joinBelow(base string, names [][fileNameLen]int8) string {
 	var b strings.Builder
 	b.WriteString(base)
 	for i := len(names) - 1; i >= 0; i-- {
@@ -179,7 +223,7 @@ func joinBelow(base string, names [][256]int8) string {
 
 // actorOf is the process the kernel saw, completed from /proc only where the
 // kernel could not read it and the process is still there.
-func (w *fileEBPF) actorOf(ev *bpf.FileFileEvent) (*event.Process, []string) {
+func (w *fileEBPF) actorOf(ev *fileRecord) (*event.Process, []string) {
 	uid := strconv.FormatUint(uint64(ev.Uid), 10)
 	p := &event.Process{
 		PID:      int64(ev.Key.Tgid),
@@ -191,14 +235,14 @@ func (w *fileEBPF) actorOf(ev *bpf.FileFileEvent) (*event.Process, []string) {
 	var missing []string
 	const incomplete = uint32(bpf.TripwireTwExecFlagTW_EXEC_RESOLVED_PARTIAL | bpf.TripwireTwExecFlagTW_EXEC_RESOLVED_CUT)
 	if ev.ExeN > 0 && ev.TaskFlags&incomplete == 0 {
-		p.ExecutablePath = procfs.Printable(joinSlots(ev.Exe[:ev.ExeN]))
+		p.ExecutablePath = procfs.Printable(joinSlots(ev.exe))
 	} else if exe, err := os.Readlink(filepath.Join(w.procRoot, strconv.Itoa(int(ev.Key.Tgid)), "exe")); err == nil {
 		p.ExecutablePath = procfs.Printable(exe)
 	} else {
 		missing = append(missing, procfs.KeyExecutable)
 	}
 	if ev.ArgsLen > 0 {
-		line, cut := procfs.CommandLine(bpfBytes(ev.Args[:ev.ArgsLen]))
+		line, cut := procfs.CommandLine(bpfBytes(ev.args))
 		p.CommandLine = line
 		p.ArgsTruncated = cut || ev.TaskFlags&uint32(bpf.TripwireTwExecFlagTW_EXEC_ARGS_TRUNCATED) != 0
 	} else if rp, err := procfs.Read(w.procRoot, int(ev.Key.Tgid)); err == nil || rp.CommandLine != "" {
@@ -232,7 +276,7 @@ func (w *fileEBPF) ancestry(k bpf.FileFileTripKey, ppid int64) string {
 }
 
 // joinSlots joins path components the kernel wrote leaf first.
-func joinSlots(slots [][64]int8) string {
+func joinSlots(slots [][fileExeLen]int8) string {
 	parts := make([]string, 0, len(slots))
 	for i := len(slots) - 1; i >= 0; i-- {
 		if c := bpfCString(slots[i][:]); c != "" {
