@@ -296,7 +296,7 @@ func (a *Agent) startShipper(ctx context.Context, done chan struct{}) error {
 		Resource: shipper.Resource{HostName: host, HostID: id, OSType: runtime.GOOS, HostArch: runtime.GOARCH,
 			ServiceVersion: a.opts.Version},
 		Status: func() event.Agent {
-			st := a.currentStatus()
+			st := a.observedStatus()
 			return event.Agent{Status: st.Status, Watchers: st.Watchers, Unserved: strings.Join(st.Unserved, "; "),
 				Reasons: strings.Join(st.Reasons, "; ")}
 		},

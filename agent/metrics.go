@@ -59,7 +59,7 @@ func (a *Agent) registerGauges() {
 	m.CounterFunc("tripwire_agent_coalesced_total", "Repeated trips counted into summary events.", func() float64 { return float64(a.pipe.Stats().Coalesced) })
 	m.CounterFunc("tripwire_agent_dropped_total", "Trips dropped because the pipeline was full (reported as loss).", func() float64 { return float64(a.pipe.Stats().Dropped) })
 	m.GaugeFunc("tripwire_agent_degraded", "1 while the agent is DEGRADED (see /healthz reasons).", func() float64 {
-		if a.currentStatus().Status == event.StatusDegraded {
+		if a.observedStatus().Status == event.StatusDegraded {
 			return 1
 		}
 		return 0
@@ -69,7 +69,7 @@ func (a *Agent) registerGauges() {
 
 // Report is the /healthz body.
 func (a *Agent) Report() health.Report {
-	st := a.currentStatus()
+	st := a.observedStatus()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	r := health.Report{

@@ -72,6 +72,22 @@ func lacking(r running) string {
 	return ""
 }
 
+// observedStatus is currentStatus for readers outside the run loop
+// (/healthz, heartbeats, metrics). A status they see that is not the one
+// last chained asks the run loop to chain it now: what /healthz or a
+// heartbeat said is then also in the audit log, even when it lasted less
+// than statusCheckInterval (a collector back within a second).
+func (a *Agent) observedStatus() agentStatus {
+	st := a.currentStatus()
+	a.mu.Lock()
+	chained := a.status
+	a.mu.Unlock()
+	if st.Status != chained.Status || !slices.Equal(st.Reasons, chained.Reasons) {
+		a.statusChanged()
+	}
+	return st
+}
+
 // statusChanged asks the run loop to re-evaluate the status now.
 func (a *Agent) statusChanged() {
 	select {
