@@ -412,21 +412,40 @@ func unescapeMountPath(s string) string {
 	return b.String()
 }
 
+// dropped is how many trips so far found the ring buffer full.
+func (w *fileEBPF) dropped(stats *ebpf.Map) uint64 {
+	return percpuSum(stats, bpf.TripwireTwStatTW_STAT_FILE_UNDETAILED) + percpuSum(stats, bpf.TripwireTwStatTW_STAT_FILE_LOST)
+}
+
 // loop reads records and, every fileSummaryInterval, reports the counts'
 // growth, in one goroutine so a record and the counter it started are never
 // reported twice. It ends when the reader is flushed empty after detaching
 // (shutdown) with a last summary: nothing counted is left unreported.
 func (w *fileEBPF) loop(rd *ringbuf.Reader, coll *ebpf.Collection, sink Sink) {
-	trips := coll.Maps[bpf.FileMapFileTrips]
+	trips, stats := coll.Maps[bpf.FileMapFileTrips], coll.Maps[bpf.FileMapStats]
 	var rec ringbuf.Record
 	next := time.Now().Add(fileSummaryInterval)
+	behind, dropped := false, w.dropped(stats)
 	for n := 1; ; {
 		rd.SetDeadline(next)
 		err := rd.ReadInto(&rec)
 		switch {
 		case err == nil:
 			w.handle(rec.RawSample, sink)
-			continue
+			// A reader that fell behind may have let the ring fill: once it
+			// has caught up, trips whose records found no room are reported
+			// now, not at the next summary up to a second later.
+			left := rd.AvailableBytes()
+			behind = behind || left > rd.BufferSize()/2
+			if !behind || left > 0 {
+				continue
+			}
+			behind = false
+			d := w.dropped(stats)
+			if d == dropped {
+				continue
+			}
+			dropped = d
 		case errors.Is(err, os.ErrDeadlineExceeded):
 		case errors.Is(err, ringbuf.ErrFlushed), errors.Is(err, ringbuf.ErrClosed):
 			w.summarise(trips, sink, false, true)
