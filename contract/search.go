@@ -29,14 +29,41 @@ func SearchText(summary, rule, host, commandLine, userName string) string {
 	return strings.ToLower(summary + " " + rule + " " + host + " " + commandLine + " " + userName)
 }
 
-// SearchWords are the words of s: its runs of letters and digits, lowercased,
+// SearchWords are the search terms of s: its words (runs of letters and
+// digits, lowercased) and each pair of neighbouring words joined by a blank,
 // each once, sorted. The exporter stores SearchWords(SearchText(...)) in
-// alerts.search_words, and the plugin finds q by the rows holding every one
-// of SearchWords(q).
+// alerts.search_words; the plugin finds q by the rows holding every one of
+// SearchQueryTerms(q). The pairs make a q of several words selective even
+// when each word alone is common ("file 123" in ".../file-123", where
+// "file" is in every row and "123" in many).
 func SearchWords(s string) []string {
-	words := strings.FieldsFunc(strings.ToLower(s), func(r rune) bool {
+	words := splitWords(s)
+	terms := make([]string, 0, 2*len(words))
+	terms = append(terms, words...)
+	for i := 1; i < len(words); i++ {
+		terms = append(terms, words[i-1]+" "+words[i])
+	}
+	slices.Sort(terms)
+	return slices.Compact(terms)
+}
+
+// SearchQueryTerms are the terms a row must hold to contain q: its one word,
+// or the pairs of its neighbouring words. Empty when q has no word.
+func SearchQueryTerms(q string) []string {
+	words := splitWords(q)
+	if len(words) < 2 {
+		return words
+	}
+	terms := make([]string, 0, len(words)-1)
+	for i := 1; i < len(words); i++ {
+		terms = append(terms, words[i-1]+" "+words[i])
+	}
+	slices.Sort(terms)
+	return slices.Compact(terms)
+}
+
+func splitWords(s string) []string {
+	return strings.FieldsFunc(strings.ToLower(s), func(r rune) bool {
 		return !unicode.IsLetter(r) && !unicode.IsDigit(r)
 	})
-	slices.Sort(words)
-	return slices.Compact(words)
 }

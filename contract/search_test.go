@@ -11,13 +11,36 @@ func TestSearchWords(t *testing.T) {
 		in   string
 		want []string
 	}{
-		{"tripwire.file.access /etc/shadow by pid 42 (/usr/bin/cat)", []string{"42", "access", "bin", "by", "cat", "etc", "file", "pid", "shadow", "tripwire", "usr"}},
-		{"curl -X POST http://10.0.0.5:8080/a_b", []string{"0", "10", "5", "8080", "a", "b", "curl", "http", "post", "x"}},
-		{"Größe ÉTÉ", []string{"größe", "été"}},
-		{"#%_ --", nil},
+		{"/etc/shadow by pid 42", []string{"42", "by", "by pid", "etc", "etc shadow", "pid", "pid 42", "shadow", "shadow by"}},
+		{"Größe ÉTÉ", []string{"größe", "größe été", "été"}},
+		{"a-a a", []string{"a", "a a"}},
+		{"#%_ --", []string{}},
 	} {
 		if got := SearchWords(c.in); !slices.Equal(got, c.want) {
 			t.Errorf("SearchWords(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
+
+func TestSearchQueryTerms(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want []string
+	}{
+		{"Shadow", []string{"shadow"}},
+		{"file-123", []string{"file 123"}},
+		{"rule-6 host", []string{"6 host", "rule 6"}},
+		{"_%", nil},
+	} {
+		got := SearchQueryTerms(c.in)
+		if !slices.Equal(got, c.want) {
+			t.Errorf("SearchQueryTerms(%q) = %q, want %q", c.in, got, c.want)
+		}
+		// Every term of a query is a term of a text holding it.
+		for _, term := range got {
+			if !slices.Contains(SearchWords("x "+c.in+" y"), term) {
+				t.Errorf("SearchWords of a text holding %q lacks %q", c.in, term)
+			}
 		}
 	}
 }

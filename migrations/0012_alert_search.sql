@@ -1,14 +1,15 @@
 -- Free text (GET /api/v1/alerts?q=): the words of each alert, indexed.
 --
--- search_words holds the words (runs of letters and digits, lowercased, each
--- once) of the alert's search text: summary, rule, host, the start of the
+-- search_words holds the words (runs of letters and digits, lowercased) and
+-- the pairs of neighbouring words, each once, of the alert's search text: summary, rule, host, the start of the
 -- command line, the user name (contract.SearchText and SearchWords). The
 -- exporter fills it: splitting text into words in SQL (to_tsvector, or even
 -- translate + string_to_array) cost several times what the index itself
 -- costs an insert (bench/search). Rows written by anything else have none
 -- and free text does not find them.
 --
--- The plugin finds the rows holding every word of q through the GIN index,
+-- The plugin finds the rows holding q's word, or each pair of neighbouring
+-- words of q, through the GIN index,
 -- then keeps those whose alert_search_text contains q as typed.
 -- fastupdate lets an insert append its words to the index's pending list
 -- instead of updating one posting tree per word; the list is merged in bulk

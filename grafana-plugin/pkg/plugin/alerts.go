@@ -78,7 +78,7 @@ func (f *Filter) Validate() error {
 	if f.Text != "" {
 		// The index holds words (runs of letters and digits): a q with
 		// none could only be answered by reading every row of the range.
-		if len(contract.SearchWords(f.Text)) == 0 {
+		if len(contract.SearchQueryTerms(f.Text)) == 0 {
 			return badRequest("q: needs a letter or digit")
 		}
 		// The index finds rows by word across a whole monthly partition; the
@@ -129,12 +129,13 @@ func (s *Store) alertWhere(ctx context.Context, f *Filter, splitHosts bool) (*wh
 	triageWhere(w, f)
 	if f.Text != "" {
 		// Migration 0012: the GIN index on search_words finds the rows
-		// holding every word of q (in the summary, rule, host, command line
-		// or user); LIKE keeps those where q appears as typed, case aside.
+		// holding q's word, or each pair of neighbouring words of q (in the
+		// summary, rule, host, command line or user); LIKE keeps those where
+		// q appears as typed, case aside.
 		// The planner takes that index for rare words and, for common ones,
 		// the time index, stopping at the page's last row.
 		w.add(`search_words @> ?::text[]
-	AND alert_search_text(summary, rule_name, host_name, event_detail) LIKE lower(?)`, contract.SearchWords(f.Text), likeEscape(f.Text))
+	AND alert_search_text(summary, rule_name, host_name, event_detail) LIKE lower(?)`, contract.SearchQueryTerms(f.Text), likeEscape(f.Text))
 	}
 	return w, hosts, nil
 }
