@@ -15,6 +15,20 @@ import (
 // ErrForbidden: the caller's Grafana role may not do this.
 var ErrForbidden = errors.New("forbidden")
 
+// editor is the Grafana user making a change that asks for the Editor role
+// or above (rule sets, triage), with a login to attribute it to; doing names
+// the change in the refusal.
+func editor(r *http.Request, doing string) (*backend.User, error) {
+	u := backend.PluginConfigFromContext(r.Context()).User
+	if u == nil || (u.Role != "Editor" && u.Role != "Admin") {
+		return nil, fmt.Errorf("%w: %s needs the Editor role or above", ErrForbidden, doing)
+	}
+	if u.Login == "" {
+		return nil, fmt.Errorf("%w: no Grafana user in the request to attribute the change to", ErrForbidden)
+	}
+	return u, nil
+}
+
 // handleRetire retires a decommissioned host: it raises no offline alert
 // any more, its data stays, and a record under a new certificate for the
 // name re-activates it. The one write of the API, so it asks for Grafana's

@@ -214,18 +214,12 @@ func (d *Datasource) registerRuleRoutes(mux *http.ServeMux) {
 // ruleUser returns the request's Grafana user if its role may read rule
 // sets (Viewer and above) or, with write, change them (Editor and above).
 func ruleUser(r *http.Request, write bool) (*backend.User, error) {
-	u := backend.PluginConfigFromContext(r.Context()).User
-	role := ""
-	if u != nil {
-		role = u.Role
+	if write {
+		return editor(r, "changing rule sets")
 	}
-	switch {
-	case write && role != "Editor" && role != "Admin":
-		return nil, fmt.Errorf("%w: changing rule sets needs the Editor role or above", ErrForbidden)
-	case !write && role != "Viewer" && role != "Editor" && role != "Admin":
+	u := backend.PluginConfigFromContext(r.Context()).User
+	if u == nil || (u.Role != "Viewer" && u.Role != "Editor" && u.Role != "Admin") {
 		return nil, fmt.Errorf("%w: reading rule sets needs the Viewer role or above", ErrForbidden)
-	case write && u.Login == "":
-		return nil, fmt.Errorf("%w: no Grafana user in the request to attribute the change to", ErrForbidden)
 	}
 	return u, nil
 }

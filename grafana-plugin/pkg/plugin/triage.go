@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/grafana/grafana-plugin-sdk-go/backend"
 	"github.com/grafana/grafana-plugin-sdk-go/backend/log"
 	"github.com/jackc/pgx/v5"
 
@@ -203,12 +202,9 @@ func (d *Datasource) handleTriageBulk(r *http.Request) (any, error) {
 // SOC analyst's work, so it asks for the Editor role (or Admin); a Viewer
 // reads it only.
 func triageActor(r *http.Request) (string, error) {
-	u := backend.PluginConfigFromContext(r.Context()).User
-	if u == nil || (u.Role != "Editor" && u.Role != "Admin") {
-		return "", fmt.Errorf("%w: changing triage state needs the Editor role or above", ErrForbidden)
-	}
-	if u.Login == "" {
-		return "", fmt.Errorf("%w: no Grafana user in the request to attribute the change to", ErrForbidden)
+	u, err := editor(r, "changing triage state")
+	if err != nil {
+		return "", err
 	}
 	return u.Login, nil
 }
