@@ -83,15 +83,8 @@ type agentProc struct {
 // with the given rules YAML, starts the agent and waits for its /healthz.
 func (s *stack) startAgent(t testing.TB, host, rules string, dir string) *agentProc {
 	t.Helper()
-	certFile, keyFile := pki.AgentFiles(s.pki, host)
-	if _, err := os.Stat(certFile); err != nil {
-		if _, err := pki.IssueAgent(s.pki, host, 0); err != nil {
-			t.Fatal(err)
-		}
-	}
-	healthSock := filepath.Join(dir, "health.sock")
-	conf := filepath.Join(dir, "agent.yaml")
-	err := os.WriteFile(conf, []byte(fmt.Sprintf(`
+	a, _ := s.launchAgent(t, host, dir, func(certFile, keyFile, healthSock string) string {
+		return fmt.Sprintf(`
 host:
   name: %s
 rules:
@@ -108,8 +101,25 @@ health: {socket: "%s"}
 heartbeat_interval: 5s
 %s
 `, host, rules, s.endpoint, filepath.Join(s.pki, pki.CACertFile), certFile, keyFile,
-		filepath.Join(dir, "spool.db"), filepath.Join(dir, "audit.log"), healthSock, s.agentExtra)), 0o600)
-	if err != nil {
+			filepath.Join(dir, "spool.db"), filepath.Join(dir, "audit.log"), healthSock, s.agentExtra)
+	})
+	return a
+}
+
+// launchAgent issues a certificate for certHost if needed, writes the agent
+// config that config makes from the certificate, key and health socket paths
+// into dir, starts the agent and waits for its /healthz.
+func (s *stack) launchAgent(t testing.TB, certHost, dir string, config func(certFile, keyFile, healthSock string) string) (*agentProc, string) {
+	t.Helper()
+	certFile, keyFile := pki.AgentFiles(s.pki, certHost)
+	if _, err := os.Stat(certFile); err != nil {
+		if _, err := pki.IssueAgent(s.pki, certHost, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	healthSock := filepath.Join(dir, "health.sock")
+	conf := filepath.Join(dir, "agent.yaml")
+	if err := os.WriteFile(conf, []byte(config(certFile, keyFile, healthSock)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	a := &agentProc{log: &syncBuffer{}, done: make(chan error, 1)}
@@ -121,7 +131,7 @@ heartbeat_interval: 5s
 	go func() { a.done <- a.cmd.Wait() }()
 	t.Cleanup(func() { a.stop(t) })
 	waitAgentHealthy(t, healthSock, a)
-	return a
+	return a, healthSock
 }
 
 // waitAgentHealthy waits until the agent answers /healthz on its socket.

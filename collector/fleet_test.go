@@ -3,8 +3,6 @@ package collector
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -24,15 +22,8 @@ import (
 // settings.
 func (s *stack) startFleetAgent(t *testing.T, name, certHost, transportExtra, dir string) (*agentProc, string) {
 	t.Helper()
-	certFile, keyFile := pki.AgentFiles(s.pki, certHost)
-	if _, err := os.Stat(certFile); err != nil {
-		if _, err := pki.IssueAgent(s.pki, certHost, 0); err != nil {
-			t.Fatal(err)
-		}
-	}
-	healthSock := filepath.Join(dir, "health.sock")
-	conf := filepath.Join(dir, "agent.yaml")
-	err := os.WriteFile(conf, []byte(fmt.Sprintf(`
+	return s.launchAgent(t, certHost, dir, func(certFile, keyFile, healthSock string) string {
+		return fmt.Sprintf(`
 host:
   name: %s
 rules:
@@ -49,20 +40,8 @@ audit: {path: %s}
 health: {socket: "%s"}
 heartbeat_interval: 1s
 `, name, freePort(t), s.endpoint, filepath.Join(s.pki, pki.CACertFile), certFile, keyFile, transportExtra,
-		filepath.Join(dir, "spool.db"), filepath.Join(dir, "audit.log"), healthSock)), 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := &agentProc{log: &syncBuffer{}, done: make(chan error, 1)}
-	a.cmd = exec.Command(agentBinary(t), "start", "--config", conf)
-	a.cmd.Stdout, a.cmd.Stderr = a.log, a.log
-	if err := a.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { a.done <- a.cmd.Wait() }()
-	t.Cleanup(func() { a.stop(t) })
-	waitAgentHealthy(t, healthSock, a)
-	return a, healthSock
+			filepath.Join(dir, "spool.db"), filepath.Join(dir, "audit.log"), healthSock)
+	})
 }
 
 // eventually polls cond every 100 ms until it holds, failing after timeout
