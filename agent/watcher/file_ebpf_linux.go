@@ -58,6 +58,11 @@ const fileUserHZ = 100
 // shrink it to force reserve failures.
 var fileRingBytes uint32
 
+// fileReaderDelay, when non-zero, is a pause after each record read: tests
+// slow the reader with it so that a small ring fills whatever the machine's
+// speed (a quiet machine's reader otherwise keeps up with any burst).
+var fileReaderDelay time.Duration
+
 // fileEBPFPrograms names the programs of each attach mode.
 var fileEBPFPrograms = map[string][]string{
 	MechanismEBPF: {"tw_file_open", "tw_inode_setattr", "tw_inode_create", "tw_inode_mkdir",
@@ -432,6 +437,9 @@ func (w *fileEBPF) loop(rd *ringbuf.Reader, coll *ebpf.Collection, sink Sink) {
 		switch {
 		case err == nil:
 			w.handle(rec.RawSample, sink)
+			if fileReaderDelay > 0 {
+				time.Sleep(fileReaderDelay)
+			}
 			// A reader that fell behind may have let the ring fill: once it
 			// has caught up, trips whose records found no room are reported
 			// now, not at the next summary up to a second later.

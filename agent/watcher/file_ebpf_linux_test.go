@@ -214,7 +214,7 @@ func TestFileWatcherStoppedChild(t *testing.T) {
 	select {}
 }
 
-// With a ring buffer too small for more than one record, a burst over many
+// With a ring buffer too small for a burst and a slowed reader, a burst over many
 // files loses records but no counts: every file's trips add up, its events
 // still name it (found by inode), and the loss of detail is counted.
 func TestFileEBPFCountsSurviveAFullRingBuffer(t *testing.T) {
@@ -225,8 +225,8 @@ func TestFileEBPFCountsSurviveAFullRingBuffer(t *testing.T) {
 			for i := range files {
 				writeFile(t, filepath.Join(dir, fmt.Sprintf("f%03d", i)), "x\n")
 			}
-			fileRingBytes = 16 << 10
-			t.Cleanup(func() { fileRingBytes = 0 })
+			fileRingBytes, fileReaderDelay = 16<<10, time.Millisecond
+			t.Cleanup(func() { fileRingBytes, fileReaderDelay = 0, 0 })
 			w, s := startFileWatcher(t, []FileRule{{Name: "d", Severity: event.SeverityWarn, Paths: []string{dir}}}, mech)
 			// A tight loop, so records come faster than any reader takes them.
 			pid := run(t, "python3", "-c", "import os,sys\nfor f in sorted(os.listdir(sys.argv[1])):\n  for _ in range(2): open(os.path.join(sys.argv[1], f)).read()", dir)
