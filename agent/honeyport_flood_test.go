@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -197,22 +198,30 @@ func readTally(t *testing.T, path string) tally {
 	return tl
 }
 
+// freePort returns a port free on every interface, below the kernel's
+// ephemeral range (32768 and up by default): a port the kernel picked for
+// a :0 listener is free again once closed, and until the agent binds it any
+// outgoing connection on the host (the other packages' tests run alongside)
+// may take it as its source port, leaving the honeyport unable to bind.
 func freePort(t *testing.T, network string) int {
 	t.Helper()
-	if network == "udp" {
-		c, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
+	for range 1000 {
+		port := 20000 + rand.IntN(12000)
+		addr := fmt.Sprintf(":%d", port)
+		if network == "udp" {
+			if c, err := net.ListenPacket("udp", addr); err == nil {
+				c.Close()
+				return port
+			}
+			continue
 		}
-		defer c.Close()
-		return c.LocalAddr().(*net.UDPAddr).Port
+		if l, err := net.Listen("tcp", addr); err == nil {
+			l.Close()
+			return port
+		}
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatalf("no free %s port in 20000-31999", network)
+	return 0
 }
 
 // honeyportConnections sums the running honeyports' connection counters.

@@ -109,6 +109,9 @@ func TestReloadSquatting(t *testing.T) {
 	addr := ag.HealthAddress()
 	report := func() health.Report { r, _ := health.Fetch(context.Background(), addr); return r }
 	waitFor(t, "both watchers", func() bool { return len(report().Watchers) == 2 })
+	if r := report(); len(r.Unserved) > 0 {
+		t.Fatalf("unserved before the reload: %q", r.Unserved)
+	}
 
 	sq := squat(t, port)
 	// A renamed honeyport rule on the same port: the network watcher must
