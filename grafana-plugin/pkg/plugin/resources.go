@@ -1,8 +1,11 @@
 package plugin
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -96,6 +99,35 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 type params struct {
 	v   url.Values
 	err error
+}
+
+// decodeBody reads a request body of at most limit bytes holding one JSON
+// object, want, into v strictly: unknown fields, trailing data and a larger
+// body are 400s. An empty body is a 400 that is also io.EOF, for routes
+// whose body is optional.
+func decodeBody(r *http.Request, v any, limit int, want string) error {
+	body := io.Reader(http.NoBody) // the SDK's adapter leaves Body nil for an empty body
+	if r.Body != nil {
+		body = r.Body
+	}
+	b, err := io.ReadAll(io.LimitReader(body, int64(limit)+1))
+	if err != nil {
+		return fmt.Errorf("reading body: %w", err)
+	}
+	if len(b) > limit {
+		return badRequest("body: larger than %d bytes", limit)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); errors.Is(err, io.EOF) {
+		return fmt.Errorf("%w: %w", badRequest("body: want %s, got nothing", want), io.EOF)
+	} else if err != nil {
+		return badRequest("body: want %s: %v", want, err)
+	}
+	if dec.More() {
+		return badRequest("body: want one JSON object, got more")
+	}
+	return nil
 }
 
 func newParams(r *http.Request, allowed ...string) *params {

@@ -1,7 +1,6 @@
 package plugin
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -232,23 +231,6 @@ func ruleSetID(r *http.Request) (int64, error) {
 	return id, nil
 }
 
-// decodeBody reads a JSON object into v, refusing unknown fields. An empty
-// body is io.EOF (and a 400 for callers that need one).
-func decodeBody(r *http.Request, v any) error {
-	body := io.Reader(http.NoBody) // the SDK's adapter leaves Body nil for an empty body
-	if r.Body != nil {
-		body = r.Body
-	}
-	dec := json.NewDecoder(io.LimitReader(body, maxRulesLen+64*1024))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); errors.Is(err, io.EOF) {
-		return fmt.Errorf("%w: %w", badRequest("body: want a JSON object, got nothing"), io.EOF)
-	} else if err != nil {
-		return badRequest("body: want a JSON object: %v", err)
-	}
-	return nil
-}
-
 func (d *Datasource) handleRuleSets(r *http.Request) (any, error) {
 	if _, err := ruleUser(r, false); err != nil {
 		return nil, err
@@ -309,7 +291,7 @@ func (d *Datasource) handleCreateRuleSet(r *http.Request) (any, error) {
 		return nil, p.err
 	}
 	var e RuleSetEdit
-	if err := decodeBody(r, &e); err != nil {
+	if err := decodeBody(r, &e, maxRulesLen+64*1024, "a JSON object"); err != nil {
 		return nil, err
 	}
 	if e.BaseVersion != 0 {
@@ -344,7 +326,7 @@ func (d *Datasource) handleUpdateRuleSet(r *http.Request) (any, error) {
 		return nil, p.err
 	}
 	var e RuleSetEdit
-	if err := decodeBody(r, &e); err != nil {
+	if err := decodeBody(r, &e, maxRulesLen+64*1024, "a JSON object"); err != nil {
 		return nil, err
 	}
 	fe := e.check(false)
@@ -409,7 +391,7 @@ func (d *Datasource) handleEnableRuleSet(enabled bool) handlerFunc {
 			BaseVersion int    `json:"base_version"`
 			Note        string `json:"note"`
 		}
-		if err := decodeBody(r, &body); err != nil && !errors.Is(err, io.EOF) {
+		if err := decodeBody(r, &body, 2*maxNoteLen+1024, "a JSON object"); err != nil && !errors.Is(err, io.EOF) {
 			return nil, err
 		}
 		if len(body.Note) > maxNoteLen {
@@ -561,7 +543,7 @@ func (d *Datasource) handleCheckRuleSet(r *http.Request) (any, error) {
 		return nil, p.err
 	}
 	var e RuleSetEdit
-	if err := decodeBody(r, &e); err != nil {
+	if err := decodeBody(r, &e, maxRulesLen+64*1024, "a JSON object"); err != nil {
 		return nil, err
 	}
 	fe := e.check(id == 0)

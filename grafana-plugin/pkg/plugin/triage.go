@@ -1,11 +1,8 @@
 package plugin
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -145,7 +142,7 @@ func (d *Datasource) handleTriageChange(r *http.Request) (any, error) {
 		return nil, p.err
 	}
 	var c TriageChange
-	if err := decodeTriageBody(r, &c, 2*maxNoteLen+1024, "a JSON object with state, assignee or note"); err != nil {
+	if err := decodeBody(r, &c, 2*maxNoteLen+1024, "a JSON object with state, assignee or note"); err != nil {
 		return nil, err
 	}
 	if err := c.validate(); err != nil {
@@ -170,7 +167,7 @@ func (d *Datasource) handleTriageBulk(r *http.Request) (any, error) {
 		return nil, p.err
 	}
 	var c BulkTriageChange
-	if err := decodeTriageBody(r, &c, 2*maxNoteLen+maxBulk*(36+maxFilterLen+40)+1024, "a JSON object with alerts and state, assignee or note"); err != nil {
+	if err := decodeBody(r, &c, 2*maxNoteLen+maxBulk*(36+maxFilterLen+40)+1024, "a JSON object with alerts and state, assignee or note"); err != nil {
 		return nil, err
 	}
 	if len(c.Alerts) == 0 || len(c.Alerts) > maxBulk {
@@ -207,31 +204,6 @@ func triageActor(r *http.Request) (string, error) {
 		return "", err
 	}
 	return u.Login, nil
-}
-
-// decodeTriageBody reads a JSON body of at most limit bytes strictly: unknown
-// fields and trailing data are 400s.
-func decodeTriageBody(r *http.Request, v any, limit int, want string) error {
-	body := io.Reader(http.NoBody) // the SDK's adapter leaves Body nil for an empty body
-	if r.Body != nil {
-		body = r.Body
-	}
-	b, err := io.ReadAll(io.LimitReader(body, int64(limit)+1))
-	if err != nil {
-		return fmt.Errorf("reading body: %w", err)
-	}
-	if len(b) > limit {
-		return badRequest("body: larger than %d bytes", limit)
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return badRequest("body: want %s: %v", want, err)
-	}
-	if dec.More() {
-		return badRequest("body: want one JSON object")
-	}
-	return nil
 }
 
 // ChangeTriage applies c to the alert id (on host, or the one host that has
