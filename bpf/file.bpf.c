@@ -491,43 +491,35 @@ int BPF_PROG(tw_lsm_inode_rename, struct inode *old_dir, struct dentry *old_dent
  * Where neither fentry nor the BPF LSM may load (a locked-down kernel that
  * refuses them, as some sandboxes do), opens are caught at the exit of the
  * open family of system calls: the new descriptor is looked up in the task's
- * file table. This sees open(2), openat(2), openat2(2) and creat(2) only, not
- * opens made inside the kernel (exec, io_uring), and no creates, deletes,
- * renames or attribute changes.
+ * file table. This sees open(2), openat(2), openat2(2) and creat(2) only (not
+ * their 32-bit compat forms), not opens made inside the kernel (exec,
+ * io_uring), and no creates, deletes, renames or attribute changes.
+ *
+ * The program is attached to each syscalls/sys_exit_<name> tracepoint of the
+ * family the kernel has (the agent lists them), not to the raw sys_exit one:
+ * the kernel's dispatcher then tests a bitmap of enabled system calls and
+ * runs no program at all for the other system calls, which every task on the
+ * host makes. Attaching either flags every task for the kernel's
+ * system-call tracing path, which no program can avoid.
  */
-#if defined(__TARGET_ARCH_x86)
-#define NR_OPEN 2
-#define NR_CREAT 85
-#define NR_OPENAT 257
-#else
-#define NR_OPEN -1
-#define NR_CREAT -1
-#define NR_OPENAT 56
-#endif
-#define NR_OPENAT2 437
+
+/* The tracepoint's record, as events/syscalls/sys_exit_openat/format gives
+ * it; the kernel puts its pt_regs pointer where the common fields are. */
+struct sys_exit_record {
+	__u64 common;
+	__s32 nr;
+	__s64 ret;
+};
 
 /* Kernel 6.2+; costs nothing at run time. */
 extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
 
-/* arm64's pt_regs, as a CO-RE flavour: vmlinux.h is x86's. */
-struct pt_regs___tw_arm64 {
-	int syscallno;
-} __attribute__((preserve_access_index));
-
-SEC("tp_btf/sys_exit")
-int BPF_PROG(tw_sys_exit_open, struct pt_regs *regs, long ret)
+SEC("tracepoint/syscalls/sys_exit_openat")
+int tw_sys_exit_open(struct sys_exit_record *ctx)
 {
-	long nr;
+	long ret = ctx->ret;
 
 	if (ret < 0)
-		return 0;
-#if defined(__TARGET_ARCH_x86)
-	/* A direct load, not a helper call: this runs at every system call's exit. */
-	nr = regs->orig_ax;
-#else
-	nr = BPF_CORE_READ((struct pt_regs___tw_arm64 *)regs, syscallno);
-#endif
-	if (nr != NR_OPENAT && nr != NR_OPENAT2 && nr != NR_OPEN && nr != NR_CREAT)
 		return 0;
 	/* Direct loads through the task's BTF pointer, not helper calls: this
 	 * runs for every open on the host. */

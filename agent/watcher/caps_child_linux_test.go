@@ -16,7 +16,9 @@ import (
 // with a chosen capability set (setpriv) and checks the watchers the
 // constructors pick there: the real kernel refusing eBPF or fanotify, not a
 // flag, drives the fallback; the fallback is logged at WARN; and Unserved
-// names the rule the capabilities cannot serve.
+// names the rule the capabilities cannot serve. The file watcher's eBPF
+// modes need CAP_DAC_READ_SEARCH on top where they fall back to the system
+// calls' tracepoints, which are found by name in a root-only tracefs.
 func TestFallbackWithoutCapabilities(t *testing.T) {
 	needRootFor(t)
 	setpriv, err := exec.LookPath("setpriv")
@@ -50,11 +52,13 @@ func TestFallbackWithoutCapabilities(t *testing.T) {
 	for _, c := range []struct {
 		caps, process, network string
 		unservedHoneyport      bool
+		fileEBPF               bool // the file watcher must get an eBPF mode
 	}{
-		{"", procMechProcConn, netMechSockdiag, true},
-		{"+bpf,+perfmon", procMechEBPF, netMechEBPF, true},
-		{"+sys_admin", procMechEBPF, netMechEBPF, true},
-		{"+net_bind_service", procMechProcConn, netMechSockdiag, false},
+		{"", procMechProcConn, netMechSockdiag, true, false},
+		{"+bpf,+perfmon", procMechEBPF, netMechEBPF, true, false},
+		{"+sys_admin", procMechEBPF, netMechEBPF, true, false},
+		{"+net_bind_service", procMechProcConn, netMechSockdiag, false, false},
+		{"+bpf,+perfmon,+sys_admin,+dac_read_search", procMechEBPF, netMechEBPF, true, true},
 	} {
 		args := []string{"--reuid", "65534", "--regid", "65534", "--clear-groups"}
 		if c.caps == "" {
@@ -73,6 +77,9 @@ func TestFallbackWithoutCapabilities(t *testing.T) {
 		want := fmt.Sprintf("CHILD process=%s network=%s honeyport_unserved=%v", c.process, c.network, c.unservedHoneyport)
 		if !bytes.Contains(got, []byte(want)) {
 			t.Errorf("caps %q: want %q in\n%s", c.caps, want, got)
+		}
+		if c.fileEBPF && !bytes.Contains(got, []byte("CHILD file=ebpf")) {
+			t.Errorf("caps %q: the file watcher got no eBPF mode:\n%s", c.caps, got)
 		}
 		fellBack := c.process != procMechEBPF
 		if warned := bytes.Contains(got, []byte("CHILD warned=true")); warned != fellBack {
@@ -96,6 +103,15 @@ func TestCapsChild(t *testing.T) {
 	if err != nil {
 		t.Fatalf("network watchers: %v", err)
 	}
+	dir, err := os.Getwd() // nobody may not write in the temporary directory
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := NewFileWatcher([]FileRule{{Name: "f", Paths: []string{dir}}}, Options{Logger: log})
+	if err != nil {
+		t.Fatalf("file watcher: %v", err)
+	}
+	fmt.Printf("CHILD file=%s\n", f.Mechanism())
 	unserved := Unserved(nil, nil, []NetworkRule{{Name: "ssh-decoy", Ports: []int{22}, Mode: "honeyport"}})
 	fmt.Printf("CHILD process=%s network=%s honeyport_unserved=%v\n", p.Mechanism(), ws[0].Mechanism(), len(unserved) == 1)
 	fmt.Printf("CHILD warned=%v\n", strings.Contains(logs.String(), "level=WARN msg=\"process watcher fell back\""))

@@ -28,7 +28,7 @@ const (
 	MechanismEBPFLSM = "ebpf_lsm"
 	// MechanismEBPFSyscall: for kernels that refuse fentry and LSM programs.
 	// Opens are caught by the same eBPF program at the exit of the open
-	// system calls (a BTF tracepoint); attribute changes, creates, deletes
+	// system calls (their tracepoints); attribute changes, creates, deletes
 	// and renames come from fanotify notification events (their events say
 	// fanotify).
 	MechanismEBPFSyscall = "ebpf_syscall"

@@ -72,12 +72,23 @@ var fileEBPFPrograms = map[string][]string{
 	MechanismEBPFSyscall: {"tw_sys_exit_open"},
 }
 
+// fileSyscallExits are the tracepoints ebpf_syscall's program is attached
+// to: the exits of the open family of system calls, those the kernel has
+// (arm64 has no open or creat).
+var fileSyscallExits = []string{"sys_exit_open", "sys_exit_openat", "sys_exit_openat2", "sys_exit_creat"}
+
 // fileEBPFProbe loads the programs of mech without attaching them (and, for
 // the LSM, checks that "bpf" is an active LSM, without which the programs
-// attach and never run).
+// attach and never run; for ebpf_syscall, that the kernel has system-call
+// tracepoints).
 func fileEBPFProbe(mech string) error {
-	if mech == MechanismEBPFLSM {
+	switch mech {
+	case MechanismEBPFLSM:
 		if err := bpfLSMActive(); err != nil {
+			return err
+		}
+	case MechanismEBPFSyscall:
+		if err := syscallTracepoints(); err != nil {
 			return err
 		}
 	}
@@ -108,6 +119,27 @@ func bpfLSMActive() error {
 		}
 	}
 	return fmt.Errorf("bpf is not an active LSM (%s): boot with lsm=...,bpf", strings.TrimSpace(string(b)))
+}
+
+// syscallTracepoints checks that the kernel has the tracepoint of openat's
+// exit (CONFIG_FTRACE_SYSCALLS), mounting tracefs, where tracepoints are
+// found by name, if it is not.
+func syscallTracepoints() error {
+	const dir = "/sys/kernel/tracing"
+	var fs unix.Statfs_t
+	if err := unix.Statfs(dir, &fs); err != nil || fs.Type != unix.TRACEFS_MAGIC {
+		if merr := unix.Mount("tracefs", dir, "tracefs", 0, ""); merr != nil && !errors.Is(merr, unix.EBUSY) {
+			return fmt.Errorf("finding the system-call tracepoints: mounting tracefs: %w", merr)
+		}
+	}
+	_, err := os.Stat(dir + "/events/syscalls/sys_exit_openat/id")
+	if errors.Is(err, os.ErrPermission) {
+		return fmt.Errorf("tracefs, where tracepoints are found by name, is readable by root only: ebpf_syscall needs CAP_DAC_READ_SEARCH besides CAP_BPF and CAP_PERFMON: %w", err)
+	}
+	if err != nil {
+		return fmt.Errorf("this kernel has no system-call tracepoints (CONFIG_FTRACE_SYSCALLS): %w", err)
+	}
+	return nil
 }
 
 // loadFileCollection loads the maps and the programs of one attach mode.
@@ -252,25 +284,15 @@ func (w *fileEBPF) start(ctx context.Context, sink Sink) error {
 		coll.Close()
 		return err
 	}
-	var links []link.Link
+	links, err := attachFilePrograms(w.mech, coll)
+	if err != nil {
+		coll.Close()
+		return err
+	}
 	detach := func() {
 		for _, l := range links {
 			l.Close()
 		}
-	}
-	for _, name := range fileEBPFPrograms[w.mech] {
-		var l link.Link
-		if w.mech == MechanismEBPFLSM {
-			l, err = link.AttachLSM(link.LSMOptions{Program: coll.Programs[name]})
-		} else {
-			l, err = link.AttachTracing(link.TracingOptions{Program: coll.Programs[name]})
-		}
-		if err != nil {
-			detach()
-			coll.Close()
-			return fmt.Errorf("attaching %s: %w", name, err)
-		}
-		links = append(links, l)
 	}
 	rd, err := ringbuf.NewReader(coll.Maps[bpf.FileMapFileEvents])
 	if err != nil {
@@ -284,6 +306,49 @@ func (w *fileEBPF) start(ctx context.Context, sink Sink) error {
 		func() { w.reportStats(coll.Maps[bpf.FileMapStats], sink, &reported) },
 		nil, detach, func() { coll.Close() })
 	return nil
+}
+
+// attachFilePrograms attaches the programs of mech: ebpf_syscall's one to
+// every tracepoint of fileSyscallExits the kernel has (openat's must be
+// among them), the others each to its hook.
+func attachFilePrograms(mech string, coll *ebpf.Collection) ([]link.Link, error) {
+	var links []link.Link
+	fail := func(err error) ([]link.Link, error) {
+		for _, l := range links {
+			l.Close()
+		}
+		return nil, err
+	}
+	if mech == MechanismEBPFSyscall {
+		if err := syscallTracepoints(); err != nil {
+			return nil, err
+		}
+		for _, name := range fileSyscallExits {
+			l, err := link.Tracepoint("syscalls", name, coll.Programs["tw_sys_exit_open"], nil)
+			if errors.Is(err, os.ErrNotExist) && name != "sys_exit_openat" {
+				continue // not a system call of this architecture
+			}
+			if err != nil {
+				return fail(fmt.Errorf("attaching tw_sys_exit_open to syscalls/%s: %w", name, err))
+			}
+			links = append(links, l)
+		}
+		return links, nil
+	}
+	for _, name := range fileEBPFPrograms[mech] {
+		var l link.Link
+		var err error
+		if mech == MechanismEBPFLSM {
+			l, err = link.AttachLSM(link.LSMOptions{Program: coll.Programs[name]})
+		} else {
+			l, err = link.AttachTracing(link.TracingOptions{Program: coll.Programs[name]})
+		}
+		if err != nil {
+			return fail(fmt.Errorf("attaching %s: %w", name, err))
+		}
+		links = append(links, l)
+	}
+	return links, nil
 }
 
 // watch fills file_watches and file_devs from the rules. A recursive rule

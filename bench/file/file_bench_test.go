@@ -188,9 +188,9 @@ func auditd(b *testing.B, path string) func() {
 }
 
 // BenchmarkGetpwnam: a getpwnam("root") loop (it opens and reads
-// /etc/passwd on every call) with nothing watching, with an empty
-// tp_btf/sys_exit program attached (the kernel's part of ebpf_syscall: what
-// no program can make cheaper), with the agent watching /etc/passwd on its
+// /etc/passwd on every call) with nothing watching, with an empty program
+// on the open system calls' exit tracepoints (the kernel's part of
+// ebpf_syscall: what no program can make cheaper), with the agent watching /etc/passwd on its
 // default mechanism, and with auditd's `-w /etc/passwd -p r`, in alternating
 // rounds of the same run; medians, per second of wall time and per second of
 // the loop's CPU time. Then, with the kernel's BPF statistics on, what the
@@ -205,7 +205,7 @@ func BenchmarkGetpwnam(b *testing.B) {
 	for range rounds {
 		w, c := getpwnamRate(b, secs)
 		none, noneCPU = append(none, w), append(noneCPU, c)
-		detach := attachEmptySysExit(b)
+		detach := attachEmptyOpenExits(b)
 		w, c = getpwnamRate(b, secs)
 		empty, emptyCPU = append(empty, w), append(emptyCPU, c)
 		detach()
@@ -221,7 +221,7 @@ func BenchmarkGetpwnam(b *testing.B) {
 	}
 	line := func(what string, n, em, ag, au float64) {
 		ns := func(r float64) float64 { return 1e9/r - 1e9/n }
-		fmt.Printf("getpwnam(\"root\") loop, %s, median of %d × %.0f s: no agent %.0f/s; agent (%s) %.0f/s = %.1f %% (+%.0f ns per call); auditd -w /etc/passwd -p r %.0f/s = %.1f %% (+%.0f ns per call); empty tp_btf/sys_exit program %.0f/s = %.1f %% (+%.0f ns per call)\n",
+		fmt.Printf("getpwnam(\"root\") loop, %s, median of %d × %.0f s: no agent %.0f/s; agent (%s) %.0f/s = %.1f %% (+%.0f ns per call); auditd -w /etc/passwd -p r %.0f/s = %.1f %% (+%.0f ns per call); empty program on the open exits %.0f/s = %.1f %% (+%.0f ns per call)\n",
 			what, rounds, secs, n, mech, ag, ag/n*100, ns(ag), au, au/n*100, ns(au), em, em/n*100, ns(em))
 	}
 	line("per second of the loop's CPU time", median(noneCPU), median(emptyCPU), median(agentCPU), median(auditCPU))
@@ -236,7 +236,7 @@ func BenchmarkGetpwnam(b *testing.B) {
 	a.stop(b)
 	b.ReportMetric(median(agentCPU)/median(noneCPU)*100, "agent_cpu_%")
 	b.ReportMetric(median(auditCPU)/median(noneCPU)*100, "auditd_cpu_%")
-	b.ReportMetric(median(emptyCPU)/median(noneCPU)*100, "empty_sys_exit_cpu_%")
+	b.ReportMetric(median(emptyCPU)/median(noneCPU)*100, "empty_open_exits_cpu_%")
 }
 
 // ratios lists xs[i]/ys[i] in per cent, one decimal.

@@ -3,6 +3,7 @@
 package file
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -17,31 +18,41 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// attachEmptySysExit attaches a tp_btf/sys_exit program that does nothing:
-// what ebpf_syscall costs before its own instructions (every system call of
-// every task takes the kernel's tracepoint path once one is attached). The
-// returned function detaches it.
-func attachEmptySysExit(b *testing.B) func() {
+// attachEmptyOpenExits attaches a program that does nothing to the
+// tracepoints ebpf_syscall uses (fileSyscallExits in agent/watcher): what
+// that mode costs before its own instructions. Once one is attached every
+// task takes the kernel's system-call tracing path on every system call,
+// and each open runs the perf dispatch around the program. The returned
+// function detaches it.
+func attachEmptyOpenExits(b *testing.B) func() {
 	b.Helper()
 	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Type:         ebpf.Tracing,
-		AttachType:   ebpf.AttachTraceRawTp,
-		AttachTo:     "sys_exit",
+		Type:         ebpf.TracePoint,
 		License:      "GPL",
 		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()},
 	})
 	if err != nil {
-		b.Fatalf("loading an empty tp_btf/sys_exit program: %v", err)
+		b.Fatalf("loading an empty tracepoint program: %v", err)
 	}
-	l, err := link.AttachTracing(link.TracingOptions{Program: prog})
-	if err != nil {
-		prog.Close()
-		b.Fatalf("attaching an empty tp_btf/sys_exit program: %v", err)
-	}
-	return func() {
-		l.Close()
+	var links []link.Link
+	detach := func() {
+		for _, l := range links {
+			l.Close()
+		}
 		prog.Close()
 	}
+	for _, name := range []string{"sys_exit_open", "sys_exit_openat", "sys_exit_openat2", "sys_exit_creat"} {
+		l, err := link.Tracepoint("syscalls", name, prog, nil)
+		if errors.Is(err, os.ErrNotExist) && name != "sys_exit_openat" {
+			continue
+		}
+		if err != nil {
+			detach()
+			b.Fatalf("attaching an empty program to syscalls/%s: %v", name, err)
+		}
+		links = append(links, l)
+	}
+	return detach
 }
 
 // agentPrograms opens the eBPF programs the process pid holds, found through
@@ -119,12 +130,13 @@ else:
 }
 
 // programCost measures, with the kernel's BPF run-time statistics on, what
-// the agent's own eBPF programs cost: per run on a system call that is not
-// an open (the filter every system call on the host pays), per open of the
-// watched file and of an unwatched file on the same filesystem, and per
-// getpwnam call. The statistics add their own clock reads to every run, so
-// these are upper bounds; the kernel's tracepoint path around the program
-// is not in them (attachEmptySysExit measures that).
+// the agent's own eBPF programs cost: per system call that is not an open
+// (the runs it causes, if any: the filter every system call on the host
+// would pay), per open of the watched file and of an unwatched file on the
+// same filesystem, and per getpwnam call. The statistics add their own clock
+// reads to every run, so these are upper bounds; the kernel's tracepoint
+// path around the program is not in them (attachEmptyOpenExits measures
+// that).
 func programCost(b *testing.B, pid int, watched, unwatched string) string {
 	b.Helper()
 	progs := agentPrograms(b, pid)
@@ -149,13 +161,13 @@ func programCost(b *testing.B, pid int, watched, unwatched string) string {
 		return progRun{after.ns - before.ns, after.runs - before.runs}
 	}
 	other := phase("getppid", "", calls)
-	perRun := other.ns / other.runs
-	// An open loop also closes: those runs, and any other process's,
-	// are charged at the non-open rate.
-	perOpen := func(r progRun) float64 { return (r.ns - (r.runs-opens)*perRun) / opens }
+	perOther := other.ns / calls
+	// An open loop also closes: those are charged at the rate of a system
+	// call that is not an open.
+	perOpen := func(r progRun) float64 { return (r.ns - opens*perOther) / opens }
 	w := perOpen(phase("open", watched, opens))
 	u := perOpen(phase("open", unwatched, opens))
 	g := phase("getpwnam", "", opens)
-	return fmt.Sprintf("%d program(s): %.0f ns per run on a system call that is not an open; %.0f ns per open of %s (watched), %.0f ns per open of %s (unwatched); %.0f ns per getpwnam call (%.1f runs per call)",
-		len(progs), perRun, w, watched, u, unwatched, g.ns/opens, g.runs/opens)
+	return fmt.Sprintf("%d program(s): %.2f runs and %.0f ns per system call that is not an open; %.0f ns per open of %s (watched), %.0f ns per open of %s (unwatched); %.0f ns per getpwnam call (%.1f runs per call)",
+		len(progs), other.runs/calls, perOther, w, watched, u, unwatched, g.ns/opens, g.runs/opens)
 }

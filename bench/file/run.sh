@@ -3,8 +3,9 @@
 # mechanism (needs root; auditd installed for the comparison: it is started
 # for BenchmarkGetpwnam and stopped after). Each prints one line of figures:
 #   getpwnam("root") loop: no agent vs agent vs auditd -w /etc/passwd -p r
-#   vs an empty tp_btf/sys_exit program, and the agent's eBPF cost per
-#   system call and per open (BPF run-time statistics),
+#   vs an empty program on the open system calls' exit tracepoints, and
+#   the agent's eBPF cost per system call and per open (BPF run-time
+#   statistics),
 #   the slowest open of a watched file while the agent is SIGSTOPped 10 s,
 #   2,500 short-lived cats: trips attributed in full,
 #   100,000 reads of a watched file: chained count sum and losses,
