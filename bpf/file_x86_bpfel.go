@@ -143,6 +143,7 @@ const (
 	FileProgTwLsmInodeSetattr  = "tw_lsm_inode_setattr"
 	FileProgTwLsmInodeUnlink   = "tw_lsm_inode_unlink"
 	FileProgTwSysExitOpen      = "tw_sys_exit_open"
+	FileVarFileInoBits         = "file_ino_bits"
 	FileVarSelfTgid            = "self_tgid"
 	FileVarUnusedFileEvent     = "unused_file_event"
 	FileVarUnusedFileTripCount = "unused_file_trip_count"
@@ -229,6 +230,7 @@ type FileMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type FileVariableSpecs struct {
+	FileInoBits         *ebpf.VariableSpec `ebpf:"file_ino_bits"`
 	SelfTgid            *ebpf.VariableSpec `ebpf:"self_tgid"`
 	UnusedFileEvent     *ebpf.VariableSpec `ebpf:"unused_file_event"`
 	UnusedFileTripCount *ebpf.VariableSpec `ebpf:"unused_file_trip_count"`
@@ -284,6 +286,7 @@ func (m *FileMaps) Close() error {
 //
 // It can be passed to LoadFileObjects or ebpf.CollectionSpec.LoadAndAssign.
 type FileVariables struct {
+	FileInoBits         *ebpf.Variable `ebpf:"file_ino_bits"`
 	SelfTgid            *ebpf.Variable `ebpf:"self_tgid"`
 	UnusedFileEvent     *ebpf.Variable `ebpf:"unused_file_event"`
 	UnusedFileTripCount *ebpf.Variable `ebpf:"unused_file_trip_count"`

@@ -414,6 +414,11 @@ func (w *fileEBPF) watch() error {
 			}
 		}
 	}
+	// The inode bits first: the kernel looks an inode up only if its bit is
+	// set. Bits of inodes no longer watched are cleared with them.
+	if err := setInoBits(coll.Variables[bpf.FileVarFileInoBits], anchors); err != nil {
+		return err
+	}
 	watches, devs := coll.Maps[bpf.FileMapFileWatches], coll.Maps[bpf.FileMapFileDevs]
 	one := uint8(1)
 	for k, a := range anchors {
@@ -431,6 +436,23 @@ func (w *fileEBPF) watch() error {
 		}
 	}
 	w.anchors = anchors
+	return nil
+}
+
+// setInoBits writes file_ino_bits (bpf/file.bpf.c): one bit per folded
+// inode number, set for each anchor. The kernel reads it through the shared
+// mapping while it is written; every byte it sees is either the old or the
+// new one, and an anchor kept keeps its bit in both.
+func setInoBits(v *ebpf.Variable, anchors map[bpf.FileInodeKey]fileAnchor) error {
+	words := make([]uint64, v.Size()/8)
+	n := uint64(len(words)) * 64
+	for k := range anchors {
+		bit := (k.Ino ^ k.Ino>>32) & (n - 1) // as maybe_watched folds it
+		words[bit/64] |= 1 << (bit % 64)
+	}
+	if err := v.Set(words); err != nil {
+		return fmt.Errorf("writing file_ino_bits: %w", err)
+	}
 	return nil
 }
 
