@@ -414,7 +414,7 @@ func BenchmarkIngestRate(b *testing.B) {
 	maxBatch := envInt("BENCH_MAX_BATCH", 50)
 	perAgent := float64(rate) / float64(agents)
 	for range b.N {
-		s := newStack(b)
+		s := newStackOn(b, pgtest.NewDB(b), benchConfigs(b)...)
 		sims := make([]*simAgent, agents)
 		for i := range sims {
 			sims[i] = newSimAgent(b, s, fmt.Sprintf("rate-%03d", i))
@@ -521,6 +521,23 @@ func BenchmarkIngestRate(b *testing.B) {
 			colCPU/sendTime.Seconds(), genCPU/sendTime.Seconds(), runtime.NumCPU(),
 			1e6*colTotal/float64(total), 1e6*pgTotal/float64(total), load0, loadAvg())
 	}
+}
+
+// benchConfigs is the shipped config.yaml, with the pprof extension layered
+// on at BENCH_PPROF (host:port) when set, to profile the collector under load:
+//
+//	go tool pprof -seconds 20 http://$BENCH_PPROF/debug/pprof/profile
+func benchConfigs(b *testing.B) []string {
+	addr := os.Getenv("BENCH_PPROF")
+	if addr == "" {
+		return []string{"config.yaml"}
+	}
+	extra := filepath.Join(b.TempDir(), "pprof.yaml")
+	yaml := fmt.Sprintf("extensions:\n  pprof:\n    endpoint: %s\nservice:\n  extensions: [health_check, file_storage, pprof]\n", addr)
+	if err := os.WriteFile(extra, []byte(yaml), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	return []string{"config.yaml", extra}
 }
 
 // cpuSeconds reads the user and system CPU time a process used so far.

@@ -62,9 +62,18 @@ func (e *tripwireExporter) checkChains(ctx context.Context, tx pgx.Tx, chains ma
 	claimed := b.Queue(`SELECT a.host_id, a.seq, a.hash, a.received_at
 		FROM unnest($1::uuid[], $2::bigint[]) AS q(id, s)
 		JOIN audit_entries a ON a.host_id = q.id AND a.seq IN (q.s, q.s + 1)`, claimHost, claimSeq)
-	parked := b.Queue(`SELECT a.host_id, a.seq, a.prev_hash, a.hash, a.received_at
-		FROM audit_entries a JOIN chain_heads c ON c.host_id = a.host_id AND a.seq > c.seq
-		WHERE c.host_id = ANY($1::uuid[]) ORDER BY a.host_id, a.seq`, ids)
+	// Entries stored beyond the head, waiting for a gap to fill: a range
+	// scan of audit_entries_pkey per host, which finds none in steady
+	// state. Written as a join, the cached generic plan (planned while the
+	// table was small) walked every stored entry of the hosts, and its
+	// cost grew with the table: 65 ms a batch after a minute at 15,000
+	// events/s, most of PostgreSQL's time. OFFSET 0 keeps the subquery
+	// from being flattened into a join again.
+	parked := b.Queue(`SELECT c.host_id, a.seq, a.prev_hash, a.hash, a.received_at
+		FROM chain_heads c CROSS JOIN LATERAL (
+		    SELECT a.seq, a.prev_hash, a.hash, a.received_at FROM audit_entries a
+		    WHERE a.host_id = c.host_id AND a.seq > c.seq ORDER BY a.seq OFFSET 0) AS a
+		WHERE c.host_id = ANY($1::uuid[]) ORDER BY c.host_id, a.seq`, ids)
 	// Only seqs at or below the head can be replays or forks; in steady
 	// state there are none and nothing is probed.
 	stored := b.Queue(`SELECT a.host_id, a.seq, a.hash

@@ -26,7 +26,10 @@
 // Environment: PGTEST_BINDIR overrides the binary directory (default
 // /usr/lib/postgresql/15/bin); PGTEST_DURABLE=1 keeps fsync on (off by
 // default: these clusters are thrown away, and fsync makes them slow on a
-// shared disk).
+// shared disk); PGTEST_SETTINGS adds server settings, space-separated
+// name=value pairs that win over the defaults
+// (shared_preload_libraries=pg_stat_statements to see what a benchmark's
+// statements cost).
 package pgtest
 
 import (
@@ -70,6 +73,9 @@ type Cluster struct {
 	port    int
 	runAs   *credential // nil when not root
 	durable bool
+	// settings are name=value server settings given after the defaults,
+	// so they win.
+	settings []string
 
 	mu  sync.Mutex
 	cmd *exec.Cmd
@@ -153,7 +159,7 @@ func Start() (*Cluster, error) {
 	}
 	sweepOrphans()
 
-	c := &Cluster{binDir: binDir, durable: os.Getenv("PGTEST_DURABLE") == "1"}
+	c := &Cluster{binDir: binDir, durable: os.Getenv("PGTEST_DURABLE") == "1", settings: strings.Fields(os.Getenv("PGTEST_SETTINGS"))}
 	var err error
 	c.dir, err = os.MkdirTemp("", dirPrefix+strconv.Itoa(os.Getpid())+"-")
 	if err != nil {
@@ -239,6 +245,9 @@ func (c *Cluster) Start() error {
 	}
 	if !c.durable {
 		args = append(args, "-c", "fsync=off", "-c", "full_page_writes=off", "-c", "synchronous_commit=off")
+	}
+	for _, kv := range c.settings {
+		args = append(args, "-c", kv)
 	}
 	cmd := exec.Command(filepath.Join(c.binDir, "postgres"), args...)
 	cmd.Dir = c.dir
