@@ -44,6 +44,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -133,7 +134,24 @@ func NewDB(t testing.TB) string {
 // test ends. Use it for tests that stop the server.
 func NewCluster(t testing.TB) *Cluster {
 	t.Helper()
-	c, err := Start()
+	return NewClusterWith(t, Options{})
+}
+
+// Options are a private cluster's settings beyond the test defaults.
+type Options struct {
+	// Durable keeps fsync, full_page_writes and synchronous_commit on, as
+	// PGTEST_DURABLE=1 does: for a benchmark whose figure must hold in
+	// production.
+	Durable bool
+	// Settings are name=value server settings given after the defaults
+	// (and before PGTEST_SETTINGS), so they win.
+	Settings []string
+}
+
+// NewClusterWith is NewCluster with the given options.
+func NewClusterWith(t testing.TB, o Options) *Cluster {
+	t.Helper()
+	c, err := StartWith(o)
 	if err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
@@ -147,7 +165,10 @@ func NewCluster(t testing.TB) *Cluster {
 
 // Start initialises and starts a new cluster. The caller stops it with
 // Remove; tests use NewDB or NewCluster instead.
-func Start() (*Cluster, error) {
+func Start() (*Cluster, error) { return StartWith(Options{}) }
+
+// StartWith is Start with the given options.
+func StartWith(o Options) (*Cluster, error) {
 	binDir := os.Getenv("PGTEST_BINDIR")
 	if binDir == "" {
 		binDir = DefaultBinDir
@@ -159,7 +180,8 @@ func Start() (*Cluster, error) {
 	}
 	sweepOrphans()
 
-	c := &Cluster{binDir: binDir, durable: os.Getenv("PGTEST_DURABLE") == "1", settings: strings.Fields(os.Getenv("PGTEST_SETTINGS"))}
+	c := &Cluster{binDir: binDir, durable: o.Durable || os.Getenv("PGTEST_DURABLE") == "1",
+		settings: append(slices.Clone(o.Settings), strings.Fields(os.Getenv("PGTEST_SETTINGS"))...)}
 	var err error
 	c.dir, err = os.MkdirTemp("", dirPrefix+strconv.Itoa(os.Getpid())+"-")
 	if err != nil {
