@@ -39,7 +39,10 @@ func TestHostMismatchIsRecordedAsRefusal(t *testing.T) {
 	require.Contains(t, r.Detail, `resource host.name "db-02" is not the client certificate's host "web-01"`)
 	require.Equal(t, "127.0.0.1", r.Address)
 	require.Equal(t, leaf.SerialNumber.Text(16), r.CertSerial)
-	require.Equal(t, int64(1), r.Count)
+	// The first refusal is handed on at once, with those noted before the
+	// refusal log's goroutine ran (all five on a busy machine); the rest
+	// wait out the interval.
+	require.True(t, r.Count >= 1 && r.Count <= 5, "count %d", r.Count)
 	require.Empty(t, received(f))
 }
 
