@@ -226,11 +226,11 @@ func TestEndToEndFileRead(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		err := db.QueryRow(ctx, `
 			SELECT host_name, severity, rule_name, event_name,
-			       event_detail->>'file.path', (event_detail->>'process.pid')::bigint,
-			       coalesce(event_detail->>'process.user.name', ''), received_at - event_time
+			       alert_detail(host_id, seq, alert_id, event_detail)->>'file.path', (alert_detail(host_id, seq, alert_id, event_detail)->>'process.pid')::bigint,
+			       coalesce(alert_detail(host_id, seq, alert_id, event_detail)->>'process.user.name', ''), received_at - event_time
 			FROM alerts
 			WHERE host_name = 'e2e-web-01' AND tripwire_type = 'file'
-			  AND (event_detail->>'process.pid')::bigint = $1
+			  AND (alert_detail(host_id, seq, alert_id, event_detail)->>'process.pid')::bigint = $1
 			ORDER BY event_time LIMIT 1`, pid).
 			Scan(&host, &severity, &rule, &eventName, &path, &gotPID, &user, &latency)
 		cancel()

@@ -93,7 +93,7 @@ func (s *stack) tally(t *testing.T, rule string) tally {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err := db.QueryRow(ctx, `
-		SELECT count(*), count(DISTINCT alert_id), count(DISTINCT event_detail->>'file.path')
+		SELECT count(*), count(DISTINCT alert_id), count(DISTINCT alert_detail(host_id, seq, alert_id, event_detail)->>'file.path')
 		FROM alerts WHERE rule_name = $1`, rule).Scan(&c.rows, &c.alertIDs, &c.paths)
 	if err != nil {
 		t.Logf("counting alerts: %v", err) // e.g. tables not migrated yet
@@ -143,10 +143,10 @@ func (s *stack) waitPaths(t *testing.T, tf *tripFiles, timeout time.Duration, lo
 func (s *stack) extraRows(t *testing.T, rule string) string {
 	db := dbConn(t, s.db)
 	rows, err := db.Query(context.Background(), `
-		SELECT event_detail->>'file.path', event_name, seq, event_detail->>'process.pid',
-		       coalesce(event_detail->>'process.executable.path', ''), event_time, received_at
+		SELECT alert_detail(host_id, seq, alert_id, event_detail)->>'file.path', event_name, seq, alert_detail(host_id, seq, alert_id, event_detail)->>'process.pid',
+		       coalesce(alert_detail(host_id, seq, alert_id, event_detail)->>'process.executable.path', ''), event_time, received_at
 		FROM alerts a WHERE rule_name = $1 AND (SELECT count(*) FROM alerts b
-			WHERE b.rule_name = $1 AND b.event_detail->>'file.path' = a.event_detail->>'file.path') > 1
+			WHERE b.rule_name = $1 AND alert_detail(b.host_id, b.seq, b.alert_id, b.event_detail)->>'file.path' = alert_detail(a.host_id, a.seq, a.alert_id, a.event_detail)->>'file.path') > 1
 		ORDER BY 1, event_time LIMIT 40`, rule)
 	if err != nil {
 		return err.Error()

@@ -146,15 +146,15 @@ func TestFleetShippingDegradedAndBack(t *testing.T) {
 	eventually(t, "DEGRADED then ONLINE status events stored", 60*time.Second, func() bool {
 		var ok bool
 		err := db.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM alerts o
-			WHERE o.host_name = 'ship-01' AND o.event_name = $1 AND o.event_detail->>'tripwire.agent.status' = $3
+			WHERE o.host_name = 'ship-01' AND o.event_name = $1 AND alert_detail(o.host_id, o.seq, o.alert_id, o.event_detail)->>'tripwire.agent.status' = $3
 			  AND o.event_time > (SELECT min(d.event_time) FROM alerts d
 			                      WHERE d.host_name = 'ship-01' AND d.event_name = $1
-			                        AND d.event_detail->>'tripwire.agent.status' = $2
-			                        AND d.event_detail->>'tripwire.agent.status_reasons' LIKE 'shipping:%'))`,
+			                        AND alert_detail(d.host_id, d.seq, d.alert_id, d.event_detail)->>'tripwire.agent.status' = $2
+			                        AND alert_detail(d.host_id, d.seq, d.alert_id, d.event_detail)->>'tripwire.agent.status_reasons' LIKE 'shipping:%'))`,
 			string(event.AgentStatus), event.StatusDegraded, event.StatusOnline).Scan(&ok)
 		if !ok {
 			statusRows = fmt.Sprintf("query: %v\n", err)
-			rows, _ := db.Query(context.Background(), `SELECT event_time, event_detail->>'tripwire.agent.status', coalesce(event_detail->>'tripwire.agent.status_reasons', '')
+			rows, _ := db.Query(context.Background(), `SELECT event_time, alert_detail(host_id, seq, alert_id, event_detail)->>'tripwire.agent.status', coalesce(alert_detail(host_id, seq, alert_id, event_detail)->>'tripwire.agent.status_reasons', '')
 				FROM alerts WHERE host_name = 'ship-01' AND event_name = $1 ORDER BY event_time`, string(event.AgentStatus))
 			for rows.Next() {
 				var at time.Time

@@ -445,7 +445,7 @@ func TestCertificateRenewalWhileEventsFlow(t *testing.T) {
 	var stored, distinct int
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		err := db.QueryRow(context.Background(), `SELECT count(*), count(DISTINCT event_detail->>'process.pid')
+		err := db.QueryRow(context.Background(), `SELECT count(*), count(DISTINCT alert_detail(host_id, seq, alert_id, event_detail)->>'process.pid')
 			FROM alerts WHERE host_name = $1 AND rule_name = 'decoy'`, host).Scan(&stored, &distinct)
 		if err == nil && stored >= reads {
 			break
@@ -456,7 +456,7 @@ func TestCertificateRenewalWhileEventsFlow(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	time.Sleep(time.Second) // a duplicate would land meanwhile
-	db.QueryRow(context.Background(), `SELECT count(*), count(DISTINCT event_detail->>'process.pid')
+	db.QueryRow(context.Background(), `SELECT count(*), count(DISTINCT alert_detail(host_id, seq, alert_id, event_detail)->>'process.pid')
 		FROM alerts WHERE host_name = $1 AND rule_name = 'decoy'`, host).Scan(&stored, &distinct)
 	if stored != reads || distinct != reads {
 		t.Errorf("%d reads: %d rows, %d distinct readers; want each once", reads, stored, distinct)

@@ -111,7 +111,7 @@ func BenchmarkExport(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			elapsed := runWorkers(b, fleets, nil, func(_ *fleet, ld plog.Logs, _ [][]any) error {
+			elapsed := runWorkers(b, fleets, nil, func(_ *fleet, ld plog.Logs, _ *copyBatch) error {
 				return exp.ConsumeLogs(ctx, ld)
 			})
 			report(b, fmt.Sprintf("BenchmarkExport workers=%d", workers), b.N*benchBatch, elapsed)
@@ -119,8 +119,8 @@ func BenchmarkExport(b *testing.B) {
 	}
 }
 
-// BenchmarkRawCopy measures a plain pgx CopyFrom of the same alert rows into
-// alerts, one transaction per batch: the ceiling for the exporter.
+// BenchmarkRawCopy measures a plain pgx CopyFrom of the same rows into alerts
+// and audit_entries, one transaction per batch: the ceiling for the exporter.
 func BenchmarkRawCopy(b *testing.B) {
 	for _, workers := range []int{1, 4} {
 		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
@@ -131,25 +131,41 @@ func BenchmarkRawCopy(b *testing.B) {
 			}
 			pool, hostIDs := copyTarget(b, ctx, fleets)
 			// The rows are built before the clock runs: this is the COPY alone.
-			prep := func(f *fleet, evs [][]*event.Event) [][]any { return copyRows(f, evs, hostIDs) }
-			elapsed := runWorkers(b, fleets, prep, func(_ *fleet, _ plog.Logs, rows [][]any) error {
-				return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-					_, err := tx.CopyFrom(ctx, pgx.Identifier{"alerts"}, alertCols, pgx.CopyFromRows(rows))
-					return err
-				})
+			prep := func(f *fleet, evs [][]*event.Event) *copyBatch { return copyRows(f, evs, hostIDs) }
+			elapsed := runWorkers(b, fleets, prep, func(_ *fleet, _ plog.Logs, rows *copyBatch) error {
+				return pgx.BeginFunc(ctx, pool, rows.copy)
 			})
 			report(b, fmt.Sprintf("BenchmarkRawCopy workers=%d", workers), b.N*benchBatch, elapsed)
 		})
 	}
 }
 
-// alertCols are the columns of copyRows.
-var alertCols = []string{"alert_id", "event_time", "host_id", "host_name", "event_name", "tripwire_type",
-	"rule_name", "severity", "seq", "summary", "event_detail", "search_words"}
+// alertCols and auditCols are the columns of a copyBatch.
+var (
+	alertCols = []string{"alert_id", "event_time", "host_id", "host_name", "event_name", "tripwire_type",
+		"rule_name", "severity", "seq", "summary", "search_words"}
+	auditCols = []string{"host_id", "seq", "alert_id", "event_time", "prev_hash", "hash", "payload"}
+)
 
-// copyRows are the alert rows of a fleet's batch, for a raw COPY baseline.
-func copyRows(f *fleet, evs [][]*event.Event, hostIDs map[string]pgtype.UUID) [][]any {
-	rows := make([][]any, 0, benchBatch)
+// copyBatch is a fleet's batch as the exporter stores it, for a raw COPY
+// baseline: an alert row and an audit entry per (chained) event, the
+// payload once, in the audit entry (migration 0018).
+type copyBatch struct {
+	alerts, audit [][]any
+}
+
+func (c *copyBatch) copy(tx pgx.Tx) error {
+	ctx := context.Background()
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"alerts"}, alertCols, pgx.CopyFromRows(c.alerts)); err != nil {
+		return err
+	}
+	_, err := tx.CopyFrom(ctx, pgx.Identifier{"audit_entries"}, auditCols, pgx.CopyFromRows(c.audit))
+	return err
+}
+
+// copyRows are the rows of a fleet's batch, for a raw COPY baseline.
+func copyRows(f *fleet, evs [][]*event.Event, hostIDs map[string]pgtype.UUID) *copyBatch {
+	c := &copyBatch{alerts: make([][]any, 0, benchBatch), audit: make([][]any, 0, benchBatch)}
 	for i, hostEvents := range evs {
 		host := f.agents[i].host
 		for _, ev := range hostEvents {
@@ -157,12 +173,14 @@ func copyRows(f *fleet, evs [][]*event.Event, hostIDs map[string]pgtype.UUID) []
 			if ev.Process != nil {
 				cmd, user = ev.Process.CommandLine, ev.Process.UserName
 			}
-			rows = append(rows, []any{dbUUID(ev.AlertID), ev.Time, hostIDs[host], host, string(ev.Name),
-				string(ev.Type()), ev.Rule, ev.Severity.String(), int64(ev.Seq), ev.Summary(), string(ev.Canonical()),
+			c.alerts = append(c.alerts, []any{dbUUID(ev.AlertID), ev.Time, hostIDs[host], host, string(ev.Name),
+				string(ev.Type()), ev.Rule, ev.Severity.String(), int64(ev.Seq), ev.Summary(),
 				event.SearchWords(ev.Summary(), ev.Rule, host, cmd, user)})
+			c.audit = append(c.audit, []any{hostIDs[host], int64(ev.Seq), dbUUID(ev.AlertID), ev.Time, ev.PrevHash, ev.Hash,
+				string(ev.Canonical())})
 		}
 	}
-	return rows
+	return c
 }
 
 // copyTarget is a fresh migrated database for a raw COPY baseline, with the
@@ -197,12 +215,12 @@ func copyTarget(b *testing.B, ctx context.Context, fleets []*fleet) (*pgxpool.Po
 // runWorkers gives b.N batches to the workers, generating each batch (the
 // agents' side, not measured) and its COPY rows, if prep is set, before the
 // clock runs.
-func runWorkers(b *testing.B, fleets []*fleet, prep func(*fleet, [][]*event.Event) [][]any,
-	send func(*fleet, plog.Logs, [][]any) error) time.Duration {
+func runWorkers(b *testing.B, fleets []*fleet, prep func(*fleet, [][]*event.Event) *copyBatch,
+	send func(*fleet, plog.Logs, *copyBatch) error) time.Duration {
 	type job struct {
 		f    *fleet
 		ld   plog.Logs
-		rows [][]any
+		rows *copyBatch
 	}
 	jobs := make([][]job, len(fleets))
 	for i := 0; i < b.N; i++ {
@@ -293,7 +311,7 @@ func BenchmarkExportVsRawCopy(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				b.StopTimer()
 				lds := make([]plog.Logs, workers)
-				rows := make([][][]any, workers)
+				rows := make([]*copyBatch, workers)
 				for w := 0; w < workers; w++ {
 					lds[w], _ = expFleets[w].next()
 					_, evs := copyFleets[w].next()
@@ -302,10 +320,7 @@ func BenchmarkExportVsRawCopy(b *testing.B) {
 				b.StartTimer()
 				tExp += round(workers, func(w int) error { return exp.ConsumeLogs(ctx, lds[w]) })
 				tCopy += round(workers, func(w int) error {
-					return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-						_, err := tx.CopyFrom(ctx, pgx.Identifier{"alerts"}, alertCols, pgx.CopyFromRows(rows[w]))
-						return err
-					})
+					return pgx.BeginFunc(ctx, pool, rows[w].copy)
 				})
 			}
 			b.StopTimer()
@@ -314,10 +329,36 @@ func BenchmarkExportVsRawCopy(b *testing.B) {
 			b.ReportMetric(expRate, "export-events/s")
 			b.ReportMetric(copyRate, "copy-events/s")
 			b.ReportMetric(100*expRate/copyRate, "%-of-copy")
+			alertBytes, auditBytes, stored := storedBytes(b, ctx, dsn)
+			b.ReportMetric(float64(alertBytes+auditBytes)/float64(stored), "bytes/event")
+			b.Logf("exporter's database: %d events, alerts %d B/event, audit_entries %d B/event, %d B/event in all (pg_total_relation_size)",
+				stored, alertBytes/stored, auditBytes/stored, (alertBytes+auditBytes)/stored)
 			if b.N > 1 {
 				fmt.Printf("BenchmarkExportVsRawCopy workers=%d: exporter %.0f events/s, raw COPY %.0f events/s, exporter = %.0f%% of COPY (%d events each, interleaved rounds, %s)\n",
 					workers, expRate, copyRate, 100*expRate/copyRate, int(events), durability())
 			}
 		})
 	}
+}
+
+// storedBytes is what the alerts (every partition, with indexes and TOAST)
+// and audit_entries of the database at dsn take, and how many alerts it
+// holds, after a VACUUM (so free space left by nothing but the writes
+// counts).
+func storedBytes(b *testing.B, ctx context.Context, dsn string) (alerts, audit, events int64) {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "VACUUM alerts, audit_entries"); err != nil {
+		b.Fatal(err)
+	}
+	err = conn.QueryRow(ctx, `SELECT
+		(SELECT sum(pg_total_relation_size(inhrelid))::bigint FROM pg_inherits WHERE inhparent = 'alerts'::regclass),
+		pg_total_relation_size('audit_entries'), (SELECT count(*) FROM alerts)`).Scan(&alerts, &audit, &events)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return alerts, audit, events
 }

@@ -34,10 +34,12 @@ func TestTripLandsWithItsFields(t *testing.T) {
 		pid, seq                                          int64
 		eventTime                                         time.Time
 	)
-	err := pool.QueryRow(context.Background(), `SELECT host_name, event_detail->>$2, event_detail->>$3,
-			(event_detail->>$4)::bigint, severity, tripwire_type, rule_name, seq, summary, event_detail::text, event_time
+	var stored bool
+	err := pool.QueryRow(context.Background(), `SELECT host_name, `+detailSQL+`->>$2, `+detailSQL+`->>$3,
+			(`+detailSQL+`->>$4)::bigint, severity, tripwire_type, rule_name, seq, summary,
+			alert_payload(host_id, seq, alert_id, event_detail), event_time, event_detail IS NOT NULL
 		FROM alerts WHERE alert_id = $1`, ev.AlertID, event.KeyProcessUserName, event.KeyFilePath, event.KeyProcessPID).
-		Scan(&host, &user, &path, &pid, &sev, &typ, &rule, &seq, &summary, &detail, &eventTime)
+		Scan(&host, &user, &path, &pid, &sev, &typ, &rule, &seq, &summary, &detail, &eventTime, &stored)
 	if err != nil {
 		t.Fatalf("reading the alert row: %v", err)
 	}
@@ -49,7 +51,14 @@ func TestTripLandsWithItsFields(t *testing.T) {
 	if !eventTime.Equal(ev.Time) {
 		t.Errorf("event_time = %s, want %s", eventTime, ev.Time)
 	}
-	// event_detail is the canonical event: it parses back to the same event.
+	// The payload is stored once: the audit entry keeps the exact canonical
+	// bytes, and the alert reads them from there (migration 0018).
+	if stored {
+		t.Error("alerts.event_detail holds a second copy of a chained event's payload")
+	}
+	if detail != string(ev.Canonical()) {
+		t.Errorf("alert_payload is not the canonical bytes:\n%s\n%s", detail, ev.Canonical())
+	}
 	back, err := event.ParseCanonical([]byte(detail))
 	if err != nil {
 		t.Fatalf("event_detail does not parse as a canonical event: %v", err)
@@ -229,7 +238,7 @@ func TestNULBytesAreStored(t *testing.T) {
 	ev.Rule = "r\x00"
 	push(t, e, a.logs(a.chained(ev)...))
 	var cmd, rule string
-	if err := pool.QueryRow(context.Background(), "SELECT event_detail->>'process.command_line', rule_name FROM alerts").Scan(&cmd, &rule); err != nil {
+	if err := pool.QueryRow(context.Background(), "SELECT "+detailSQL+"->>'process.command_line', rule_name FROM alerts").Scan(&cmd, &rule); err != nil {
 		t.Fatal(err)
 	}
 	if cmd != "sh\uFFFD-c\uFFFDid" || rule != "r\uFFFD" {
@@ -581,7 +590,7 @@ func TestOversizeEventIsDropped(t *testing.T) {
 	if n := queryInt(t, pool, "SELECT count(*) FROM alerts WHERE host_name = 'huge-1' AND tripwire_type = 'file'"); n != 2 {
 		t.Errorf("%d trips stored, want the 2 of normal size", n)
 	}
-	if n := queryInt(t, pool, "SELECT coalesce(max(length(event_detail::text)), 0) FROM alerts"); n > 1<<20 {
+	if n := queryInt(t, pool, "SELECT coalesce(max(length(alert_payload(host_id, seq, alert_id, event_detail))), 0) FROM alerts"); n > 1<<20 {
 		t.Errorf("an event of %d bytes was stored", n)
 	}
 }

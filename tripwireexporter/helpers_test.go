@@ -240,3 +240,7 @@ func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool)
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// detailSQL is an alerts row's event as jsonb, wherever it is stored
+// (migration 0018).
+const detailSQL = "alert_detail(host_id, seq, alert_id, event_detail)"

@@ -24,7 +24,7 @@ func TestTripStoredWithSearchWords(t *testing.T) {
 	var words []string
 	var text string
 	if err := pool.QueryRow(context.Background(), `SELECT search_words,
-			alert_search_text(summary, rule_name, host_name, event_detail) FROM alerts WHERE alert_id = $1`, ev.AlertID).
+			alert_search_text(summary, rule_name, host_name, `+detailSQL+`) FROM alerts WHERE alert_id = $1`, ev.AlertID).
 		Scan(&words, &text); err != nil {
 		t.Fatalf("reading the alert row: %v", err)
 	}

@@ -67,7 +67,7 @@ const insertAlertsSQL = `
 WITH ins AS (
     INSERT INTO alerts (alert_id, event_time, host_id, host_name, event_name, tripwire_type,
                         rule_name, severity, seq, summary, event_detail, received_at, search_words)
-    SELECT id, t, h, hn, en, tt, r, sev, NULLIF(sq, 0), sm, d::jsonb, $12, string_to_array(w, ' ')
+    SELECT id, t, h, hn, en, tt, r, sev, NULLIF(sq, 0), sm, NULLIF(d, '')::jsonb, $12, string_to_array(w, ' ')
     FROM unnest($1::uuid[], $2::timestamptz[], $3::uuid[], $4::text[], $5::text[], $6::text[],
                 $7::text[], $8::text[], $9::bigint[], $10::text[], $11::text[], $14::text[])
          AS u(id, t, h, hn, en, tt, r, sev, sq, sm, d, w)
@@ -144,12 +144,16 @@ type alertKey struct {
 func dbUUID(u uuid.UUID) pgtype.UUID { return pgtype.UUID{Bytes: u, Valid: true} }
 
 type alertRows struct {
-	ids, hosts                                               []pgtype.UUID
-	hostNames, names, types, rules, sevs, summaries, details []string
-	times                                                    []time.Time
-	seqs                                                     []int64
+	ids, hosts                                      []pgtype.UUID
+	hostNames, names, types, rules, sevs, summaries []string
+	times                                           []time.Time
+	seqs                                            []int64
 	// words are each alert's search words (migration 0012).
 	words [][]string
+	// canons are the events' canonical bytes; details what goes into
+	// event_detail, "" for NULL (setDetails).
+	canons  [][]byte
+	details []string
 }
 
 func (a *alertRows) add(hostID pgtype.UUID, hostName string, ev *event.Event, summary string, canon []byte) {
@@ -169,12 +173,36 @@ func (a *alertRows) add(hostID pgtype.UUID, hostName string, ev *event.Event, su
 	}
 	a.seqs = append(a.seqs, seq)
 	a.summaries = append(a.summaries, text(summary))
-	a.details = append(a.details, jsonbSafe(canon))
+	a.canons = append(a.canons, canon)
 	var cmd, user string
 	if ev.Process != nil {
 		cmd, user = ev.Process.CommandLine, ev.Process.UserName
 	}
 	a.words = append(a.words, event.SearchWords(summary, ev.Rule, hostName, cmd, user))
+}
+
+// entryKey names the audit entry holding an alert's payload (migration 0018).
+type entryKey struct {
+	alert, host [16]byte
+	seq         int64
+}
+
+// setDetails fills the event_detail of each alert whose payload is not
+// written to audit_entries in this transaction: the payload is stored once,
+// and the audit entry, which keeps the exact bytes the chain hashes, holds
+// it for the others (migration 0018).
+func (a *alertRows) setDetails(audit *entryRows) {
+	inAudit := make(map[entryKey]bool, len(audit.hosts))
+	for i := range audit.hosts {
+		inAudit[entryKey{audit.alertIDs[i].Bytes, audit.hosts[i].Bytes, audit.seqs[i]}] = true
+	}
+	a.details = make([]string, len(a.ids))
+	for i := range a.ids {
+		if a.seqs[i] != 0 && inAudit[entryKey{a.ids[i].Bytes, a.hosts[i].Bytes, a.seqs[i]}] {
+			continue
+		}
+		a.details[i] = jsonbSafe(a.canons[i])
+	}
 }
 
 // joinedWords are a's search words as one space-separated string per row,
@@ -342,6 +370,7 @@ func (e *tripwireExporter) flush(ctx context.Context, tx pgx.Tx, b *pgx.Batch, w
 	a := &w.alerts
 	if len(a.ids) > 0 {
 		received := time.Now().UTC().Truncate(time.Microsecond)
+		a.setDetails(&w.audit)
 		payloads, err := a.payloads(received)
 		if err != nil {
 			return err
@@ -417,12 +446,15 @@ func copyAlerts(ctx context.Context, tx pgx.Tx, b *pgx.Batch, a *alertRows, know
 			continue
 		}
 		seen[k] = true
-		var seq any
+		var seq, detail any
 		if a.seqs[i] != 0 {
 			seq = a.seqs[i]
 		}
+		if a.details[i] != "" {
+			detail = a.details[i]
+		}
 		rows = append(rows, []any{a.ids[i], a.times[i], received, a.hosts[i], a.hostNames[i], a.names[i], a.types[i],
-			a.rules[i], a.sevs[i], seq, a.summaries[i], a.details[i], a.words[i]})
+			a.rules[i], a.sevs[i], seq, a.summaries[i], detail, a.words[i]})
 		notify = append(notify, payloads[i])
 	}
 	if len(rows) == 0 {
@@ -487,9 +519,10 @@ func text(s string) string {
 }
 
 // jsonbSafe makes canonical JSON storable as jsonb, which refuses the escape
-// \u0000: it becomes \ufffd. The alert's event_detail then differs from the
-// audit entry, which keeps the exact bytes (text); an event with a NUL byte
-// is rare (a field the kernel hands over unchecked).
+// \u0000: it becomes \ufffd. It serves the events stored as jsonb (outside
+// a chain, or forks); a chained event's audit entry keeps the exact bytes
+// (text). An event with a NUL byte is rare (a field the kernel hands over
+// unchecked).
 func jsonbSafe(canon []byte) string {
 	const nul = `\u0000`
 	if !strings.Contains(string(canon), nul) {

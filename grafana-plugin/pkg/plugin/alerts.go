@@ -134,8 +134,15 @@ func (s *Store) alertWhere(ctx context.Context, f *Filter, splitHosts bool) (*wh
 		// q appears as typed, case aside.
 		// The planner takes that index for rare words and, for common ones,
 		// the time index, stopping at the page's last row.
+		// The command line and user are in the event's payload, which a
+		// chained alert reads from its audit entry (migration 0018): the
+		// columns are tried first, and a match there is a match in the whole
+		// text, which begins with them.
+		like := likeEscape(f.Text)
 		w.add(`search_words @> ?::text[]
-	AND alert_search_text(summary, rule_name, host_name, event_detail) LIKE lower(?)`, contract.SearchQueryTerms(f.Text), likeEscape(f.Text))
+	AND (lower(summary || ' ' || rule_name || ' ' || host_name) LIKE lower(?)
+	     OR alert_search_text(summary, rule_name, host_name, alert_detail(host_id, seq, alert_id, event_detail)) LIKE lower(?))`,
+			contract.SearchQueryTerms(f.Text), like, like)
 	}
 	return w, hosts, nil
 }
@@ -191,7 +198,12 @@ func isUUID(s string) bool {
 const alertCols = `alert_id::text, event_time, received_at, host_name, event_name,
 	tripwire_type, rule_name, severity, seq, summary`
 
-// queryAlerts runs q, which selects alertCols (and event_detail when
+// detailCol is the event's detail as stored JSON text: a chained event's
+// payload is stored once, in its audit entry, and read from there
+// (migration 0018).
+const detailCol = `alert_payload(host_id, seq, alert_id, event_detail)`
+
+// queryAlerts runs q, which selects alertCols (and detailCol when
 // withDetail), and reads every row.
 func (s *Store) queryAlerts(ctx context.Context, withDetail bool, q string, args ...any) ([]Alert, error) {
 	rows, err := s.pool.Query(ctx, q, args...)
@@ -239,7 +251,7 @@ func (s *Store) ListAlerts(ctx context.Context, f *Filter, limit int, cursor *Cu
 	}
 	cols := alertCols
 	if withDetail {
-		cols += ", event_detail"
+		cols += ", " + detailCol
 	}
 	const order = " ORDER BY event_time DESC, alert_id DESC LIMIT "
 	lim := w.param(limit + 1)
@@ -281,7 +293,7 @@ func (s *Store) GetAlert(ctx context.Context, id, host string) (*Alert, error) {
 	if err := checkText("host", host, maxFilterLen); err != nil {
 		return nil, err
 	}
-	found, err := s.queryAlerts(ctx, true, "SELECT "+alertCols+", event_detail FROM alerts WHERE alert_id = $1::uuid AND ($2 = '' OR host_name = $2) LIMIT 2", id, host)
+	found, err := s.queryAlerts(ctx, true, "SELECT "+alertCols+", "+detailCol+" FROM alerts WHERE alert_id = $1::uuid AND ($2 = '' OR host_name = $2) LIMIT 2", id, host)
 	if err != nil {
 		return nil, fmt.Errorf("reading alert: %w", err)
 	}
