@@ -36,6 +36,19 @@ func TestDecodeNotificationsWantsANonEmptyArrayOfAlerts(t *testing.T) {
 	}
 }
 
+func TestDecodeTriageNotificationWantsTheAlertsKey(t *testing.T) {
+	n, err := DecodeTriageNotification([]byte(`{"alert_id":"a","host_name":"web-01","event_time":"2026-01-02T03:04:05.000006Z"}`))
+	if err != nil || n.AlertID != "a" || n.HostName != "web-01" || n.EventTime != "2026-01-02T03:04:05.000006Z" {
+		t.Fatalf("decoded %+v, %v", n, err)
+	}
+	for _, bad := range []string{`[{"alert_id":"a","host_name":"h","event_time":"t"}]`, `{"alert_id":"a","host_name":"h"}`,
+		`{"alert_id":"","host_name":"h","event_time":"t"}`, `null`, `nope`} {
+		if _, err := DecodeTriageNotification([]byte(bad)); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+}
+
 func TestOnlyAccountedGapsAreNotTampering(t *testing.T) {
 	for _, k := range BreakKinds() {
 		if k.Tampering() == (k == BreakAccountedGap) {

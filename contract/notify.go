@@ -48,3 +48,30 @@ func DecodeNotifications(payload []byte) ([]Notification, error) {
 	}
 	return ns, nil
 }
+
+// TriageNotifyChannel is the PostgreSQL channel tripwire_triage NOTIFYs on
+// when a triage change to an alert commits (migrations/0019_live_triage.sql);
+// the Grafana plugin's live feed LISTENs on it to update the alerts it shows.
+const TriageNotifyChannel = "tripwire_triage_changes"
+
+// TriageNotification names the alert a triage change was made to: the key
+// the plugin re-reads the alert and its triage by. It carries no state: a
+// notification is only a hint, the stored row is what is shown.
+type TriageNotification struct {
+	AlertID   string `json:"alert_id"`
+	HostName  string `json:"host_name"`
+	EventTime string `json:"event_time"` // NotifyTimeLayout
+}
+
+// DecodeTriageNotification reads a triage NOTIFY payload: one JSON object
+// with an alert id, a host and an event time.
+func DecodeTriageNotification(payload []byte) (TriageNotification, error) {
+	var n TriageNotification
+	if err := json.Unmarshal(payload, &n); err != nil {
+		return n, fmt.Errorf("decoding triage notification: %w", err)
+	}
+	if n.AlertID == "" || n.HostName == "" || n.EventTime == "" {
+		return n, errors.New("decoding triage notification: alert_id, host_name and event_time are required")
+	}
+	return n, nil
+}

@@ -16,6 +16,7 @@ import (
 // the frontend never encodes a filter itself:
 //
 //	alerts[/host=V]...[/type=V]...[/severity=V]...[/rule=V]...
+//	live[/host=V]... (the same, with triage changes: the Live page's)
 //
 // one segment per value, keys in that order, values sorted and de-duplicated
 // so one filter set is one channel (one RunStream) whatever order it was
@@ -26,6 +27,7 @@ import (
 const (
 	maxChannelLen = 160
 	streamRoot    = "alerts"
+	liveRoot      = "live"
 	hashKey       = "f"
 )
 
@@ -45,7 +47,8 @@ func (f StreamFilter) canonical() StreamFilter {
 		slices.Sort(out)
 		return slices.Compact(out)
 	}
-	return StreamFilter{Hosts: norm(f.Hosts), Types: norm(f.Types), Severities: norm(f.Severities), Rules: norm(f.Rules)}
+	return StreamFilter{Hosts: norm(f.Hosts), Types: norm(f.Types), Severities: norm(f.Severities), Rules: norm(f.Rules),
+		Triage: f.Triage}
 }
 
 func keepByte(c byte) bool {
@@ -95,7 +98,7 @@ func decodeValue(s string) (string, bool) {
 // encodedPath is the readable path of f (canonical), whatever its length.
 func encodedPath(f StreamFilter) string {
 	var b strings.Builder
-	b.WriteString(streamRoot)
+	b.WriteString(f.root())
 	for i, set := range f.sets() {
 		for _, v := range set {
 			b.WriteByte('/')
@@ -105,6 +108,13 @@ func encodedPath(f StreamFilter) string {
 		}
 	}
 	return b.String()
+}
+
+func (f *StreamFilter) root() string {
+	if f.Triage {
+		return liveRoot
+	}
+	return streamRoot
 }
 
 // pathBudget is how long a path may be on datasource uid's channel,
@@ -161,13 +171,14 @@ func (r *channelRegistry) ChannelPath(uid string, f StreamFilter) string {
 	sum := sha256.Sum256([]byte(p))
 	key := hex.EncodeToString(sum[:16])
 	r.put(key, f)
-	return streamRoot + "/" + hashKey + "=" + key
+	return f.root() + "/" + hashKey + "=" + key
 }
 
 // Filter resolves a channel path: the readable form is decoded, a hash is
 // looked up.
 func (r *channelRegistry) Filter(path string) (StreamFilter, error) {
-	if key, ok := strings.CutPrefix(path, streamRoot+"/"+hashKey+"="); ok {
+	root, _, _ := strings.Cut(path, "/")
+	if key, ok := strings.CutPrefix(path, root+"/"+hashKey+"="); ok && (root == streamRoot || root == liveRoot) {
 		f, found := r.get(key)
 		if !found {
 			return f, badRequest("stream path: unknown filter hash %q; ask /api/v1/live for the channel again", key)

@@ -27,7 +27,7 @@ func checkChannel(t testing.TB, r *channelRegistry, uid string, f StreamFilter) 
 	if err != nil {
 		t.Fatalf("backend refuses its own path %q: %v", path, err)
 	}
-	if fmt.Sprintf("%q", back) != fmt.Sprintf("%q", f.canonical()) {
+	if fmt.Sprintf("%+v", back) != fmt.Sprintf("%+v", f.canonical()) {
 		t.Fatalf("%q decodes to %+v, want %+v", path, back, f.canonical())
 	}
 	return path
@@ -47,11 +47,13 @@ func TestChannelPaths(t *testing.T) {
 		{StreamFilter{Rules: []string{"read of ~/.aws/credentials", "nc exec"}}, false},
 		{StreamFilter{Rules: []string{"règle été"}}, false},
 		{StreamFilter{Hosts: []string{long}}, true},
-		{StreamFilter{Hosts: slices.Repeat([]string{"a"}, 50)}, false}, // duplicates collapse
+		{StreamFilter{Hosts: slices.Repeat([]string{"a"}, 50)}, false},        // duplicates collapse
+		{StreamFilter{Severities: []string{"CRITICAL"}, Triage: true}, false}, // the Live page's, with triage changes
+		{StreamFilter{Hosts: []string{long}, Triage: true}, true},
 	}
 	for _, c := range cases {
 		p := checkChannel(t, &r, uid, c.f)
-		if got := strings.HasPrefix(p, "alerts/f="); got != c.hashed {
+		if got := strings.HasPrefix(p, c.f.root()+"/f="); got != c.hashed {
 			t.Errorf("%+v: path %q, hashed=%v want %v", c.f, p, got, c.hashed)
 		}
 	}
@@ -60,6 +62,10 @@ func TestChannelPaths(t *testing.T) {
 	b := r.ChannelPath(uid, StreamFilter{Hosts: []string{"a", "b", "a"}, Severities: []string{"CRITICAL", "WARN"}})
 	if a != b {
 		t.Errorf("same filter, two channels: %s, %s", a, b)
+	}
+	// With and without triage changes are two channels, hashed or not.
+	if p, q := r.ChannelPath(uid, StreamFilter{Hosts: []string{long}}), r.ChannelPath(uid, StreamFilter{Hosts: []string{long}, Triage: true}); p == q {
+		t.Errorf("triage changes or not, one channel %s", p)
 	}
 	// A hash another process handed out is not known here.
 	var other channelRegistry

@@ -123,10 +123,11 @@ func (d *Datasource) SubscribeStream(_ context.Context, req *backend.SubscribeSt
 	if d.ready() != nil {
 		return &backend.SubscribeStreamResponse{Status: backend.SubscribeStreamStatusNotFound}, nil
 	}
-	if _, err := d.channels.Filter(req.Path); err != nil {
+	f, err := d.channels.Filter(req.Path)
+	if err != nil {
 		return &backend.SubscribeStreamResponse{Status: backend.SubscribeStreamStatusNotFound}, nil
 	}
-	initial, err := backend.NewInitialFrame(alertStreamFrame(nil), data.IncludeSchemaOnly)
+	initial, err := backend.NewInitialFrame(alertStreamFrame(nil, f.Triage), data.IncludeSchemaOnly)
 	if err != nil {
 		return nil, err
 	}
@@ -160,7 +161,7 @@ func (d *Datasource) RunStream(ctx context.Context, req *backend.RunStreamReques
 			if !ok {
 				return nil // instance disposed
 			}
-			batch := []Alert{*a}
+			batch := []liveRow{*a}
 			// Drain what is already queued into the same frame.
 			for len(batch) < 100 {
 				select {
@@ -174,7 +175,7 @@ func (d *Datasource) RunStream(ctx context.Context, req *backend.RunStreamReques
 				}
 				break
 			}
-			frame := alertStreamFrame(batch)
+			frame := alertStreamFrame(batch, f.Triage)
 			if n := sub.dropped.Swap(0); n > 0 {
 				frame.AppendNotices(data.Notice{Severity: data.NoticeSeverityWarning,
 					Text: fmt.Sprintf("%d alerts skipped: the viewer fell behind", n)})

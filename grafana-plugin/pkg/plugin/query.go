@@ -228,7 +228,39 @@ func alertTableFrame(name string, alerts []Alert) *data.Frame {
 	)
 }
 
-func alertStreamFrame(alerts []Alert) *data.Frame { return alertTableFrame("alerts", alerts) }
+// alertStreamFrame is a stream's frame: alertTableFrame, whose schema a
+// dashboard panel's query frame has (Grafana appends stream rows to it).
+// withTriage (the Live page's channel) adds, on a triage change's row
+// (triage_changed), the alert's stored triage; a new alert's row leaves the
+// triage fields null (nobody triaged it yet: OPEN).
+func alertStreamFrame(rows []liveRow, withTriage bool) *data.Frame {
+	n := len(rows)
+	alerts := make([]Alert, n)
+	for i, r := range rows {
+		alerts[i] = r.Alert
+	}
+	fr := alertTableFrame("alerts", alerts)
+	if !withTriage {
+		return fr
+	}
+	changed := make([]bool, n)
+	state, assignee, by := make([]*string, n), make([]*string, n), make([]*string, n)
+	at := make([]*time.Time, n)
+	for i, r := range rows {
+		changed[i] = r.Triaged
+		if t := r.Triage; r.Triaged && t != nil {
+			state[i], assignee[i], by[i], at[i] = &t.State, t.Assignee, t.UpdatedBy, t.UpdatedAt
+		}
+	}
+	fr.Fields = append(fr.Fields,
+		data.NewField("triage_changed", nil, changed),
+		data.NewField("triage_state", nil, state),
+		data.NewField("triage_assignee", nil, assignee),
+		data.NewField("triage_updated_by", nil, by),
+		data.NewField("triage_updated_at", nil, at),
+	)
+	return fr
+}
 
 func (d *Datasource) queryCounts(ctx context.Context, f *Filter, m *QueryModel, q backend.DataQuery) (data.Frames, error) {
 	interval := q.Interval

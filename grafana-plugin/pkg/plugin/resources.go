@@ -44,7 +44,7 @@ func (d *Datasource) registerRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/audit/verify", d.read(d.handleVerify))
 	// GET /api/v1/stats?from=&to=
 	mux.HandleFunc("GET /api/v1/stats", d.read(d.handleStats))
-	// GET /api/v1/live?host=&type=&severity=&rule= → {"channel": "ds/<uid>/alerts/..."}
+	// GET /api/v1/live?host=&type=&severity=&rule= → {"channel": "ds/<uid>/live/..."}
 	mux.HandleFunc("GET /api/v1/live", d.read(d.handleLive))
 	d.registerTriageRoutes(mux)
 	d.registerRuleRoutes(mux)
@@ -306,6 +306,7 @@ func (d *Datasource) handleLive(r *http.Request) (any, error) {
 	if uid == "" {
 		return nil, badRequest("no datasource uid in the request context")
 	}
-	path := d.channels.ChannelPath(uid, StreamFilter{Hosts: f.Hosts, Types: f.Types, Severities: f.Severities, Rules: f.Rules})
+	// The Live page's channel: new alerts and triage changes.
+	path := d.channels.ChannelPath(uid, StreamFilter{Hosts: f.Hosts, Types: f.Types, Severities: f.Severities, Rules: f.Rules, Triage: true})
 	return map[string]string{"channel": "ds/" + uid + "/" + path}, nil
 }

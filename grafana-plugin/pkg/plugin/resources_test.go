@@ -66,7 +66,7 @@ func TestResourceStatusCodes(t *testing.T) {
 		// Grafana admits only callers with datasources:query on this
 		// datasource; one granted it through RBAC may have no org role.
 		{"GET", "/api/v1/alerts", "None", 200, `"alerts"`},
-		{"GET", "/api/v1/live?severity=WARN,CRITICAL&host=web%2001", "Viewer", 200, `"ds/tw/alerts/host=web=2001/severity=CRITICAL/severity=WARN"`},
+		{"GET", "/api/v1/live?severity=WARN,CRITICAL&host=web%2001", "Viewer", 200, `"ds/tw/live/host=web=2001/severity=CRITICAL/severity=WARN"`},
 		{"GET", "/api/v1/live?severity=critical", "Viewer", 400, "severity"},
 		{"GET", "/api/v1/live?q=x", "Viewer", 400, "unknown parameter"},
 		{"GET", "/api/v1/alerts?q=shadow", "Viewer", 400, "time range"},

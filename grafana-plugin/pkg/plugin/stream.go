@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,6 +24,11 @@ import (
 // out to every browser on it.
 type StreamFilter struct {
 	Hosts, Types, Severities, Rules []string
+	// Triage: the channel carries triage changes too, as rows with
+	// triage_changed set, for the Live page to update in place (the "live"
+	// root). The "alerts" root carries new alerts only, so a streaming
+	// dashboard panel, which appends every row, shows each alert once.
+	Triage bool
 }
 
 // ParseStreamPath parses a readable channel path (the part after ds/<uid>/):
@@ -31,7 +37,11 @@ type StreamFilter struct {
 func ParseStreamPath(path string) (StreamFilter, error) {
 	var f StreamFilter
 	parts := strings.Split(path, "/")
-	if parts[0] != streamRoot {
+	switch parts[0] {
+	case streamRoot:
+	case liveRoot:
+		f.Triage = true
+	default:
 		return f, badRequest("unknown stream %q", parts[0])
 	}
 	for _, p := range parts[1:] {
@@ -67,10 +77,17 @@ func (f *StreamFilter) Match(a *Alert) bool {
 
 func in(set []string, v string) bool { return len(set) == 0 || slices.Contains(set, v) }
 
+// liveRow is what a subscriber receives: a new alert, or (Triaged) an
+// alert whose triage changed, with its stored triage.
+type liveRow struct {
+	Alert
+	Triaged bool
+}
+
 // subscriber is one RunStream waiting for alerts.
 type subscriber struct {
 	filter  StreamFilter
-	ch      chan *Alert
+	ch      chan *liveRow
 	dropped atomic.Int64
 }
 
@@ -108,6 +125,12 @@ const subscriberBuffer = 1024
 // recentIDs is how many delivered alert ids are remembered for de-duplication.
 const recentIDs = 4096
 
+// triageReplaySlack widens the replay of triage changes after a reconnect:
+// updated_at is its transaction's start, so a change may commit (and
+// notify) a while after its updated_at. Replaying a change twice is
+// harmless: a viewer updates the row it shows.
+const triageReplaySlack = time.Minute
+
 // NewFeed prepares a feed; the connection opens with the first subscriber.
 func NewFeed(cfg *pgxpool.Config, store *Store) *Feed {
 	return &Feed{cfg: cfg, store: store, subs: map[*subscriber]struct{}{}, ready: make(chan struct{}),
@@ -117,7 +140,7 @@ func NewFeed(cfg *pgxpool.Config, store *Store) *Feed {
 // Subscribe registers a subscriber and starts the listener if needed. The
 // returned function unsubscribes.
 func (fd *Feed) Subscribe(f StreamFilter) (*subscriber, func()) {
-	s := &subscriber{filter: f, ch: make(chan *Alert, subscriberBuffer)}
+	s := &subscriber{filter: f, ch: make(chan *liveRow, subscriberBuffer)}
 	fd.mu.Lock()
 	fd.subs[s] = struct{}{}
 	if !fd.started {
@@ -162,11 +185,18 @@ func (fd *Feed) run(ctx context.Context) {
 	bo := &backoff.ExponentialBackOff{InitialInterval: 100 * time.Millisecond, RandomizationFactor: 0.25,
 		Multiplier: 2, MaxInterval: 10 * time.Second}
 	bo.Reset()
-	var lastReceived time.Time
+	var lastReceived, lastTriaged time.Time
 	for first := true; ctx.Err() == nil; first = false {
 		conn, err := pgx.ConnectConfig(ctx, fd.cfg.ConnConfig)
+		var listening time.Time
 		if err == nil {
-			_, err = conn.Exec(ctx, "LISTEN "+contract.NotifyChannel)
+			// The database's clock, as updated_at is: triage changes
+			// committed after this are notified on this connection or
+			// replayed after the next reconnect.
+			err = conn.QueryRow(ctx, "SELECT statement_timestamp()").Scan(&listening)
+		}
+		if err == nil {
+			_, err = conn.Exec(ctx, "LISTEN "+contract.NotifyChannel+"; LISTEN "+contract.TriageNotifyChannel)
 		}
 		if err != nil {
 			if conn != nil {
@@ -200,30 +230,52 @@ func (fd *Feed) run(ctx context.Context) {
 				if missed[i].ReceivedAt.After(lastReceived) {
 					lastReceived = missed[i].ReceivedAt
 				}
-				fd.deliver(&missed[i])
+				fd.deliver(&liveRow{Alert: missed[i]})
+			}
+			triaged, err := fd.store.TriagedSince(ctx, lastTriaged.Add(-triageReplaySlack), subscriberBuffer)
+			if err != nil {
+				log.DefaultLogger.Warn("live feed: replaying triage changes missed while reconnecting", "error", err)
+			}
+			for i := range triaged {
+				fd.deliver(&liveRow{Alert: triaged[i], Triaged: true})
 			}
 		}
+		lastTriaged = listening
 		for {
 			n, err := conn.WaitForNotification(ctx)
 			if err != nil {
 				break
 			}
-			alerts, ok := decodeNotification(n.Payload)
+			triage := n.Channel == contract.TriageNotifyChannel
+			var alerts []Alert
+			var ok bool
+			if triage {
+				alerts, ok = decodeTriageNotification(n.Payload)
+			} else {
+				alerts, ok = decodeNotification(n.Payload)
+			}
 			if !ok {
 				fd.Malformed.Add(1)
 				continue
 			}
 			// Any role that can connect may NOTIFY: deliver the rows the
 			// notification names as they are stored, and nothing else.
-			if alerts, err = fd.store.Reread(ctx, alerts); err != nil {
+			if alerts, err = fd.store.Reread(ctx, alerts); err == nil && triage {
+				err = fd.store.attachTriage(ctx, alerts)
+			}
+			if err != nil {
 				log.DefaultLogger.Warn("live feed: re-reading notified alerts; reconnecting to replay them", "error", err)
 				break
 			}
 			for i := range alerts {
-				if alerts[i].ReceivedAt.After(lastReceived) {
+				if triage {
+					if t := alerts[i].Triage.UpdatedAt; t != nil && t.After(lastTriaged) {
+						lastTriaged = *t
+					}
+				} else if alerts[i].ReceivedAt.After(lastReceived) {
 					lastReceived = alerts[i].ReceivedAt
 				}
-				fd.deliver(&alerts[i])
+				fd.deliver(&liveRow{Alert: alerts[i], Triaged: triage})
 			}
 		}
 		conn.Close(context.Background())
@@ -253,22 +305,60 @@ func decodeNotification(payload string) ([]Alert, bool) {
 	return alerts, true
 }
 
-func (fd *Feed) deliver(a *Alert) {
+// decodeTriageNotification reads a triage change's payload: the key of the
+// alert it changed.
+func decodeTriageNotification(payload string) ([]Alert, bool) {
+	n, err := contract.DecodeTriageNotification([]byte(payload))
+	if err != nil {
+		return nil, false
+	}
+	at, err := time.Parse(time.RFC3339Nano, n.EventTime)
+	if err != nil {
+		return nil, false
+	}
+	return []Alert{{AlertID: n.AlertID, HostName: n.HostName, EventTime: at}}, true
+}
+
+// TriagedSince returns the alerts whose triage changed after since, oldest
+// change first, at most limit, with their triage: the changes a live feed
+// missed while it was not listening. Triage rows are few (people write
+// them), so reading them by updated_at needs no index.
+func (s *Store) TriagedSince(ctx context.Context, since time.Time, limit int) ([]Alert, error) {
+	out, err := s.queryAlerts(ctx, false, `SELECT `+alertCols+` FROM alerts
+JOIN (SELECT alert_id AS id, host_id AS h, event_time AS t, updated_at FROM alert_triage
+      WHERE updated_at > $1 ORDER BY updated_at LIMIT $2) q
+  ON alerts.alert_id = q.id AND alerts.host_id = q.h AND alerts.event_time = q.t
+ORDER BY q.updated_at`, since, limit)
+	if err == nil {
+		err = s.attachTriage(ctx, out)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading triage changes: %w", err)
+	}
+	return out, nil
+}
+
+// deliver hands r to every subscriber whose filter matches it. A new alert
+// goes out once (recent de-duplicates replays); a triage change goes out
+// every time, to the subscribers that asked for triage changes.
+func (fd *Feed) deliver(r *liveRow) {
 	fd.mu.Lock()
 	defer fd.mu.Unlock()
-	if _, dup := fd.recent[a.AlertID]; dup {
-		return
+	if !r.Triaged {
+		if _, dup := fd.recent[r.AlertID]; dup {
+			return
+		}
+		delete(fd.recent, fd.recentRing[fd.recentNext])
+		fd.recentRing[fd.recentNext] = r.AlertID
+		fd.recentNext = (fd.recentNext + 1) % recentIDs
+		fd.recent[r.AlertID] = struct{}{}
 	}
-	delete(fd.recent, fd.recentRing[fd.recentNext])
-	fd.recentRing[fd.recentNext] = a.AlertID
-	fd.recentNext = (fd.recentNext + 1) % recentIDs
-	fd.recent[a.AlertID] = struct{}{}
 	for s := range fd.subs {
-		if !s.filter.Match(a) {
+		if !s.filter.Match(&r.Alert) || r.Triaged && !s.filter.Triage {
 			continue
 		}
 		select {
-		case s.ch <- a:
+		case s.ch <- r:
 		default:
 			// Full: drop the oldest so the feed shows the newest, and count it.
 			select {
@@ -277,7 +367,7 @@ func (fd *Feed) deliver(a *Alert) {
 			default:
 			}
 			select {
-			case s.ch <- a:
+			case s.ch <- r:
 			default:
 				s.dropped.Add(1)
 			}

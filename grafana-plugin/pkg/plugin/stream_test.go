@@ -24,6 +24,8 @@ func TestParseStreamPath(t *testing.T) {
 		"alerts/rule=read=20of=20.aws=2Fcredentials=3D1":  {Rules: []string{"read of .aws/credentials=1"}},
 		"alerts/severity=CRITICAL/severity=WARN":          {Severities: []string{"CRITICAL", "WARN"}},
 		"alerts/host=h=C3=A9te.example/rule=ssh_keys-dir": {Hosts: []string{"h\u00e9te.example"}, Rules: []string{"ssh_keys-dir"}},
+		"live":                   {Triage: true},
+		"live/severity=CRITICAL": {Severities: []string{"CRITICAL"}, Triage: true},
 	}
 	for path, want := range good {
 		got, err := ParseStreamPath(path)
@@ -41,7 +43,7 @@ func TestParseStreamPath(t *testing.T) {
 	for _, bad := range []string{"", "hosts", "alerts/", "alerts/host", "alerts/host=", "alerts/severity=critical",
 		"alerts/type=x", "alerts/colour=red", "alerts/host=a,b", "alerts/host=a=00b", "alerts/host=a=2",
 		"alerts/host=a=2d", "alerts/host=a=2D", "alerts/host=a=4X", "alerts/host=b/host=a", "alerts/host=a/host=a",
-		"alerts/severity=WARN/host=a", "alerts/f=0123"} {
+		"alerts/severity=WARN/host=a", "alerts/f=0123", "live/", "Live", "live/host=b/host=a"} {
 		if _, err := ParseStreamPath(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
@@ -89,6 +91,15 @@ func TestSubscribeStream(t *testing.T) {
 				t.Errorf("field %d: %s %v, want %s %v", i, f.Name, f.Type(), want.Fields[i].Name, want.Fields[i].Type())
 			}
 		}
+	}
+	// The Live page's channel adds the triage fields after the table's.
+	r := sub("live/severity=CRITICAL", "Viewer")
+	var fr data.Frame
+	if r.Status != backend.SubscribeStreamStatusOK || json.Unmarshal(r.InitialData.Data(), &fr) != nil {
+		t.Fatalf("live: %+v", r)
+	}
+	if want := alertStreamFrame(nil, true); len(fr.Fields) != len(want.Fields) || fr.Fields[len(fr.Fields)-1].Name != "triage_updated_at" {
+		t.Fatalf("live schema has %d fields, want %d", len(fr.Fields), len(want.Fields))
 	}
 	pub, err := e.ds.PublishStream(t.Context(), &backend.PublishStreamRequest{
 		PluginContext: backend.PluginContext{User: &backend.User{Role: "Admin"}}, Path: "alerts"})

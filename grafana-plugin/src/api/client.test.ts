@@ -45,6 +45,32 @@ describe('frameToAlerts', () => {
   });
 });
 
+describe('frameToAlerts on the Live page channel', () => {
+  it('reads a triage change with its stored triage, and a new trip without', () => {
+    const frame = toDataFrame({
+      fields: [
+        { name: 'time', type: FieldType.time, values: [Date.UTC(2026, 10, 26, 12), Date.UTC(2026, 10, 26, 13)] },
+        { name: 'alert_id', type: FieldType.string, values: ['id-1', 'id-2'] },
+        { name: 'triage_changed', type: FieldType.boolean, values: [true, false] },
+        { name: 'triage_state', type: FieldType.string, values: ['ACKNOWLEDGED', null] },
+        { name: 'triage_assignee', type: FieldType.string, values: [null, null] },
+        { name: 'triage_updated_by', type: FieldType.string, values: ['alice', null] },
+        { name: 'triage_updated_at', type: FieldType.time, values: [Date.UTC(2026, 10, 26, 14), null] },
+      ],
+    });
+    const [change, trip] = frameToAlerts(dataFrameToJSON(frame));
+    expect(change.triage_changed).toBe(true);
+    expect(change.triage).toEqual({
+      state: 'ACKNOWLEDGED',
+      assignee: undefined,
+      updated_by: 'alice',
+      updated_at: '2026-11-26T14:00:00.000Z',
+    });
+    expect(trip.triage_changed).toBeUndefined();
+    expect(trip.triage).toBeUndefined();
+  });
+});
+
 describe("a live panel's rows under Grafana's StreamingDataFrame", () => {
   it('gain nothing from the schema-only answer SubscribeStream gives, and would double from rows', () => {
     // LiveDataStream starts from the panel's query frame and pushes the

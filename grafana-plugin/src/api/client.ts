@@ -12,7 +12,17 @@ import {
 import { getBackendSrv, getDataSourceSrv, getGrafanaLiveSrv, toDataQueryError } from '@grafana/runtime';
 
 import { DS_TYPE } from '../constants';
-import type { AlertFilter, AlertPage, Alert, AuditPage, ChainStatus, HostList, LiveAlert, Stats } from './types';
+import type {
+  AlertFilter,
+  AlertPage,
+  Alert,
+  AuditPage,
+  ChainStatus,
+  HostList,
+  LiveAlert,
+  Stats,
+  TriageState,
+} from './types';
 
 /** An error from /api/v1 with the server's message and HTTP status. */
 export class ApiError extends Error {
@@ -100,14 +110,32 @@ export const api = {
     get<{ channel: string }>('live', { host: f.host, type: f.type, severity: f.severity, rule: f.rule }),
 };
 
-/** Rows of a stream frame as alerts. */
+/**
+ * Rows of a stream frame as alerts. A triage change's row (triage_changed,
+ * on the Live page's channel) carries the alert's stored triage and is
+ * marked triage_changed; a new alert's row carries neither.
+ */
 export function frameToAlerts(json: DataFrameJSON): LiveAlert[] {
   const frame = dataFrameFromJSON(json);
   const col = (name: string) => frame.fields.find((f) => f.name === name)?.values ?? [];
   const time = col('time');
+  const changed = col('triage_changed');
+  const opt = (name: string, i: number) => (col(name)[i] == null ? undefined : String(col(name)[i]));
   const out: LiveAlert[] = [];
   for (let i = 0; i < frame.length; i++) {
+    const triage: Partial<LiveAlert> = {};
+    if (changed[i] === true) {
+      triage.triage_changed = true;
+      triage.triage = {
+        state: (opt('triage_state', i) ?? 'OPEN') as TriageState,
+        assignee: opt('triage_assignee', i),
+        updated_by: opt('triage_updated_by', i),
+        updated_at:
+          col('triage_updated_at')[i] == null ? undefined : new Date(Number(col('triage_updated_at')[i])).toISOString(),
+      };
+    }
     out.push({
+      ...triage,
       alert_id: String(col('alert_id')[i]),
       event_time: new Date(Number(time[i])).toISOString(),
       host_name: String(col('host')[i]),

@@ -150,7 +150,11 @@ export type LiveAlert = Pick<
   | 'severity'
   | 'summary'
   | 'triage'
-> & { seq: number | null };
+> & {
+  seq: number | null;
+  /** Set on a stream row that is a triage change to the alert, not a new alert. */
+  triage_changed?: true;
+};
 
 /** Triage states (pkg/plugin/triage.go); an alert nobody triaged is OPEN. */
 export type TriageState = 'OPEN' | 'ACKNOWLEDGED';

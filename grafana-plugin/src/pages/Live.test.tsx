@@ -13,7 +13,7 @@ import {
 import { getGrafanaLiveSrv } from '@grafana/runtime';
 
 import { api } from '../api/client';
-import type { Alert } from '../api/types';
+import type { Alert, Triage } from '../api/types';
 import { alert, pending } from '../test/fixtures';
 import { Live } from './Live';
 
@@ -31,8 +31,13 @@ const listAlerts = api.listAlerts as jest.Mock;
 
 const CHANNEL = 'ds/tw-uid/alerts';
 
-/** A stream frame as RunStream sends it (pkg/plugin/query.go alertTableFrame). */
-function frame(alerts: Alert[], schemaOnly = false) {
+/**
+ * A stream frame as RunStream sends it (pkg/plugin/query.go
+ * alertStreamFrame): new alerts, or with triaged the alerts' triage changes.
+ */
+function frame(alerts: Alert[], schemaOnly = false, triaged = false) {
+  const triage = (f: (t: Triage) => string | undefined) =>
+    alerts.map((a) => (triaged && a.triage ? (f(a.triage) ?? null) : null));
   const json = dataFrameToJSON(
     toDataFrame({
       name: 'alerts',
@@ -47,6 +52,11 @@ function frame(alerts: Alert[], schemaOnly = false) {
         { name: 'seq', type: FieldType.number, values: alerts.map((a) => a.seq) },
         { name: 'summary', type: FieldType.string, values: alerts.map((a) => a.summary) },
         { name: 'alert_id', type: FieldType.string, values: alerts.map((a) => a.alert_id) },
+        { name: 'triage_changed', type: FieldType.boolean, values: alerts.map(() => triaged) },
+        { name: 'triage_state', type: FieldType.string, values: triage((t) => t.state) },
+        { name: 'triage_assignee', type: FieldType.string, values: triage((t) => t.assignee) },
+        { name: 'triage_updated_by', type: FieldType.string, values: triage((t) => t.updated_by) },
+        { name: 'triage_updated_at', type: FieldType.time, values: alerts.map(() => null) },
       ],
     })
   );
@@ -59,6 +69,9 @@ const status = (state: LiveChannelConnectionState, extra: object = {}): LiveChan
   ({ type: LiveChannelEventType.Status, id: CHANNEL, timestamp: Date.now(), state, ...extra }) as LiveChannelEvent;
 const message = (alerts: Alert[]): LiveChannelEvent =>
   ({ type: LiveChannelEventType.Message, message: frame(alerts) }) as LiveChannelEvent;
+/** Triage changes to the alerts, as the feed streams them. */
+const changed = (alerts: Alert[]): LiveChannelEvent =>
+  ({ type: LiveChannelEventType.Message, message: frame(alerts, false, true) }) as LiveChannelEvent;
 const subscribed = () => status(LiveChannelConnectionState.Connected, { message: frame([], true) });
 
 const probe = { search: '' };
@@ -199,7 +212,7 @@ describe('Live page under Grafana Live semantics', () => {
     listAlerts.mockResolvedValue({ alerts: [alert(1, { triage: { state: 'ACKNOWLEDGED', assignee: 'carol' } })] });
     renderAt('/live?state=ACKNOWLEDGED');
     await waitFor(() => expect(getStream).toHaveBeenCalled());
-    // The channel has no state: triage changes are not streamed.
+    // The channel has no state: the page filters streamed rows by state.
     expect(liveChannel).toHaveBeenCalledWith({ severity: '', host: '' });
     act(() => events.next(subscribed()));
     await waitFor(() => expect(rowTexts()).toHaveLength(1));
@@ -209,6 +222,51 @@ describe('Live page under Grafana Live semantics', () => {
     act(() => events.next(message([alert(2)])));
     expect(rowTexts()).toHaveLength(1);
     expect(screen.getByTestId('data-testid live-counts').textContent).toContain('CRITICAL 1');
+  });
+
+  it('updates a row in place when its triage changes, and counts no new trip', async () => {
+    renderAt();
+    await waitFor(() => expect(getStream).toHaveBeenCalled());
+    act(() => events.next(subscribed()));
+    act(() => events.next(message([alert(1), alert(2)])));
+    await waitFor(() => expect(rowTexts()).toHaveLength(2));
+    expect(rowTexts()[1]).toContain('OPEN');
+    const acked = { state: 'ACKNOWLEDGED', assignee: 'carol', updated_by: 'alice' } as const;
+    // Trip 9 is not shown: a change to it does not add it to an any-state view.
+    act(() => events.next(changed([alert(1, { triage: acked }), alert(9, { triage: acked })])));
+    await waitFor(() => expect(rowTexts()[1]).toContain('ACKNOWLEDGED carol'));
+    expect(rowTexts()).toEqual([expect.stringContaining('#2'), expect.stringContaining('#1')]);
+    expect(rowTexts()[0]).toContain('OPEN');
+    expect(screen.getByTestId('data-testid live-counts').textContent).toContain('CRITICAL 2');
+    // Grafana's subscribe-time copy of the last frame, or a replay, changes nothing more.
+    act(() => events.next(changed([alert(1, { triage: acked })])));
+    expect(rowTexts()).toHaveLength(2);
+  });
+
+  it('drops a row from a state view it no longer matches, and takes in one that now does', async () => {
+    renderAt('/live?state=OPEN');
+    await waitFor(() => expect(getStream).toHaveBeenCalled());
+    act(() => events.next(subscribed()));
+    act(() => events.next(message([alert(1), alert(2)])));
+    await waitFor(() => expect(rowTexts()).toHaveLength(2));
+    act(() => events.next(changed([alert(1, { triage: { state: 'ACKNOWLEDGED', updated_by: 'alice' } })])));
+    await waitFor(() => expect(rowTexts()).toHaveLength(1));
+    expect(rowTexts()[0]).toContain('#2');
+    // Reopened: back under "Unacknowledged", in its place by time.
+    act(() => events.next(changed([alert(1, { triage: { state: 'OPEN', updated_by: 'bob' } })])));
+    await waitFor(() => expect(rowTexts()).toHaveLength(2));
+    expect(rowTexts()).toEqual([expect.stringContaining('#2'), expect.stringContaining('#1')]);
+    expect(screen.getByTestId('data-testid live-counts').textContent).toContain('CRITICAL 2');
+  });
+
+  it('takes in an alert acknowledged while an "Acknowledged" view is open', async () => {
+    renderAt('/live?state=ACKNOWLEDGED');
+    await waitFor(() => expect(getStream).toHaveBeenCalled());
+    act(() => events.next(subscribed()));
+    expect(await screen.findByText('No acknowledged trips among the newest')).toBeInTheDocument();
+    act(() => events.next(changed([alert(4, { triage: { state: 'ACKNOWLEDGED', assignee: 'dave' } })])));
+    await waitFor(() => expect(rowTexts()).toHaveLength(1));
+    expect(rowTexts()[0]).toContain('ACKNOWLEDGED dave');
   });
 
   it('shows new trips as OPEN under "Unacknowledged"', async () => {

@@ -47,10 +47,30 @@ const emptyFeed = (key: string): FeedState => ({ key, alerts: [], pending: [], s
 const newestFirst = (a: LiveAlert, b: LiveAlert) =>
   b.event_time.localeCompare(a.event_time) || b.alert_id.localeCompare(a.alert_id);
 
-/** Adds rows not shown yet; a replayed or backfilled row is never shown twice. */
-function addToFeed(f: FeedState, rows: LiveAlert[], paused: boolean): FeedState {
-  const fresh = rows.filter((a) => !f.seen.has(a.alert_id));
-  if (fresh.length === 0) {
+/** Whether an alert's triage state is one the view's state filter (comma-separated, empty for any) wants. */
+export function stateWanted(state: string, a: LiveAlert): boolean {
+  return state === '' || state.split(',').includes(a.triage?.state ?? 'OPEN');
+}
+
+/**
+ * Adds new rows not shown yet (a replayed or backfilled row is never shown
+ * twice) and applies triage changes: a shown alert is updated in place, or
+ * removed when the view's state filter no longer wants it; an alert not
+ * shown is added only when the view filters by a state it now has (an
+ * alert acknowledged while an "Acknowledged" view is open), never counted
+ * as a new trip.
+ */
+function addToFeed(f: FeedState, rows: LiveAlert[], paused: boolean, state: string): FeedState {
+  const changes = new Map<string, LiveAlert>();
+  const fresh: LiveAlert[] = [];
+  for (const a of rows) {
+    if (a.triage_changed) {
+      changes.set(a.alert_id, a);
+    } else if (!f.seen.has(a.alert_id) && stateWanted(state, a) && !fresh.some((b) => b.alert_id === a.alert_id)) {
+      fresh.push(a);
+    }
+  }
+  if (fresh.length === 0 && changes.size === 0) {
     return f;
   }
   const seen = new Set(f.seen);
@@ -59,8 +79,34 @@ function addToFeed(f: FeedState, rows: LiveAlert[], paused: boolean): FeedState 
     seen.add(a.alert_id);
     counts[a.severity] = (counts[a.severity] ?? 0) + 1;
   }
+  const update = (list: LiveAlert[]) =>
+    list.flatMap((a) => {
+      const c = changes.get(a.alert_id);
+      if (!c) {
+        return [a];
+      }
+      changes.delete(a.alert_id);
+      if (!stateWanted(state, c)) {
+        seen.delete(a.alert_id);
+        return [];
+      }
+      return [{ ...a, triage: c.triage }];
+    });
+  let alerts = update(f.alerts);
+  let pending = update(f.pending);
+  for (const c of changes.values()) {
+    if (state !== '' && stateWanted(state, c) && !seen.has(c.alert_id)) {
+      seen.add(c.alert_id);
+      fresh.push(c);
+    }
+  }
   const merge = (list: LiveAlert[]) => [...fresh, ...list].sort(newestFirst).slice(0, LIVE_KEEP);
-  return paused ? { ...f, seen, counts, pending: merge(f.pending) } : { ...f, seen, counts, alerts: merge(f.alerts) };
+  if (paused) {
+    pending = merge(pending);
+  } else {
+    alerts = merge(alerts);
+  }
+  return { ...f, seen, counts, alerts, pending };
 }
 
 const SEVERITY_OPTIONS = [
@@ -71,10 +117,10 @@ const SEVERITY_OPTIONS = [
 ];
 
 /**
- * Triage filters. The stream carries new trips, which are always OPEN;
- * triage changes are not streamed, so a state filter applies to the stored
- * trips loaded on (re)connect, and streamed trips show only where OPEN is
- * wanted.
+ * Triage filters, applied here: the Live page's channel carries new trips
+ * (OPEN) and every triage change to an alert its other filters match, so a
+ * row changes state in place, or leaves a view whose state it no longer
+ * matches.
  */
 const STATE_OPTIONS = [
   { label: 'Any state', value: '' },
@@ -105,7 +151,6 @@ export function Live() {
   const host = params.get('host') ?? '';
   const state = params.get('state') ?? '';
   const key = `${severity}\u0000${host}\u0000${state}`;
-  const streamed = state === '' || state.split(',').includes('OPEN');
 
   const [feed, setFeed] = useState<FeedState>(emptyFeed(key));
   const current = feed.key === key ? feed : emptyFeed(key);
@@ -122,7 +167,7 @@ export function Live() {
     let sub: Subscription | undefined;
     const filter = { severity, host };
     const add = (rows: LiveAlert[]) =>
-      !cancelled && setFeed((f) => addToFeed(f.key === key ? f : emptyFeed(key), rows, pausedRef.current));
+      !cancelled && setFeed((f) => addToFeed(f.key === key ? f : emptyFeed(key), rows, pausedRef.current, state));
     const fail = (e: unknown) => !cancelled && setError({ key, error: e });
     const backfill = () =>
       api.listAlerts(state ? { ...filter, state } : filter, undefined, LIVE_BACKFILL).then((p) => add(p.alerts), fail);
@@ -137,9 +182,7 @@ export function Live() {
         next: (ev) => {
           switch (ev.kind) {
             case 'rows':
-              if (streamed) {
-                add(ev.alerts);
-              }
+              add(ev.alerts);
               break;
             case 'error':
               fail(new Error(ev.message));
@@ -182,7 +225,7 @@ export function Live() {
       cancelled = true;
       sub?.unsubscribe();
     };
-  }, [key, severity, host, state, streamed]);
+  }, [key, severity, host, state]);
 
   const setFilter = useCallback(
     (name: (typeof LIVE_FILTER_KEYS)[number], value: string) =>
@@ -220,10 +263,10 @@ export function Live() {
     body = <ErrorView title="The live feed is unavailable" error={err} onRetry={() => window.location.reload()} />;
   } else if (st.state === undefined && alerts.length === 0) {
     body = <Loading what="the live feed" />;
-  } else if (alerts.length === 0 && !streamed) {
+  } else if (alerts.length === 0 && state !== '' && !state.split(',').includes('OPEN')) {
     body = (
       <Empty message="No acknowledged trips among the newest">
-        New trips are unacknowledged: choose another state to watch them arrive.
+        Trips acknowledged while you watch appear here; new trips are unacknowledged.
       </Empty>
     );
   } else if (alerts.length === 0) {
