@@ -2,6 +2,8 @@ package plugin
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -241,4 +243,38 @@ func TestTwoBackendsEveryTriageChange(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestLiveBulkOfMaxBulk: a bulk change of the most alerts one request may
+// name reaches the Live view as one update per alert, each with the new
+// state (the feed re-reads the bulk's notifications together). The time
+// from the request to the last row is logged, not asserted.
+func TestLiveBulkOfMaxBulk(t *testing.T) {
+	e := newEnv(t)
+	e.seed(t)
+	refs := make([]string, maxBulk)
+	for i := range refs {
+		a := seedAlerts()[0]
+		a.id, a.seq = fmt.Sprintf("0190d000-0000-7000-8000-%012d", i), int64(5000+i)
+		e.insertAlert(t, a)
+		refs[i] = `{"alert_id":"` + a.id + `","host_name":"web-01"}`
+	}
+	live := e.stream(t, "live")
+	e.waitSubscribers(t, 1)
+	start := time.Now()
+	if code, body := e.send(t, "POST", "/api/v1/alerts/triage", "Editor", "bob",
+		`{"alerts":[`+strings.Join(refs, ",")+`],"state":"ACKNOWLEDGED"}`); code != 200 {
+		t.Fatalf("%d %s", code, body)
+	}
+	committed := time.Since(start)
+	seen := map[string]bool{}
+	for len(seen) < maxBulk {
+		for _, r := range triageRows(t, nextFrame(t, live)) {
+			if seen[r.id] || r.state != TriageAcknowledged || r.by != "bob" || !strings.HasPrefix(r.id, "0190d000-") {
+				t.Fatalf("row %+v (seen before: %v)", r, seen[r.id])
+			}
+			seen[r.id] = true
+		}
+	}
+	t.Logf("bulk of %d: committed %v after the request, last row %v after it", maxBulk, committed, time.Since(start))
 }

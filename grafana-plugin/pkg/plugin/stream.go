@@ -10,6 +10,7 @@ import (
 
 	"github.com/grafana/grafana-plugin-sdk-go/backend/log"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"slices"
@@ -246,40 +247,96 @@ func (fd *Feed) run(ctx context.Context) {
 			if err != nil {
 				break
 			}
-			triage := n.Channel == contract.TriageNotifyChannel
-			var alerts []Alert
-			var ok bool
-			if triage {
-				alerts, ok = decodeTriageNotification(n.Payload)
-			} else {
-				alerts, ok = decodeNotification(n.Payload)
+			notes := []*pgconn.Notification{n}
+			if n.Channel == contract.TriageNotifyChannel {
+				notes = drainTriage(ctx, conn, notes)
 			}
-			if !ok {
-				fd.Malformed.Add(1)
-				continue
-			}
-			// Any role that can connect may NOTIFY: deliver the rows the
-			// notification names as they are stored, and nothing else.
-			if alerts, err = fd.store.Reread(ctx, alerts); err == nil && triage {
-				err = fd.store.attachTriage(ctx, alerts)
-			}
-			if err != nil {
+			if err := fd.handle(ctx, notes, &lastReceived, &lastTriaged); err != nil {
 				log.DefaultLogger.Warn("live feed: re-reading notified alerts; reconnecting to replay them", "error", err)
 				break
-			}
-			for i := range alerts {
-				if triage {
-					if t := alerts[i].Triage.UpdatedAt; t != nil && t.After(lastTriaged) {
-						lastTriaged = *t
-					}
-				} else if alerts[i].ReceivedAt.After(lastReceived) {
-					lastReceived = alerts[i].ReceivedAt
-				}
-				fd.deliver(&liveRow{Alert: alerts[i], Triaged: triage})
 			}
 		}
 		conn.Close(context.Background())
 	}
+}
+
+// triageDrain is how long the feed waits for the next notification after a
+// triage change's: a bulk change sends one per alert, together at commit,
+// and the feed re-reads them in one query rather than one each.
+const triageDrain = 2 * time.Millisecond
+
+// drainTriage adds to notes the triage notifications already arriving, up
+// to a bulk change's worth, and at most one alert notification, last.
+func drainTriage(ctx context.Context, conn *pgx.Conn, notes []*pgconn.Notification) []*pgconn.Notification {
+	for len(notes) < maxBulk {
+		wctx, cancel := context.WithTimeout(ctx, triageDrain)
+		n, err := conn.WaitForNotification(wctx)
+		cancel()
+		if err != nil {
+			// None pending; a failed connection fails the next wait too.
+			return notes
+		}
+		notes = append(notes, n)
+		if n.Channel != contract.TriageNotifyChannel {
+			return notes
+		}
+	}
+	return notes
+}
+
+// handle delivers what notes name, in their order (drainTriage puts the
+// triage changes first). Any role that can connect may NOTIFY: the rows a
+// notification names are re-read and delivered as they are stored, and
+// nothing else; an error means they could not be read.
+func (fd *Feed) handle(ctx context.Context, notes []*pgconn.Notification, lastReceived, lastTriaged *time.Time) error {
+	var keys []Alert
+	for _, n := range notes {
+		if n.Channel != contract.TriageNotifyChannel {
+			continue
+		}
+		k, ok := decodeTriageNotification(n.Payload)
+		if !ok {
+			fd.Malformed.Add(1)
+			continue
+		}
+		keys = append(keys, k...)
+	}
+	if len(keys) > 0 {
+		alerts, err := fd.store.Reread(ctx, keys)
+		if err == nil {
+			err = fd.store.attachTriage(ctx, alerts)
+		}
+		if err != nil {
+			return err
+		}
+		for i := range alerts {
+			if t := alerts[i].Triage.UpdatedAt; t != nil && t.After(*lastTriaged) {
+				*lastTriaged = *t
+			}
+			fd.deliver(&liveRow{Alert: alerts[i], Triaged: true})
+		}
+	}
+	for _, n := range notes {
+		if n.Channel == contract.TriageNotifyChannel {
+			continue
+		}
+		alerts, ok := decodeNotification(n.Payload)
+		if !ok {
+			fd.Malformed.Add(1)
+			continue
+		}
+		alerts, err := fd.store.Reread(ctx, alerts)
+		if err != nil {
+			return err
+		}
+		for i := range alerts {
+			if alerts[i].ReceivedAt.After(*lastReceived) {
+				*lastReceived = alerts[i].ReceivedAt
+			}
+			fd.deliver(&liveRow{Alert: alerts[i]})
+		}
+	}
+	return nil
 }
 
 // decodeNotification reads a notification's payload: an array of
