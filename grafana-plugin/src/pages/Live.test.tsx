@@ -243,6 +243,23 @@ describe('Live page under Grafana Live semantics', () => {
     expect(rowTexts()).toHaveLength(2);
   });
 
+  it('refreshes the state of shown rows from the stored trips after a reconnect', async () => {
+    listAlerts.mockResolvedValue({ alerts: [alert(2), alert(1)] });
+    renderAt();
+    await waitFor(() => expect(getStream).toHaveBeenCalled());
+    act(() => events.next(subscribed()));
+    await waitFor(() => expect(rowTexts()).toHaveLength(2));
+    act(() => events.next(status(LiveChannelConnectionState.Disconnected)));
+    // Trip 1 was acknowledged while the browser was away.
+    listAlerts.mockResolvedValue({
+      alerts: [alert(2), alert(1, { triage: { state: 'ACKNOWLEDGED', assignee: 'erin' } })],
+    });
+    act(() => events.next(subscribed()));
+    await waitFor(() => expect(rowTexts()[1]).toContain('ACKNOWLEDGED erin'));
+    expect(rowTexts()).toHaveLength(2);
+    expect(screen.getByTestId('data-testid live-counts').textContent).toContain('CRITICAL 2');
+  });
+
   it('drops a row from a state view it no longer matches, and takes in one that now does', async () => {
     renderAt('/live?state=OPEN');
     await waitFor(() => expect(getStream).toHaveBeenCalled());

@@ -169,8 +169,13 @@ export function Live() {
     const add = (rows: LiveAlert[]) =>
       !cancelled && setFeed((f) => addToFeed(f.key === key ? f : emptyFeed(key), rows, pausedRef.current, state));
     const fail = (e: unknown) => !cancelled && setError({ key, error: e });
+    // Stored rows come with their triage: besides filling the feed, they
+    // refresh the state of rows already shown, which Grafana Live does not
+    // replay after the browser's own reconnect.
     const backfill = () =>
-      api.listAlerts(state ? { ...filter, state } : filter, undefined, LIVE_BACKFILL).then((p) => add(p.alerts), fail);
+      api
+        .listAlerts(state ? { ...filter, state } : filter, undefined, LIVE_BACKFILL)
+        .then((p) => add([...p.alerts, ...p.alerts.map((a) => ({ ...a, triage_changed: true as const }))]), fail);
 
     api.liveChannel(filter).then(({ channel }) => {
       if (cancelled) {
