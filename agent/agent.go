@@ -260,7 +260,7 @@ func (a *Agent) Run(ctx context.Context, reload <-chan *config.Config) (err erro
 	// live heap near the idle limit (10,000 watched paths are ~8 MB).
 	memLimit := newMemoryLimit(a.opts.MemoryLimit)
 	memLimit.adjust()
-	tick := time.NewTicker(statusCheckInterval)
+	tick := watcher.NewAlignedTimer(statusCheckInterval)
 	defer tick.Stop()
 	for {
 		select {
@@ -274,6 +274,7 @@ func (a *Agent) Run(ctx context.Context, reload <-chan *config.Config) (err erro
 		case offer := <-a.centralReq:
 			offer.done <- a.applyCentral(ctx, offer.body)
 		case <-tick.C:
+			tick.Again()
 			a.checkStatus()
 			memLimit.adjust()
 		case <-a.recheck:

@@ -27,7 +27,7 @@ func runEBPF(ctx context.Context, rd *ringbuf.Reader, read, stats, refresh, deta
 	}()
 	go func() {
 		defer close(statsDone)
-		t := time.NewTicker(execStatsInterval)
+		t := NewAlignedTimer(execStatsInterval)
 		defer t.Stop()
 		var refreshC <-chan time.Time
 		if refresh != nil {
@@ -41,6 +41,7 @@ func runEBPF(ctx context.Context, rd *ringbuf.Reader, read, stats, refresh, deta
 				stats()
 				return
 			case <-t.C:
+				t.Again()
 				stats()
 			case <-refreshC:
 				refresh()

@@ -516,7 +516,7 @@ func (w *fileEBPF) dropped(stats *ebpf.Map) uint64 {
 func (w *fileEBPF) loop(rd *ringbuf.Reader, coll *ebpf.Collection, sink Sink) {
 	trips, stats := coll.Maps[bpf.FileMapFileTrips], coll.Maps[bpf.FileMapStats]
 	var rec ringbuf.Record
-	next := time.Now().Add(fileSummaryInterval)
+	next := time.Now().Add(untilAligned(fileSummaryInterval))
 	behind, dropped := false, w.dropped(stats)
 	for n := 1; ; {
 		rd.SetDeadline(next)
@@ -554,6 +554,6 @@ func (w *fileEBPF) loop(rd *ringbuf.Reader, coll *ebpf.Collection, sink Sink) {
 		}
 		w.summarise(trips, sink, n%fileReapEvery == 0, false)
 		n++
-		next = time.Now().Add(fileSummaryInterval)
+		next = time.Now().Add(untilAligned(fileSummaryInterval))
 	}
 }

@@ -358,7 +358,7 @@ func (h *honeyport) watchDrops(ctx context.Context, sink Sink) {
 		<-ctx.Done()
 		return
 	}
-	t := time.NewTicker(honeyDropPoll)
+	t := NewAlignedTimer(honeyDropPoll)
 	defer t.Stop()
 	for {
 		select {
@@ -366,6 +366,7 @@ func (h *honeyport) watchDrops(ctx context.Context, sink Sink) {
 			check()
 			return
 		case <-t.C:
+			t.Again()
 			check()
 		}
 	}
