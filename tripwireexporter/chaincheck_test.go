@@ -151,6 +151,16 @@ func TestForkIsOneAlert(t *testing.T) {
 	if n := queryInt(t, pool, "SELECT count(*) FROM chain_forks"); n != 3 {
 		t.Errorf("%d fork entries, want 3", n)
 	}
+	// Every alert, forked or not, reads its own event (migration 0018): a
+	// fork's alert keeps event_detail, as seq 3..5 of the audit entries are
+	// another event's.
+	if n := queryInt(t, pool, `SELECT count(*) FROM alerts WHERE tripwire_type <> 'audit' AND
+		(`+detailSQL+` IS NULL OR `+detailSQL+`->>'`+event.KeyAlertID+`' <> alert_id::text)`); n != 0 {
+		t.Errorf("%d alerts without their own event detail", n)
+	}
+	if n := queryInt(t, pool, "SELECT count(*) FROM alerts WHERE event_detail IS NOT NULL AND tripwire_type <> 'audit'"); n != 3 {
+		t.Errorf("%d alerts store event_detail, want the 3 whose entries are forks", n)
+	}
 }
 
 func TestForkAtTheHead(t *testing.T) {
