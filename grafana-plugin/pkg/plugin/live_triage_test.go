@@ -1,13 +1,11 @@
 package plugin
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/grafana/grafana-plugin-sdk-go/backend"
 	"github.com/grafana/grafana-plugin-sdk-go/data"
 
 	"github.com/tripwire-sec/tripwire/contract"
@@ -221,12 +219,7 @@ WHERE query LIKE 'LISTEN %' AND datname = current_database()`).Scan(&killed); er
 func TestTwoBackendsEveryTriageChange(t *testing.T) {
 	e := newEnv(t)
 	e.seed(t)
-	inst, err := NewDatasource(context.Background(), backend.DataSourceInstanceSettings{UID: "tw", JSONData: settingsJSON(e.dsn)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	second := &env{ds: inst.(*Datasource), conn: e.conn, dsn: e.dsn, now: e.now}
-	t.Cleanup(second.ds.Dispose)
+	second := e.secondBackend(t)
 	views := []<-chan *data.Frame{e.stream(t, "live"), second.stream(t, "live")}
 	e.waitSubscribers(t, 1)
 	second.waitSubscribers(t, 1)

@@ -21,12 +21,7 @@ import (
 func TestTwoBackendsEveryAlert(t *testing.T) {
 	e := newEnv(t)
 	e.seed(t)
-	inst, err := NewDatasource(context.Background(), backend.DataSourceInstanceSettings{UID: "tw", JSONData: settingsJSON(e.dsn)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	second := &env{ds: inst.(*Datasource), conn: e.conn, dsn: e.dsn, now: e.now}
-	t.Cleanup(second.ds.Dispose)
+	second := e.secondBackend(t)
 
 	type sub struct {
 		name   string
@@ -136,4 +131,17 @@ func TestTwoBackendsEveryAlert(t *testing.T) {
 			t.Errorf("%s: of %d alerts, %d missing, %d twice, %d outside its filter", s.name, len(want), missing, dup, extra)
 		}
 	}
+}
+
+// secondBackend is another plugin backend on e's database (a second Grafana
+// replica): its own Datasource, pool and LISTEN.
+func (e *env) secondBackend(t *testing.T) *env {
+	t.Helper()
+	inst, err := NewDatasource(context.Background(), backend.DataSourceInstanceSettings{UID: "tw", JSONData: settingsJSON(e.dsn)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := &env{ds: inst.(*Datasource), conn: e.conn, dsn: e.dsn, now: e.now}
+	t.Cleanup(second.ds.Dispose)
+	return second
 }
