@@ -441,6 +441,7 @@ func BenchmarkIngestRate(b *testing.B) {
 		b.ResetTimer()
 		load0 := loadAvg()
 		colCPU, genCPU, pgCPU := cpuSeconds(s.col.cmd.Process.Pid), cpuSeconds(os.Getpid()), clusterCPUSeconds(s.db)
+		wal0 := walBytes(ctx, b, pool)
 		start := time.Now()
 		owed := int(perAgent * float64(seconds)) // events per agent
 		// due is when an agent's k-th event (from 0) happens.
@@ -504,6 +505,7 @@ func BenchmarkIngestRate(b *testing.B) {
 		// CPU per event over the whole run, the drain included: on a shared
 		// machine the latencies depend on what else runs, this much less.
 		colTotal, pgTotal := cpuSeconds(s.col.cmd.Process.Pid)-colCPU0, clusterCPUSeconds(s.db)-pgCPU
+		wal := walBytes(ctx, b, pool) - wal0
 		l, err := rowLatency(ctx, pool, "rate")
 		if err != nil {
 			b.Fatal(err)
@@ -528,13 +530,22 @@ func BenchmarkIngestRate(b *testing.B) {
 			"all sent %s after the start; %d rows; event → row p50 %.1f ms, p99 %.1f ms, max %.1f ms; "+
 			"backlog when the load stopped %d events, drained %s later; collector RSS %d MiB; "+
 			"while sending, CPU of the collector %.2f cores, of the load generator %.2f cores (of %d); "+
-			"CPU per 1,000 events: collector %.0f ms, PostgreSQL %.0f ms; machine load average (1 min) %s at the start, %s at the end",
+			"CPU per 1,000 events: collector %.0f ms, PostgreSQL %.0f ms; WAL %.0f bytes per event; machine load average (1 min) %s at the start, %s at the end",
 			agents, rate, seconds, maxBatch, total, requests.Load(), float64(total)/float64(requests.Load()), largest.Load(),
 			sendTime.Round(time.Millisecond), l.rows, l.p50*1000, l.p99*1000, l.max*1000,
 			backlog, drain.Round(time.Millisecond), rssKiB(s.col.cmd.Process.Pid)/1024,
 			colCPU/sendTime.Seconds(), genCPU/sendTime.Seconds(), runtime.NumCPU(),
-			1e6*colTotal/float64(total), 1e6*pgTotal/float64(total), load0, loadAvg())
+			1e6*colTotal/float64(total), 1e6*pgTotal/float64(total), wal/float64(total), load0, loadAvg())
 	}
+}
+
+// walBytes is how much WAL the cluster wrote so far.
+func walBytes(ctx context.Context, b *testing.B, pool *pgxpool.Pool) float64 {
+	var n float64
+	if err := pool.QueryRow(ctx, `SELECT wal_bytes FROM pg_stat_wal`).Scan(&n); err != nil {
+		b.Fatal(err)
+	}
+	return n
 }
 
 // productionPostgres are the server settings docs/operations.md recommends

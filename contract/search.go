@@ -31,20 +31,50 @@ func SearchText(summary, rule, host, commandLine, userName string) string {
 
 // SearchWords are the search terms of s: its words (runs of letters and
 // digits, lowercased) and each pair of neighbouring words joined by a blank,
-// each once, sorted. The exporter stores SearchWords(SearchText(...)) in
-// alerts.search_words; the plugin finds q by the rows holding every one of
-// SearchQueryTerms(q). The pairs make a q of several words selective even
-// when each word alone is common ("file 123" in ".../file-123", where
-// "file" is in every row and "123" in many).
+// each once, in the order they first appear. The exporter stores
+// SearchWords(SearchText(...)) in alerts.search_words; the plugin finds q
+// by the rows holding every one of SearchQueryTerms(q). The pairs make a q
+// of several words selective even when each word alone is common
+// ("file 123" in ".../file-123", where "file" is in every row and "123" in
+// many). The exporter computes this for every event stored, so the pairs
+// share one allocation, and the few terms of a usual text are kept once
+// by a scan rather than sorted.
 func SearchWords(s string) []string {
 	words := splitWords(s)
-	terms := make([]string, 0, 2*len(words))
-	terms = append(terms, words...)
-	for i := 1; i < len(words); i++ {
-		terms = append(terms, words[i-1]+" "+words[i])
+	if len(words) == 0 {
+		return []string{}
 	}
-	slices.Sort(terms)
-	return slices.Compact(terms)
+	n := 0
+	for _, w := range words {
+		n += 2 * (len(w) + 1)
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for i := 1; i < len(words); i++ {
+		b.WriteString(words[i-1])
+		b.WriteByte(' ')
+		b.WriteString(words[i])
+	}
+	pairs := b.String()
+	terms := make([]string, 0, 2*len(words))
+	add := func(t string) {
+		if len(terms) > 64 || !slices.Contains(terms, t) {
+			terms = append(terms, t)
+		}
+	}
+	for i, w := range words {
+		add(w)
+		if i > 0 {
+			n := len(words[i-1]) + 1 + len(w)
+			add(pairs[:n])
+			pairs = pairs[n:]
+		}
+	}
+	if len(terms) > 64 { // a long text: scanning would cost more than sorting
+		slices.Sort(terms)
+		terms = slices.Compact(terms)
+	}
+	return terms
 }
 
 // SearchQueryTerms are the terms a row must hold to contain q: its one word,

@@ -1,6 +1,7 @@
 package contract
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -11,14 +12,39 @@ func TestSearchWords(t *testing.T) {
 		in   string
 		want []string
 	}{
-		{"/etc/shadow by pid 42", []string{"42", "by", "by pid", "etc", "etc shadow", "pid", "pid 42", "shadow", "shadow by"}},
-		{"Größe ÉTÉ", []string{"größe", "größe été", "été"}},
+		{"/etc/shadow by pid 42", []string{"etc", "shadow", "etc shadow", "by", "shadow by", "pid", "by pid", "42", "pid 42"}},
+		{"Größe ÉTÉ", []string{"größe", "été", "größe été"}},
 		{"a-a a", []string{"a", "a a"}},
 		{"#%_ --", []string{}},
 	} {
 		if got := SearchWords(c.in); !slices.Equal(got, c.want) {
 			t.Errorf("SearchWords(%q) = %q, want %q", c.in, got, c.want)
 		}
+	}
+}
+
+// A long text (beyond 64 terms) still gives each word and pair once.
+func TestSearchWordsOfALongText(t *testing.T) {
+	var text []string
+	want := map[string]bool{}
+	for i := range 50 {
+		w := fmt.Sprintf("w%d", i%45) // five words twice
+		text = append(text, w)
+		want[w] = true
+		if i > 0 {
+			want[text[i-1]+" "+w] = true
+		}
+	}
+	got := SearchWords(strings.Join(text, " "))
+	seen := map[string]bool{}
+	for _, term := range got {
+		if seen[term] || !want[term] {
+			t.Fatalf("SearchWords: %q repeated or not a term", term)
+		}
+		seen[term] = true
+	}
+	if len(seen) != len(want) {
+		t.Fatalf("SearchWords: %d terms, want %d", len(seen), len(want))
 	}
 }
 

@@ -250,3 +250,57 @@ func TestVersionsNumberedOnce(t *testing.T) {
 		seen[n] = v
 	}
 }
+
+// Migration 0020: search words compare as bytes, and free text's query
+// (the plugin's search_words @> $1::text[], a parameter of the default
+// collation) still finds its rows through the index.
+func TestSearchWordsUseTheBytewiseIndex(t *testing.T) {
+	ctx := context.Background()
+	pool := newPool(t)
+	if err := migrations.Apply(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := migrations.EnsurePartitions(ctx, pool, time.Now(), 0); err != nil {
+		t.Fatal(err)
+	}
+	id := insertAlert(t, pool, hostID(t, pool), time.Now())
+	if _, err := pool.Exec(ctx, `UPDATE alerts SET search_words = ARRAY['passwd', 'read', 'read passwd'] WHERE alert_id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
+	var collation string
+	if err := pool.QueryRow(ctx, `SELECT c.collname FROM pg_attribute a JOIN pg_collation c ON c.oid = a.attcollation
+		WHERE a.attrelid = 'alerts'::regclass AND a.attname = 'search_words'`).Scan(&collation); err != nil {
+		t.Fatal(err)
+	}
+	if collation != "C" {
+		t.Fatalf("search_words elements collate as %q, want C", collation)
+	}
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `SET enable_seqscan = off`); err != nil {
+		t.Fatal(err)
+	}
+	const q = `SELECT alert_id FROM alerts WHERE search_words @> $1::text[]`
+	var rows []string
+	r, err := conn.Query(ctx, "EXPLAIN "+q, []string{"read passwd"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for r.Next() {
+		var line string
+		if err := r.Scan(&line); err != nil {
+			t.Fatal(err)
+		}
+		rows = append(rows, line)
+	}
+	if !strings.Contains(strings.Join(rows, "\n"), "search_words_idx") {
+		t.Errorf("free text does not use the search index:\n%s", strings.Join(rows, "\n"))
+	}
+	var found uuid.UUID
+	if err := conn.QueryRow(ctx, q, []string{"read passwd"}).Scan(&found); err != nil || found != id {
+		t.Fatalf("found %v, %v; want %v", found, err, id)
+	}
+}

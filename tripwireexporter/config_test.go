@@ -42,7 +42,7 @@ func TestLoadConfig(t *testing.T) {
 	want := NewFactory().CreateDefaultConfig().(*Config)
 	if def.Retention != want.Retention || def.PartitionsAhead != 2 || def.ChainGapGrace != time.Minute ||
 		def.HostOfflineAfter != 5*time.Minute || def.TimeoutConfig.Timeout != 30*time.Second ||
-		!def.QueueConfig.HasValue() || def.RetryConfig.MaxElapsedTime != 0 {
+		def.QueueConfig.HasValue() || def.RetryConfig.Enabled {
 		t.Errorf("defaults not kept: %+v", def)
 	}
 

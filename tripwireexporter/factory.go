@@ -36,18 +36,21 @@ func NewFactory() exporter.Factory {
 }
 
 func createDefaultConfig() component.Config {
+	// No queue and no retries: the exporter returns only once PostgreSQL
+	// committed, so the receiver acknowledges an agent only for events that
+	// are stored, and a failure goes back to the agent, which keeps the
+	// events in its spool and retries (with this collector or another).
+	// A queue in front of the database would be a second spool costing
+	// the collector more than the storing itself.
 	retry := configretry.NewDefaultBackOffConfig()
-	// Give up never: an event is lost only if PostgreSQL stays away longer
-	// than the queue can hold. Errors retrying cannot fix are permanent and
-	// not retried at all.
-	retry.MaxElapsedTime = 0
+	retry.Enabled = false
 	return &Config{
 		Retention:        90 * 24 * time.Hour,
 		PartitionsAhead:  2,
 		ChainGapGrace:    time.Minute,
 		HostOfflineAfter: 5 * time.Minute,
 		TimeoutConfig:    exporterhelper.TimeoutConfig{Timeout: 30 * time.Second},
-		QueueConfig:      configoptional.Some(exporterhelper.NewDefaultQueueConfig()),
+		QueueConfig:      configoptional.None[exporterhelper.QueueBatchConfig](),
 		RetryConfig:      retry,
 	}
 }

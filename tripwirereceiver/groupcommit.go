@@ -3,6 +3,7 @@ package tripwirereceiver
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -15,8 +16,8 @@ import (
 // to stop; the agent retries it (with another collector, or this one later).
 var errShuttingDown = errors.New("receiver shutting down")
 
-// maxGroupRecords caps the records of one group: the exporter's queue splits
-// batches above 5,000 records again.
+// maxGroupRecords caps the records of one group, and so of the exporter's
+// transactions.
 const maxGroupRecords = 5000
 
 // maxGroupBytes caps a group's encoded size, so that a group of large
@@ -24,24 +25,37 @@ const maxGroupRecords = 5000
 const maxGroupBytes = 16 << 20
 
 // minGroupInterval is the least time between the starts of two groups.
-// Each group costs the persistent queue behind the receiver three fsync'd
-// writes, one after another under one lock (stored, taken by the exporter,
-// deleted once stored): a group per request that arrived during the last
-// write made hundreds of groups a second of a few records each under steady
-// load, and the queue's writes, not the work, set the pace. An idle
-// receiver's request still goes at once.
+// Each group costs the exporter a transaction per lane, each with its
+// statements and a commit that waits for the WAL's fsync; a group per
+// request made hundreds of small groups a second under steady load, and
+// those costs, not the records, set the pace. An idle receiver's request
+// still goes at once.
 const minGroupInterval = 10 * time.Millisecond
 
+// maxPendingBytes bounds the encoded size of the requests waiting for a
+// group: they wait only while the groups in flight are stored, so more
+// than this means PostgreSQL is not keeping up.
+const maxPendingBytes = 4 * maxGroupBytes
+
+// errBusy refuses a request while too much waits already.
+var errBusy = errors.New("receiver busy: too many records wait for the database")
+
+// maxGroupsInFlight groups are consumed side by side: while one group's
+// transactions wait on PostgreSQL's commit, the next one is decoded.
+const maxGroupsInFlight = 2
+
 // groupCommit hands the records of concurrent requests to the next consumer
-// together. Behind the receiver sits a persistent queue that pays fsync'd
-// writes per ConsumeLogs call, so a fleet of agents each sending a few
-// records at a time would be capped by the disk's fsync rate, not by the
-// work; grouped, it costs one write per group. A request that arrives when
+// together. Behind the receiver the exporter stores each ConsumeLogs call in
+// PostgreSQL before it returns, in transactions that each wait for a commit,
+// so a fleet of agents each sending a few records at a time would be capped
+// by per-call costs, not by the work; grouped, a group pays them once. At
+// most maxGroupsInFlight groups are consumed at once; what arrives
+// meanwhile waits and goes as the next group. A request that arrives when
 // no group started in the last minGroupInterval goes at once; otherwise it
 // waits, with the others arriving meanwhile, for the rest of the interval
 // (less if they fill a group). A request is answered only after its group
-// was consumed, with the group's result, so an acknowledgement still means
-// its records were taken.
+// was consumed, with the group's result, so an acknowledgement means its
+// records were stored.
 type groupCommit struct {
 	next     consumer.Logs
 	interval time.Duration // minGroupInterval; tests set another
@@ -74,15 +88,21 @@ func newGroupCommit(next consumer.Logs) *groupCommit {
 }
 
 // consume hands ld on with the group it joins and returns the group's
-// result. It waits even if the agent gave up on the request: the group may
-// hold ld, whose memory belongs to the gRPC request until the handler
-// returns.
-func (g *groupCommit) consume(ld plog.Logs) error {
+// result. A request that the agent gives up on (ctx) before its group was
+// taken leaves the line; once taken it waits for the group, which holds
+// ld, whose memory belongs to the gRPC request until the handler returns.
+// When more than maxPendingBytes wait already (the database slow or hung),
+// a request is refused at once, and the agent keeps its events and retries.
+func (g *groupCommit) consume(ctx context.Context, ld plog.Logs) error {
 	req := &commitRequest{ld: ld, size: sizer.LogsSize(ld), done: make(chan struct{})}
 	g.mu.Lock()
 	if g.closed {
 		g.mu.Unlock()
 		return errShuttingDown
+	}
+	if g.bytes > 0 && g.bytes+req.size > maxPendingBytes {
+		g.mu.Unlock()
+		return errBusy
 	}
 	g.pending = append(g.pending, req)
 	g.records += ld.LogRecordCount()
@@ -92,6 +112,20 @@ func (g *groupCommit) consume(ld plog.Logs) error {
 	case g.wake <- struct{}{}:
 	default:
 	}
+	select {
+	case <-req.done:
+		return req.err
+	case <-ctx.Done():
+	}
+	g.mu.Lock()
+	if i := slices.Index(g.pending, req); i >= 0 {
+		g.pending = slices.Delete(g.pending, i, i+1)
+		g.records -= ld.LogRecordCount()
+		g.bytes -= req.size
+		g.mu.Unlock()
+		return ctx.Err()
+	}
+	g.mu.Unlock()
 	<-req.done
 	return req.err
 }
@@ -112,6 +146,9 @@ func (g *groupCommit) close() {
 func (g *groupCommit) run() {
 	defer close(g.done)
 	var last time.Time // when the last group started
+	var inFlight sync.WaitGroup
+	defer inFlight.Wait()
+	slots := make(chan struct{}, maxGroupsInFlight)
 	for {
 		select {
 		case <-g.wake:
@@ -122,12 +159,18 @@ func (g *groupCommit) run() {
 		}
 		for g.hasPending() {
 			if !g.paced(last) {
+				inFlight.Wait()
 				for g.commitNext() {
 				}
 				return
 			}
 			last = time.Now()
-			g.commitNext()
+			slots <- struct{}{}
+			group := g.take()
+			inFlight.Go(func() {
+				g.commit(group)
+				<-slots
+			})
 		}
 	}
 }
@@ -164,6 +207,13 @@ func (g *groupCommit) paced(last time.Time) bool {
 // commitNext consumes the next group of pending requests, in arrival order,
 // and reports whether there was one.
 func (g *groupCommit) commitNext() bool {
+	group := g.take()
+	g.commit(group)
+	return len(group) > 0
+}
+
+// take removes the next group from the pending requests, in arrival order.
+func (g *groupCommit) take() []*commitRequest {
 	g.mu.Lock()
 	n, records, size := 0, 0, 0
 	for n < len(g.pending) {
@@ -178,8 +228,13 @@ func (g *groupCommit) commitNext() bool {
 	g.records -= records
 	g.bytes -= size
 	g.mu.Unlock()
+	return group
+}
+
+// commit consumes a group and answers its requests.
+func (g *groupCommit) commit(group []*commitRequest) {
 	if len(group) == 0 {
-		return false
+		return
 	}
 	ld := group[0].ld
 	if len(group) > 1 {
@@ -203,11 +258,10 @@ func (g *groupCommit) commitNext() bool {
 			r.err = g.next.ConsumeLogs(context.Background(), one)
 			close(r.done)
 		}
-		return true
+		return
 	}
 	for _, r := range group {
 		r.err = err
 		close(r.done)
 	}
-	return true
 }

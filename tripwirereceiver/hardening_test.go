@@ -173,7 +173,8 @@ func TestRequestLimits(t *testing.T) {
 	require.Contains(t, err.Error(), "attributes")
 
 	// Five concurrent requests while the first is being consumed: only
-	// max_concurrent_streams of them reach the receiver.
+	// max_concurrent_streams of them reach the receiver (as the next
+	// group in flight, or waiting for one).
 	var wg sync.WaitGroup
 	for i := range 5 {
 		wg.Add(1)
@@ -219,12 +220,13 @@ func TestGroupsAreBoundedByBytes(t *testing.T) {
 		return ld
 	}
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); require.NoError(t, group.consume(big("/first"))) }()
-	<-g.entered
+	for i := range maxGroupsInFlight {
+		wg.Go(func() { require.NoError(t, group.consume(t.Context(), big("/first"+itoa(i)))) })
+		<-g.entered
+	}
 	for i := range 6 {
 		wg.Add(1)
-		go func() { defer wg.Done(); require.NoError(t, group.consume(big("/b"+itoa(i)))) }()
+		go func() { defer wg.Done(); require.NoError(t, group.consume(t.Context(), big("/b"+itoa(i)))) }()
 	}
 	require.Eventually(t, func() bool {
 		group.mu.Lock()
@@ -238,7 +240,7 @@ func TestGroupsAreBoundedByBytes(t *testing.T) {
 	for i, n := range g.calls {
 		require.LessOrEqual(t, n, 3*80, "call %d of %v: more than 16 MiB of records", i, g.calls)
 	}
-	require.Equal(t, 7*80, sum(g.calls))
+	require.Equal(t, (6+maxGroupsInFlight)*80, sum(g.calls))
 }
 
 func sum(xs []int) int {

@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/collector/component/componentstatus"
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/consumer/consumererror"
+	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
 	"go.opentelemetry.io/collector/receiver"
 	"go.opentelemetry.io/collector/receiver/receiverhelper"
@@ -87,7 +88,7 @@ func (r *tripwireReceiver) Start(ctx context.Context, host component.Host) (err 
 	}
 	r.addr = ln.Addr()
 	r.group = newGroupCommit(r.next)
-	r.refusals = newRefusalLog(r.settings.Logger, refusalInterval, r.group.consume)
+	r.refusals = newRefusalLog(r.settings.Logger, refusalInterval, func(ld plog.Logs) error { return r.group.consume(context.Background(), ld) })
 	r.server = grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(r.policy.ServerTLS())),
 		grpc.MaxRecvMsgSize(r.cfg.MaxRecvMsgSize),
@@ -193,7 +194,7 @@ func (r *tripwireReceiver) Export(ctx context.Context, req plogotlp.ExportReques
 	}
 
 	ctx = r.obsrecv.StartLogsOp(ctx)
-	err = r.group.consume(ld)
+	err = r.group.consume(ctx, ld)
 	r.obsrecv.EndLogsOp(ctx, "protobuf", accepted, err)
 	if err != nil {
 		// A permanent error will not go away on retry; anything else (the
