@@ -412,6 +412,7 @@ func newStackOn(t testing.TB, db string, configs ...string) *stack {
 		"TRIPWIRE_FORWARD_ENDPOINT=" + s.sink.addr,
 		"TRIPWIRE_FORWARD_INSECURE=true",
 		fmt.Sprintf("TRIPWIRE_METRICS_PORT=%d", freePort(t)),
+		"GOGC=400", // as the image and the demo run it
 	}
 	s.col = startCollectorOn(t, s.configs, s.health, s.env...)
 	return s

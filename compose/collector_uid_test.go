@@ -185,8 +185,14 @@ func TestCollectorStartsAsImageUser(t *testing.T) {
 		env = append(env, k+"="+v)
 	}
 	env = append(env, "TRIPWIRE_METRICS_PORT="+strconv.Itoa(freePort(t)))
+	// The volume holds forward.yaml's persistent queue (the PostgreSQL
+	// exporter keeps none): layered on, as by an operator who forwards, with
+	// an endpoint that is not there, whose queue then holds the event.
+	forward := filepath.Join(root, "forward.yaml")
+	copyFile(t, "../collector/forward.yaml", forward, 0o444)
+	env = append(env, "TRIPWIRE_FORWARD_ENDPOINT=127.0.0.1:"+strconv.Itoa(freePort(t)), "TRIPWIRE_FORWARD_INSECURE=true")
 	log := &strings.Builder{}
-	col := exec.Command(bin, svc.commandArgs(config)...)
+	col := exec.Command(bin, append(svc.commandArgs(config), "--config", forward)...)
 	col.Env, col.Dir = env, root
 	col.Stdout, col.Stderr = log, log
 	col.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(img.uid), Gid: uint32(img.gid)}}
@@ -243,7 +249,7 @@ func TestCollectorStartsAsImageUser(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	// The persistent queue lives in the volume, owned by the image's user.
+	// The forward queue lives in the volume, owned by the image's user.
 	files, err := os.ReadDir(queue)
 	if err != nil || len(files) == 0 {
 		t.Fatalf("the collector left no queue file in the volume (%v)", err)

@@ -212,7 +212,7 @@ ok "CA, collector certificate (localhost), agent certificate (CN=$HOST) in .demo
 step "Starting tripwire-collector"
 TRIPWIRE_PKI_DIR=$DEMO/pki TRIPWIRE_ENDPOINT=127.0.0.1:$OTLP_PORT TRIPWIRE_HEALTH_ENDPOINT=127.0.0.1:$COLLECTOR_HEALTH_PORT \
   TRIPWIRE_METRICS_HOST=127.0.0.1 TRIPWIRE_METRICS_PORT=$METRICS_PORT TRIPWIRE_QUEUE_DIR=$DEMO/queue \
-  TRIPWIRE_PG_DSN="postgres://postgres@127.0.0.1:$PGPORT/tripwire?sslmode=disable" \
+  TRIPWIRE_PG_DSN="postgres://postgres@127.0.0.1:$PGPORT/tripwire?sslmode=disable" GOGC=400 \
   bin/tripwire-collector --config collector/config.yaml >"$DEMO/collector.log" 2>&1 9<&- &
 echo $! >"$DEMO/collector.pid"
 await collector "$(cat "$DEMO/collector.pid")" "$DEMO/collector.log" 60 "$OTLP_PORT:TRIPWIRE_DEMO_OTLP_PORT" \
