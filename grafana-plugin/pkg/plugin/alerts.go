@@ -134,15 +134,13 @@ func (s *Store) alertWhere(ctx context.Context, f *Filter, splitHosts bool) (*wh
 		// q appears as typed, case aside.
 		// The planner takes that index for rare words and, for common ones,
 		// the time index, stopping at the page's last row.
-		// The command line and user are in the event's payload, which a
-		// chained alert reads from its audit entry (migration 0018): the
-		// columns are tried first, and a match there is a match in the whole
-		// text, which begins with them.
-		like := likeEscape(f.Text)
+		// alert_text_matches (migration 0021) is that recheck, as a function
+		// the planner does not guess rare: the command line and user are in
+		// the event's payload, which a chained alert reads from its audit
+		// entry (migration 0018).
 		w.add(`search_words @> ?::text[]
-	AND (lower(summary || ' ' || rule_name || ' ' || host_name) LIKE lower(?)
-	     OR alert_search_text(summary, rule_name, host_name, alert_detail(host_id, seq, alert_id, event_detail)) LIKE lower(?))`,
-			contract.SearchQueryTerms(f.Text), like, like)
+	AND alert_text_matches(summary, rule_name, host_name, host_id, seq, alert_id, event_detail, lower(?))`,
+			contract.SearchQueryTerms(f.Text), likeEscape(f.Text))
 	}
 	return w, hosts, nil
 }
@@ -253,7 +251,9 @@ func (s *Store) ListAlerts(ctx context.Context, f *Filter, limit int, cursor *Cu
 	if withDetail {
 		cols += ", " + detailCol
 	}
-	const order = " ORDER BY event_time DESC, alert_id DESC LIMIT "
+	// By the uuid column, as the indexes and the cursor have it: the
+	// output column alert_id is its text.
+	const order = " ORDER BY event_time DESC, alerts.alert_id DESC LIMIT "
 	lim := w.param(limit + 1)
 	q := "SELECT " + cols + " FROM alerts" + w.sql() + order + lim
 	if len(hosts) > 0 {
@@ -264,7 +264,7 @@ func (s *Store) ListAlerts(ctx context.Context, f *Filter, limit int, cursor *Cu
 			hw := &where{conds: append(slices.Clone(w.conds), "host_id = "+w.param(id)+"::uuid")}
 			branches[i] = "(SELECT * FROM alerts" + hw.sql() + order + lim + ")"
 		}
-		q = "SELECT " + cols + " FROM (" + strings.Join(branches, " UNION ALL ") + ") a" + order + lim
+		q = "SELECT " + cols + " FROM (" + strings.Join(branches, " UNION ALL ") + ") alerts" + order + lim
 	}
 	alerts, err := s.queryAlerts(ctx, withDetail, q, w.args...)
 	if err != nil {
