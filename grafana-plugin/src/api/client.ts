@@ -117,7 +117,9 @@ export const api = {
  */
 export function frameToAlerts(json: DataFrameJSON): LiveAlert[] {
   const frame = dataFrameFromJSON(json);
-  const col = (name: string) => frame.fields.find((f) => f.name === name)?.values ?? [];
+  // Looked up by name for every row's every field: a map, not a search.
+  const byName = new Map(frame.fields.map((f) => [f.name, f.values]));
+  const col = (name: string) => byName.get(name) ?? [];
   const time = col('time');
   const changed = col('triage_changed');
   const opt = (name: string, i: number) => (col(name)[i] == null ? undefined : String(col(name)[i]));
