@@ -133,13 +133,23 @@ func (l *refusalLog) flush(final bool) {
 	if len(taken) == 0 {
 		return
 	}
-	if err := l.consume(ld); err != nil {
+	err := l.consume(ld)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err != nil {
 		l.logger.Warn("handing refused identities on failed; retried later", zap.Error(err))
-		l.mu.Lock()
 		for i, st := range taken {
 			st.pending += counts[i]
 		}
-		l.mu.Unlock()
+		return
+	}
+	// The interval runs from when the record was handed on: consume may
+	// wait (the group commit stores it in PostgreSQL first), and the next
+	// record of an identity must come an interval after this one, not an
+	// interval after the decision to send it.
+	done := time.Now()
+	for _, st := range taken {
+		st.recorded = done
 	}
 }
 
