@@ -35,9 +35,11 @@ cleanup() {
 trap cleanup EXIT
 
 listening() { [ -n "$(ss -Hltn "sport = :$1")" ]; }
-# Six consecutive free ports.
+# Six consecutive free ports, below the kernel's ephemeral range: a port in
+# it may be any connection's source port the moment an occupier binds it.
+ephemeral_low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
 while :; do
-  base=$((20000 + RANDOM % 30000))
+  base=$((10000 + RANDOM % (ephemeral_low - 10006)))
   free=1
   for i in 0 1 2 3 4 5; do listening $((base + i)) && free=0; done
   [ $free = 1 ] && break
@@ -56,6 +58,7 @@ port, flag = int(sys.argv[1]), sys.argv[2]
 while not os.path.exists(flag):
     time.sleep(0.002)
 s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the demo servers: TIME_WAIT does not block
 s.bind(("127.0.0.1", port))
 s.listen()
 open(flag + ".ok", "w").close()
