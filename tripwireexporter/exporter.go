@@ -80,6 +80,7 @@ func (e *tripwireExporter) start(ctx context.Context, _ component.Host) (err err
 	if _, set := pcfg.ConnConfig.RuntimeParams["application_name"]; !set {
 		pcfg.ConnConfig.RuntimeParams["application_name"] = "tripwire-collector"
 	}
+	pcfg.AfterConnect = registerWordsCodec
 	e.pool, err = pgxpool.NewWithConfig(context.Background(), pcfg)
 	if err != nil {
 		return fmt.Errorf("creating PostgreSQL pool: %w", err)

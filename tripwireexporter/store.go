@@ -149,7 +149,7 @@ type alertRows struct {
 	times                                           []time.Time
 	seqs                                            []int64
 	// words are each alert's search words (migration 0012).
-	words [][]string
+	words []searchWords
 	// canons are the events' canonical bytes; details what goes into
 	// event_detail, "" for NULL (setDetails).
 	canons  [][]byte
@@ -178,7 +178,7 @@ func (a *alertRows) add(hostID pgtype.UUID, hostName string, ev *event.Event, su
 	if ev.Process != nil {
 		cmd, user = ev.Process.CommandLine, ev.Process.UserName
 	}
-	a.words = append(a.words, event.SearchWords(summary, ev.Rule, hostName, cmd, user))
+	a.words = append(a.words, searchWords(event.SearchWords(summary, ev.Rule, hostName, cmd, user)))
 }
 
 // entryKey names the audit entry holding an alert's payload (migration 0018).

@@ -34,33 +34,35 @@ func (e *Event) Canonical() []byte { return e.AppendCanonical(make([]byte, 0, 10
 type canonicalKey struct {
 	prefix []byte // "key":
 	get    func(*Event) (value, bool)
+	part   part
 }
 
 // canonicalKeys are the hashed attributes and the record pseudo-keys, in
 // byte order of the key, so encoding needs no sort.
 var canonicalKeys = func() []canonicalKey {
 	type named struct {
-		key string
-		get func(*Event) (value, bool)
+		key  string
+		get  func(*Event) (value, bool)
+		part part
 	}
 	always := func(get func(*Event) value) func(*Event) (value, bool) {
 		return func(e *Event) (value, bool) { return get(e), true }
 	}
 	keys := []named{
-		{keyName, always(func(e *Event) value { return value{kind: kindString, s: string(e.Name)} })},
-		{keySeverity, always(func(e *Event) value { return value{kind: kindString, s: e.Severity.String()} })},
-		{keyTime, always(func(e *Event) value { return value{kind: kindInt, i: unixNano(e.Time)} })},
-		{keyObservedTime, always(func(e *Event) value { return value{kind: kindInt, i: unixNano(e.ObservedTime)} })},
+		{keyName, always(func(e *Event) value { return value{kind: kindString, s: string(e.Name)} }), partCore},
+		{keySeverity, always(func(e *Event) value { return value{kind: kindString, s: e.Severity.String()} }), partCore},
+		{keyTime, always(func(e *Event) value { return value{kind: kindInt, i: unixNano(e.Time)} }), partCore},
+		{keyObservedTime, always(func(e *Event) value { return value{kind: kindInt, i: unixNano(e.ObservedTime)} }), partCore},
 	}
 	for i := range fields {
 		if fields[i].hashed() {
-			keys = append(keys, named{fields[i].key, fields[i].get})
+			keys = append(keys, named{fields[i].key, fields[i].get, fields[i].part})
 		}
 	}
 	sort.Slice(keys, func(i, j int) bool { return keys[i].key < keys[j].key })
 	out := make([]canonicalKey, len(keys))
 	for i, k := range keys {
-		out[i] = canonicalKey{prefix: append(appendString(nil, k.key), ':'), get: k.get}
+		out[i] = canonicalKey{prefix: append(appendString(nil, k.key), ':'), get: k.get, part: k.part}
 	}
 	return out
 }()
@@ -69,8 +71,12 @@ var canonicalKeys = func() []canonicalKey {
 func (e *Event) AppendCanonical(dst []byte) []byte {
 	dst = append(dst, '{')
 	sep := false
+	has := e.parts()
 	for i := range canonicalKeys {
 		k := &canonicalKeys[i]
+		if !has[k.part] {
+			continue
+		}
 		v, present := k.get(e)
 		if !present {
 			continue

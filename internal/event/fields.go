@@ -1,6 +1,7 @@
 package event
 
 import (
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -33,6 +34,28 @@ func (k kind) String() string {
 	return "unknown"
 }
 
+// part is the optional part of an Event a field belongs to; partCore
+// fields are the Event's own.
+type part uint8
+
+const (
+	partCore part = iota
+	partProcess
+	partFile
+	partNetwork
+	partAgent
+	partAudit
+	parts
+)
+
+// inPart assigns fs to part p.
+func inPart(p part, fs ...field) []field {
+	for i := range fs {
+		fs[i].part = p
+	}
+	return fs
+}
+
 // value is one attribute value; kind says which member is set.
 type value struct {
 	kind kind
@@ -54,6 +77,7 @@ type field struct {
 	key  string
 	kind kind
 	max  int // longest accepted string (each, in an array), in bytes
+	part part
 	get  func(*Event) (value, bool)
 	set  func(*Event, value) error
 }
@@ -155,40 +179,53 @@ func bField(key string, get func(*Event) bool, set func(*Event, bool)) field {
 		set: func(e *Event, v value) error { set(e, v.b); return nil }}
 }
 
-// Getters for optional parts: a nil part reads as zero.
-func pOf(e *Event) Process {
+// Getters for optional parts: a nil part reads as zero. They hand out a
+// pointer, to the part or to a shared zero value that nothing writes: the
+// canonical encoding and validation read every field of every event, and
+// copying the whole part for each field was most of their time.
+var (
+	noProcess Process
+	noFile    File
+	noNetwork Network
+	noAgent   Agent
+	noAudit   AuditBreak
+)
+
+func pOf(e *Event) *Process {
 	if e.Process == nil {
-		return Process{}
+		return &noProcess
 	}
-	return *e.Process
+	return e.Process
 }
-func fOf(e *Event) File {
+func fOf(e *Event) *File {
 	if e.File == nil {
-		return File{}
+		return &noFile
 	}
-	return *e.File
+	return e.File
 }
-func nOf(e *Event) Network {
+func nOf(e *Event) *Network {
 	if e.Network == nil {
-		return Network{}
+		return &noNetwork
 	}
-	return *e.Network
+	return e.Network
 }
-func aOf(e *Event) Agent {
+func aOf(e *Event) *Agent {
 	if e.Agent == nil {
-		return Agent{}
+		return &noAgent
 	}
-	return *e.Agent
+	return e.Agent
 }
-func bOf(e *Event) AuditBreak {
+func bOf(e *Event) *AuditBreak {
 	if e.Audit == nil {
-		return AuditBreak{}
+		return &noAudit
 	}
-	return *e.Audit
+	return e.Audit
 }
 
-// fields is sorted by key once at init; canonical encoding relies on it.
-var fields = []field{
+// fields is the schema, grouped here by the part of the Event each field
+// lives in; it is sorted by key once at init, and canonical encoding relies
+// on that.
+var fields = slices.Concat([]field{
 	{key: KeyAlertID, kind: kindString, max: 36,
 		get: func(e *Event) (value, bool) {
 			if e.AlertID == uuid.Nil {
@@ -228,7 +265,7 @@ var fields = []field{
 	iField("tripwire.count", func(e *Event) int64 { return e.Count }, func(e *Event, i int64) { e.Count = i }),
 	bField("tripwire.count.lower_bound", func(e *Event) bool { return e.CountLowerBound }, func(e *Event, b bool) { e.CountLowerBound = b }),
 	lField(KeyTruncated, maxShort, func(e *Event) []string { return e.Truncated }, func(e *Event, ss []string) { e.Truncated = ss }),
-
+}, inPart(partProcess,
 	iField(KeyProcessPID, func(e *Event) int64 { return pOf(e).PID }, func(e *Event, i int64) { proc(e).PID = i }),
 	iField(KeyProcessParentPID, func(e *Event) int64 { return pOf(e).PPID }, func(e *Event, i int64) { proc(e).PPID = i }),
 	sField(KeyProcessExecutable, maxPath, func(e *Event) string { return pOf(e).ExecutablePath }, func(e *Event, s string) { proc(e).ExecutablePath = s }),
@@ -237,7 +274,7 @@ var fields = []field{
 	sField(KeyProcessUserName, maxShort, func(e *Event) string { return pOf(e).UserName }, func(e *Event, s string) { proc(e).UserName = s }),
 	// process.user.id is an int; the event keeps a string so that uid 0
 	// (root) is not mistaken for "not known".
-	{key: KeyProcessUserID, kind: kindInt,
+	field{key: KeyProcessUserID, kind: kindInt,
 		get: func(e *Event) (value, bool) {
 			uid, err := strconv.ParseInt(pOf(e).UserID, 10, 64)
 			return value{kind: kindInt, i: uid}, err == nil
@@ -245,10 +282,10 @@ var fields = []field{
 		set: func(e *Event, v value) error { proc(e).UserID = strconv.FormatInt(v.i, 10); return nil }},
 	iField(KeyProcessCgroupID, func(e *Event) int64 { return pOf(e).CgroupID }, func(e *Event, i int64) { proc(e).CgroupID = i }),
 	sField("tripwire.process.ancestry", maxLong, func(e *Event) string { return pOf(e).Ancestry }, func(e *Event, s string) { proc(e).Ancestry = s }),
-
+), inPart(partFile,
 	sField(KeyFilePath, maxPath, func(e *Event) string { return fOf(e).Path }, func(e *Event, s string) { file(e).Path = s }),
 	sField("tripwire.file.rename_to", maxPath, func(e *Event) string { return fOf(e).RenameTo }, func(e *Event, s string) { file(e).RenameTo = s }),
-
+), inPart(partNetwork,
 	sField(string(semconv.SourceAddressKey), maxShort, func(e *Event) string { return nOf(e).SourceAddress }, func(e *Event, s string) { netw(e).SourceAddress = s }),
 	iField(string(semconv.SourcePortKey), func(e *Event) int64 { return nOf(e).SourcePort }, func(e *Event, i int64) { netw(e).SourcePort = i }),
 	sField(string(semconv.DestinationAddressKey), maxShort, func(e *Event) string { return nOf(e).DestinationAddress }, func(e *Event, s string) { netw(e).DestinationAddress = s }),
@@ -259,7 +296,7 @@ var fields = []field{
 	sField("tripwire.network.first_bytes", maxLong, func(e *Event) string { return nOf(e).FirstBytes }, func(e *Event, s string) { netw(e).FirstBytes = s }),
 	bField("tripwire.network.source_unverified", func(e *Event) bool { return nOf(e).SourceUnverified }, func(e *Event, b bool) { netw(e).SourceUnverified = b }),
 	iField("tripwire.network.sources", func(e *Event) int64 { return nOf(e).Sources }, func(e *Event, i int64) { netw(e).Sources = i }),
-
+), inPart(partAgent,
 	iField("tripwire.loss.count", func(e *Event) int64 { return aOf(e).LossCount }, func(e *Event, i int64) { agent(e).LossCount = i }),
 	sField("tripwire.loss.reason", maxShort, func(e *Event) string { return aOf(e).LossReason }, func(e *Event, s string) { agent(e).LossReason = s }),
 	iField("tripwire.loss.first_seq", func(e *Event) int64 { return aOf(e).LossFirstSeq }, func(e *Event, i int64) { agent(e).LossFirstSeq = i }),
@@ -268,7 +305,7 @@ var fields = []field{
 	sField("tripwire.agent.status", maxShort, func(e *Event) string { return aOf(e).Status }, func(e *Event, s string) { agent(e).Status = s }),
 	sField("tripwire.agent.status_reasons", maxLong, func(e *Event) string { return aOf(e).Reasons }, func(e *Event, s string) { agent(e).Reasons = s }),
 	sField("tripwire.agent.unserved_rules", maxLong, func(e *Event) string { return aOf(e).Unserved }, func(e *Event, s string) { agent(e).Unserved = s }),
-	{key: KeyCertNotAfter, kind: kindString, max: maxShort,
+	field{key: KeyCertNotAfter, kind: kindString, max: maxShort,
 		get: func(e *Event) (value, bool) {
 			t := aOf(e).CertNotAfter
 			if t.IsZero() {
@@ -284,17 +321,17 @@ var fields = []field{
 			agent(e).CertNotAfter = t.UTC()
 			return nil
 		}},
-
+), inPart(partAudit,
 	sField("tripwire.audit.break.kind", maxShort, func(e *Event) string { return string(bOf(e).Kind) }, func(e *Event, s string) { audit(e).Kind = BreakKind(s) }),
 	iField("tripwire.audit.break.expected_seq", func(e *Event) int64 { return bOf(e).ExpectedSeq }, func(e *Event, i int64) { audit(e).ExpectedSeq = i }),
 	iField("tripwire.audit.break.got_seq", func(e *Event) int64 { return bOf(e).GotSeq }, func(e *Event, i int64) { audit(e).GotSeq = i }),
 	sField("tripwire.audit.break.expected_hash", maxShort, func(e *Event) string { return bOf(e).ExpectedHash }, func(e *Event, s string) { audit(e).ExpectedHash = s }),
 	sField("tripwire.audit.break.got_hash", maxShort, func(e *Event) string { return bOf(e).GotHash }, func(e *Event, s string) { audit(e).GotHash = s }),
-
+), []field{
 	// Not hashed: they are the chain itself.
 	sField(KeyPrevHash, 64, func(e *Event) string { return e.PrevHash }, func(e *Event, s string) { e.PrevHash = s }),
 	sField(KeyHash, 64, func(e *Event) string { return e.Hash }, func(e *Event, s string) { e.Hash = s }),
-}
+})
 
 var fieldByKey = map[string]*field{}
 
@@ -317,9 +354,21 @@ func Keys() []string {
 // hashed reports whether the attribute is part of Canonical.
 func (f *field) hashed() bool { return f.key != KeyPrevHash && f.key != KeyHash }
 
-// each calls fn for every present attribute, in key order.
+// parts tells which parts the event has.
+func (e *Event) parts() [parts]bool {
+	return [parts]bool{partCore: true, partProcess: e.Process != nil, partFile: e.File != nil,
+		partNetwork: e.Network != nil, partAgent: e.Agent != nil, partAudit: e.Audit != nil}
+}
+
+// each calls fn for every present attribute, in key order. The fields of
+// a part the event does not have are skipped unread: a trip has about
+// half the schema's fields.
 func (e *Event) each(fn func(f *field, v value)) {
+	has := e.parts()
 	for i := range fields {
+		if !has[fields[i].part] {
+			continue
+		}
 		if v, present := fields[i].get(e); present {
 			fn(&fields[i], v)
 		}

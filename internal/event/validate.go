@@ -119,10 +119,18 @@ func isHashOrEmpty(h string) bool {
 		return false
 	}
 	for i := 0; i < len(h); i++ {
-		c := h[i]
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+		if !lowerHex[h[i]] {
 			return false
 		}
 	}
 	return true
 }
+
+// lowerHex holds the digits of a hash: one lookup per byte rather than two
+// range tests (every event carries two hashes, checked twice centrally).
+var lowerHex = func() (t [256]bool) {
+	for _, c := range "0123456789abcdef" {
+		t[c] = true
+	}
+	return t
+}()
