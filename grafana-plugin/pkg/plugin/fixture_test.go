@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +18,17 @@ import (
 	"github.com/tripwire-sec/tripwire/contract/pgtest"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+func TestMain(m *testing.M) {
+	code := pgtest.Run(m)
+	if benchCluster != nil {
+		// seedBench's cluster outlives each benchmark that uses it.
+		if err := benchCluster.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+		}
+		os.RemoveAll(benchCluster.Dir())
+	}
+	os.Exit(code)
+}
 
 // env is one test's database and datasource.
 type env struct {
@@ -35,7 +46,12 @@ func settingsJSON(dsn string) []byte {
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	dsn := pgtest.NewSchemaDB(t)
+	return newEnvAt(t, pgtest.NewSchemaDB(t))
+}
+
+// newEnvAt is newEnv on the database at dsn, which has the schema.
+func newEnvAt(t testing.TB, dsn string) *env {
+	t.Helper()
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {

@@ -92,6 +92,12 @@ type where struct {
 
 // add appends cond with its "?" placeholders replaced by $n for vals, in order.
 func (w *where) add(cond string, vals ...any) {
+	w.conds = append(w.conds, w.bind(cond, vals...))
+}
+
+// bind returns cond with its "?" placeholders replaced by $n for vals, in
+// order, without adding it to the conditions.
+func (w *where) bind(cond string, vals ...any) string {
 	var b strings.Builder
 	for _, v := range vals {
 		i := strings.IndexByte(cond, '?')
@@ -101,7 +107,7 @@ func (w *where) add(cond string, vals ...any) {
 		cond = cond[i+1:]
 	}
 	b.WriteString(cond)
-	w.conds = append(w.conds, b.String())
+	return b.String()
 }
 
 // inSet adds "col = value" for one value and "col = ANY(values)" for
