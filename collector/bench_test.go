@@ -598,9 +598,9 @@ func walBytes(ctx context.Context, b *testing.B, pool *pgxpool.Pool) float64 {
 
 // recycleWAL leaves the cluster about n bytes of WAL segments to recycle, as
 // a server that has been running has: a fresh cluster creates each 16 MiB
-// segment and writes it full of zeros before use (wal_init_zero), which
-// took a tenth of PostgreSQL's CPU in BenchmarkIngestRate and is not what
-// production pays. A checkpoint after that much WAL keeps the segments it
+// segment and writes it full of zeros before use (wal_init_zero): a tenth
+// of PostgreSQL's CPU samples in BenchmarkIngestRate (perf), which
+// production does not pay. A checkpoint after that much WAL keeps the segments it
 // no longer needs for reuse (XLOGfileslop: up to twice the WAL written
 // between checkpoints, within max_wal_size).
 func recycleWAL(ctx context.Context, b *testing.B, pool *pgxpool.Pool, n int64) {

@@ -10,11 +10,14 @@
 -- Alerts are appended about in time order, so a row's place in the table
 -- follows its time. A BRIN index keeps each run of 32 pages' lowest and
 -- highest event_time: the range becomes a few page runs, whatever it holds,
--- and the GIN's rows in those pages are the answer (their times are checked
--- again). Pages added since the last summary are always read, which costs
--- the newest alerts nothing they did not cost. autosummarize has autovacuum
--- summarise each run once it is full.
+-- and the GIN's rows in those pages are the answer (every row of those
+-- pages is checked again). Runs added since the last (auto)vacuum are not
+-- summarised yet and always read: they hold the newest alerts. A row written
+-- into an old page's free space (a smaller row after a vacuum, a backfill)
+-- widens that run to its time, so searches read more pages, never miss one.
+-- (autosummarize is off: under ingest its requests overflow autovacuum's
+-- queue and each one is logged.)
 --
--- An insert touches it only when it lands in a summarised run (rarely: the
--- table grows at its end). Building it reads the table once, quickly.
+-- An insert looks up its run, and changes the index only when the run is
+-- summarised. Building it reads the table once.
 CREATE INDEX alerts_time_brin ON alerts USING brin (event_time) WITH (pages_per_range = 32);

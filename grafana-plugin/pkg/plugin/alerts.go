@@ -160,7 +160,7 @@ func textMatch(w *where, q string) string {
 
 // newestFirst is how many of the newest rows of the range ListAlerts reads
 // for free text before it asks the indexes: enough to fill a page when q is
-// in one row of 20, a few milliseconds to read.
+// in about one row of 20, a few milliseconds to read.
 const newestFirst = 2000
 
 // Cursor is a keyset position: the last (event_time, alert_id) of a page.
