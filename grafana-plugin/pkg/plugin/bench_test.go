@@ -40,7 +40,7 @@ var (
 // benchPostgres are the settings of seedBench's cluster: the shared_buffers
 // docs/operations.md recommends. With the tests' 64 MB, a search under
 // ingest read most of its pages from the OS and wrote out pages the writers
-// had dirtied to make room (p95 74 ms, against 48 ms with 1 GB). fsync
+// had dirtied to make room (p95 74 ms, against 48-55 ms with 1 GB). fsync
 // stays off, as in every test cluster: this measures the search, and the
 // writers only have to keep up.
 var benchPostgres = []string{"shared_buffers=1GB"}
