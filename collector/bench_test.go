@@ -97,8 +97,7 @@ func (a *simAgent) eventsAt(ts []time.Time, rule string) []*event.Event {
 }
 
 func (a *simAgent) logs(evs []*event.Event) plog.Logs {
-	ld := a.resourceLogs()
-	lrs := ld.ResourceLogs().At(0).ScopeLogs().AppendEmpty().LogRecords()
+	ld, lrs := a.request()
 	lrs.EnsureCapacity(len(evs))
 	for _, e := range evs {
 		e.CopyTo(lrs.AppendEmpty())
@@ -106,16 +105,18 @@ func (a *simAgent) logs(evs []*event.Event) plog.Logs {
 	return ld
 }
 
-// resourceLogs is a request with the agent's resource and no records.
-func (a *simAgent) resourceLogs() plog.Logs {
+// request is a request with the agent's resource and no records yet, and
+// where its records go.
+func (a *simAgent) request() (plog.Logs, plog.LogRecordSlice) {
 	ld := plog.NewLogs()
-	res := ld.ResourceLogs().AppendEmpty().Resource().Attributes()
+	rl := ld.ResourceLogs().AppendEmpty()
+	res := rl.Resource().Attributes()
 	res.PutStr(event.ResourceHostName, a.host)
 	res.PutStr(event.ResourceServiceName, event.ServiceName)
 	res.PutStr(event.ResourceOSType, "linux")
 	res.PutStr(event.ResourceHostArch, "amd64")
 	res.PutStr(event.ResourceServiceVersion, "bench")
-	return ld
+	return ld, rl.ScopeLogs().AppendEmpty().LogRecords()
 }
 
 // prepareLead is how far ahead of making them BenchmarkIngestRate dates
@@ -499,8 +500,7 @@ func BenchmarkIngestRate(b *testing.B) {
 			wg.Go(func() {
 				for made := 0; made < owed; {
 					time.Sleep(time.Until(due(made)))
-					ld := a.resourceLogs()
-					lrs := ld.ResourceLogs().At(0).ScopeLogs().AppendEmpty().LogRecords()
+					ld, lrs := a.request()
 					first := made
 					for now := time.Now(); made < owed && made-first < maxBatch && !due(made).After(now); made++ {
 						prepared[i].At(made).MoveTo(lrs.AppendEmpty())
@@ -598,11 +598,11 @@ func walBytes(ctx context.Context, b *testing.B, pool *pgxpool.Pool) float64 {
 
 // recycleWAL leaves the cluster about n bytes of WAL segments to recycle, as
 // a server that has been running has: a fresh cluster creates each 16 MiB
-// segment and writes it full of zeros before use (wal_init_zero): a tenth
-// of PostgreSQL's CPU samples in BenchmarkIngestRate (perf), which
-// production does not pay. A checkpoint after that much WAL keeps the segments it
-// no longer needs for reuse (XLOGfileslop: up to twice the WAL written
-// between checkpoints, within max_wal_size).
+// segment and writes it full of zeros before use (wal_init_zero), a tenth
+// of PostgreSQL's CPU samples in BenchmarkIngestRate (perf) that production
+// does not pay. A checkpoint after that much WAL keeps the segments it no
+// longer needs for reuse (XLOGfileslop: up to twice the WAL written between
+// checkpoints, within max_wal_size).
 func recycleWAL(ctx context.Context, b *testing.B, pool *pgxpool.Pool, n int64) {
 	start := time.Now()
 	if _, err := pool.Exec(ctx, `SELECT count(pg_logical_emit_message(false, 'tripwire-bench', repeat('x', 1 << 20)))

@@ -180,9 +180,8 @@ func bField(key string, get func(*Event) bool, set func(*Event, bool)) field {
 }
 
 // Getters for optional parts: a nil part reads as zero. They hand out a
-// pointer, to the part or to a shared zero value that nothing writes: the
-// canonical encoding and validation read every field of every event, and
-// copying the whole part for each field was most of their time.
+// pointer, to the part or to a shared zero value that nothing writes,
+// rather than a copy of the whole part for each field read.
 var (
 	noProcess Process
 	noFile    File

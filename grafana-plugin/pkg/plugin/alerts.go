@@ -274,9 +274,9 @@ func (s *Store) ListAlerts(ctx context.Context, f *Filter, limit int, cursor *Cu
 	// By the uuid column, as the indexes and the cursor have it: the
 	// output column alert_id is its text.
 	const order = " ORDER BY event_time DESC, alerts.alert_id DESC LIMIT "
-	var text, newest string
+	var newest string
 	if f.Text != "" {
-		text = textMatch(w, f.Text)
+		text := textMatch(w, f.Text)
 		if len(hosts) == 0 {
 			// Free text, first among the newest rows of the range, read
 			// in time order: when q is common that fills the page at
