@@ -1,6 +1,6 @@
 // Package migrations holds TripWire's PostgreSQL schema, embedded, and
 // applies it. Use Apply at start; then EnsurePartitions and DropExpired keep
-// the monthly alert partitions in shape.
+// the daily alert partitions in shape.
 package migrations
 
 import (
@@ -85,18 +85,20 @@ func Apply(ctx context.Context, pool *pgxpool.Pool) error {
 // partitionKey serialises partition maintenance among collectors.
 const partitionKey = lockKey + 1
 
-// PartitionName is the name of the alerts partition holding t's month (UTC).
+// PartitionName is the name of the alerts partition holding t's day (UTC).
 func PartitionName(t time.Time) string { return schema.PartitionName(t) }
 
-// EnsurePartitions creates the monthly alerts partitions from now's month to
-// monthsAhead months later (UTC), and returns the names it created.
+// EnsurePartitions creates the daily alerts partitions from now's day to
+// daysAhead days later (UTC), and returns the names it created. A day that
+// a monthly partition (made before partitions were daily) already holds is
+// left to it.
 //
-// Rows of a new partition's month that already sit in alerts_default (an
+// Rows of a new partition's day that already sit in alerts_default (an
 // agent clock running ahead, or a partition created late) are moved into it
 // in the same transaction; PostgreSQL would otherwise refuse the partition.
-func EnsurePartitions(ctx context.Context, pool *pgxpool.Pool, now time.Time, monthsAhead int) ([]string, error) {
-	if monthsAhead < 0 {
-		return nil, fmt.Errorf("months ahead is negative: %d", monthsAhead)
+func EnsurePartitions(ctx context.Context, pool *pgxpool.Pool, now time.Time, daysAhead int) ([]string, error) {
+	if daysAhead < 0 {
+		return nil, fmt.Errorf("days ahead is negative: %d", daysAhead)
 	}
 	var created []string
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
@@ -104,11 +106,13 @@ func EnsurePartitions(ctx context.Context, pool *pgxpool.Pool, now time.Time, mo
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", partitionKey); err != nil {
 			return fmt.Errorf("locking partitions: %w", err)
 		}
-		first := schema.MonthStart(now)
-		for i := 0; i <= monthsAhead; i++ {
-			name, steps := schema.Partition(first.AddDate(0, i, 0))
+		first := schema.DayStart(now)
+		for i := 0; i <= daysAhead; i++ {
+			day := first.AddDate(0, 0, i)
+			name, steps := schema.Partition(day)
 			var exists bool
-			if err := tx.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", name).Scan(&exists); err != nil {
+			if err := tx.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL OR to_regclass($2) IS NOT NULL",
+				name, schema.MonthlyPartitionName(day)).Scan(&exists); err != nil {
 				return fmt.Errorf("looking up %s: %w", name, err)
 			}
 			if exists {
@@ -129,8 +133,9 @@ func EnsurePartitions(ctx context.Context, pool *pgxpool.Pool, now time.Time, mo
 	return created, nil
 }
 
-// DropExpired drops the monthly alerts partitions whose whole month ended
-// more than retention before now, deletes alerts_default rows older than
+// DropExpired drops the alerts partitions (daily, or monthly from before
+// partitions were daily) whose whole span ended more than retention before
+// now, deletes alerts_default rows older than
 // that, and returns the names of the dropped partitions. A retention of zero
 // keeps everything.
 //
@@ -162,11 +167,8 @@ func DropExpired(ctx context.Context, pool *pgxpool.Pool, now time.Time, retenti
 		}
 		sort.Strings(names)
 		for _, name := range names {
-			from, ok := schema.PartitionMonth(name)
-			if !ok {
-				continue
-			}
-			if end := from.AddDate(0, 1, 0); end.After(cutoff) {
+			_, end, ok := schema.PartitionBounds(name)
+			if !ok || end.After(cutoff) {
 				continue
 			}
 			if _, err := tx.Exec(ctx, "DROP TABLE "+pgx.Identifier{name}.Sanitize()); err != nil {

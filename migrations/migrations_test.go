@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tripwire-sec/tripwire/contract/pgtest"
@@ -104,7 +105,7 @@ func insertAlert(t *testing.T, pool *pgxpool.Pool, hostID string, at time.Time) 
 	return id
 }
 
-func TestPartitionsAcrossMonthBoundary(t *testing.T) {
+func TestPartitionsAcrossDayBoundary(t *testing.T) {
 	ctx := context.Background()
 	pool := newPool(t)
 	if err := migrations.Apply(ctx, pool); err != nil {
@@ -112,9 +113,9 @@ func TestPartitionsAcrossMonthBoundary(t *testing.T) {
 	}
 	now := time.Date(2026, 12, 31, 23, 59, 59, 0, time.UTC)
 
-	// An alert from an agent whose clock runs a month ahead lands in the
-	// default partition until its month's partition exists.
-	early := insertAlert(t, pool, hostID(t, pool), time.Date(2027, 2, 3, 0, 0, 0, 0, time.UTC))
+	// An alert from an agent whose clock runs two days ahead lands in the
+	// default partition until its day's partition exists.
+	early := insertAlert(t, pool, hostID(t, pool), time.Date(2027, 1, 2, 3, 0, 0, 0, time.UTC))
 	if got := partitionOf(t, pool, early); got != "alerts_default" {
 		t.Fatalf("early alert in %s, want alerts_default", got)
 	}
@@ -123,10 +124,10 @@ func TestPartitionsAcrossMonthBoundary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"alerts_2026_12", "alerts_2027_01", "alerts_2027_02"}; fmt.Sprint(created) != fmt.Sprint(want) {
+	if want := []string{"alerts_2026_12_31", "alerts_2027_01_01", "alerts_2027_01_02"}; fmt.Sprint(created) != fmt.Sprint(want) {
 		t.Fatalf("created %v, want %v", created, want)
 	}
-	if got := partitionOf(t, pool, early); got != "alerts_2027_02" {
+	if got := partitionOf(t, pool, early); got != "alerts_2027_01_02" {
 		t.Fatalf("early alert not moved out of the default partition: in %s", got)
 	}
 	again, err := migrations.EnsurePartitions(ctx, pool, now, 2)
@@ -137,11 +138,11 @@ func TestPartitionsAcrossMonthBoundary(t *testing.T) {
 	host := hostID(t, pool)
 	last := insertAlert(t, pool, host, time.Date(2026, 12, 31, 23, 59, 59, 999999000, time.UTC))
 	first := insertAlert(t, pool, host, time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC))
-	if got := partitionOf(t, pool, last); got != "alerts_2026_12" {
-		t.Errorf("last second of December in %s", got)
+	if got := partitionOf(t, pool, last); got != "alerts_2026_12_31" {
+		t.Errorf("last second of the year in %s", got)
 	}
-	if got := partitionOf(t, pool, first); got != "alerts_2027_01" {
-		t.Errorf("first instant of January in %s", got)
+	if got := partitionOf(t, pool, first); got != "alerts_2027_01_01" {
+		t.Errorf("first instant of the year in %s", got)
 	}
 	// A query across the boundary sees both, in order.
 	rows, err := pool.Query(ctx, `SELECT alert_id FROM alerts
@@ -150,19 +151,68 @@ func TestPartitionsAcrossMonthBoundary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got []uuid.UUID
-	for rows.Next() {
-		var id uuid.UUID
-		if err := rows.Scan(&id); err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, id)
-	}
-	if rows.Err() != nil {
-		t.Fatal(rows.Err())
+	got, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	if err != nil {
+		t.Fatal(err)
 	}
 	if len(got) != 2 || got[0] != first || got[1] != last {
 		t.Fatalf("query across the boundary got %v, want [%s %s]", got, first, last)
+	}
+}
+
+// A database from before partitions were daily keeps its monthly
+// partitions: EnsurePartitions leaves their days to them and goes on daily
+// after the last one, and DropExpired drops a monthly partition once its
+// whole month is past retention.
+func TestMonthlyPartitionsGiveWayToDaily(t *testing.T) {
+	ctx := context.Background()
+	pool := newPool(t)
+	if err := migrations.Apply(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	for _, sql := range []string{
+		`CREATE TABLE alerts_2026_10 PARTITION OF alerts FOR VALUES FROM ('2026-10-01 00:00:00+00') TO ('2026-11-01 00:00:00+00')`,
+		`CREATE TABLE alerts_2026_11 PARTITION OF alerts FOR VALUES FROM ('2026-11-01 00:00:00+00') TO ('2026-12-01 00:00:00+00')`,
+	} {
+		if _, err := pool.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	created, err := migrations.EnsurePartitions(ctx, pool, time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"alerts_2026_12_01", "alerts_2026_12_02"}; fmt.Sprint(created) != fmt.Sprint(want) {
+		t.Fatalf("created %v, want %v", created, want)
+	}
+	host := hostID(t, pool)
+	november := insertAlert(t, pool, host, time.Date(2026, 11, 30, 23, 0, 0, 0, time.UTC))
+	december := insertAlert(t, pool, host, time.Date(2026, 12, 1, 1, 0, 0, 0, time.UTC))
+	if got := partitionOf(t, pool, november); got != "alerts_2026_11" {
+		t.Errorf("November alert in %s", got)
+	}
+	if got := partitionOf(t, pool, december); got != "alerts_2026_12_01" {
+		t.Errorf("December alert in %s", got)
+	}
+	// 30 days before December 15 is November 15: October ended before it,
+	// November did not.
+	dropped, err := migrations.DropExpired(ctx, pool, time.Date(2026, 12, 15, 0, 0, 0, 0, time.UTC), 30*24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(dropped) != "[alerts_2026_10]" {
+		t.Fatalf("dropped %v, want [alerts_2026_10]", dropped)
+	}
+	// 30 days before January 1 is December 2: November and December 1 ended before it.
+	dropped, err = migrations.DropExpired(ctx, pool, time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC), 30*24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "[alerts_2026_11 alerts_2026_12_01]"; fmt.Sprint(dropped) != want {
+		t.Fatalf("dropped %v, want %s", dropped, want)
+	}
+	if n := count(t, pool, "SELECT count(*) FROM alerts WHERE alert_id = ANY($1)", []uuid.UUID{november, december}); n != 0 {
+		t.Fatalf("%d expired alerts remain", n)
 	}
 }
 
@@ -177,7 +227,7 @@ func hostID(t *testing.T, pool *pgxpool.Pool) string {
 	return id
 }
 
-func TestNextMonthPartitionAfterStart(t *testing.T) {
+func TestTomorrowsPartitionAfterStart(t *testing.T) {
 	ctx := context.Background()
 	pool := newPool(t)
 	if err := migrations.Apply(ctx, pool); err != nil {
@@ -187,9 +237,9 @@ func TestNextMonthPartitionAfterStart(t *testing.T) {
 	if _, err := migrations.EnsurePartitions(ctx, pool, now, 1); err != nil {
 		t.Fatal(err)
 	}
-	next := migrations.PartitionName(time.Date(now.Year(), now.Month()+1, 1, 0, 0, 0, 0, time.UTC))
+	next := migrations.PartitionName(now.AddDate(0, 0, 1))
 	if n := count(t, pool, "SELECT count(*) FROM pg_tables WHERE tablename = $1", next); n != 1 {
-		t.Fatalf("partition %s for next month missing", next)
+		t.Fatalf("partition %s for tomorrow missing", next)
 	}
 }
 
@@ -199,35 +249,35 @@ func TestDropExpired(t *testing.T) {
 	if err := migrations.Apply(ctx, pool); err != nil {
 		t.Fatal(err)
 	}
-	jan := time.Date(2026, 1, 15, 0, 0, 0, 0, time.UTC)
-	if _, err := migrations.EnsurePartitions(ctx, pool, jan, 5); err != nil { // Jan..Jun
+	jan := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	if _, err := migrations.EnsurePartitions(ctx, pool, jan, 4); err != nil { // Jan 1..5
 		t.Fatal(err)
 	}
 	host := hostID(t, pool)
 	ancient := insertAlert(t, pool, host, time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)) // default partition
-	april := insertAlert(t, pool, host, time.Date(2026, 4, 30, 23, 0, 0, 0, time.UTC))
-	kept := insertAlert(t, pool, host, time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC))
+	second := insertAlert(t, pool, host, time.Date(2026, 1, 2, 23, 0, 0, 0, time.UTC))
+	kept := insertAlert(t, pool, host, time.Date(2026, 1, 3, 0, 0, 0, 0, time.UTC))
 
-	// 30 days before June 15 is May 16: January..April ended before it;
-	// May did not.
-	now := time.Date(2026, 6, 15, 0, 0, 0, 0, time.UTC)
+	// 30 days before February 2, noon, is January 3, noon: January 1 and 2
+	// ended before it; January 3 did not.
+	now := time.Date(2026, 2, 2, 12, 0, 0, 0, time.UTC)
 	dropped, err := migrations.DropExpired(ctx, pool, now, 30*24*time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"alerts_2026_01", "alerts_2026_02", "alerts_2026_03", "alerts_2026_04"}; fmt.Sprint(dropped) != fmt.Sprint(want) {
+	if want := []string{"alerts_2026_01_01", "alerts_2026_01_02"}; fmt.Sprint(dropped) != fmt.Sprint(want) {
 		t.Fatalf("dropped %v, want %v", dropped, want)
 	}
-	for _, name := range []string{"alerts_2026_05", "alerts_2026_06", "alerts_default"} {
+	for _, name := range []string{"alerts_2026_01_03", "alerts_2026_01_05", "alerts_default"} {
 		if n := count(t, pool, "SELECT count(*) FROM pg_tables WHERE tablename = $1", name); n != 1 {
 			t.Errorf("%s was dropped", name)
 		}
 	}
-	if n := count(t, pool, "SELECT count(*) FROM alerts WHERE alert_id = ANY($1)", []uuid.UUID{ancient, april}); n != 0 {
+	if n := count(t, pool, "SELECT count(*) FROM alerts WHERE alert_id = ANY($1)", []uuid.UUID{ancient, second}); n != 0 {
 		t.Fatalf("%d expired alerts remain", n)
 	}
 	if n := count(t, pool, "SELECT count(*) FROM alerts WHERE alert_id = $1", kept); n != 1 {
-		t.Fatalf("the May alert was expired")
+		t.Fatalf("the January 3 alert was expired")
 	}
 	if dropped, err := migrations.DropExpired(ctx, pool, now, 0); err != nil || len(dropped) != 0 {
 		t.Fatalf("zero retention dropped %v, err %v", dropped, err)

@@ -20,12 +20,12 @@ type Config struct {
 	// holds a password.
 	DSN configopaque.String `mapstructure:"dsn"`
 
-	// Retention drops monthly alert partitions whose whole month ended more
+	// Retention drops daily alert partitions whose whole day ended more
 	// than this long ago. Zero keeps everything.
 	Retention time.Duration `mapstructure:"retention"`
 
-	// PartitionsAhead is how many monthly partitions beyond the current one
-	// are kept created.
+	// PartitionsAhead is how many daily partitions beyond today's are kept
+	// created.
 	PartitionsAhead int `mapstructure:"partitions_ahead"`
 
 	// ChainGapGrace is how long an audit entry that follows a gap in its
@@ -45,6 +45,10 @@ type Config struct {
 
 var _ component.Config = (*Config)(nil)
 
+// maxPartitionsAhead bounds partitions_ahead: each partition is a table
+// with its indexes, and the exporter makes the next one every hour anyway.
+const maxPartitionsAhead = 60
+
 // Validate checks the exporter's own settings; the collector validates the
 // embedded helper settings itself.
 func (c *Config) Validate() error {
@@ -58,8 +62,8 @@ func (c *Config) Validate() error {
 	if c.Retention < 0 {
 		errs = append(errs, fmt.Errorf("retention must not be negative, got %s", c.Retention))
 	}
-	if c.PartitionsAhead < 0 || c.PartitionsAhead > 24 {
-		errs = append(errs, fmt.Errorf("partitions_ahead must be between 0 and 24, got %d", c.PartitionsAhead))
+	if c.PartitionsAhead < 0 || c.PartitionsAhead > maxPartitionsAhead {
+		errs = append(errs, fmt.Errorf("partitions_ahead must be between 0 and %d days, got %d", maxPartitionsAhead, c.PartitionsAhead))
 	}
 	if c.ChainGapGrace < 0 {
 		errs = append(errs, fmt.Errorf("chain_gap_grace must not be negative, got %s", c.ChainGapGrace))

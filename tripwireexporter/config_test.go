@@ -68,7 +68,7 @@ func TestValidateJoinsEveryProblem(t *testing.T) {
 	if err == nil {
 		t.Fatal("invalid config accepted")
 	}
-	for _, want := range []string{"dsn must be set", "retention must not be negative", "partitions_ahead must be between 0 and 24",
+	for _, want := range []string{"dsn must be set", "retention must not be negative", "partitions_ahead must be between 0 and 60 days",
 		"chain_gap_grace must not be negative", "host_offline_after must not be negative"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q lacks %q", err, want)

@@ -410,8 +410,8 @@ func TestStartPreparesSchemaAndPartitions(t *testing.T) {
 	pool := openPool(t, dsn)
 	now := time.Now().UTC()
 	for i := 0; i <= 3; i++ {
-		m := time.Date(now.Year(), now.Month()+time.Month(i), 1, 0, 0, 0, 0, time.UTC)
-		name := fmt.Sprintf("alerts_%04d_%02d", m.Year(), int(m.Month()))
+		d := now.AddDate(0, 0, i)
+		name := fmt.Sprintf("alerts_%04d_%02d_%02d", d.Year(), int(d.Month()), d.Day())
 		if n := queryInt(t, pool, "SELECT count(*) FROM pg_tables WHERE tablename = $1", name); n != 1 {
 			t.Errorf("partition %s missing after start", name)
 		}

@@ -16,8 +16,11 @@ import (
 )
 
 // auditCutoff is the time before which audit entries expire: the start of
-// the oldest month whose alert partition retention keeps, so an entry goes
-// when its alert does.
+// the month of the oldest alert retention keeps, so an entry never goes
+// before its alert (whose payload it may hold, migration 0018), whether
+// that month is in daily partitions or, in a database from before
+// partitions were daily, a monthly one. Entries of a month's dropped days
+// stay until the month is past.
 func auditCutoff(now time.Time, retention time.Duration) time.Time {
 	c := now.Add(-retention).UTC()
 	return time.Date(c.Year(), c.Month(), 1, 0, 0, 0, 0, time.UTC)

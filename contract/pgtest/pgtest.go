@@ -6,7 +6,7 @@
 // Start with [NewDB]: it returns the URL of a fresh, empty database on a
 // cluster shared by the whole test binary, and drops the database when the
 // test ends. [NewSchemaDB] returns one with TripWire's schema instead: the
-// repository's migrations/*.sql in order, and the monthly alerts partitions
+// repository's migrations/*.sql in order, and the daily alerts partitions
 // built by contract/schema as the exporter builds them. Call [Main] from
 // TestMain so the shared cluster is stopped and its directory removed when
 // the tests are done:
@@ -498,8 +498,10 @@ func (c *Cluster) buildTemplate() error {
 		sql.WriteString("\n;\n")
 	}
 	now := time.Now().UTC()
-	for m := schema.MonthStart(now.AddDate(0, -13, 0)); !m.After(now.AddDate(0, 2, 0)); m = m.AddDate(0, 1, 0) {
-		_, steps := schema.Partition(m)
+	// The last week's partitions and two days ahead; rows of other days go
+	// to alerts_default, as they would in production.
+	for d := schema.DayStart(now.AddDate(0, 0, -7)); !d.After(now.AddDate(0, 0, 2)); d = d.AddDate(0, 0, 1) {
+		_, steps := schema.Partition(d)
 		for _, s := range steps {
 			sql.WriteString(s)
 			sql.WriteString(";\n")

@@ -34,7 +34,7 @@ func TestNewDBIsFreshAndPrivate(t *testing.T) {
 	}
 }
 
-// The schema database has every migration and this month's partition, made
+// The schema database has every migration and today's partition, made
 // by the same statements the exporter runs.
 func TestNewSchemaDBHasTheSchema(t *testing.T) {
 	c := pgtest.Shared(t)
