@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/tripwire-sec/tripwire/contract"
 )
@@ -163,6 +164,15 @@ func textMatch(w *where, q string) string {
 // in about one row of 20, a few milliseconds to read.
 const newestFirst = 2000
 
+// windows are the spans back from the newest end of the range that
+// ListAlerts reads before the whole range. Alerts are partitioned by day
+// (contract/schema), and PostgreSQL plans and starts a scan of every
+// partition a query may touch: a page of the newest alerts of 90 days cost
+// 8-11 ms, against 1-2 ms for the last day's partitions. Rows of a window
+// are newer than every row outside it, so a window that fills the page
+// holds the page.
+var windows = []time.Duration{24 * time.Hour, 8 * 24 * time.Hour}
+
 // Cursor is a keyset position: the last (event_time, alert_id) of a page.
 type Cursor struct {
 	Time time.Time
@@ -258,8 +268,11 @@ func (s *Store) ListAlerts(ctx context.Context, f *Filter, limit int, cursor *Cu
 	if limit < 1 || limit > MaxLimit {
 		return nil, badRequest("limit: must be 1..%d", MaxLimit)
 	}
+	// The range's start is a condition of its own, its value set for each
+	// window below.
 	structured := *f
 	structured.Text = ""
+	structured.From = time.Time{}
 	w, hosts, err := s.alertWhere(ctx, &structured, true)
 	if err != nil {
 		return nil, err
@@ -267,6 +280,8 @@ func (s *Store) ListAlerts(ctx context.Context, f *Filter, limit int, cursor *Cu
 	if cursor != nil {
 		w.add("(event_time, alert_id) < (?, ?::uuid)", cursor.Time, cursor.ID)
 	}
+	since := len(w.args)
+	w.add("event_time >= ?", nil)
 	cols := alertCols
 	if withDetail {
 		cols += ", " + detailCol
@@ -300,18 +315,24 @@ func (s *Store) ListAlerts(ctx context.Context, f *Filter, limit int, cursor *Cu
 		q = "SELECT " + cols + " FROM (" + strings.Join(branches, " UNION ALL ") + ") alerts" + order + lim
 	}
 	var alerts []Alert
-	if newest != "" {
-		// The same conditions and arguments as q, in another shape.
-		alerts, err = s.queryAlerts(ctx, withDetail, newest+lim, w.args...)
-		if err != nil {
-			return nil, fmt.Errorf("listing alerts: %w", err)
+	for i, from := range rangeWindows(f, cursor) {
+		w.args[since] = from
+		if i == 0 && newest != "" {
+			// The same conditions and arguments as q, in another shape.
+			if alerts, err = s.queryAlerts(ctx, withDetail, newest+lim, w.args...); err != nil {
+				return nil, fmt.Errorf("listing alerts: %w", err)
+			}
+			if len(alerts) > limit {
+				break
+			}
 		}
-	}
-	if len(alerts) <= limit {
 		// Not a full page among the newest rows: the indexes find the
-		// rest of the range.
+		// rest of the window.
 		if alerts, err = s.queryAlerts(ctx, withDetail, q, w.args...); err != nil {
 			return nil, fmt.Errorf("listing alerts: %w", err)
+		}
+		if len(alerts) > limit {
+			break
 		}
 	}
 	page := &AlertPage{Alerts: alerts}
@@ -324,6 +345,30 @@ func (s *Store) ListAlerts(ctx context.Context, f *Filter, limit int, cursor *Cu
 		return nil, err
 	}
 	return page, nil
+}
+
+// rangeWindows are the starts ListAlerts tries for f's range, read back from
+// its newest end (the cursor's time, to, or now): each of windows that
+// starts after the range does, then the range's start (-infinity without
+// one).
+func rangeWindows(f *Filter, cursor *Cursor) []any {
+	end := time.Now()
+	if !f.To.IsZero() && f.To.Before(end) {
+		end = f.To
+	}
+	if cursor != nil && cursor.Time.Before(end) {
+		end = cursor.Time
+	}
+	var starts []any
+	for _, back := range windows {
+		if from := end.Add(-back); from.After(f.From) {
+			starts = append(starts, from)
+		}
+	}
+	if f.From.IsZero() {
+		return append(starts, pgtype.Timestamptz{InfinityModifier: pgtype.NegativeInfinity, Valid: true})
+	}
+	return append(starts, f.From)
 }
 
 // GetAlert returns one alert with its event detail. An alert id is unique
