@@ -83,8 +83,8 @@ func (f *Filter) Validate() error {
 		if len(contract.SearchQueryTerms(f.Text)) == 0 {
 			return badRequest("q: needs a letter or digit")
 		}
-		// The index finds rows by word across a whole monthly partition; the
-		// range keeps what is read and sorted to the months asked for.
+		// The index finds rows by word across each daily partition the
+		// range touches; the range keeps that to the days asked for.
 		to := f.To
 		if to.IsZero() {
 			to = time.Now()
@@ -146,8 +146,9 @@ func (s *Store) alertWhere(ctx context.Context, f *Filter, splitHosts bool) (*wh
 // begins with them.
 //
 // The planner guesses these LIKEs keep very few rows, so it finds the rows
-// through the search words and the time range's pages (migration 0021)
-// rather than reading back from the newest. Written as a function it
+// through the search words of each day's partition in the range (and, in
+// the day where the range starts, the BRIN index of migration 0021) rather
+// than reading back from the newest. Written as a function it
 // guesses a third instead and reads back from the newest, which took 1.5 s
 // when the newest rows were a burst of other alerts (issue 17); ListAlerts
 // reads the newest rows first itself, a bounded number of them.

@@ -55,12 +55,12 @@ SELECT h.host_name,
        CASE WHEN h.status = '`+contract.StatusRetired+`' THEN h.status WHEN h.last_seen < now() - make_interval(secs => $1) THEN '`+contract.StatusOffline+`' ELSE h.status END,
        h.cert_not_after,
        COALESCE((SELECT max(extract(epoch FROM a.received_at - a.event_time))::float8 FROM alerts a
-                  WHERE a.host_id = h.host_id AND a.event_time >= $2::timestamptz - make_interval(secs => $4)
+                  WHERE a.host_id = h.host_id AND a.event_time >= $4
                     AND a.event_time < $3 AND a.received_at >= $2 AND a.received_at < $3), 0),
        (SELECT count(*) FROM alerts a
          WHERE a.host_id = h.host_id AND a.event_name = 'tripwire.agent.loss'
            AND a.event_time >= $2 AND a.event_time < $3)
-FROM hosts h ORDER BY h.host_name`, s.offlineAfter.Seconds(), from, to, lagLookback.Seconds())
+FROM hosts h ORDER BY h.host_name`, s.offlineAfter.Seconds(), from, to, from.Add(-lagLookback))
 	if err != nil {
 		return nil, err
 	}

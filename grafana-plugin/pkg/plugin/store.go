@@ -184,17 +184,19 @@ type Host struct {
 
 // Hosts lists every host, name order. The status is derived at query time:
 // a host silent for longer than offlineAfter is OFFLINE whatever its row says,
-// because a dead agent cannot update its own row.
+// because a dead agent cannot update its own row. The start of the last 24
+// hours is passed as a value, not now(), so that the planner keeps to
+// those days' partitions.
 func (s *Store) Hosts(ctx context.Context) ([]Host, error) {
 	rows, err := s.pool.Query(ctx, `
 SELECT h.host_name, h.host_ext_id, host(h.ip_address), h.platform, h.arch, h.agent_version,
        h.watchers, h.unserved_rules, h.status_reasons, h.cert_not_after, h.first_seen, h.last_seen, h.last_alert_at,
        CASE WHEN h.status = '`+contract.StatusRetired+`' THEN h.status WHEN h.last_seen < now() - make_interval(secs => $1) THEN '`+contract.StatusOffline+`' ELSE h.status END,
        c.seq,
-       (SELECT count(*) FROM alerts a WHERE a.host_id = h.host_id AND a.event_time >= now() - interval '24 hours')
+       (SELECT count(*) FROM alerts a WHERE a.host_id = h.host_id AND a.event_time >= $2)
 FROM hosts h LEFT JOIN chain_heads c ON c.host_id = h.host_id
 ORDER BY h.host_name
-LIMIT 10000`, s.offlineAfter.Seconds())
+LIMIT 10000`, s.offlineAfter.Seconds(), time.Now().Add(-24*time.Hour))
 	if err != nil {
 		return nil, fmt.Errorf("listing hosts: %w", err)
 	}
