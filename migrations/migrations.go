@@ -135,9 +135,8 @@ func EnsurePartitions(ctx context.Context, pool *pgxpool.Pool, now time.Time, da
 
 // DropExpired drops the alerts partitions (daily, or monthly from before
 // partitions were daily) whose whole span ended more than retention before
-// now, deletes alerts_default rows older than
-// that, and returns the names of the dropped partitions. A retention of zero
-// keeps everything.
+// now, deletes alerts_default rows older than that, and returns the names
+// of the dropped partitions. A retention of zero keeps everything.
 //
 // Audit entries are kept: they are the chain, and replay and fork detection
 // need them. The triage of the removed alerts goes with them.
