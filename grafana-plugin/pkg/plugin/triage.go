@@ -10,6 +10,7 @@ import (
 
 	"github.com/grafana/grafana-plugin-sdk-go/backend/log"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/tripwire-sec/tripwire/contract"
 )
@@ -100,10 +101,13 @@ func (d *Datasource) registerTriageRoutes(mux *http.ServeMux) {
 // maxBulk bounds one bulk change: a page of the Alerts page is 200.
 const maxBulk = 500
 
-// AlertRef names one alert: its id and its host (ids are unique per host).
+// AlertRef names one alert: its id and its host (ids are unique per host),
+// and, optionally, its event_time as listed: with it the alert is looked up
+// in its day's partition only, without it in every day's (migration 0022).
 type AlertRef struct {
-	AlertID  string `json:"alert_id"`
-	HostName string `json:"host_name"`
+	AlertID   string     `json:"alert_id"`
+	HostName  string     `json:"host_name"`
+	EventTime *time.Time `json:"event_time,omitempty"`
 }
 
 // BulkTriageChange is the body of POST alerts/triage: one change for many
@@ -167,7 +171,7 @@ func (d *Datasource) handleTriageBulk(r *http.Request) (any, error) {
 		return nil, p.err
 	}
 	var c BulkTriageChange
-	if err := decodeBody(r, &c, 2*maxNoteLen+maxBulk*(36+maxFilterLen+40)+1024, "a JSON object with alerts and state, assignee or note"); err != nil {
+	if err := decodeBody(r, &c, 2*maxNoteLen+maxBulk*(36+maxFilterLen+90)+1024, "a JSON object with alerts and state, assignee or note"); err != nil {
 		return nil, err
 	}
 	if len(c.Alerts) == 0 || len(c.Alerts) > maxBulk {
@@ -242,8 +246,12 @@ func (s *Store) ChangeTriage(ctx context.Context, id, host, actor string, c *Tri
 func (s *Store) ChangeTriageBulk(ctx context.Context, alerts []AlertRef, actor string, c *TriageChange) (*BulkTriageResult, error) {
 	ids := make([]string, len(alerts))
 	hosts := make([]string, len(alerts))
+	times := make([]pgtype.Timestamptz, len(alerts))
 	for i, a := range alerts {
 		ids[i], hosts[i] = a.AlertID, a.HostName
+		if a.EventTime != nil {
+			times[i] = pgtype.Timestamptz{Time: *a.EventTime, Valid: true}
+		}
 	}
 	var assignee *string
 	if c.Assignee != nil && *c.Assignee != "" {
@@ -252,9 +260,9 @@ func (s *Store) ChangeTriageBulk(ctx context.Context, alerts []AlertRef, actor s
 	res := &BulkTriageResult{Missing: []AlertRef{}}
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{AccessMode: pgx.ReadWrite}, func(tx pgx.Tx) error {
 		res.Applied, res.Missing = 0, res.Missing[:0]
-		rows, err := tx.Query(ctx, `SELECT q.n, tripwire_triage(q.id, q.h, $3, $4, $5, $6, $7)
-FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS q(id, h, n) ORDER BY q.n`,
-			ids, hosts, actor, c.State, c.Assignee != nil, assignee, c.Note)
+		rows, err := tx.Query(ctx, `SELECT q.n, tripwire_triage(q.id, q.h, $3, $4, $5, $6, $7, q.tm)
+FROM unnest($1::uuid[], $2::text[], $8::timestamptz[]) WITH ORDINALITY AS q(id, h, tm, n) ORDER BY q.n`,
+			ids, hosts, actor, c.State, c.Assignee != nil, assignee, c.Note, times)
 		if err != nil {
 			return err
 		}

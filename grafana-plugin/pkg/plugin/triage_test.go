@@ -477,3 +477,40 @@ func TestTriageConcurrent(t *testing.T) {
 		t.Fatalf("history %q, want %q", strings.Join(got, ", "), want)
 	}
 }
+
+// Bulk triage names alerts by their whole key when the client has it: the
+// event_time as listed finds the alert in its day's partition (migration
+// 0022); one a microsecond off finds nothing, so the time is used, not
+// ignored.
+func TestTriageBulkByKey(t *testing.T) {
+	e := newEnv(t)
+	e.seed(t)
+	_, body := e.send(t, "GET", "/api/v1/alerts?limit=3", "Viewer", "vic", "")
+	page := decode[AlertPage](t, body)
+	if len(page.Alerts) != 3 {
+		t.Fatalf("%d alerts listed, want 3", len(page.Alerts))
+	}
+	var refs []AlertRef
+	for _, a := range page.Alerts {
+		refs = append(refs, AlertRef{AlertID: a.AlertID, HostName: a.HostName, EventTime: &a.EventTime})
+	}
+	off := refs[2].EventTime.Add(time.Microsecond)
+	refs[2].EventTime = &off
+	req, err := json.Marshal(BulkTriageChange{Alerts: refs, TriageChange: TriageChange{State: ptr(TriageAcknowledged)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, body := e.send(t, "POST", "/api/v1/alerts/triage", "Editor", "eve", string(req))
+	if code != 200 {
+		t.Fatalf("%d %s", code, body)
+	}
+	res := decode[BulkTriageResult](t, body)
+	if res.Applied != 2 || len(res.Missing) != 1 || res.Missing[0].AlertID != refs[2].AlertID {
+		t.Fatalf("applied %d, missing %+v; want 2 applied and %s missing", res.Applied, res.Missing, refs[2].AlertID)
+	}
+	code, body = e.send(t, "POST", "/api/v1/alerts/triage", "Editor", "eve",
+		`{"alerts":[{"alert_id":"`+refs[0].AlertID+`","host_name":"`+refs[0].HostName+`","event_time":"yesterday"}],"state":"OPEN"}`)
+	if code != 400 || !strings.Contains(string(body), `parsing time \"yesterday\"`) {
+		t.Errorf("a bad event_time: %d %s", code, body)
+	}
+}

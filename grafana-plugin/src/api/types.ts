@@ -189,6 +189,8 @@ export interface AlertTriage extends Triage {
 export interface AlertRef {
   alert_id: string;
   host_name: string;
+  /** The event_time exactly as the API listed it: the backend then looks in that day's partition only. */
+  event_time?: string;
 }
 
 export interface BulkTriageResult {

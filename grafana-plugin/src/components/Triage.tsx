@@ -233,7 +233,9 @@ export function useBulkTriage(
   );
 
   const apply = (change: TriageChange) => {
-    const refs = selected.slice(0, MAX_BULK).map((a) => ({ alert_id: a.alert_id, host_name: a.host_name }));
+    const refs = selected
+      .slice(0, MAX_BULK)
+      .map((a) => ({ alert_id: a.alert_id, host_name: a.host_name, event_time: a.event_time }));
     setBusy(true);
     setResult(undefined);
     triageApi

@@ -261,8 +261,8 @@ describe('Alerts page bulk triage', () => {
     await act(async () => screen.getByRole('button', { name: /Acknowledge/ }).click());
     expect(changeMany).toHaveBeenCalledWith(
       [
-        { alert_id: alert(3).alert_id, host_name: 'web-01' },
-        { alert_id: alert(1).alert_id, host_name: 'db-01' },
+        { alert_id: alert(3).alert_id, host_name: 'web-01', event_time: alert(3).event_time },
+        { alert_id: alert(1).alert_id, host_name: 'db-01', event_time: alert(1).event_time },
       ],
       { state: 'ACKNOWLEDGED' }
     );
