@@ -65,7 +65,7 @@ if section install; then
     go test -count=1 -run '^$' -bench . -benchtime 1x -timeout 20m ./bench/install/ | grep -E '^(install|Benchmark|--- SKIP)|bench/install|SKIP'
   fi
 fi
-if section plugin && [ -x grafana-plugin/bench.sh ]; then
-  echo "== plugin: /api/v1/alerts over 5,000,000 alerts; INSERT → stream frame"
-  ./grafana-plugin/bench.sh
+if section plugin; then
+  echo "== plugin: /api/v1/alerts over 5,000,000 alerts by filter, triage filters, bulk triage by id and by key; INSERT → stream frame; rule set save"
+  (cd grafana-plugin && go test -run '^$' -bench 'BenchmarkAlertsAPI|BenchmarkTriageFilters|BenchmarkBulkTriage|BenchmarkStreamLatency|BenchmarkRuleSetSave' -benchtime 200x -timeout 60m -v ./pkg/plugin | grep -E '^Benchmark.*-[0-9]|_test.go:[0-9]+: ')
 fi
