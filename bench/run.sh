@@ -52,7 +52,7 @@ fi
 if section search; then
   echo "== search: what a free-text index costs inserts (none, migration 0012's words, tsvector expression, trigram) and the exporter (with and without it, vs raw COPY)"
   ./bench/search/run.sh
-  echo "== search: free-text p50/p95 over 5,000,000 alerts by term (rare, common, everywhere, phrase, none) and range (1 h, 24 h, 7 d), alone and while inserting at 15,000 rows/s"
+  echo "== search: free-text p50/p95 over 5,000,000 alerts by term (rare, common, everywhere, phrase, none) and range (1 h, 24 h, 7 d, 30 d), alone and while inserting at 15,000 rows/s"
   (cd grafana-plugin && go test -run '^$' -bench 'BenchmarkAlertsAPI/text|BenchmarkSearchUnderIngest' -benchtime 200x -timeout 60m -v ./pkg/plugin | grep -E '^Benchmark.*-[0-9]|bench_test.go:[0-9]+: (free|seeded 5|q=)')
 fi
 if section install; then

@@ -211,7 +211,7 @@ func BenchmarkAlertsAPI(b *testing.B) {
 	for _, r := range []struct {
 		name string
 		back time.Duration
-	}{{"1h", time.Hour}, {"24h", 24 * time.Hour}, {"7d", 7 * 24 * time.Hour}} {
+	}{{"1h", time.Hour}, {"24h", 24 * time.Hour}, {"7d", 7 * 24 * time.Hour}, {"30d", 30 * 24 * time.Hour}} {
 		from := strconv.FormatInt(time.Now().Add(-r.back).UnixMilli(), 10)
 		for _, q := range []struct{ name, q string }{
 			{"rare", "file-123"},      // 1 row in 1,000
