@@ -40,33 +40,44 @@ WHERE host_name = 'web-01'`, e.now.Add(-time.Minute), contract.SearchWords("bulk
 		{"zebra", seq(40, n, 40)},
 		{"okapi", seq(n-9, n, 1)},
 	} {
-		var got []int
-		path := "/api/v1/alerts?limit=100&q=" + url.QueryEscape(c.q) + from
-		for pages := 0; path != ""; pages++ {
-			if pages > n/100+2 {
-				t.Fatalf("q=%s: more pages than rows", c.q)
-			}
-			code, body := e.call(t, "GET", path, "Viewer")
-			if code != 200 {
-				t.Fatalf("q=%s: %d %s", c.q, code, body)
-			}
-			page := decode[AlertPage](t, body)
-			for _, a := range page.Alerts {
-				var g int
-				if _, err := fmt.Sscanf(a.AlertID, "0190c000-0000-7000-8000-%012d", &g); err != nil {
-					t.Fatalf("q=%s found %s (%q), not a bulk row", c.q, a.AlertID, a.Summary)
-				}
-				got = append(got, g)
-			}
-			path = ""
-			if page.Next != "" {
-				path = "/api/v1/alerts?limit=100&q=" + url.QueryEscape(c.q) + from + "&cursor=" + page.Next
-			}
-		}
+		got := pageNumbers(t, e, "/api/v1/alerts?limit=100&q="+url.QueryEscape(c.q)+from, "0190c000-0000-7000-8000-%012d", n/100+2)
 		if !slices.Equal(got, c.want) {
 			t.Errorf("q=%s: %d rows %v..., want %d rows %v...", c.q, len(got), head(got), len(c.want), head(c.want))
 		}
 	}
+}
+
+// pageNumbers walks the pages of GET query (path and parameters) by their
+// cursors and returns the number in each alert's id, read by idFormat (a
+// fixed prefix and one %012d), in the order given. It fails on an error
+// answer, an alert whose id is not of that form, or more than maxPages
+// pages.
+func pageNumbers(t *testing.T, e *env, query, idFormat string, maxPages int) []int {
+	t.Helper()
+	var got []int
+	path := query
+	for pages := 0; path != ""; pages++ {
+		if pages > maxPages {
+			t.Fatalf("%s: more pages than rows", query)
+		}
+		code, body := e.call(t, "GET", path, "Viewer")
+		if code != 200 {
+			t.Fatalf("%s: %d %s", path, code, body)
+		}
+		page := decode[AlertPage](t, body)
+		for _, a := range page.Alerts {
+			var g int
+			if _, err := fmt.Sscanf(a.AlertID, idFormat, &g); err != nil {
+				t.Fatalf("%s found %s (%q), not one of the rows it pages", query, a.AlertID, a.Summary)
+			}
+			got = append(got, g)
+		}
+		path = ""
+		if page.Next != "" {
+			path = query + "&cursor=" + url.QueryEscape(page.Next)
+		}
+	}
+	return got
 }
 
 func seq(from, to, step int) []int {

@@ -2,7 +2,6 @@ package plugin
 
 import (
 	"fmt"
-	"net/url"
 	"slices"
 	"strconv"
 	"testing"
@@ -38,29 +37,7 @@ func TestPagesAcrossWindows(t *testing.T) {
 		{"q=okapi&from=" + ms(30*24*time.Hour) + "&to=" + ms(192*time.Hour), seq(6, 8, 1)},
 	} {
 		for _, limit := range []int{1, 2, 3, 4, 100} {
-			var got []int
-			path := "/api/v1/alerts?limit=" + strconv.Itoa(limit) + "&" + c.query
-			for pages := 0; path != ""; pages++ {
-				if pages > len(ago)+1 {
-					t.Fatalf("%s limit %d: more pages than rows", c.query, limit)
-				}
-				code, body := e.call(t, "GET", path, "Viewer")
-				if code != 200 {
-					t.Fatalf("%s: %d %s", path, code, body)
-				}
-				page := decode[AlertPage](t, body)
-				for _, a := range page.Alerts {
-					var i int
-					if _, err := fmt.Sscanf(a.AlertID, "0190d000-0000-7000-8000-%012d", &i); err != nil {
-						t.Fatalf("%s found %s (%q)", c.query, a.AlertID, a.Summary)
-					}
-					got = append(got, i)
-				}
-				path = ""
-				if page.Next != "" {
-					path = "/api/v1/alerts?limit=" + strconv.Itoa(limit) + "&" + c.query + "&cursor=" + url.QueryEscape(page.Next)
-				}
-			}
+			got := pageNumbers(t, e, "/api/v1/alerts?limit="+strconv.Itoa(limit)+"&"+c.query, "0190d000-0000-7000-8000-%012d", len(ago)+1)
 			if !slices.Equal(got, c.want) {
 				t.Errorf("%s limit %d: got %v, want %v", c.query, limit, got, c.want)
 			}
