@@ -25,6 +25,10 @@ DECLARE
     changed  boolean := false;
     cur      public.alert_triage%ROWTYPE;
 BEGIN
+    -- Two statements, not one with "p_event_time IS NULL OR ...": a plan
+    -- made without the values (plpgsql's after five calls, when
+    -- plan_cache_mode allows) prunes partitions only on a plain
+    -- event_time = $n.
     IF p_event_time IS NULL THEN
         SELECT count(*), min(host_id::text)::uuid, min(event_time), min(host_name) INTO found_n, k_host, k_time, k_name
           FROM (SELECT host_id, host_name, event_time FROM public.alerts
